@@ -1,0 +1,218 @@
+"""The job model that both API dialects are views of.
+
+`JobSpec` is what a caller asks to run; `Job` is a row of the store, frozen, built
+by column name. Neither knows HTTP nor Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from localcompute.status import JobStatus, StopRequest, TerminationReason
+
+DID_PREFIX = "did:op:"
+# A DID names a folder under /data/inputs: nothing that could climb out of it.
+_DID_BODY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+RAWCODE_MIN_LENGTH = 11  # Ocean uses rawcode only when it is longer than 10 characters.
+
+
+def did_folder(did: str) -> str:
+    """The DID without "did:op:": the folder name and the form in $DIDS."""
+    return did.removeprefix(DID_PREFIX)
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http or https URL: {url!r}")
+    return url
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FileSource(_Frozen):
+    """One file of an input: a URL to download, or a local file the provider knows."""
+
+    url: str | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FileSource:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("a file needs exactly one of url or path")
+        if self.url is not None:
+            _check_url(self.url)
+        return self
+
+
+class InputSpec(_Frozen):
+    did: str
+    files: list[FileSource] = Field(min_length=1)
+    ddo: dict[str, Any] | None = None
+
+    @field_validator("did")
+    @classmethod
+    def _did_is_a_safe_folder(cls, did: str) -> str:
+        if not _DID_BODY.match(did_folder(did)):
+            raise ValueError(f"not a usable DID: {did!r}")
+        return did
+
+
+class AlgorithmSpec(_Frozen):
+    did: str = ""
+    rawcode: str | None = None
+    url: str | None = None
+    path: str | None = None
+    image: str
+    tag: str = "latest"
+    entrypoint: str
+    checksum: str = ""
+    algocustomdata: Any = None
+    ddo: dict[str, Any] | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image_ref(cls, image: str) -> str:
+        if not _IMAGE_REF.match(image):
+            raise ValueError(f"not an image name: {image!r}")
+        return image
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_ref(cls, tag: str) -> str:
+        if not _TAG.match(tag):
+            raise ValueError(f"not an image tag: {tag!r}")
+        return tag
+
+    @field_validator("checksum")
+    @classmethod
+    def _sha256(cls, checksum: str) -> str:
+        if checksum and not _SHA256.match(checksum):
+            raise ValueError("checksum must be sha256: followed by 64 hex digits")
+        return checksum
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, entrypoint: str) -> str:
+        if not entrypoint.strip():
+            raise ValueError("the entrypoint is empty")
+        return entrypoint
+
+    @field_validator("did")
+    @classmethod
+    def _did(cls, did: str) -> str:
+        if did and not _DID_BODY.match(did_folder(did)):
+            raise ValueError(f"not a usable DID: {did!r}")
+        return did
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        return None if url is None else _check_url(url)
+
+    @model_validator(mode="after")
+    def _has_code(self) -> AlgorithmSpec:
+        if not self.uses_rawcode and self.url is None and self.path is None:
+            raise ValueError(
+                "the algorithm needs rawcode (longer than 10 characters), a url or a file"
+            )
+        return self
+
+    @property
+    def uses_rawcode(self) -> bool:
+        return self.rawcode is not None and len(self.rawcode) >= RAWCODE_MIN_LENGTH
+
+    @property
+    def image_ref(self) -> str:
+        """`image@sha256:…` when a checksum pins it, else `image:tag`."""
+        return f"{self.image}@{self.checksum}" if self.checksum else f"{self.image}:{self.tag}"
+
+
+class JobSpec(_Frozen):
+    """What a caller asks to run. Either API builds one of these."""
+
+    environment: str
+    owner: str = ""
+    agreement_id: str = ""
+    inputs: list[InputSpec] = Field(default_factory=list)
+    algorithm: AlgorithmSpec
+    max_duration: float | None = Field(
+        None, gt=0, description="Lowers the environment's max_job_duration, never raises it."
+    )
+    # What the API that started the job wants echoed back (the operator's stage output).
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _distinct_inputs(self) -> JobSpec:
+        folders = [did_folder(i.did) for i in self.inputs]
+        if len(folders) != len(set(folders)):
+            raise ValueError("the same input DID is given twice")
+        return self
+
+
+class ResultFile(_Frozen):
+    """One published result: its index in `Job.results` is its computeResult index."""
+
+    filename: str
+    filesize: int
+    type: str
+    sha256: str
+    path: str  # relative to the job folder; never shown to clients
+
+
+class Job(_Frozen):
+    job_id: str
+    environment: str
+    owner: str
+    agreement_id: str
+    status: JobStatus
+    status_text: str
+    stopreq: StopRequest
+    removed: bool
+    exit_code: int | None
+    termination_reason: TerminationReason | None
+    detail: str  # why the job ended as it did, in words
+    date_created: float
+    date_finished: float | None
+    deadline: float | None
+    max_duration: float
+    secret: str
+    spec: JobSpec
+    results: list[ResultFile]
+    fetch_started_at: float | None
+    fetch_finished_at: float | None
+    algorithm_started_at: float | None
+    algorithm_finished_at: float | None
+    filter_started_at: float | None
+    filter_finished_at: float | None
+    publish_started_at: float | None
+    publish_finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        data = {key: row[key] for key in row.keys()}  # noqa: SIM118 - sqlite rows
+        data["spec"] = JobSpec.model_validate_json(data["spec"])
+        data["results"] = json.loads(data["results"] or "[]")
+        data.pop("seq", None)
+        return cls.model_validate(data)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+    @property
+    def input_dids(self) -> list[str]:
+        return [i.did for i in self.spec.inputs]
+
+    def __repr__(self) -> str:
+        return f"<Job {self.job_id} {self.environment} status={int(self.status)}>"

@@ -1,0 +1,185 @@
+"""Typed settings, loaded once from TOML.
+
+Every key has a type, a default and a one-line description; config.example.toml
+holds the same defaults. A wrong key or type stops start-up with a message that
+names the file and the key path.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from localcompute.errors import ConfigError
+
+CONFIG_ENV_VAR = "LOCALCOMPUTE_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    port: int = Field(8030, ge=0, le=65535, description="TCP port of the HTTP server.")
+    data_dir: Path = Field(
+        Path("./var"), description="The SQLite file, job folders and results live here."
+    )
+    public_url: str = Field(
+        "", description="Base of URLs in answers; empty means http://<host>:<port>."
+    )
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class DockerSettings(_Section):
+    helper_image: str = Field(
+        "localcompute/helper:latest", description="Image that runs the fetch and filter steps."
+    )
+    pull_policy: Literal["if-not-present", "always", "never"] = Field(
+        "if-not-present", description="When to pull an image from its registry."
+    )
+    fetch_network: Literal["auto", "bridge", "host"] = Field(
+        "auto",
+        description="Network of the fetch container; auto: bridge when the engine has one.",
+    )
+    fetch_timeout: float = Field(
+        3600, gt=0, description="Seconds the fetch container may run in all."
+    )
+    filter_timeout: float = Field(
+        600, gt=0, description="Seconds the filter container may run in all."
+    )
+    download_connect_timeout: float = Field(
+        30, gt=0, description="Seconds a download may wait to connect."
+    )
+    download_idle_timeout: float = Field(
+        120, gt=0, description="Seconds a download may go without receiving a byte."
+    )
+    stop_grace: float = Field(
+        3, ge=0, description="Seconds between SIGTERM and SIGKILL when a job is stopped."
+    )
+    run_as_user: str = Field(
+        "auto",
+        description="uid:gid of job containers; auto: the server's own, or 1000:1000 as root.",
+    )
+    pids_limit: int = Field(512, gt=0, description="Most processes one job container may run.")
+    log_max_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Most bytes kept of one container's log."
+    )
+
+
+class EnvironmentSettings(_Section):
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = Field("", description="Free text shown to clients.")
+    cpu: float = Field(1.0, gt=0, description="CPUs per job (may be fractional).")
+    cpu_type: str = Field("", description="CPU model shown to clients; read from the host.")
+    ram_gb: float = Field(1.0, gt=0, description="Memory per job in GiB; no swap.")
+    disk_gb: float = Field(1.0, gt=0, description="Disk per job in GiB (advertised).")
+    gpus: int = Field(0, ge=0, description="GPUs per job, by count.")
+    gpu_devices: list[str] = Field(
+        default_factory=list, description="GPU device IDs given to every job."
+    )
+    gpu_type: str = Field("", description="GPU model shown to clients.")
+    max_jobs: int = Field(1, ge=1, description="Jobs of this environment that run at once.")
+    max_job_duration: float = Field(
+        3600, gt=0, description="Seconds an algorithm may run, from its container's start."
+    )
+    price_min: float = Field(0, ge=0, description="Price per minute; 0 is free.")
+    storage_expiry: int = Field(
+        604800, ge=0, description="Seconds results are kept after a job ends."
+    )
+    algorithm_network: bool = Field(
+        False, description="Whether the algorithm container gets a network."
+    )
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpu_devices) or self.gpus
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.ram_gb * 1024**3)
+
+    @property
+    def nano_cpus(self) -> int:
+        return int(self.cpu * 1_000_000_000)
+
+
+def _default_environments() -> list[EnvironmentSettings]:
+    return [
+        EnvironmentSettings(
+            id="ocean-compute",
+            description="Default environment",
+            cpu=1,
+            ram_gb=1,
+            disk_gb=1,
+            max_jobs=2,
+            max_job_duration=3600,
+        )
+    ]
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
+    docker: DockerSettings = Field(default_factory=DockerSettings)  # type: ignore[arg-type]
+    environments: Annotated[list[EnvironmentSettings], Field(min_length=1)] = Field(
+        default_factory=_default_environments
+    )
+
+    @model_validator(mode="after")
+    def _unique_environment_ids(self) -> Settings:
+        seen: set[str] = set()
+        for env in self.environments:
+            if env.id in seen:
+                raise ValueError(f"environment id {env.id!r} is declared twice")
+            seen.add(env.id)
+        return self
+
+    def environment(self, env_id: str) -> EnvironmentSettings | None:
+        return next((e for e in self.environments if e.id == env_id), None)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.server.data_dir.resolve()
+
+    @property
+    def total_slots(self) -> int:
+        return sum(e.max_jobs for e in self.environments)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path or "(top level)"
+
+
+def parse_settings(data: dict[str, object], source: str) -> Settings:
+    """Validate a parsed TOML document; errors name `source` and the key path."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{source}: {_key_path(err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Settings from `path`, else $LOCALCOMPUTE_CONFIG, else the built-in defaults."""
+    if path is None and os.environ.get(CONFIG_ENV_VAR):
+        path = Path(os.environ[CONFIG_ENV_VAR])
+    if path is None:
+        return Settings()
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: no such configuration file") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    return parse_settings(data, str(path))

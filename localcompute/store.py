@@ -1,0 +1,390 @@
+"""The job store: every SQL statement of localcompute lives in this module.
+
+SQLite in WAL mode through aiosqlite (one thread owns the connection). Status
+changes are compare-and-set: an UPDATE that names the statuses a job may come
+from, so two actors can never move one job twice and a finished job never
+changes again. Multi-statement work runs under one lock in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from localcompute.errors import JobNotFoundError, StoreError, TransitionRefusedError
+from localcompute.models import Job, JobSpec, ResultFile
+from localcompute.status import (
+    FINAL_STATUSES,
+    SLOT_STATUSES,
+    JobStatus,
+    StopRequest,
+    TerminationReason,
+    predecessors,
+)
+
+# Each entry moves the schema one version up; PRAGMA user_version says where a file is.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL UNIQUE,
+        environment TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        agreement_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        status_text TEXT NOT NULL,
+        stopreq INTEGER NOT NULL DEFAULT 0,
+        removed INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        termination_reason TEXT,
+        detail TEXT NOT NULL DEFAULT '',
+        date_created REAL NOT NULL,
+        date_finished REAL,
+        deadline REAL,
+        max_duration REAL NOT NULL,
+        secret TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        results TEXT NOT NULL DEFAULT '[]',
+        fetch_started_at REAL,
+        fetch_finished_at REAL,
+        algorithm_started_at REAL,
+        algorithm_finished_at REAL,
+        filter_started_at REAL,
+        filter_finished_at REAL,
+        publish_started_at REAL,
+        publish_finished_at REAL
+    );
+    CREATE INDEX jobs_env_status ON jobs (environment, status, seq);
+    CREATE INDEX jobs_owner ON jobs (owner COLLATE NOCASE);
+    CREATE INDEX jobs_agreement ON jobs (agreement_id);
+    CREATE TABLE nonces (address TEXT PRIMARY KEY, nonce TEXT NOT NULL);
+    """,
+)
+
+# Columns a transition may set besides status and status_text.
+_SETTABLE = frozenset(
+    {
+        "exit_code",
+        "termination_reason",
+        "detail",
+        "date_finished",
+        "deadline",
+        "fetch_started_at",
+        "fetch_finished_at",
+        "algorithm_started_at",
+        "algorithm_finished_at",
+        "filter_started_at",
+        "filter_finished_at",
+        "publish_started_at",
+        "publish_finished_at",
+    }
+)
+
+
+def _in_list(values: Iterable[int]) -> str:
+    return ",".join(str(int(v)) for v in sorted(values))
+
+
+_SLOT_LIST = _in_list(SLOT_STATUSES)
+_FINAL_LIST = _in_list(FINAL_STATUSES)
+
+SQL_INSERT_JOB = """
+INSERT INTO jobs (job_id, environment, owner, agreement_id, status, status_text,
+                  date_created, max_duration, secret, spec)
+VALUES (:job_id, :environment, :owner, :agreement_id, :status, :status_text,
+        :date_created, :max_duration, :secret, :spec)
+"""
+SQL_GET_JOB = "SELECT * FROM jobs WHERE job_id = ?"
+# Admission: the oldest waiting job of an environment takes a slot only while fewer
+# than max_jobs hold one. One statement, so taking the slot and the status change
+# cannot be separated.
+SQL_ADMIT_NEXT = f"""
+UPDATE jobs SET status = :started, status_text = :started_text
+WHERE job_id = (SELECT job_id FROM jobs WHERE environment = :env AND status = :waiting
+                ORDER BY seq LIMIT 1)
+  AND status = :waiting
+  AND (SELECT COUNT(*) FROM jobs WHERE environment = :env AND status IN ({_SLOT_LIST}))
+      < :max_jobs
+RETURNING *
+"""
+SQL_COUNT_SLOTS = (
+    f"SELECT environment, COUNT(*) FROM jobs WHERE status IN ({_SLOT_LIST}) GROUP BY environment"
+)
+SQL_ACTIVE_JOBS = f"SELECT * FROM jobs WHERE status IN ({_SLOT_LIST}) ORDER BY seq"
+SQL_WAITING_ENVIRONMENTS = "SELECT DISTINCT environment FROM jobs WHERE status = ?"
+SQL_REQUEST_STOP = f"""
+UPDATE jobs SET stopreq = :stopreq
+WHERE job_id = :job_id AND status NOT IN ({_FINAL_LIST}) AND stopreq = 0
+RETURNING *
+"""
+SQL_SET_RESULTS = "UPDATE jobs SET results = ? WHERE job_id = ? RETURNING *"
+SQL_MARK_REMOVED = f"""
+UPDATE jobs SET removed = 1, results = '[]'
+WHERE job_id = ? AND status IN ({_FINAL_LIST}) RETURNING *
+"""
+SQL_GET_META = "SELECT value FROM meta WHERE key = ?"
+SQL_SET_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING"
+SQL_GET_NONCE = "SELECT nonce FROM nonces WHERE address = ?"
+SQL_SET_NONCE = """
+INSERT INTO nonces (address, nonce) VALUES (?, ?)
+ON CONFLICT(address) DO UPDATE SET nonce = excluded.nonce
+"""
+
+
+class JobStore:
+    """Jobs, their statuses and the instance identity, in one SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        # aiosqlite serialises statements, not transactions: the lock keeps one
+        # coroutine's BEGIN…COMMIT from interleaving with another's statements.
+        self._tx_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.execute("PRAGMA foreign_keys=ON")
+        except Exception as e:
+            raise StoreError(f"cannot open the job store {self.path}: {e}") from e
+        self._db = db
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("the job store is not open")
+        return self._db
+
+    async def _migrate(self) -> None:
+        async with self.transaction() as db:
+            cursor = await db.execute("PRAGMA user_version")
+            row = await cursor.fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path} has schema version {version}; "
+                    f"this localcompute knows up to {len(MIGRATIONS)}"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {number}")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, rolled back on any error, one at a time."""
+        async with self._tx_lock:
+            db = self.db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    async def _fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Any:
+        async with self._tx_lock:
+            # fetchall steps the statement to its end, so an UPDATE … RETURNING is done.
+            cursor = await self.db.execute(sql, params)
+            rows = await cursor.fetchall()
+            await cursor.close()
+            return rows[0] if rows else None
+
+    async def _fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        async with self._tx_lock:
+            cursor = await self.db.execute(sql, params)
+            rows = await cursor.fetchall()
+            await cursor.close()
+            return list(rows)
+
+    # -- instance identity --------------------------------------------------
+
+    async def instance_id(self) -> str:
+        """A random id made once per store; it labels this server's containers."""
+        async with self.transaction() as db:
+            await db.execute(SQL_SET_META, ("instance_id", uuid.uuid4().hex[:12]))
+            cursor = await db.execute(SQL_GET_META, ("instance_id",))
+            row = await cursor.fetchone()
+        assert row is not None
+        return str(row[0])
+
+    # -- jobs -----------------------------------------------------------------
+
+    async def insert_job(
+        self,
+        spec: JobSpec,
+        *,
+        max_duration: float,
+        db: aiosqlite.Connection | None = None,
+    ) -> str:
+        """Store a new waiting job and return its id. Pass `db` to join a transaction."""
+        job_id = uuid.uuid4().hex
+        params = {
+            "job_id": job_id,
+            "environment": spec.environment,
+            "owner": spec.owner,
+            "agreement_id": spec.agreement_id,
+            "status": int(JobStatus.WARMING_UP),
+            "status_text": JobStatus.WARMING_UP.text,
+            "date_created": time.time(),
+            "max_duration": max_duration,
+            "secret": uuid.uuid4().hex,
+            "spec": spec.model_dump_json(),
+        }
+        if db is not None:
+            await db.execute(SQL_INSERT_JOB, params)
+        else:
+            async with self.transaction() as tx:
+                await tx.execute(SQL_INSERT_JOB, params)
+        return job_id
+
+    async def get(self, job_id: str) -> Job:
+        row = await self._fetch_one(SQL_GET_JOB, (job_id,))
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id}")
+        return Job.from_row(row)
+
+    async def find(
+        self,
+        *,
+        job_id: str | None = None,
+        owner: str | None = None,
+        agreement_id: str | None = None,
+        input_did: str | None = None,
+        unfinished: bool = False,
+        include_removed: bool = True,
+    ) -> list[Job]:
+        """Jobs matching every filter given, oldest first. Owners compare case-insensitively."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if job_id is not None:
+            clauses.append("job_id = ?")
+            params.append(job_id)
+        if owner is not None:
+            clauses.append("owner = ? COLLATE NOCASE")
+            params.append(owner)
+        if agreement_id is not None:
+            clauses.append("agreement_id = ?")
+            params.append(agreement_id)
+        if unfinished:
+            clauses.append(f"status NOT IN ({_FINAL_LIST})")
+        if not include_removed:
+            clauses.append("removed = 0")
+        where = " AND ".join(clauses) or "1"
+        rows = await self._fetch_all(f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params)
+        jobs = [Job.from_row(r) for r in rows]
+        if input_did is not None:
+            jobs = [j for j in jobs if input_did in j.input_dids]
+        return jobs
+
+    async def transition(
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        status_text: str | None = None,
+        **fields: Any,
+    ) -> Job:
+        """Move a job to `to` if the transition table allows it from where it is now."""
+        unknown = set(fields) - _SETTABLE
+        if unknown:
+            raise StoreError(f"not settable by a transition: {sorted(unknown)}")
+        sets = ["status = :to", "status_text = :text"] + [f"{k} = :{k}" for k in fields]
+        sql = (
+            f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = :job_id "
+            f"AND status IN ({_in_list(predecessors(to))}) RETURNING *"
+        )
+        params = {
+            "to": int(to),
+            "text": status_text or to.text,
+            "job_id": job_id,
+            **{k: (str(v) if isinstance(v, TerminationReason) else v) for k, v in fields.items()},
+        }
+        row = await self._fetch_one(sql, params)
+        if row is None:
+            current = await self.get(job_id)
+            raise TransitionRefusedError(
+                f"job {job_id} is at {int(current.status)}: cannot move to {int(to)}"
+            )
+        return Job.from_row(row)
+
+    async def admit_next(self, environment: str, max_jobs: int) -> Job | None:
+        """Give the oldest waiting job of `environment` a slot, if one is free."""
+        row = await self._fetch_one(
+            SQL_ADMIT_NEXT,
+            {
+                "started": int(JobStatus.JOB_STARTED),
+                "started_text": JobStatus.JOB_STARTED.text,
+                "env": environment,
+                "waiting": int(JobStatus.WARMING_UP),
+                "max_jobs": max_jobs,
+            },
+        )
+        return None if row is None else Job.from_row(row)
+
+    async def slots_in_use(self) -> dict[str, int]:
+        rows = await self._fetch_all(SQL_COUNT_SLOTS)
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def active_jobs(self) -> list[Job]:
+        """Jobs that hold a slot (10 to 60), oldest first."""
+        return [Job.from_row(r) for r in await self._fetch_all(SQL_ACTIVE_JOBS)]
+
+    async def waiting_environments(self) -> list[str]:
+        rows = await self._fetch_all(SQL_WAITING_ENVIRONMENTS, (int(JobStatus.WARMING_UP),))
+        return [str(r[0]) for r in rows]
+
+    async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
+        """Record a stop or time-limit request on an unfinished job; None if it had one."""
+        row = await self._fetch_one(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
+        return None if row is None else Job.from_row(row)
+
+    async def set_results(self, job_id: str, results: list[ResultFile]) -> Job:
+        payload = json.dumps([r.model_dump() for r in results])
+        row = await self._fetch_one(SQL_SET_RESULTS, (payload, job_id))
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id}")
+        return Job.from_row(row)
+
+    async def mark_removed(self, job_id: str) -> Job:
+        row = await self._fetch_one(SQL_MARK_REMOVED, (job_id,))
+        if row is None:
+            current = await self.get(job_id)
+            raise TransitionRefusedError(
+                f"job {job_id} is at {int(current.status)}: only a finished job can be removed"
+            )
+        return Job.from_row(row)
+
+    # -- nonces -------------------------------------------------------------
+
+    async def get_nonce(self, address: str, db: aiosqlite.Connection | None = None) -> str | None:
+        if db is not None:
+            cursor = await db.execute(SQL_GET_NONCE, (address.lower(),))
+            row = await cursor.fetchone()
+        else:
+            row = await self._fetch_one(SQL_GET_NONCE, (address.lower(),))
+        return None if row is None else str(row[0])
+
+    async def set_nonce(self, address: str, nonce: str, db: aiosqlite.Connection) -> None:
+        await db.execute(SQL_SET_NONCE, (address.lower(), nonce))
