@@ -1,0 +1,394 @@
+"""Turn a job's outputs folder into the results the consumer may download.
+
+Runs as a plain script inside the helper container (standard library only, nothing
+else from localcompute), as a non-root user, over the algorithm's outputs mounted
+read-only. The algorithm is untrusted: it may leave symlinks to host files, FIFOs
+that would block a reader, or names crafted to break log lines. So nothing is ever
+followed, and anything but regular files and directories with sane names is refused
+(left out and logged) rather than failing the whole job.
+
+Each top-level regular file becomes a result of its own; all top-level directories
+are packed together into one uncompressed PAX tar. A JSON manifest lists the results
+with their sizes and sha256 sums, and the refusals. Stdout becomes filter.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import stat
+import sys
+import tarfile
+import traceback
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+CHUNK_SIZE = 64 * 1024
+MAX_NAME_BYTES = 255
+TAR_STEM = "outputs"
+# C0/C1 controls and the Unicode line and paragraph separators: any of them in a name
+# could split or rewrite a line of the log, or confuse whoever reads the names.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# O_NOFOLLOW: a symlink swapped in after lstat is not followed. O_NONBLOCK: a FIFO
+# swapped in would otherwise block open() forever; it does nothing to regular files.
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class Unreadable(Exception):
+    """An item that cannot be read: it is refused, the run goes on."""
+
+
+@dataclass(frozen=True)
+class Result:
+    filename: str
+    filesize: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    path: str
+    reason: str
+
+
+@dataclass
+class Report:
+    """What the manifest will say, logged as it is learnt."""
+
+    results: list[Result] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+    def add_result(self, result: Result, detail: str) -> None:
+        self.results.append(result)
+        log(f"result {display_name(result.filename)}: {detail}")
+
+    def refuse(self, path: str, reason: str) -> None:
+        self.refused.append(Refusal(manifest_name(path), reason))
+        log(f"refused {display_name(path)}: {reason}")
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "results": [asdict(result) for result in self.results],
+            "refused": [asdict(refusal) for refusal in self.refused],
+        }
+
+
+def log(message: str) -> None:
+    """One plain line, flushed at once so the log is complete even if the container is killed."""
+    print(message, flush=True)
+
+
+# --- names -----------------------------------------------------------------------------------
+
+
+def name_problem(name: str) -> str | None:
+    """Why a name cannot be stored and shown safely, or None when it can."""
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        # os.scandir decodes undecodable bytes to lone surrogates, which are not UTF-8.
+        return "name is not valid UTF-8"
+    if len(encoded) > MAX_NAME_BYTES:
+        return f"name longer than {MAX_NAME_BYTES} bytes"
+    if any(unicodedata.category(char) in UNSAFE_CATEGORIES for char in name):
+        return "name contains a control character"
+    return None
+
+
+def display_name(path: str) -> str:
+    """A one-line, printable form of a possibly hostile path, for the log."""
+    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(_escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    if unicodedata.category(char) in UNSAFE_CATEGORIES:
+        return char.encode("unicode_escape").decode("ascii")
+    return char
+
+
+def manifest_name(path: str) -> str:
+    """The path itself when JSON can carry it faithfully (it escapes controls), else its
+    display form: a lone surrogate would make the manifest unreadable to strict parsers."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return display_name(path)
+    return path
+
+
+# --- inspecting entries ----------------------------------------------------------------------
+
+
+def type_problem(mode: int) -> str | None:
+    """Why a file type is refused, or None for regular files and directories."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "not a regular file or directory"
+
+
+def cannot_read(exc: OSError) -> str:
+    return f"cannot be read: {exc.strerror or type(exc).__name__}"
+
+
+def list_dir(path: str) -> list[os.DirEntry[str]]:
+    """A folder's entries in name order, so results and tar members come out stable."""
+    with os.scandir(path) as entries:
+        return sorted(entries, key=lambda entry: entry.name)
+
+
+def inspect(entry: os.DirEntry[str], rel: str, report: Report) -> os.stat_result | None:
+    """The entry's lstat if it may be kept; otherwise refuse it and return None."""
+    problem = name_problem(entry.name)
+    info: os.stat_result | None = None
+    if problem is None:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            problem = cannot_read(exc)
+        else:
+            problem = type_problem(info.st_mode)
+    if problem is not None:
+        report.refuse(rel, problem)
+        return None
+    return info
+
+
+def open_regular(path: str, expected: os.stat_result) -> BinaryIO:
+    """Open a file that lstat found regular, and check it still is that very file.
+
+    The outputs are read-only and the algorithm has stopped, so nothing should change
+    between lstat and open; checking anyway costs one fstat.
+    """
+    try:
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError as exc:
+        raise Unreadable(cannot_read(exc)) from exc
+    try:
+        found = os.fstat(fd)
+        if not stat.S_ISREG(found.st_mode) or (found.st_dev, found.st_ino) != (
+            expected.st_dev,
+            expected.st_ino,
+        ):
+            raise Unreadable("changed while being read")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_chunks(source: BinaryIO) -> Iterator[bytes]:
+    while True:
+        try:
+            chunk = source.read(CHUNK_SIZE)
+        except OSError as exc:
+            raise Unreadable(cannot_read(exc)) from exc
+        if not chunk:
+            return
+        yield chunk
+
+
+# --- top-level files -------------------------------------------------------------------------
+
+
+def copy_result(entry: os.DirEntry[str], expected: os.stat_result, results: Path) -> Result:
+    """Copy one file into results, hashing as it streams so it is read only once."""
+    dest = results / entry.name
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        # "xb": results starts empty, so an existing name is a bug, never to be overwritten.
+        with open_regular(entry.path, expected) as source, open(dest, "xb") as out:
+            for chunk in read_chunks(source):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+    except Unreadable:
+        dest.unlink(missing_ok=True)
+        raise
+    return Result(entry.name, size, digest.hexdigest())
+
+
+# --- the tar of top-level directories --------------------------------------------------------
+
+
+def tar_name(taken: set[str]) -> str:
+    """outputs.tar, or outputs.1.tar and so on when a top-level file already has the name."""
+    name = f"{TAR_STEM}.tar"
+    number = 0
+    while name in taken:
+        number += 1
+        name = f"{TAR_STEM}.{number}.tar"
+    return name
+
+
+def tar_info(rel: str, info: os.stat_result, kind: bytes) -> tarfile.TarInfo:
+    """A member built from lstat, never from the file it might point to.
+
+    Owner ids and names are blanked so that the archive reveals nothing about the
+    host's users; setuid, setgid and sticky bits are dropped.
+    """
+    member = tarfile.TarInfo(rel)
+    member.type = kind
+    member.mode = stat.S_IMODE(info.st_mode) & 0o777
+    member.mtime = int(info.st_mtime)
+    member.size = info.st_size if kind == tarfile.REGTYPE else 0
+    member.uid = member.gid = 0
+    member.uname = member.gname = ""
+    return member
+
+
+class TarPacker:
+    """Packs directory trees into one tar, refusing what may not go in."""
+
+    def __init__(self, tar: tarfile.TarFile, outputs: Path, report: Report) -> None:
+        self.tar = tar
+        self.outputs = outputs
+        self.report = report
+        self.files = 0
+
+    def add_tree(self, top: str, info: os.stat_result) -> None:
+        """Add top and everything below it, depth first in name order.
+
+        An explicit stack instead of recursion: an algorithm nesting folders thousands
+        deep must not crash the filter with a RecursionError.
+        """
+        children = self.add_dir(top, info)
+        stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = []
+        if children is not None:
+            stack.append((top, iter(children)))
+        while stack:
+            rel, pending = stack[-1]
+            entry = next(pending, None)
+            if entry is None:
+                stack.pop()
+                continue
+            child = f"{rel}/{entry.name}"
+            child_info = inspect(entry, child, self.report)
+            if child_info is None:
+                continue
+            if stat.S_ISDIR(child_info.st_mode):
+                grandchildren = self.add_dir(child, child_info)
+                if grandchildren is not None:
+                    stack.append((child, iter(grandchildren)))
+            else:
+                self.add_file(entry.path, child, child_info)
+
+    def add_dir(self, rel: str, info: os.stat_result) -> list[os.DirEntry[str]] | None:
+        """Add a directory's member and return its entries; refuse it if it cannot be listed."""
+        try:
+            children = list_dir(str(self.outputs / rel))
+        except OSError as exc:
+            self.report.refuse(rel, cannot_read(exc))
+            return None
+        self.tar.addfile(tar_info(rel, info, tarfile.DIRTYPE))
+        return children
+
+    def add_file(self, path: str, rel: str, info: os.stat_result) -> None:
+        try:
+            with open_regular(path, info) as source:
+                # addfile copies exactly member.size bytes from the open file object.
+                self.tar.addfile(tar_info(rel, os.fstat(source.fileno()), tarfile.REGTYPE), source)
+        except Unreadable as exc:
+            self.report.refuse(rel, str(exc))
+            return
+        self.files += 1
+
+
+def pack_directories(
+    outputs: Path, directories: list[tuple[str, os.stat_result]], dest: Path, report: Report
+) -> None:
+    # "x": exclusive creation, for the same reason as the copies of top-level files.
+    with tarfile.open(dest, "x", format=tarfile.PAX_FORMAT) as tar:
+        packer = TarPacker(tar, outputs, report)
+        for name, info in directories:
+            packer.add_tree(name, info)
+    size, sha256 = hash_file(dest)
+    report.add_result(Result(dest.name, size, sha256), f"{packer.files} files, {size} bytes")
+
+
+def hash_file(path: Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK_SIZE):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def run(outputs: Path, results: Path) -> Report:
+    report = Report()
+    directories: list[tuple[str, os.stat_result]] = []
+    for entry in list_dir(str(outputs)):
+        info = inspect(entry, entry.name, report)
+        if info is None:
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            directories.append((entry.name, info))
+            continue
+        try:
+            result = copy_result(entry, info, results)
+        except Unreadable as exc:
+            report.refuse(entry.name, str(exc))
+            continue
+        report.add_result(result, f"{result.filesize} bytes")
+    if directories:
+        taken = {result.filename for result in report.results}
+        pack_directories(outputs, directories, results / tar_name(taken), report)
+    return report
+
+
+def write_manifest(path: Path, report: Report) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        json.dump(report.manifest(), handle, indent=2)
+        handle.write("\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Turn a job's outputs into its results.")
+    parser.add_argument("--outputs", type=Path, required=True, help="the algorithm's outputs")
+    parser.add_argument("--results", type=Path, required=True, help="empty folder for results")
+    parser.add_argument("--manifest", type=Path, required=True, help="JSON manifest to write")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Names are escaped before printing, but a container's stdout may still be ASCII;
+    # a log line must never be what makes the filter fail.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    try:
+        report = run(args.outputs, args.results)
+        write_manifest(args.manifest, report)
+    except Exception:
+        log("filter failed with an unexpected error:")
+        log(traceback.format_exc().rstrip())
+        return EXIT_ERROR
+    log(f"filter finished: {len(report.results)} results, {len(report.refused)} refused")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""filter.py over hostile outputs trees: results, the tar, refusals and the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcompute.helper import filter as output_filter
+
+BIG = bytes(range(256)) * 800  # 200 KiB: more than one 64 KiB chunk
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    outputs = tmp_path / "outputs"
+    results = tmp_path / "results"
+    outputs.mkdir()
+    results.mkdir()
+    return outputs, results, tmp_path / "manifest.json"
+
+
+def run_filter(dirs: tuple[Path, Path, Path]) -> int:
+    outputs, results, manifest = dirs
+    return output_filter.main(
+        ["--outputs", str(outputs), "--results", str(results), "--manifest", str(manifest)]
+    )
+
+
+def read_manifest(dirs: tuple[Path, Path, Path]) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(dirs[2].read_text(encoding="utf-8"))
+    return manifest
+
+
+def build_hostile_tree(outputs: Path) -> None:
+    (outputs / "a.csv").write_bytes(b"x,y\n1,2\n")
+    (outputs / "b.bin").write_bytes(BIG)
+    (outputs / "outputs.tar").write_bytes(b"not really a tar")
+    (outputs / "passwd-link").symlink_to("/etc/passwd")
+    (outputs / "dir-link").symlink_to("sub")
+    os.mkfifo(outputs / "fifo")
+    (outputs / "bad\nname").write_bytes(b"hidden")
+    sub = outputs / "sub"
+    (sub / "deeper").mkdir(parents=True)
+    (sub / "a.txt").write_bytes(b"sub a")
+    (sub / "deeper" / "b.txt").write_bytes(b"deeper b")
+    (sub / "link").symlink_to("/etc/passwd")
+    (sub / "deeper" / "up").symlink_to("..")
+    os.mknod(sub / "sock", stat.S_IFSOCK | 0o600)
+    (outputs / "sub2").mkdir()
+    (outputs / "sub2" / "c.txt").write_bytes(b"sub2 c")
+    (outputs / "empty").mkdir()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_hostile_tree(dirs: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    outputs, results, _ = dirs
+    build_hostile_tree(outputs)
+
+    assert run_filter(dirs) == 0
+
+    manifest = read_manifest(dirs)
+    names = [result["filename"] for result in manifest["results"]]
+    assert names == ["a.csv", "b.bin", "outputs.tar", "outputs.1.tar"]
+    assert sorted(path.name for path in results.iterdir()) == sorted(names)
+    for result in manifest["results"]:
+        path = results / result["filename"]
+        assert result["sha256"] == sha256(path)
+        assert result["filesize"] == path.stat().st_size
+    assert (results / "a.csv").read_bytes() == b"x,y\n1,2\n"
+    assert (results / "b.bin").read_bytes() == BIG
+    assert (results / "outputs.tar").read_bytes() == b"not really a tar"
+
+    assert manifest["refused"] == [
+        {"path": "bad\nname", "reason": "name contains a control character"},
+        {"path": "dir-link", "reason": "symbolic link"},
+        {"path": "fifo", "reason": "FIFO"},
+        {"path": "passwd-link", "reason": "symbolic link"},
+        {"path": "sub/deeper/up", "reason": "symbolic link"},
+        {"path": "sub/link", "reason": "symbolic link"},
+        {"path": "sub/sock", "reason": "socket"},
+    ]
+    out = capsys.readouterr().out
+    assert "refused bad\\nname: name contains a control character\n" in out
+    assert "refused passwd-link: symbolic link\n" in out
+    assert "refused sub/link: symbolic link\n" in out
+    assert "refused fifo: FIFO\n" in out
+    assert "result a.csv: 8 bytes\n" in out
+    size = (results / "outputs.1.tar").stat().st_size
+    assert f"result outputs.1.tar: 3 files, {size} bytes\n" in out
+    assert out.rstrip().endswith("filter finished: 4 results, 7 refused")
+
+
+def test_the_tar_holds_the_directories_and_nothing_else(dirs: tuple[Path, Path, Path]) -> None:
+    outputs, results, _ = dirs
+    build_hostile_tree(outputs)
+
+    assert run_filter(dirs) == 0
+
+    with tarfile.open(results / "outputs.1.tar", "r:") as tar:
+        members = tar.getmembers()
+        contents = {
+            member.name: extracted.read()
+            for member in members
+            if (extracted := tar.extractfile(member)) is not None and member.isfile()
+        }
+    assert [member.name for member in members] == [
+        "empty",
+        "sub",
+        "sub/a.txt",
+        "sub/deeper",
+        "sub/deeper/b.txt",
+        "sub2",
+        "sub2/c.txt",
+    ]
+    assert all(member.isfile() or member.isdir() for member in members)
+    assert all(member.uname == "" and member.gname == "" for member in members)
+    assert all(member.uid == 0 and member.gid == 0 for member in members)
+    assert contents == {
+        "sub/a.txt": b"sub a",
+        "sub/deeper/b.txt": b"deeper b",
+        "sub2/c.txt": b"sub2 c",
+    }
+    mtime = int((outputs / "sub" / "a.txt").stat().st_mtime)
+    assert next(m for m in members if m.name == "sub/a.txt").mtime == mtime
+
+
+def test_no_host_file_reaches_the_results(dirs: tuple[Path, Path, Path]) -> None:
+    passwd = Path("/etc/passwd").read_bytes()
+    if not passwd:
+        pytest.skip("/etc/passwd is empty here")
+    outputs, results, _ = dirs
+    build_hostile_tree(outputs)
+
+    assert run_filter(dirs) == 0
+
+    for path in results.iterdir():
+        assert passwd not in path.read_bytes(), path.name
+
+
+def test_empty_outputs_give_no_results(dirs: tuple[Path, Path, Path]) -> None:
+    assert run_filter(dirs) == 0
+
+    assert read_manifest(dirs) == {"results": [], "refused": []}
+    assert list(dirs[1].iterdir()) == []
+
+
+def test_only_files_give_no_tar(dirs: tuple[Path, Path, Path]) -> None:
+    outputs, results, _ = dirs
+    (outputs / "only.txt").write_text("only")
+
+    assert run_filter(dirs) == 0
+
+    assert [path.name for path in results.iterdir()] == ["only.txt"]
+
+
+def test_the_tar_name_skips_every_taken_name(dirs: tuple[Path, Path, Path]) -> None:
+    outputs, _, _ = dirs
+    (outputs / "outputs.tar").write_text("one")
+    (outputs / "outputs.1.tar").write_text("two")
+    (outputs / "folder").mkdir()
+
+    assert run_filter(dirs) == 0
+
+    names = [result["filename"] for result in read_manifest(dirs)["results"]]
+    assert names == ["outputs.1.tar", "outputs.tar", "outputs.2.tar"]
+
+
+def test_an_unreadable_file_is_refused_and_the_rest_kept(
+    dirs: tuple[Path, Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Root reads anything, so the permission error is simulated for two chosen files.
+    outputs, results, _ = dirs
+    (outputs / "ok.txt").write_text("ok")
+    (outputs / "locked.txt").write_text("locked")
+    (outputs / "sub").mkdir()
+    (outputs / "sub" / "locked.txt").write_text("locked")
+    (outputs / "sub" / "ok.txt").write_text("ok")
+    real_open = os.open
+
+    def fake_open(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.path.basename(path) == "locked.txt":
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+
+    assert run_filter(dirs) == 0
+
+    manifest = read_manifest(dirs)
+    assert [result["filename"] for result in manifest["results"]] == ["ok.txt", "outputs.tar"]
+    assert manifest["refused"] == [
+        {"path": "locked.txt", "reason": "cannot be read: Permission denied"},
+        {"path": "sub/locked.txt", "reason": "cannot be read: Permission denied"},
+    ]
+    assert sorted(path.name for path in results.iterdir()) == ["ok.txt", "outputs.tar"]
+    with tarfile.open(results / "outputs.tar", "r:") as tar:
+        assert tar.getnames() == ["sub", "sub/ok.txt"]
+    assert "refused sub/locked.txt: cannot be read: Permission denied" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can read a file with mode 000")
+def test_a_file_without_read_permission_is_refused(dirs: tuple[Path, Path, Path]) -> None:
+    outputs, _, _ = dirs
+    locked = outputs / "locked.txt"
+    locked.write_text("locked")
+    locked.chmod(0)
+
+    assert run_filter(dirs) == 0
+
+    assert read_manifest(dirs)["refused"] == [
+        {"path": "locked.txt", "reason": "cannot be read: Permission denied"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("plain.txt", None),
+        ("é" * 127 + "a", None),  # 255 bytes
+        ("é" * 128, "name longer than 255 bytes"),
+        ("a" * 256, "name longer than 255 bytes"),
+        ("tab\there", "name contains a control character"),
+        ("del\x7f", "name contains a control character"),
+        ("line\u2028sep", "name contains a control character"),
+        ("bad\udcffbyte", "name is not valid UTF-8"),
+    ],
+)
+def test_name_problems(name: str, problem: str | None) -> None:
+    assert output_filter.name_problem(name) == problem
+
+
+def test_display_name_keeps_one_line() -> None:
+    assert output_filter.display_name("a\nb\udcffc\u2028") == "a\\nb\\xffc\\u2028"
+
+
+def test_an_unexpected_error_exits_1_with_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing"
+
+    code = output_filter.main(
+        ["--outputs", str(missing), "--results", str(tmp_path), "--manifest", str(tmp_path / "m")]
+    )
+
+    assert code == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().out
+
+
+def test_runs_as_a_standalone_script(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    # A copy outside the package, in isolated mode: proves it imports nothing from localcompute.
+    outputs, results, manifest = dirs
+    build_hostile_tree(outputs)
+    script = tmp_path / "filter.py"
+    shutil.copyfile(output_filter.__file__, script)
+
+    arguments = ["--outputs", str(outputs), "--results", str(results), "--manifest", str(manifest)]
+
+    completed = subprocess.run(
+        [sys.executable, "-I", str(script), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert len(read_manifest(dirs)["results"]) == 4
