@@ -152,6 +152,14 @@ class JobSpec(_Frozen):
     # What the API that started the job wants echoed back (the operator's stage output).
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def local_paths(self) -> list[str]:
+        """Host files the job reads, in the order the fetch container numbers them."""
+        paths = [f.path for item in self.inputs for f in item.files if f.path is not None]
+        if self.algorithm.path is not None and not self.algorithm.uses_rawcode:
+            paths.append(self.algorithm.path)
+        return paths
+
     @model_validator(mode="after")
     def _distinct_inputs(self) -> JobSpec:
         folders = [did_folder(i.did) for i in self.inputs]

@@ -126,8 +126,8 @@ def _default_environments() -> list[EnvironmentSettings]:
 
 
 class Settings(_Section):
-    server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
-    docker: DockerSettings = Field(default_factory=DockerSettings)  # type: ignore[arg-type]
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    docker: DockerSettings = Field(default_factory=DockerSettings)
     environments: Annotated[list[EnvironmentSettings], Field(min_length=1)] = Field(
         default_factory=_default_environments
     )

@@ -38,9 +38,7 @@ class JobStatus(IntEnum):
     @property
     def holds_slot(self) -> bool:
         """A job from 10 to 60 holds one of its environment's max_jobs slots."""
-        return (
-            JobStatus.JOB_STARTED <= self <= JobStatus.PUBLISHING_RESULTS and not self.is_final
-        )
+        return JobStatus.JOB_STARTED <= self <= JobStatus.PUBLISHING_RESULTS and not self.is_final
 
 
 FINAL_STATUSES = frozenset(
@@ -58,9 +56,7 @@ SLOT_STATUSES = frozenset(s for s in JobStatus if s.holds_slot)
 # any unfinished job may end at 70 when the system fails under it.
 _PIPELINE: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.WARMING_UP: frozenset({JobStatus.JOB_STARTED}),
-    JobStatus.JOB_STARTED: frozenset(
-        {JobStatus.CONFIGURING_VOLUMES, JobStatus.PUBLISHING_RESULTS}
-    ),
+    JobStatus.JOB_STARTED: frozenset({JobStatus.CONFIGURING_VOLUMES, JobStatus.PUBLISHING_RESULTS}),
     JobStatus.CONFIGURING_VOLUMES: frozenset(
         {
             JobStatus.PROVISIONING_SUCCESS,
@@ -82,9 +78,7 @@ _PIPELINE: dict[JobStatus, frozenset[JobStatus]] = {
 }
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     status: (
-        frozenset()
-        if status in FINAL_STATUSES
-        else _PIPELINE[status] | {JobStatus.JOB_COMPLETED}
+        frozenset() if status in FINAL_STATUSES else _PIPELINE[status] | {JobStatus.JOB_COMPLETED}
     )
     for status in JobStatus
 }

@@ -207,7 +207,7 @@ class JobStore:
         async with self._tx_lock:
             # fetchall steps the statement to its end, so an UPDATE … RETURNING is done.
             cursor = await self.db.execute(sql, params)
-            rows = await cursor.fetchall()
+            rows = list(await cursor.fetchall())
             await cursor.close()
             return rows[0] if rows else None
 

@@ -1,0 +1,187 @@
+"""The three containers of a job, as pure functions from the job to a ContainerSpec.
+
+Names are deterministic (lc-<instance>-<job>-<stage>) so a step can be repeated
+after a restart, and labels say whose container it is.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from localcompute.docker_runtime import (
+    LABEL_INSTANCE,
+    LABEL_JOB,
+    LABEL_STAGE,
+    ContainerSpec,
+    Mount,
+)
+from localcompute.models import FileSource, Job, did_folder
+from localcompute.settings import DockerSettings, EnvironmentSettings
+from localcompute.workspace import Workspace
+
+HELPER_DIR = "/opt/localcompute/helper"
+ALGORITHM_PATH = "/data/transformations/algorithm"
+SOURCES_DIR = "/sources"
+
+
+class Stage(StrEnum):
+    FETCH = "fetch"
+    ALGORITHM = "algorithm"
+    FILTER = "filter"
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What every container of one job shares."""
+
+    job: Job
+    workspace: Workspace
+    instance: str
+    docker: DockerSettings
+    user: str
+    fetch_network: str
+    algorithm_network: str
+
+    def name(self, stage: Stage) -> str:
+        return container_name(self.instance, self.job.job_id, stage)
+
+    def labels(self, stage: Stage) -> dict[str, str]:
+        return {
+            LABEL_JOB: self.job.job_id,
+            LABEL_STAGE: str(stage),
+            LABEL_INSTANCE: self.instance,
+        }
+
+
+def container_name(instance: str, job_id: str, stage: Stage) -> str:
+    return f"lc-{instance}-{job_id}-{stage}"
+
+
+def fetch_document(ctx: JobContext) -> str:
+    """The fetch container's instructions; local files appear under /sources/<n>."""
+    spec = ctx.job.spec
+    algo = spec.algorithm
+    # Numbered in the order of JobSpec.local_paths, which fetch_container mounts.
+    sources = iter(f"{SOURCES_DIR}/{i}" for i in range(len(spec.local_paths)))
+
+    def entry(source: FileSource) -> dict[str, str]:
+        return {"url": source.url} if source.url is not None else {"path": next(sources)}
+
+    inputs = [
+        {
+            "did": item.did,
+            "folder": did_folder(item.did),
+            "files": [entry(f) for f in item.files],
+            "ddo": item.ddo,
+        }
+        for item in spec.inputs
+    ]
+    algorithm = {
+        "did": algo.did,
+        "folder": did_folder(algo.did),
+        "rawcode": algo.rawcode,
+        "url": algo.url,
+        "path": next(sources) if algo.path is not None and not algo.uses_rawcode else None,
+        "ddo": algo.ddo,
+    }
+    return json.dumps(
+        {
+            "inputs": inputs,
+            "algorithm": algorithm,
+            "algocustomdata": algo.algocustomdata,
+            "has_algocustomdata": algo.algocustomdata is not None,
+            "connect_timeout": ctx.docker.download_connect_timeout,
+            "idle_timeout": ctx.docker.download_idle_timeout,
+        }
+    )
+
+
+def fetch_container(ctx: JobContext) -> ContainerSpec:
+    ws = ctx.workspace
+    sources = tuple(
+        Mount(Path(p).resolve(), f"{SOURCES_DIR}/{i}")
+        for i, p in enumerate(ctx.job.spec.local_paths)
+    )
+    return ContainerSpec(
+        name=ctx.name(Stage.FETCH),
+        image=ctx.docker.helper_image,
+        entrypoint=["python3", f"{HELPER_DIR}/fetch.py"],
+        command=["/job/fetch.json", "--data", "/data"],
+        labels=ctx.labels(Stage.FETCH),
+        mounts=(
+            Mount(ws.spec, "/job", read_only=True),
+            Mount(ws.data, "/data", read_only=False),
+            *sources,
+        ),
+        network_mode=ctx.fetch_network,
+        user=ctx.user,
+        pids_limit=ctx.docker.pids_limit,
+        log_max_bytes=ctx.docker.log_max_bytes,
+    )
+
+
+def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerSpec:
+    job, ws = ctx.job, ctx.workspace
+    algo = job.spec.algorithm
+    script = algo.entrypoint.replace("$ALGO", ALGORITHM_PATH)
+    return ContainerSpec(
+        name=ctx.name(Stage.ALGORITHM),
+        image=algo.image_ref,
+        entrypoint=["sh", "-c", script],
+        command=[],
+        labels=ctx.labels(Stage.ALGORITHM),
+        mounts=(
+            Mount(ws.inputs, "/data/inputs", read_only=True),
+            Mount(ws.ddos, "/data/ddos", read_only=True),
+            Mount(ws.transformations, "/data/transformations", read_only=True),
+            Mount(ws.outputs, "/data/outputs", read_only=False),
+            Mount(ws.logs, "/data/logs", read_only=False),
+        ),
+        environment={
+            "DIDS": json.dumps([did_folder(d) for d in job.input_dids]),
+            "TRANSFORMATION_DID": did_folder(algo.did),
+            "VOLUME": "/data",
+            "LOGS": "/data/logs",
+            "INPUTS": "/data/inputs",
+            "OUTPUTS": "/data/outputs",
+            "secret": job.secret,
+        },
+        network_mode=ctx.algorithm_network if env.algorithm_network else "none",
+        user=ctx.user,
+        nano_cpus=env.nano_cpus,
+        memory_bytes=env.memory_bytes,
+        pids_limit=ctx.docker.pids_limit,
+        gpu_count=env.gpus if not env.gpu_devices else 0,
+        gpu_device_ids=tuple(env.gpu_devices),
+        log_max_bytes=ctx.docker.log_max_bytes,
+    )
+
+
+def filter_container(ctx: JobContext) -> ContainerSpec:
+    ws = ctx.workspace
+    return ContainerSpec(
+        name=ctx.name(Stage.FILTER),
+        image=ctx.docker.helper_image,
+        entrypoint=["python3", f"{HELPER_DIR}/filter.py"],
+        command=[
+            "--outputs",
+            "/data/outputs",
+            "--results",
+            "/results",
+            "--manifest",
+            "/meta/filter.json",
+        ],
+        labels=ctx.labels(Stage.FILTER),
+        mounts=(
+            Mount(ws.outputs, "/data/outputs", read_only=True),
+            Mount(ws.results, "/results", read_only=False),
+            Mount(ws.meta, "/meta", read_only=False),
+        ),
+        network_mode="none",
+        user=ctx.user,
+        pids_limit=ctx.docker.pids_limit,
+        log_max_bytes=ctx.docker.log_max_bytes,
+    )

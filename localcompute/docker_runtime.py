@@ -1,0 +1,444 @@
+"""The only module that imports docker.
+
+docker-py blocks, so every call leaves the event loop: short calls (create,
+start, inspect, remove) go through a bounded thread pool; calls that last as long
+as a container or a download (wait, pull, logs, build, import) run on daemon
+threads bounded by a semaphore, so that a server can exit while jobs run on and
+be re-attached to them later. "Not found" on stop or remove counts as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from localcompute.errors import (
+    ContainerError,
+    DockerUnavailableError,
+    ImageNotFoundError,
+    LocalComputeError,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LABEL_JOB = "localcompute.job_id"
+LABEL_STAGE = "localcompute.stage"
+LABEL_INSTANCE = "localcompute.instance"
+TRUNCATION_MARKER = b"\n[localcompute: log truncated at %d bytes]\n"
+SHORT_CALL_TIMEOUT = 60
+# docker-py passes the timeout to requests, where None means no limit: for wait,
+# pull and logs, which last as long as a container or a download.
+NO_TIMEOUT: Any = None
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create one job container; `create_kwargs` maps it to Docker."""
+
+    name: str
+    image: str
+    command: list[str]
+    labels: Mapping[str, str]
+    mounts: tuple[Mount, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str = "none"
+    user: str | None = None
+    entrypoint: list[str] | None = None
+    working_dir: str | None = None
+    nano_cpus: int | None = None
+    memory_bytes: int | None = None
+    pids_limit: int | None = None
+    gpu_count: int = 0
+    gpu_device_ids: tuple[str, ...] = ()
+    log_max_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    exit_code: int
+    oom_killed: bool
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    job_id: str
+    stage: str
+    state: str  # created, running, exited, dead…
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "restarting", "paused")
+
+
+def _epoch(docker_time: str | None) -> float | None:
+    """Docker's RFC 3339 times with nanoseconds; the zero time means never."""
+    if not docker_time or docker_time.startswith("0001-"):
+        return None
+    head, _, frac = docker_time.rstrip("Z").partition(".")
+    stamp = datetime.fromisoformat(head + "+00:00").timestamp()
+    return stamp + (float("0." + frac[:6]) if frac else 0.0)
+
+
+def create_kwargs(spec: ContainerSpec, api: Any) -> dict[str, Any]:
+    """The arguments of APIClient.create_container for `spec`: limits and hardening included."""
+    device_requests = []
+    if spec.gpu_device_ids:
+        device_requests.append(
+            docker.types.DeviceRequest(device_ids=list(spec.gpu_device_ids), capabilities=[["gpu"]])
+        )
+    elif spec.gpu_count:
+        device_requests.append(
+            docker.types.DeviceRequest(count=spec.gpu_count, capabilities=[["gpu"]])
+        )
+    host_config = api.create_host_config(
+        mounts=[
+            docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
+            for m in spec.mounts
+        ],
+        network_mode=spec.network_mode,
+        nano_cpus=spec.nano_cpus,
+        mem_limit=spec.memory_bytes,
+        # Equal to the memory limit: no swap, so the limit is real.
+        memswap_limit=spec.memory_bytes,
+        pids_limit=spec.pids_limit,
+        device_requests=device_requests or None,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        # An init process forwards SIGTERM and reaps zombies: `sh -c` as PID 1 would not.
+        init=True,
+        log_config=docker.types.LogConfig(
+            type="json-file",
+            config={"max-size": str(max(spec.log_max_bytes // 2, 1024)), "max-file": "2"},
+        ),
+    )
+    return {
+        "image": spec.image,
+        "command": spec.command,
+        "name": spec.name,
+        "labels": dict(spec.labels),
+        "environment": dict(spec.environment),
+        "entrypoint": spec.entrypoint,
+        "user": spec.user,
+        "working_dir": spec.working_dir,
+        "host_config": host_config,
+        "detach": True,
+    }
+
+
+class DockerRuntime:
+    """Containers and images of one Docker engine, awaited without blocking the loop."""
+
+    def __init__(self, *, short_workers: int = 8, long_workers: int = 8) -> None:
+        self._short_workers = short_workers
+        self._long_slots = asyncio.Semaphore(long_workers)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._api: Any = None  # short calls, with a timeout
+        self._long_api: Any = None  # wait, pull, logs: no timeout
+        self._pulls: dict[str, asyncio.Task[None]] = {}
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def open(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._short_workers, thread_name_prefix="docker"
+        )
+        try:
+            self._api = await self._short(
+                lambda: docker.APIClient(
+                    base_url=_base_url(), version="auto", timeout=SHORT_CALL_TIMEOUT
+                )
+            )
+            self._long_api = await self._short(
+                lambda: docker.APIClient(base_url=_base_url(), version="auto", timeout=NO_TIMEOUT)
+            )
+        except DockerUnavailableError:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        for task in self._pulls.values():
+            task.cancel()
+        for api in (self._api, self._long_api):
+            if api is not None:
+                api.close()
+        self._api = self._long_api = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._short(lambda: self._api.ping()))
+        except LocalComputeError:
+            return False
+
+    # -- plumbing -----------------------------------------------------------
+
+    async def _short(self, call: Callable[[], T]) -> T:
+        if self._pool is None:
+            raise DockerUnavailableError("the Docker runtime is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, call)
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
+            raise _translate(e) from e
+
+    async def _long(self, call: Callable[[], T], name: str) -> T:
+        """Run `call` on a daemon thread: it may block for as long as a container runs."""
+        async with self._long_slots:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[T] = loop.create_future()
+
+            def deliver(ok: bool, value: Any) -> None:
+                if future.done():
+                    return
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+            def runner() -> None:
+                try:
+                    result: Any = call()
+                    ok = True
+                except BaseException as e:  # handed to the awaiting coroutine
+                    result, ok = e, False
+                # RuntimeError: the loop is gone, so nobody waits for this any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(deliver, ok, result)
+
+            threading.Thread(target=runner, name=f"docker-{name}", daemon=True).start()
+            try:
+                return await future
+            except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
+                raise _translate(e) from e
+
+    # -- images -------------------------------------------------------------
+
+    async def image_exists(self, ref: str) -> bool:
+        try:
+            await self._short(lambda: self._api.inspect_image(ref))
+            return True
+        except ImageNotFoundError:
+            return False
+
+    async def image_labels(self, ref: str) -> dict[str, str] | None:
+        try:
+            info = await self._short(lambda: self._api.inspect_image(ref))
+        except ImageNotFoundError:
+            return None
+        return dict((info.get("Config") or {}).get("Labels") or {})
+
+    async def ensure_image(self, ref: str, pull_policy: str) -> None:
+        """Make `ref` present as the policy says; concurrent pulls of one image share one."""
+        if pull_policy != "always" and await self.image_exists(ref):
+            return
+        if pull_policy == "never":
+            raise ImageNotFoundError(f"image {ref} is not on this host and pull_policy is 'never'")
+        task = self._pulls.get(ref)
+        if task is None:
+            task = asyncio.ensure_future(self._pull(ref))
+            self._pulls[ref] = task
+            task.add_done_callback(lambda _: self._pulls.pop(ref, None))
+        await asyncio.shield(task)
+
+    async def _pull(self, ref: str) -> None:
+        def pull() -> None:
+            for event in self._long_api.pull(ref, stream=True, decode=True):
+                if "error" in event:
+                    raise ImageNotFoundError(f"cannot pull image {ref}: {event['error']}")
+
+        try:
+            await self._long(pull, f"pull-{ref}")
+        except ImageNotFoundError:
+            raise
+        except LocalComputeError as e:
+            raise ImageNotFoundError(f"cannot pull image {ref}: {e.message}") from e
+
+    async def build_image(
+        self, context: Path, tag: str, *, buildargs: dict[str, str], labels: dict[str, str]
+    ) -> None:
+        def build() -> None:
+            stream = self._long_api.build(
+                path=str(context),
+                tag=tag,
+                buildargs=buildargs,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                network_mode="none",
+            )
+            for event in stream:
+                if "error" in event:
+                    raise ContainerError(f"building {tag} failed: {event['error'].strip()}")
+
+        await self._long(build, f"build-{tag}")
+
+    async def import_image(self, tarball: Path, tag: str, *, changes: list[str]) -> None:
+        repository, _, image_tag = tag.rpartition(":")
+        await self._long(
+            lambda: self._long_api.import_image_from_file(
+                str(tarball), repository=repository, tag=image_tag, changes=changes
+            ),
+            f"import-{tag}",
+        )
+
+    # -- networks -----------------------------------------------------------
+
+    async def has_network(self, name: str) -> bool:
+        networks = await self._short(lambda: self._api.networks(names=[name]))
+        return any(n.get("Name") == name for n in networks)
+
+    # -- containers ---------------------------------------------------------
+
+    async def create(self, spec: ContainerSpec) -> None:
+        """Create the container; one left over under the same name is removed first."""
+        kwargs = create_kwargs(spec, self._api)
+        try:
+            await self._short(lambda: self._api.create_container(**kwargs))
+        except ContainerError as e:
+            if e.details.get("status") != 409:
+                raise
+            await self.remove(spec.name)
+            await self._short(lambda: self._api.create_container(**kwargs))
+
+    async def start(self, name: str) -> None:
+        await self._short(lambda: self._api.start(name))
+
+    async def wait(self, name: str) -> ContainerExit:
+        """Wait until the container exits; then read its exit code and OOM flag."""
+        result = await self._long(lambda: self._long_api.wait(name), f"wait-{name}")
+        state = await self.state(name)
+        code = int(result.get("StatusCode", -1))
+        return ContainerExit(
+            exit_code=code,
+            oom_killed=bool(state.get("OOMKilled")),
+            started_at=_epoch(state.get("StartedAt")),
+            finished_at=_epoch(state.get("FinishedAt")),
+        )
+
+    async def state(self, name: str) -> dict[str, Any]:
+        info = await self._short(lambda: self._api.inspect_container(name))
+        return dict(info.get("State") or {})
+
+    async def exit_of(self, name: str) -> ContainerExit | None:
+        """The exit of a container that has finished, None while it runs or was never started."""
+        state = await self.state(name)
+        if state.get("Status") not in ("exited", "dead"):
+            return None
+        return ContainerExit(
+            exit_code=int(state.get("ExitCode", -1)),
+            oom_killed=bool(state.get("OOMKilled")),
+            started_at=_epoch(state.get("StartedAt")),
+            finished_at=_epoch(state.get("FinishedAt")),
+        )
+
+    async def stop(self, name: str, grace: float) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds. A container that is gone is stopped."""
+        try:
+            await self._short(lambda: self._api.stop(name, timeout=max(0, round(grace))))
+        except ContainerError as e:
+            if e.details.get("status") not in (304, 404, 409):
+                raise
+
+    async def remove(self, name: str) -> None:
+        try:
+            await self._short(lambda: self._api.remove_container(name, force=True, v=True))
+        except ContainerError as e:
+            if e.details.get("status") not in (404, 409):
+                raise
+
+    async def list_labelled(self, instance: str) -> list[ContainerInfo]:
+        rows = await self._short(
+            lambda: self._api.containers(
+                all=True, filters={"label": [f"{LABEL_INSTANCE}={instance}"]}
+            )
+        )
+        return [
+            ContainerInfo(
+                name=(row.get("Names") or ["/?"])[0].lstrip("/"),
+                job_id=row.get("Labels", {}).get(LABEL_JOB, ""),
+                stage=row.get("Labels", {}).get(LABEL_STAGE, ""),
+                state=str(row.get("State", "")),
+            )
+            for row in rows
+        ]
+
+    async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
+        """Copy the container's stdout and stderr into `path`, at most `limit` bytes.
+
+        `path` may lie in a folder a job container could write to, so it is opened
+        without following links and must be a regular file.
+        """
+
+        def copy() -> int:
+            chunks: Iterator[bytes] = self._long_api.logs(
+                name, stdout=True, stderr=True, stream=True, follow=False
+            )
+            written = 0
+            with _open_regular(path, append=append) as out:
+                for chunk in chunks:
+                    room = limit - written
+                    if room <= 0:
+                        out.write(TRUNCATION_MARKER % limit)
+                        break
+                    out.write(chunk[:room])
+                    written += min(len(chunk), room)
+            return written
+
+        return await self._long(copy, f"logs-{name}")
+
+
+def _open_regular(path: Path, *, append: bool) -> Any:
+    import os
+    import stat
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags |= os.O_APPEND if append else os.O_TRUNC
+    fd = os.open(path, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ContainerError(f"{path} is not a regular file")
+    return os.fdopen(fd, "ab" if append else "wb")
+
+
+def _base_url() -> str:
+    import os
+
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def _translate(e: Exception) -> LocalComputeError:
+    if isinstance(e, docker.errors.ImageNotFound):
+        return ImageNotFoundError(str(e.explanation or e))
+    if isinstance(e, docker.errors.APIError):
+        status = e.status_code
+        if status == 404 and "image" in str(e.explanation or "").lower():
+            return ImageNotFoundError(str(e.explanation or e), status=status)
+        return ContainerError(str(e.explanation or e), status=status)
+    return DockerUnavailableError(f"the Docker engine does not answer: {e}")

@@ -1,0 +1,268 @@
+"""The engine: the library entry point that both HTTP dialects call.
+
+It owns the store, the Docker runtime and one asyncio task per job that holds a
+slot. Admission is event-driven: a job is admitted when it is submitted and when
+another job of its environment ends. The engine knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiosqlite
+
+from localcompute import images
+from localcompute.containers import Stage, container_name
+from localcompute.docker_runtime import DockerRuntime
+from localcompute.errors import (
+    DockerUnavailableError,
+    InvalidJobError,
+    TransitionRefusedError,
+    UnknownEnvironmentError,
+)
+from localcompute.models import Job, JobSpec
+from localcompute.pipeline import Pipeline, Runtime
+from localcompute.settings import Settings
+from localcompute.status import JobStatus, StopRequest
+from localcompute.store import JobStore
+from localcompute.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+# How long a job waits before it is tried again while Docker does not answer.
+DOCKER_RETRY_SECONDS = 5.0
+# Which container a job at each status may have; any other labelled container is left over.
+_STAGE_OF_STATUS = {
+    JobStatus.CONFIGURING_VOLUMES: Stage.FETCH,
+    JobStatus.PROVISIONING_SUCCESS: Stage.ALGORITHM,
+    JobStatus.RUNNING_ALGORITHM: Stage.ALGORITHM,
+    JobStatus.FILTERING_RESULTS: Stage.FILTER,
+}
+
+BeforeInsert = Callable[[aiosqlite.Connection], Awaitable[None]]
+
+
+class Engine:
+    """Runs compute jobs as Docker containers and keeps their state in SQLite."""
+
+    def __init__(self, settings: Settings, *, docker: DockerRuntime | None = None) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.data_dir / "localcompute.sqlite")
+        self.docker = docker or DockerRuntime(
+            short_workers=max(4, min(32, settings.total_slots + 4)),
+            long_workers=settings.total_slots * 2 + 4,
+        )
+        self._pipeline: Pipeline | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stops: dict[str, asyncio.Event] = {}
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"<Engine {self.settings.data_dir} jobs={len(self._tasks)}>"
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store and Docker, check the helper image, reconcile, admit."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.store.open()
+        try:
+            await self.docker.open()
+            await images.ensure_helper_image(self.docker, self.settings.docker)
+            instance = await self.store.instance_id()
+            has_bridge = await self.docker.has_network("bridge")
+            network = self.settings.docker.fetch_network
+            if network == "auto":
+                network = "bridge" if has_bridge else "host"
+            self._pipeline = Pipeline(
+                self.store,
+                self.docker,
+                self.settings,
+                Runtime(
+                    instance=instance,
+                    user=_container_user(self.settings.docker.run_as_user),
+                    fetch_network=network,
+                    algorithm_network="bridge" if has_bridge else "host",
+                ),
+            )
+            await self._reconcile()
+        except BaseException:
+            await self.close()
+            raise
+        for env in self.settings.environments:
+            await self._admit(env.id)
+
+    async def close(self) -> None:
+        """Stop watching jobs; their containers run on and are re-attached at the next start."""
+        self._closing = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.docker.close()
+        await self.store.close()
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            raise RuntimeError("the engine is not started")
+        return self._pipeline
+
+    @property
+    def instance(self) -> str:
+        return self.pipeline.runtime.instance
+
+    # -- jobs -----------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec, *, before_insert: BeforeInsert | None = None) -> str:
+        """Accept a job; it waits at 1 until its environment has a free slot.
+
+        `before_insert` runs in the same transaction as the insert (a nonce
+        check, say): if it raises, nothing is stored.
+        """
+        env = self.settings.environment(spec.environment)
+        if env is None:
+            raise UnknownEnvironmentError(
+                f"no environment {spec.environment!r}", environment=spec.environment
+            )
+        for path in spec.local_paths:
+            if not await asyncio.to_thread(Path(path).is_file):
+                raise InvalidJobError(f"local file {path} does not exist")
+        if not await self.docker.ping():
+            raise DockerUnavailableError("the Docker engine does not answer; no job can start")
+        limit = env.max_job_duration
+        if spec.max_duration is not None:
+            limit = min(limit, spec.max_duration)
+        async with self.store.transaction() as db:
+            if before_insert is not None:
+                await before_insert(db)
+            job_id = await self.store.insert_job(spec, max_duration=limit, db=db)
+        log.info("job %s accepted in %s", job_id, env.id)
+        await self._admit(env.id)
+        return job_id
+
+    async def get(self, job_id: str) -> Job:
+        return await self.store.get(job_id)
+
+    async def list(
+        self,
+        *,
+        job_id: str | None = None,
+        owner: str | None = None,
+        agreement_id: str | None = None,
+        input_did: str | None = None,
+        unfinished: bool = False,
+    ) -> list[Job]:
+        return await self.store.find(
+            job_id=job_id,
+            owner=owner,
+            agreement_id=agreement_id,
+            input_did=input_did,
+            unfinished=unfinished,
+        )
+
+    async def stop(self, job_id: str) -> Job:
+        """Stop a job in any status: a waiting one ends at once, a running one is killed."""
+        job = await self.store.get(job_id)
+        if job.is_final:
+            return job
+        await self.store.request_stop(job_id, StopRequest.STOP)
+        if job.status == JobStatus.WARMING_UP:
+            with contextlib.suppress(TransitionRefusedError):
+                return await self.pipeline.finish_waiting(job)
+        self._stop_event(job_id).set()
+        return await self.store.get(job_id)
+
+    async def delete(self, job_id: str) -> Job:
+        """Stop the job, then remove its containers, folder and results; the row stays."""
+        job = await self.stop(job_id)
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.shield(task)
+        for stage in Stage:
+            await self.docker.remove(container_name(self.instance, job_id, stage))
+        await asyncio.to_thread(Workspace.of(self.settings.data_dir, job_id).remove)
+        if not job.removed:
+            job = await self.store.mark_removed(job_id)
+        return job
+
+    async def wait(self, job_id: str) -> Job:
+        """Wait until the job's task ends (for tests and the CLI)."""
+        task = self._tasks.get(job_id)
+        if task is not None:
+            await asyncio.shield(task)
+        return await self.store.get(job_id)
+
+    async def current_jobs(self) -> dict[str, int]:
+        """Jobs that hold a slot, per environment."""
+        return await self.store.slots_in_use()
+
+    def result_path(self, job: Job, index: int) -> Path:
+        result = job.results[index]
+        return Workspace.of(self.settings.data_dir, job.job_id).root / result.path
+
+    # -- scheduling -----------------------------------------------------------
+
+    async def _admit(self, env_id: str) -> None:
+        env = self.settings.environment(env_id)
+        if env is None or self._closing:
+            return
+        while (job := await self.store.admit_next(env.id, env.max_jobs)) is not None:
+            log.info("job %s admitted in %s", job.job_id, env.id)
+            self._spawn(job)
+
+    def _spawn(self, job: Job) -> None:
+        task = asyncio.create_task(self._supervise(job), name=f"job-{job.job_id}")
+        self._tasks[job.job_id] = task
+
+    def _stop_event(self, job_id: str) -> asyncio.Event:
+        return self._stops.setdefault(job_id, asyncio.Event())
+
+    async def _supervise(self, job: Job) -> None:
+        stop = self._stop_event(job.job_id)
+        try:
+            while not job.is_final:
+                try:
+                    job = await self.pipeline.run(job, stop)
+                except DockerUnavailableError as e:
+                    log.warning("job %s waits for Docker: %s", job.job_id, e)
+                    await asyncio.sleep(DOCKER_RETRY_SECONDS)
+                    job = await self.store.get(job.job_id)
+            log.info("job %s ended: %s", job.job_id, job.status_text)
+        finally:
+            self._tasks.pop(job.job_id, None)
+            self._stops.pop(job.job_id, None)
+            if not self._closing:
+                asyncio.get_running_loop().create_task(self._admit(job.environment))
+
+    async def _reconcile(self) -> None:
+        """Make Docker agree with the store after a restart.
+
+        A job that holds a slot is resumed from its status (its container
+        re-attached when it still runs); a container labelled with this instance
+        that belongs to no such job is removed; other instances' are not touched.
+        """
+        active = {job.job_id: job for job in await self.store.active_jobs()}
+        for container in await self.docker.list_labelled(self.instance):
+            job = active.get(container.job_id)
+            expected = None if job is None else _STAGE_OF_STATUS.get(job.status)
+            if expected is None or container.stage != expected:
+                log.info("removing left-over container %s", container.name)
+                await self.docker.remove(container.name)
+        for job in active.values():
+            log.info("resuming job %s at %d", job.job_id, job.status)
+            self._spawn(job)
+
+
+def _container_user(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    uid = os.getuid()
+    # As root, jobs still run unprivileged; otherwise as the server's own user, so
+    # the server can always read and remove what they write.
+    return "1000:1000" if uid == 0 else f"{uid}:{os.getgid()}"

@@ -1,0 +1,72 @@
+"""Publishing: the results list of a job, in the order clients expect.
+
+Outputs first (as the filter's manifest lists them), then algorithm.log
+(algorithmLog), configure.log (configrationLog: the misspelling is what clients
+expect), filter.log (filteringLog) and publish.log (publishLog). publish.log is
+written before it is listed, so its size and hash are final.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from localcompute.models import ResultFile
+from localcompute.workspace import Workspace, file_digest
+
+LOG_TYPES: tuple[tuple[str, str], ...] = (
+    ("configure.log", "configrationLog"),
+    ("filter.log", "filteringLog"),
+)
+
+
+def read_manifest(ws: Workspace) -> list[dict[str, object]]:
+    """The filter's list of results; none when the filter did not finish."""
+    try:
+        data = json.loads(ws.filter_manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    results = data.get("results", []) if isinstance(data, dict) else []
+    return [r for r in results if isinstance(r, dict)]
+
+
+def build_results(ws: Workspace, *, algorithm_ran: bool) -> list[ResultFile]:
+    """List every result, write publish.log, and return the list with publish.log last."""
+    results: list[ResultFile] = []
+    log_lines: list[str] = []
+
+    def add(path: Path, filename: str, kind: str) -> None:
+        if not path.exists():
+            return
+        size, sha = file_digest(path)
+        results.append(
+            ResultFile(
+                filename=filename,
+                filesize=size,
+                type=kind,
+                sha256=sha,
+                path=str(path.relative_to(ws.root)),
+            )
+        )
+        log_lines.append(f"published {filename} ({kind}): {size} bytes, sha256 {sha}")
+
+    for entry in read_manifest(ws):
+        name = str(entry.get("filename", ""))
+        # The manifest names files in results/ only: nothing else may be published.
+        if not name or "/" in name or name in (".", ".."):
+            continue
+        add(ws.results / name, name, "output")
+    if algorithm_ran:
+        add(ws.algorithm_log, "algorithm.log", "algorithmLog")
+    for name, kind in LOG_TYPES:
+        add(ws.admin_log(name), name, kind)
+
+    publish_log = ws.admin_log("publish.log")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    publish_log.write_text(
+        f"{stamp} publishing {len(results) + 1} results\n" + "\n".join(log_lines) + "\n",
+        encoding="utf-8",
+    )
+    add(publish_log, "publish.log", "publishLog")
+    return results

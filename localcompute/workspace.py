@@ -1,0 +1,163 @@
+"""The folder of one job on the host, and what each container sees of it.
+
+    <data_dir>/jobs/<job_id>/
+        spec/fetch.json       what the fetch container downloads (read-only to it)
+        data/inputs/…         /data/inputs       read-only to the algorithm
+        data/transformations  /data/transformations  read-only to the algorithm
+        data/ddos             /data/ddos         read-only to the algorithm
+        data/outputs          /data/outputs      writable by the algorithm, read-only to the filter
+        data/logs             /data/logs         writable; algorithm.log
+        adminlogs/            configure.log, filter.log, publish.log: never mounted in the algorithm
+        results/              the filtered outputs
+        meta/                 the filter's manifest
+
+Every function here blocks on the file system; the engine calls them off the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+# Folders a job container writes to must accept the container's uid, which is not
+# the server's when the server runs as root.
+_SHARED_MODE = 0o777
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def of(cls, data_dir: Path, job_id: str) -> Workspace:
+        return cls(data_dir / "jobs" / job_id)
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec"
+
+    @property
+    def fetch_spec(self) -> Path:
+        return self.spec / "fetch.json"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def inputs(self) -> Path:
+        return self.data / "inputs"
+
+    @property
+    def transformations(self) -> Path:
+        return self.data / "transformations"
+
+    @property
+    def ddos(self) -> Path:
+        return self.data / "ddos"
+
+    @property
+    def outputs(self) -> Path:
+        return self.data / "outputs"
+
+    @property
+    def logs(self) -> Path:
+        return self.data / "logs"
+
+    @property
+    def algorithm_log(self) -> Path:
+        return self.logs / "algorithm.log"
+
+    @property
+    def adminlogs(self) -> Path:
+        return self.root / "adminlogs"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def meta(self) -> Path:
+        return self.root / "meta"
+
+    @property
+    def filter_manifest(self) -> Path:
+        return self.meta / "filter.json"
+
+    def admin_log(self, name: str) -> Path:
+        return self.adminlogs / name
+
+    def prepare(self, fetch_spec: str) -> None:
+        """Lay out a clean folder for a fetch; what an earlier attempt left is removed."""
+        for path in (self.data, self.results, self.meta, self.spec, self.adminlogs):
+            _remove_tree(path)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o711)
+        for path in (self.spec, self.adminlogs):
+            path.mkdir(mode=0o700)
+        for path in (
+            self.data,
+            self.inputs,
+            self.transformations,
+            self.ddos,
+            self.outputs,
+            self.logs,
+            self.results,
+            self.meta,
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(_SHARED_MODE)
+        self.spec.chmod(0o755)
+        self.fetch_spec.write_text(fetch_spec, encoding="utf-8")
+        self.fetch_spec.chmod(0o644)
+        self.algorithm_log.touch()
+        self.algorithm_log.chmod(0o666)
+
+    def reset_results(self) -> None:
+        """Empty results and meta before a filter runs again."""
+        for path in (self.results, self.meta):
+            _remove_tree(path)
+            path.mkdir(parents=True)
+            path.chmod(_SHARED_MODE)
+
+    def scrub(self) -> None:
+        """After publishing: the inputs, the algorithm and the raw outputs go; results stay."""
+        for path in (self.inputs, self.transformations, self.ddos, self.outputs, self.spec):
+            _remove_tree(path)
+
+    def remove(self) -> None:
+        _remove_tree(self.root)
+
+
+def _remove_tree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        try:
+            shutil.rmtree(path)
+        except PermissionError:
+            # A container may have left folders without write permission for us.
+            _make_owner_writable(path)
+            shutil.rmtree(path)
+
+
+def _make_owner_writable(folder: Path) -> None:
+    os.chmod(folder, stat.S_IRWXU)
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                _make_owner_writable(Path(entry.path))
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a regular file, read without following a link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        digest = hashlib.file_digest(f, "sha256")
+        return f.tell(), digest.hexdigest()
