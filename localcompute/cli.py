@@ -1,0 +1,107 @@
+"""The `localcompute` command: serve, and make the images it needs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from localcompute import images
+from localcompute.docker_runtime import DockerRuntime
+from localcompute.errors import ConfigError, LocalComputeError
+from localcompute.settings import load_settings
+
+log = logging.getLogger("localcompute")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="localcompute", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server and the engine")
+    serve.add_argument("--config", type=Path, help="TOML file (default: $LOCALCOMPUTE_CONFIG)")
+
+    img = sub.add_parser("images", help="make the images localcompute needs")
+    img_sub = img.add_subparsers(dest="images_command", required=True)
+    build = img_sub.add_parser("build", help="build the helper image (fetch and filter)")
+    build.add_argument("--base", default="python:3.12-slim", help="base image with python3")
+    build.add_argument("--tag", help="image tag (default: [docker] helper_image)")
+    build.add_argument("--config", type=Path)
+    base = img_sub.add_parser(
+        "bootstrap-base", help="make a Debian python3 base image without any registry"
+    )
+    base.add_argument("--tag", default="localcompute/python-base:stable")
+    base.add_argument("--suite", default="stable")
+    base.add_argument("--mirror", help="Debian mirror (default: the one apt uses here)")
+    busybox = img_sub.add_parser("busybox", help="make a tiny busybox image from busybox-static")
+    busybox.add_argument("--tag", default="localcompute/busybox:latest")
+    return parser
+
+
+async def _with_docker(action: Callable[[DockerRuntime], Awaitable[None]]) -> None:
+    runtime = DockerRuntime()
+    await runtime.open()
+    try:
+        await action(runtime)
+    finally:
+        await runtime.close()
+
+
+def _serve(config: Path | None) -> None:
+    from aiohttp import web
+
+    from localcompute.web.app import create_app
+
+    settings = load_settings(config)
+    log.info(
+        "data in %s, listening on %s:%d",
+        settings.data_dir,
+        settings.server.host,
+        settings.server.port,
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        print=lambda msg: log.info("%s", msg),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            _serve(args.config)
+        elif args.images_command == "build":
+            tag = args.tag or load_settings(args.config).docker.helper_image
+            asyncio.run(_with_docker(lambda rt: images.build_helper_image(rt, tag, args.base)))
+            print(f"built {tag} from {args.base}")
+        elif args.images_command == "bootstrap-base":
+            asyncio.run(
+                _with_docker(
+                    lambda rt: images.bootstrap_base(
+                        rt, args.tag, suite=args.suite, mirror=args.mirror
+                    )
+                )
+            )
+            print(f"made {args.tag}")
+        elif args.images_command == "busybox":
+            asyncio.run(_with_docker(lambda rt: images.import_busybox(rt, args.tag)))
+            print(f"made {args.tag}")
+    except ConfigError as e:
+        print(f"localcompute: {e.message}", file=sys.stderr)
+        return 2
+    except LocalComputeError as e:
+        print(f"localcompute: {e.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The HTTP side: an app factory and the API dialects, thin over the engine."""

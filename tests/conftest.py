@@ -1,0 +1,133 @@
+"""Fixtures shared by every layer of tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from localcompute.settings import DockerSettings, EnvironmentSettings, ServerSettings, Settings
+
+BUSYBOX_IMAGE = "localcompute/busybox:latest"
+LABEL_INSTANCE = "localcompute.instance"
+# The instances this test session started: only their containers are its business,
+# so two test sessions on one Docker engine leave each other alone.
+STARTED_INSTANCES: set[str] = set()
+
+
+def make_settings(
+    data_dir: Path, *, environments: list[dict[str, Any]] | None = None, **docker: Any
+) -> Settings:
+    """Settings for a test: its own data folder, host-network fetches, no pulls."""
+    envs = environments or [{"id": "test", "max_jobs": 2, "max_job_duration": 120}]
+    return Settings(
+        server=ServerSettings(host="127.0.0.1", port=0, data_dir=data_dir),
+        docker=DockerSettings(
+            **{"pull_policy": "never", "fetch_network": "host", "stop_grace": 2, **docker}
+        ),
+        environments=[EnvironmentSettings(**env) for env in envs],
+    )
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "var"
+
+
+class FileServer:
+    """A real HTTP server on 127.0.0.1 that serves test inputs and algorithms."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        self.base_url = ""
+
+    def add(self, name: str, body: bytes | str) -> str:
+        self.files[name] = body.encode() if isinstance(body, str) else body
+        return f"{self.base_url}/{name}"
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.requests.append(name)
+        if name not in self.files:
+            return web.Response(status=404, text="not found")
+        return web.Response(body=self.files[name])
+
+
+@pytest.fixture
+async def file_server() -> AsyncIterator[FileServer]:
+    server = FileServer()
+    app = web.Application()
+    app.router.add_get("/{name:.+}", server.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    server.base_url = f"http://127.0.0.1:{port}"
+    yield server
+    await runner.cleanup()
+
+
+def docker_ps(*filters: str) -> list[str]:
+    args = ["docker", "ps", "-aq"] + [a for f in filters for a in ("--filter", f)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A Docker engine must answer: a Docker test fails, never skips, without one."""
+    if shutil.which("docker") is None:
+        pytest.fail("the docker CLI is missing: run the tests through scripts/run test")
+    probe = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.fail(f"the Docker engine does not answer (run scripts/run test): {probe.stderr}")
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_engine: None) -> str:
+    """A tiny image from the host's busybox-static, made once and kept between runs."""
+    exists = subprocess.run(["docker", "image", "inspect", BUSYBOX_IMAGE], capture_output=True)
+    if exists.returncode != 0:
+        import asyncio
+
+        from localcompute.docker_runtime import DockerRuntime
+        from localcompute.images import import_busybox
+
+        async def make() -> None:
+            runtime = DockerRuntime()
+            await runtime.open()
+            try:
+                await import_busybox(runtime, BUSYBOX_IMAGE)
+            finally:
+                await runtime.close()
+
+        asyncio.run(make())
+    return BUSYBOX_IMAGE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_left_behind() -> Iterator[None]:
+    """After the whole run no container of this session's engines may remain."""
+    yield
+    left = [c for i in sorted(STARTED_INSTANCES) for c in docker_ps(f"label={LABEL_INSTANCE}={i}")]
+    if left:
+        subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+        pytest.fail(f"{len(left)} labelled containers were left behind: {left}")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+AsyncFactory = Callable[..., Awaitable[Any]]

@@ -1,0 +1,103 @@
+"""Engines on the real Docker engine, cleaned up after each test."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcompute import AlgorithmSpec, Engine, FileSource, InputSpec, Job, JobSpec
+from tests.conftest import BUSYBOX_IMAGE, STARTED_INSTANCES, docker_ps, make_settings
+
+pytestmark = pytest.mark.docker
+
+EngineFactory = Callable[..., Awaitable[Engine]]
+
+
+@pytest.fixture
+async def engine_factory(
+    data_dir: Path, busybox_image: str, request: pytest.FixtureRequest
+) -> AsyncIterator[EngineFactory]:
+    """Start engines on `data_dir`; at the end close them and insist nothing was left."""
+    engines: list[Engine] = []
+
+    async def make(**kwargs: Any) -> Engine:
+        engine = Engine(make_settings(data_dir, **kwargs))
+        await engine.start()
+        STARTED_INSTANCES.add(engine.instance)
+        engines.append(engine)
+        return engine
+
+    yield make
+    instances = {e.instance for e in engines if e._pipeline is not None}
+    for engine in engines:
+        await engine.close()
+    for instance in instances:
+        left = docker_ps(f"label=localcompute.instance={instance}")
+        if left:
+            for cid in left:
+                logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True)
+                print(f"--- container {cid} left behind:\n{logs.stdout}{logs.stderr}")
+            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+            pytest.fail(f"containers left behind: {left}")
+
+
+def raw_job(
+    script: str,
+    *,
+    inputs: list[InputSpec] | None = None,
+    environment: str = "test",
+    image: str = BUSYBOX_IMAGE,
+    **algorithm: Any,
+) -> JobSpec:
+    name, _, tag = image.partition(":")
+    return JobSpec(
+        environment=environment,
+        owner="0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A",
+        agreement_id="0xorder",
+        inputs=inputs or [],
+        algorithm=AlgorithmSpec(
+            image=name,
+            tag=tag or "latest",
+            entrypoint=algorithm.pop("entrypoint", "sh $ALGO"),
+            rawcode=script,
+            **algorithm,
+        ),
+    )
+
+
+def url_input(did: str, *urls: str) -> InputSpec:
+    return InputSpec(did=did, files=[FileSource(url=u) for u in urls])
+
+
+async def wait_final(engine: Engine, job_id: str, timeout: float = 60) -> Job:
+    """Wait for a job's final state; a job waiting for a slot has no task yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = await engine.wait(job_id)
+        if job.is_final:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish within {timeout} s: {job!r}")
+
+
+async def wait_status(engine: Engine, job_id: str, status: int, timeout: float = 30) -> Job:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = await engine.get(job_id)
+        if job.status == status:
+            return job
+        if job.is_final:
+            raise AssertionError(f"job {job_id} ended at {job.status} ({job.status_text})")
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached {status}")
+
+
+def result_text(engine: Engine, job: Job, filename: str) -> str:
+    index = next(i for i, r in enumerate(job.results) if r.filename == filename)
+    return engine.result_path(job, index).read_text()

@@ -1,0 +1,186 @@
+"""A server killed with SIGKILL comes back whole: the store is the truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from localcompute import JobSpec, JobStatus, StopRequest, TerminationReason
+from tests.conftest import BUSYBOX_IMAGE, STARTED_INSTANCES, docker_ps
+from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final
+
+pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class KilledServer:
+    def __init__(self, instance: str, job_ids: list[str]) -> None:
+        self.instance = instance
+        self.job_ids = job_ids
+
+
+@pytest.fixture
+def kill_server(data_dir: Path, busybox_image: str) -> Iterator[object]:
+    """Run an engine in a child process, SIGKILL it while the first algorithm runs."""
+    children: list[subprocess.Popen[str]] = []
+
+    def run(specs: list[JobSpec], environments: list[dict[str, object]]) -> KilledServer:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.docker.engine_child",
+                str(data_dir),
+                json.dumps(environments),
+                *(s.model_dump_json() for s in specs),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        children.append(child)
+        assert child.stdout is not None
+        instance, job_ids = "", []
+        deadline = time.monotonic() + 60
+        for line in child.stdout:
+            word, _, value = line.strip().partition(" ")
+            if word == "instance":
+                instance = value
+                STARTED_INSTANCES.add(value)
+            elif word == "submitted":
+                job_ids.append(value)
+            elif word == "running":
+                break
+            assert time.monotonic() < deadline, "the child engine never ran the job"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+        child.stdout.close()
+        return KilledServer(instance, job_ids)
+
+    yield run
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+ENV = [{"id": "test", "max_jobs": 1, "max_job_duration": 60}]
+
+
+async def test_running_algorithm_is_reattached_not_rerun(
+    kill_server: object, engine_factory: EngineFactory
+) -> None:
+    script = "echo run >> $OUTPUTS/runs.txt; sleep 3; echo done > $OUTPUTS/done.txt"
+    killed = kill_server([raw_job(script)], ENV)  # type: ignore[operator]
+    job_id = killed.job_ids[0]
+    assert docker_ps(f"label=localcompute.job_id={job_id}", "status=running"), (
+        "the algorithm should outlive the server"
+    )
+    engine = await engine_factory(environments=ENV)
+    assert engine.instance == killed.instance, "the instance id is kept in the store"
+    before = await engine.get(job_id)
+    job = await wait_final(engine, job_id)
+    assert job.status == JobStatus.JOB_COMPLETED, job.detail
+    assert job.termination_reason == TerminationReason.COMPLETED
+    assert job.deadline == before.deadline
+    assert result_text(engine, job, "runs.txt") == "run\n"
+    assert result_text(engine, job, "done.txt") == "done\n"
+
+
+async def test_algorithm_that_finished_while_down_is_carried_on(
+    kill_server: object, engine_factory: EngineFactory
+) -> None:
+    killed = kill_server([raw_job("echo quick > $OUTPUTS/q.txt; exit 4")], ENV)  # type: ignore[operator]
+    job_id = killed.job_ids[0]
+    time.sleep(1.5)
+    engine = await engine_factory(environments=ENV)
+    job = await wait_final(engine, job_id)
+    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 4)
+    assert job.termination_reason == TerminationReason.FAILED
+    assert result_text(engine, job, "q.txt") == "quick\n"
+
+
+async def test_lost_container_ends_the_job_saying_so(
+    kill_server: object, engine_factory: EngineFactory
+) -> None:
+    killed = kill_server([raw_job("echo hi; sleep 60")], ENV)  # type: ignore[operator]
+    job_id = killed.job_ids[0]
+    subprocess.run(
+        ["docker", "rm", "-f", *docker_ps(f"label=localcompute.job_id={job_id}")], check=True
+    )
+    engine = await engine_factory(environments=ENV)
+    job = await wait_final(engine, job_id)
+    assert job.status == JobStatus.JOB_COMPLETED
+    assert job.termination_reason == TerminationReason.ERROR
+    assert "lost while the server was down" in job.status_text
+
+
+async def test_deadline_survives_a_restart_and_waiting_jobs_wait_on(
+    kill_server: object, engine_factory: EngineFactory
+) -> None:
+    env = [{"id": "test", "max_jobs": 1, "max_job_duration": 4}]
+    killed = kill_server(  # type: ignore[operator]
+        [raw_job("sleep 60 # first"), raw_job("echo second > $OUTPUTS/s.txt")], env
+    )
+    first, second = killed.job_ids
+    time.sleep(1)
+    engine = await engine_factory(environments=env)
+    assert (await engine.get(second)).status == JobStatus.WARMING_UP
+    job = await wait_final(engine, first, timeout=30)
+    assert (job.stopreq, job.termination_reason) == (
+        StopRequest.TIME_LIMIT,
+        TerminationReason.TIMEOUT,
+    )
+    assert job.deadline is not None and job.date_finished is not None
+    assert job.date_finished - job.deadline < 3
+    later = await wait_final(engine, second, timeout=30)
+    assert later.status == JobStatus.JOB_COMPLETED
+    assert later.algorithm_started_at is not None and job.algorithm_finished_at is not None
+    assert later.algorithm_started_at >= job.algorithm_finished_at
+
+
+async def test_leftover_containers_of_this_instance_only_are_removed(
+    engine_factory: EngineFactory,
+) -> None:
+    engine = await engine_factory()
+    instance = engine.instance
+    await engine.close()
+
+    def labelled(owner: str, job_id: str) -> str:
+        return subprocess.run(
+            [
+                "docker",
+                "create",
+                "--label",
+                f"localcompute.instance={owner}",
+                "--label",
+                f"localcompute.job_id={job_id}",
+                "--label",
+                "localcompute.stage=algorithm",
+                BUSYBOX_IMAGE,
+                "sleep",
+                "30",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    ours = labelled(instance, "no-such-job")
+    theirs = labelled("another-instance", "their-job")
+    try:
+        await engine_factory()
+        assert docker_ps(f"id={ours}") == []
+        assert docker_ps(f"id={theirs}") != []
+    finally:
+        subprocess.run(["docker", "rm", "-f", ours, theirs], capture_output=True)

@@ -1,0 +1,134 @@
+"""The job store on a real SQLite file: compare-and-set and admission."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from localcompute.errors import StoreError, TransitionRefusedError
+from localcompute.models import AlgorithmSpec, JobSpec
+from localcompute.status import JobStatus, StopRequest, TerminationReason
+from localcompute.store import MIGRATIONS, JobStore
+
+
+def spec(environment: str = "env") -> JobSpec:
+    return JobSpec(
+        environment=environment,
+        owner="0xAbC",
+        algorithm=AlgorithmSpec(image="busybox", entrypoint="sh $ALGO", rawcode="echo hello!"),
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
+    s = JobStore(tmp_path / "jobs.sqlite")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_a_new_job_waits_with_oceans_first_status(store: JobStore) -> None:
+    job = await store.get(await store.insert_job(spec(), max_duration=60))
+    assert (job.status, job.status_text) == (JobStatus.WARMING_UP, "Warming up")
+    assert job.date_finished is None and job.results == [] and len(job.job_id) == 32
+    assert job.spec == spec()
+
+
+async def test_transitions_are_compare_and_set(store: JobStore) -> None:
+    job_id = await store.insert_job(spec(), max_duration=60)
+    with pytest.raises(TransitionRefusedError):
+        await store.transition(job_id, JobStatus.RUNNING_ALGORITHM)
+    assert (await store.get(job_id)).status == JobStatus.WARMING_UP
+    admitted = await store.admit_next("env", 1)
+    assert admitted is not None and admitted.status == JobStatus.JOB_STARTED
+    # Two actors race to move the same job: exactly one wins.
+    outcomes = await asyncio.gather(
+        store.transition(job_id, JobStatus.CONFIGURING_VOLUMES),
+        store.transition(job_id, JobStatus.CONFIGURING_VOLUMES),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(o, TransitionRefusedError) for o in outcomes) == 1
+
+
+async def test_a_finished_job_never_changes(store: JobStore) -> None:
+    job_id = await store.insert_job(spec(), max_duration=60)
+    done = await store.transition(
+        job_id,
+        JobStatus.JOB_COMPLETED,
+        status_text="Job stopped",
+        termination_reason=TerminationReason.STOPPED,
+        date_finished=1.0,
+    )
+    assert done.termination_reason == TerminationReason.STOPPED
+    for target in JobStatus:
+        with pytest.raises(TransitionRefusedError):
+            await store.transition(job_id, target)
+    assert await store.request_stop(job_id, StopRequest.STOP) is None
+    assert (await store.get(job_id)).status_text == "Job stopped"
+
+
+async def test_transition_refuses_unknown_columns(store: JobStore) -> None:
+    job_id = await store.insert_job(spec(), max_duration=60)
+    with pytest.raises(StoreError):
+        await store.transition(job_id, JobStatus.JOB_STARTED, owner="someone else")
+
+
+async def test_admission_never_exceeds_max_jobs_and_is_fifo(store: JobStore) -> None:
+    ids = [await store.insert_job(spec(), max_duration=60) for _ in range(6)]
+    await store.insert_job(spec("other"), max_duration=60)
+    admitted = await asyncio.gather(*(store.admit_next("env", 2) for _ in range(6)))
+    got = [j.job_id for j in admitted if j is not None]
+    assert got == ids[:2]
+    assert await store.slots_in_use() == {"env": 2}
+    # A job that ends frees its slot for the next in line.
+    await store.transition(ids[0], JobStatus.JOB_COMPLETED, date_finished=1.0)
+    nxt = await store.admit_next("env", 2)
+    assert nxt is not None and nxt.job_id == ids[2]
+
+
+async def test_stop_request_is_recorded_once(store: JobStore) -> None:
+    job_id = await store.insert_job(spec(), max_duration=60)
+    first = await store.request_stop(job_id, StopRequest.STOP)
+    assert first is not None and first.stopreq == StopRequest.STOP
+    # A time limit after a stop keeps the stop.
+    assert await store.request_stop(job_id, StopRequest.TIME_LIMIT) is None
+    assert (await store.get(job_id)).stopreq == StopRequest.STOP
+
+
+async def test_find_filters_and_owner_case(store: JobStore) -> None:
+    a = await store.insert_job(spec(), max_duration=60)
+    await store.insert_job(spec().model_copy(update={"owner": "0xdef"}), max_duration=60)
+    assert [j.job_id for j in await store.find(owner="0xABC")] == [a]
+    assert [j.job_id for j in await store.find(job_id=a, owner="0xdef")] == []
+    assert len(await store.find(unfinished=True)) == 2
+
+
+async def test_store_survives_reopen_and_keeps_its_instance(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    first = JobStore(path)
+    await first.open()
+    job_id = await first.insert_job(spec(), max_duration=60)
+    instance = await first.instance_id()
+    await first.close()
+    second = JobStore(path)
+    await second.open()
+    assert await second.instance_id() == instance
+    assert (await second.get(job_id)).job_id == job_id
+    await second.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    store = JobStore(path)
+    with pytest.raises(StoreError, match="schema version"):
+        await store.open()
+    await store.close()

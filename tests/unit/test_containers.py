@@ -1,0 +1,148 @@
+"""The container specs of a job: isolation and limits, without a Docker engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import docker
+
+from localcompute.containers import (
+    JobContext,
+    Stage,
+    algorithm_container,
+    fetch_container,
+    fetch_document,
+    filter_container,
+)
+from localcompute.docker_runtime import create_kwargs
+from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
+from localcompute.settings import DockerSettings, EnvironmentSettings
+from localcompute.status import JobStatus, StopRequest
+from localcompute.workspace import Workspace
+
+
+def job(**algorithm: object) -> Job:
+    spec = JobSpec(
+        environment="e",
+        inputs=[
+            InputSpec(
+                did="did:op:aa", files=[FileSource(url="https://x/a"), FileSource(path="/srv/d")]
+            ),
+        ],
+        algorithm=AlgorithmSpec(
+            **{
+                "image": "python",
+                "tag": "3.12",
+                "entrypoint": "python $ALGO",
+                "rawcode": "print('hi!')",
+                **algorithm,
+            }
+        ),
+    )
+    return Job(
+        job_id="j1",
+        environment="e",
+        owner="o",
+        agreement_id="a",
+        status=JobStatus.JOB_STARTED,
+        status_text="",
+        stopreq=StopRequest.NONE,
+        removed=False,
+        exit_code=None,
+        termination_reason=None,
+        detail="",
+        date_created=0,
+        date_finished=None,
+        deadline=None,
+        max_duration=60,
+        secret="s" * 32,
+        spec=spec,
+        results=[],
+        fetch_started_at=None,
+        fetch_finished_at=None,
+        algorithm_started_at=None,
+        algorithm_finished_at=None,
+        filter_started_at=None,
+        filter_finished_at=None,
+        publish_started_at=None,
+        publish_finished_at=None,
+    )
+
+
+def context(j: Job) -> JobContext:
+    return JobContext(
+        job=j,
+        workspace=Workspace(Path("/var/lc/jobs/j1")),
+        instance="inst",
+        docker=DockerSettings(),
+        user="1000:1000",
+        fetch_network="host",
+        algorithm_network="bridge",
+    )
+
+
+def test_algorithm_is_isolated_and_limited() -> None:
+    env = EnvironmentSettings(id="e", cpu=1.5, ram_gb=2, gpus=2)
+    spec = algorithm_container(context(job()), env)
+    assert spec.name == "lc-inst-j1-algorithm"
+    assert spec.labels == {
+        "localcompute.job_id": "j1",
+        "localcompute.stage": "algorithm",
+        "localcompute.instance": "inst",
+    }
+    assert spec.network_mode == "none"
+    assert spec.entrypoint == ["sh", "-c", "python /data/transformations/algorithm"]
+    mounts = {m.target: m.read_only for m in spec.mounts}
+    assert mounts == {
+        "/data/inputs": True,
+        "/data/ddos": True,
+        "/data/transformations": True,
+        "/data/outputs": False,
+        "/data/logs": False,
+    }
+    assert "adminlogs" not in " ".join(str(m.source) for m in spec.mounts)
+    assert spec.image == "python:3.12"
+    assert json.loads(spec.environment["DIDS"]) == ["aa"]
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    host = create_kwargs(spec, api)["host_config"]
+    assert host["NanoCpus"] == 1_500_000_000
+    assert host["Memory"] == host["MemorySwap"] == 2 * 1024**3
+    assert host["PidsLimit"] == 512
+    assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["DeviceRequests"][0]["Count"] == 2
+    api.close()
+
+
+def test_gpu_device_ids_win_over_a_count_and_network_can_be_allowed() -> None:
+    env = EnvironmentSettings(id="e", gpus=4, gpu_devices=["1", "3"], algorithm_network=True)
+    spec = algorithm_container(context(job()), env)
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    request = create_kwargs(spec, api)["host_config"]["DeviceRequests"][0]
+    assert request["DeviceIDs"] == ["1", "3"] and request["Count"] == 0
+    assert spec.network_mode == "bridge"
+    api.close()
+
+
+def test_checksum_pins_the_image() -> None:
+    digest = "sha256:" + "0" * 64
+    spec = algorithm_container(context(job(checksum=digest)), EnvironmentSettings(id="e"))
+    assert spec.image == f"python@{digest}"
+
+
+def test_fetch_gets_local_files_read_only_and_no_urls_leak_to_others() -> None:
+    ctx = context(job())
+    fetch = fetch_container(ctx)
+    assert fetch.network_mode == "host"
+    assert {m.target: (str(m.source), m.read_only) for m in fetch.mounts}["/sources/0"] == (
+        "/srv/d",
+        True,
+    )
+    doc = json.loads(fetch_document(ctx))
+    assert doc["inputs"][0]["files"] == [{"url": "https://x/a"}, {"path": "/sources/0"}]
+    filt = filter_container(ctx)
+    assert filt.network_mode == "none"
+    assert {m.target: m.read_only for m in filt.mounts}["/data/outputs"] is True
+    for spec in (filt, algorithm_container(ctx, EnvironmentSettings(id="e"))):
+        assert "https://x/a" not in json.dumps(spec.environment)
+    assert {Stage(s) for s in ("fetch", "algorithm", "filter")} == set(Stage)
