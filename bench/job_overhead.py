@@ -39,8 +39,14 @@ def bare_chain(client: docker.DockerClient, work: Path) -> float:
         json.dumps(
             {
                 "inputs": [],
-                "algorithm": {"did": "", "folder": "", "rawcode": SCRIPT, "url": None,
-                              "path": None, "ddo": None},
+                "algorithm": {
+                    "did": "",
+                    "folder": "",
+                    "rawcode": SCRIPT,
+                    "url": None,
+                    "path": None,
+                    "ddo": None,
+                },
                 "algocustomdata": None,
                 "has_algocustomdata": False,
                 "connect_timeout": 30,
@@ -49,22 +55,47 @@ def bare_chain(client: docker.DockerClient, work: Path) -> float:
         )
     )
     steps = [
-        (HELPER, ["python3", "/opt/localcompute/helper/fetch.py", "/job/fetch.json"],
-         {str(spec): {"bind": "/job", "mode": "ro"}, str(data): {"bind": "/data", "mode": "rw"}}),
-        (f"{BUSYBOX}:latest", ["sh", "-c", "sh /data/transformations/algorithm"],
-         {str(data / "inputs"): {"bind": "/data/inputs", "mode": "ro"},
-          str(data / "transformations"): {"bind": "/data/transformations", "mode": "ro"},
-          str(data / "outputs"): {"bind": "/data/outputs", "mode": "rw"}}),
-        (HELPER, ["python3", "/opt/localcompute/helper/filter.py", "--outputs", "/data/outputs",
-                  "--results", "/results", "--manifest", "/meta/filter.json"],
-         {str(data / "outputs"): {"bind": "/data/outputs", "mode": "ro"},
-          str(results): {"bind": "/results", "mode": "rw"},
-          str(meta): {"bind": "/meta", "mode": "rw"}}),
+        (
+            HELPER,
+            ["python3", "/opt/localcompute/helper/fetch.py", "/job/fetch.json"],
+            {str(spec): {"bind": "/job", "mode": "ro"}, str(data): {"bind": "/data", "mode": "rw"}},
+        ),
+        (
+            f"{BUSYBOX}:latest",
+            ["sh", "-c", "sh /data/transformations/algorithm"],
+            {
+                str(data / "inputs"): {"bind": "/data/inputs", "mode": "ro"},
+                str(data / "transformations"): {"bind": "/data/transformations", "mode": "ro"},
+                str(data / "outputs"): {"bind": "/data/outputs", "mode": "rw"},
+            },
+        ),
+        (
+            HELPER,
+            [
+                "python3",
+                "/opt/localcompute/helper/filter.py",
+                "--outputs",
+                "/data/outputs",
+                "--results",
+                "/results",
+                "--manifest",
+                "/meta/filter.json",
+            ],
+            {
+                str(data / "outputs"): {"bind": "/data/outputs", "mode": "ro"},
+                str(results): {"bind": "/results", "mode": "rw"},
+                str(meta): {"bind": "/meta", "mode": "rw"},
+            },
+        ),
     ]
     start = time.perf_counter()
     for image, command, volumes in steps:
         container = client.containers.create(
-            image, command, volumes=volumes, network_mode="none", user="1000:1000",
+            image,
+            command,
+            volumes=volumes,
+            network_mode="none",
+            user="1000:1000",
             environment={"OUTPUTS": "/data/outputs"},
         )
         container.start()

@@ -129,6 +129,13 @@ async def build_helper_image(runtime: DockerRuntime, tag: str, base: str) -> Non
         )
 
 
+async def _default_base(runtime: DockerRuntime) -> str:
+    """python:3.12-slim, unless only the bootstrapped base is here: no pull is tried then."""
+    if not await runtime.image_exists(DEFAULT_BASE) and await runtime.image_exists(BOOTSTRAP_TAG):
+        return BOOTSTRAP_TAG
+    return DEFAULT_BASE
+
+
 async def ensure_helper_image(runtime: DockerRuntime, docker: DockerSettings) -> None:
     """Make sure the configured helper image exists and matches this code (server start-up)."""
     tag = docker.helper_image
@@ -159,7 +166,7 @@ async def ensure_helper_image(runtime: DockerRuntime, docker: DockerSettings) ->
             build_cmd,
         )
         return
-    base = (labels or {}).get(LABEL_BASE) or DEFAULT_BASE
+    base = (labels or {}).get(LABEL_BASE) or await _default_base(runtime)
     state = "missing" if labels is None else "stale"
     log.info("the helper image %s is %s: building it", tag, state)
     await build_helper_image(runtime, tag, base)

@@ -1,0 +1,25 @@
+# Shortcuts; scripts/run does the set-up (venv, Docker, helper image) for setup, test and serve.
+.PHONY: setup test serve lint format typecheck bench check
+
+setup:
+	scripts/run setup
+
+test:
+	scripts/run test
+
+serve:
+	scripts/run serve
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format:
+	.venv/bin/ruff check --fix . && .venv/bin/ruff format .
+
+typecheck:
+	.venv/bin/mypy
+
+bench:
+	.venv/bin/python bench/job_overhead.py
+
+check: lint typecheck test
