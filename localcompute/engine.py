@@ -8,15 +8,18 @@ another job of its environment ends. The engine knows nothing of HTTP.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
-from localcompute import images
+from localcompute import hostinfo, images
 from localcompute.containers import Stage, container_name
 from localcompute.docker_runtime import DockerRuntime
 from localcompute.errors import (
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # How long a job waits before it is tried again while Docker does not answer.
 DOCKER_RETRY_SECONDS = 5.0
+# How often finished jobs are checked against their environment's storage_expiry.
+EXPIRY_SWEEP_SECONDS = 60.0
 # Which container a job at each status may have; any other labelled container is left over.
 _STAGE_OF_STATUS = {
     JobStatus.CONFIGURING_VOLUMES: Stage.FETCH,
@@ -61,6 +66,8 @@ class Engine:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stops: dict[str, asyncio.Event] = {}
         self._closing = False
+        self._background: set[asyncio.Task[None]] = set()
+        self.cpu_types: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<Engine {self.settings.data_dir} jobs={len(self._tasks)}>"
@@ -91,16 +98,19 @@ class Engine:
                 ),
             )
             await self._reconcile()
+            host_cpu = await asyncio.to_thread(hostinfo.cpu_model)
+            self.cpu_types = {e.id: e.cpu_type or host_cpu for e in self.settings.environments}
         except BaseException:
             await self.close()
             raise
         for env in self.settings.environments:
             await self._admit(env.id)
+        self._in_background(self._expiry_loop())
 
     async def close(self) -> None:
         """Stop watching jobs; their containers run on and are re-attached at the next start."""
         self._closing = True
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -238,7 +248,40 @@ class Engine:
             self._tasks.pop(job.job_id, None)
             self._stops.pop(job.job_id, None)
             if not self._closing:
-                asyncio.get_running_loop().create_task(self._admit(job.environment))
+                self._in_background(self._admit(job.environment))
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            try:
+                await self.expire_results()
+            except DockerUnavailableError as e:
+                log.warning("result expiry waits for Docker: %s", e)
+            except Exception:
+                log.exception("result expiry failed; trying again later")
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+
+    async def expire_results(self, now: float | None = None) -> builtins.list[str]:
+        """Delete the results of finished jobs older than their environment's storage_expiry.
+
+        A storage_expiry of 0 keeps results until the job is deleted. Returns the job ids.
+        """
+        now = time.time() if now is None else now
+        expired: builtins.list[str] = []
+        for job in await self.store.find(finished=True, include_removed=False):
+            env = self.settings.environment(job.environment)
+            if env is None or env.storage_expiry == 0 or job.date_finished is None:
+                continue
+            if job.date_finished + env.storage_expiry <= now:
+                await self.delete(job.job_id)
+                expired.append(job.job_id)
+        if expired:
+            log.info("results of %d jobs expired", len(expired))
+        return expired
 
     async def _reconcile(self) -> None:
         """Make Docker agree with the store after a restart.

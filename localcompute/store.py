@@ -273,6 +273,7 @@ class JobStore:
         agreement_id: str | None = None,
         input_did: str | None = None,
         unfinished: bool = False,
+        finished: bool = False,
         include_removed: bool = True,
     ) -> list[Job]:
         """Jobs matching every filter given, oldest first. Owners compare case-insensitively."""
@@ -289,6 +290,8 @@ class JobStore:
             params.append(agreement_id)
         if unfinished:
             clauses.append(f"status NOT IN ({_FINAL_LIST})")
+        if finished:
+            clauses.append(f"status IN ({_FINAL_LIST})")
         if not include_removed:
             clauses.append("removed = 0")
         where = " AND ".join(clauses) or "1"

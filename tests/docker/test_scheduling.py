@@ -113,3 +113,15 @@ async def test_delete_removes_containers_folder_and_results(
     ).stdout.split()
     assert left == []
     assert (await engine.get(job_id)).removed
+
+
+async def test_results_expire_after_storage_expiry(engine_factory: EngineFactory) -> None:
+    engine = await engine_factory(environments=[{"id": "test", "storage_expiry": 30}])
+    job = await wait_final(engine, await engine.submit(raw_job("echo x > $OUTPUTS/x.txt")))
+    assert job.results and job.date_finished is not None
+    assert await engine.expire_results(now=job.date_finished + 29) == []
+    assert (await engine.get(job.job_id)).results
+    assert await engine.expire_results(now=job.date_finished + 30) == [job.job_id]
+    expired = await engine.get(job.job_id)
+    assert expired.removed and expired.results == []
+    assert not (engine.settings.data_dir / "jobs" / job.job_id).exists()
