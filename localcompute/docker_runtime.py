@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import logging
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -415,21 +418,29 @@ class DockerRuntime:
 
 
 def _open_regular(path: Path, *, append: bool) -> Any:
-    import os
-    import stat
+    """Open `path` for writing as a regular file of ours, never through a link.
 
+    A job container can write to the folder of `path`: a symlink it planted there
+    (to a host file, say) or a FIFO is removed and replaced by a plain file.
+    """
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     flags |= os.O_APPEND if append else os.O_TRUNC
-    fd = os.open(path, flags, 0o644)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        fd = -1
+    if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
+        return os.fdopen(fd, "ab" if append else "wb")
+    if fd >= 0:
         os.close(fd)
-        raise ContainerError(f"{path} is not a regular file")
-    return os.fdopen(fd, "ab" if append else "wb")
+    path.unlink()
+    fd = os.open(path, flags | os.O_EXCL, 0o644)
+    return os.fdopen(fd, "wb")
 
 
 def _base_url() -> str:
-    import os
-
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 

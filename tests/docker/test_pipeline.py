@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -210,3 +211,17 @@ async def test_algorithm_that_runs_out_of_memory_is_reported(
     assert job.termination_reason == TerminationReason.OOM, (job.exit_code, job.detail)
     assert job.status_text == "Out of memory"
     assert job.exit_code == 137
+
+
+async def test_algorithm_cannot_make_the_engine_write_through_a_link(
+    engine_factory: EngineFactory, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched\n")
+    victim.chmod(0o666)
+    engine = await engine_factory()
+    script = f"ln -sf {victim} $LOGS/algorithm.log; echo written-by-algorithm"
+    job = await wait_final(engine, await engine.submit(raw_job(script)))
+    assert job.status == JobStatus.JOB_COMPLETED and job.exit_code == 0, job.detail
+    assert victim.read_text() == "untouched\n"
+    assert "written-by-algorithm" in result_text(engine, job, "algorithm.log")
