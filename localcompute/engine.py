@@ -13,7 +13,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ _STAGE_OF_STATUS = {
     JobStatus.FILTERING_RESULTS: Stage.FILTER,
 }
 
-BeforeInsert = Callable[[aiosqlite.Connection], Awaitable[None]]
+BeforeWrite = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 
 class Engine:
@@ -129,7 +130,7 @@ class Engine:
 
     # -- jobs -----------------------------------------------------------------
 
-    async def submit(self, spec: JobSpec, *, before_insert: BeforeInsert | None = None) -> str:
+    async def submit(self, spec: JobSpec, *, before_insert: BeforeWrite | None = None) -> str:
         """Accept a job; it waits at 1 until its environment has a free slot.
 
         `before_insert` runs in the same transaction as the insert (a nonce
@@ -178,28 +179,65 @@ class Engine:
 
     async def stop(self, job_id: str) -> Job:
         """Stop a job in any status: a waiting one ends at once, a running one is killed."""
-        job = await self.store.get(job_id)
-        if job.is_final:
-            return job
-        await self.store.request_stop(job_id, StopRequest.STOP)
-        if job.status == JobStatus.WARMING_UP:
-            with contextlib.suppress(TransitionRefusedError):
-                return await self.pipeline.finish_waiting(job)
-        self._stop_event(job_id).set()
-        return await self.store.get(job_id)
+        return (await self.stop_jobs([job_id]))[0]
+
+    async def stop_jobs(
+        self, job_ids: Sequence[str], *, before: BeforeWrite | None = None
+    ) -> builtins.list[Job]:
+        """Stop jobs; `before` (a nonce check) commits in one transaction with the requests."""
+        async with self.store.transaction() as db:
+            if before is not None:
+                await before(db)
+            for job_id in job_ids:
+                await self.store.request_stop(job_id, StopRequest.STOP, db=db)
+        stopped = []
+        for job_id in job_ids:
+            job = await self.store.get(job_id)
+            if job.status == JobStatus.WARMING_UP:
+                with contextlib.suppress(TransitionRefusedError):
+                    job = await self.pipeline.finish_waiting(job)
+            if not job.is_final:
+                self._stop_event(job_id).set()
+            stopped.append(await self.store.get(job_id))
+        return stopped
 
     async def delete(self, job_id: str) -> Job:
         """Stop the job, then remove its containers, folder and results; the row stays."""
-        job = await self.stop(job_id)
-        task = self._tasks.get(job_id)
-        if task is not None:
-            await asyncio.shield(task)
-        for stage in Stage:
-            await self.docker.remove(container_name(self.instance, job_id, stage))
-        await asyncio.to_thread(Workspace.of(self.settings.data_dir, job_id).remove)
-        if not job.removed:
-            job = await self.store.mark_removed(job_id)
-        return job
+        return (await self.delete_jobs([job_id]))[0]
+
+    async def delete_jobs(
+        self, job_ids: Sequence[str], *, before: BeforeWrite | None = None
+    ) -> builtins.list[Job]:
+        await self.stop_jobs(job_ids, before=before)
+        deleted = []
+        for job_id in job_ids:
+            task = self._tasks.get(job_id)
+            if task is not None:
+                await asyncio.shield(task)
+            for stage in Stage:
+                await self.docker.remove(container_name(self.instance, job_id, stage))
+            await asyncio.to_thread(Workspace.of(self.settings.data_dir, job_id).remove)
+            job = await self.store.get(job_id)
+            deleted.append(job if job.removed else await self.store.mark_removed(job_id))
+        return deleted
+
+    # -- nonces -----------------------------------------------------------------
+
+    async def last_nonce(self, address: str) -> Decimal:
+        """The last nonce accepted from `address`; 0 when none. Reading stores nothing."""
+        return await self.store.get_nonce(address) or Decimal(0)
+
+    def nonce_guard(self, address: str, nonce: Decimal) -> BeforeWrite:
+        """A check to run inside the transaction of an action: the nonce must be new."""
+
+        async def guard(db: aiosqlite.Connection) -> None:
+            await self.store.consume_nonce(address, nonce, db)
+
+        return guard
+
+    async def consume_nonce(self, address: str, nonce: Decimal) -> None:
+        async with self.store.transaction() as db:
+            await self.store.consume_nonce(address, nonce, db)
 
     async def wait(self, job_id: str) -> Job:
         """Wait until the job's task ends (for tests and the CLI)."""

@@ -30,6 +30,38 @@ class UnknownEnvironmentError(InvalidJobError):
     """No environment has that id."""
 
 
+class SignatureError(LocalComputeError):
+    """Invalid signature provided. Please check the nonce or documentId."""
+
+
+class NonceError(SignatureError):
+    """The nonce is not greater than the last one accepted from this address."""
+
+
+class AccessDeniedError(LocalComputeError):
+    """The caller may not use this service."""
+
+
+class RefusedError(LocalComputeError):
+    """The request was refused.
+
+    `payload` is what Ocean's clients expect under "error": a sentence, or a
+    {resource: code} object such as {"dataset": "did_not_found"}.
+    """
+
+    def __init__(self, payload: str | dict[str, str], **details: object) -> None:
+        self.payload = payload
+        super().__init__(payload if isinstance(payload, str) else str(payload), **details)
+
+
+class RequestValidationError(LocalComputeError):
+    """Validation error"""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        super().__init__("Validation error")
+
+
 class JobNotFoundError(LocalComputeError):
     """No job has that id."""
 

@@ -32,6 +32,9 @@ class ServerSettings(_Section):
     public_url: str = Field(
         "", description="Base of URLs in answers; empty means http://<host>:<port>."
     )
+    max_body_bytes: int = Field(
+        1024 * 1024, gt=0, description="Request bodies larger than this are refused with 413."
+    )
 
     @property
     def base_url(self) -> str:
@@ -111,6 +114,52 @@ class EnvironmentSettings(_Section):
         return int(self.cpu * 1_000_000_000)
 
 
+class ProviderSettings(_Section):
+    private_key: str = Field(
+        "", description="Hex key of the provider; empty: private_key_file, else one made once."
+    )
+    private_key_file: str = Field("", description="File holding the hex key.")
+    chain_ids: list[int] = Field(
+        default_factory=lambda: [8996], min_length=1, description="Chains the provider serves."
+    )
+    dataset_roots: list[Path] = Field(
+        default_factory=list, description="Local dataset files must lie under one of these."
+    )
+
+
+class ContainerSettings(_Section):
+    image: str
+    tag: str = "latest"
+    entrypoint: str
+    checksum: str = ""
+
+
+class DatasetSettings(_Section):
+    did: str = Field(min_length=1)
+    files: list[str] = Field(min_length=1, description="http(s) URLs or local file paths.")
+    allow_raw_algorithm: bool = True
+    trusted_algorithms: list[str] = Field(
+        default_factory=list, description="Algorithm DIDs allowed; empty means any."
+    )
+    ddo: Path | None = Field(None, description="JSON file written to /data/ddos/<did>.")
+
+
+class AlgorithmSettings(_Section):
+    did: str = Field(min_length=1)
+    rawcode: str | None = None
+    url: str | None = None
+    file: Path | None = None
+    container: ContainerSettings
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AlgorithmSettings:
+        if sum(x is not None for x in (self.rawcode, self.url, self.file)) != 1:
+            raise ValueError("an algorithm needs exactly one of rawcode, url or file")
+        if self.rawcode is not None and len(self.rawcode) <= 10:
+            raise ValueError("rawcode must be longer than 10 characters (Ocean ignores shorter)")
+        return self
+
+
 def _default_environments() -> list[EnvironmentSettings]:
     return [
         EnvironmentSettings(
@@ -131,6 +180,9 @@ class Settings(_Section):
     environments: Annotated[list[EnvironmentSettings], Field(min_length=1)] = Field(
         default_factory=_default_environments
     )
+    provider: ProviderSettings = Field(default_factory=ProviderSettings)
+    datasets: list[DatasetSettings] = Field(default_factory=list)
+    algorithms: list[AlgorithmSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_environment_ids(self) -> Settings:
@@ -139,6 +191,20 @@ class Settings(_Section):
             if env.id in seen:
                 raise ValueError(f"environment id {env.id!r} is declared twice")
             seen.add(env.id)
+        return self
+
+    @model_validator(mode="after")
+    def _local_files_inside_roots(self) -> Settings:
+        roots = [r.resolve() for r in self.provider.dataset_roots]
+        for i, dataset in enumerate(self.datasets):
+            for file in dataset.files:
+                if file.startswith(("http://", "https://")):
+                    continue
+                path = Path(file).resolve()
+                if not any(path.is_relative_to(root) for root in roots):
+                    raise ValueError(
+                        f"datasets[{i}] file {file} is not under any [provider] dataset_roots"
+                    )
         return self
 
     def environment(self, env_id: str) -> EnvironmentSettings | None:

@@ -14,12 +14,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from localcompute.errors import JobNotFoundError, StoreError, TransitionRefusedError
+from localcompute.errors import (
+    JobNotFoundError,
+    NonceError,
+    StoreError,
+    TransitionRefusedError,
+)
 from localcompute.models import Job, JobSpec, ResultFile
 from localcompute.status import (
     FINAL_STATUSES,
@@ -358,9 +364,20 @@ class JobStore:
         rows = await self._fetch_all(SQL_WAITING_ENVIRONMENTS, (int(JobStatus.WARMING_UP),))
         return [str(r[0]) for r in rows]
 
-    async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
-        """Record a stop or time-limit request on an unfinished job; None if it had one."""
-        row = await self._fetch_one(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
+    async def request_stop(
+        self, job_id: str, reason: StopRequest, db: aiosqlite.Connection | None = None
+    ) -> Job | None:
+        """Record a stop or time-limit request on an unfinished job; None if it had one.
+
+        Pass `db` to make it part of a transaction (with a nonce, say).
+        """
+        params = {"stopreq": int(reason), "job_id": job_id}
+        if db is not None:
+            cursor = await db.execute(SQL_REQUEST_STOP, params)
+            rows = list(await cursor.fetchall())
+            row = rows[0] if rows else None
+        else:
+            row = await self._fetch_one(SQL_REQUEST_STOP, params)
         return None if row is None else Job.from_row(row)
 
     async def set_results(self, job_id: str, results: list[ResultFile]) -> Job:
@@ -381,13 +398,19 @@ class JobStore:
 
     # -- nonces -------------------------------------------------------------
 
-    async def get_nonce(self, address: str, db: aiosqlite.Connection | None = None) -> str | None:
-        if db is not None:
-            cursor = await db.execute(SQL_GET_NONCE, (address.lower(),))
-            row = await cursor.fetchone()
-        else:
-            row = await self._fetch_one(SQL_GET_NONCE, (address.lower(),))
-        return None if row is None else str(row[0])
+    async def get_nonce(self, address: str) -> Decimal | None:
+        """The last nonce accepted from `address` (compared case-blind), None if none."""
+        row = await self._fetch_one(SQL_GET_NONCE, (address.lower(),))
+        return None if row is None else Decimal(row[0])
 
-    async def set_nonce(self, address: str, nonce: str, db: aiosqlite.Connection) -> None:
-        await db.execute(SQL_SET_NONCE, (address.lower(), nonce))
+    async def consume_nonce(self, address: str, nonce: Decimal, db: aiosqlite.Connection) -> None:
+        """Accept `nonce` only if above the last one, inside the caller's transaction."""
+        cursor = await db.execute(SQL_GET_NONCE, (address.lower(),))
+        row = await cursor.fetchone()
+        last = Decimal(row[0]) if row is not None else Decimal(0)
+        if nonce <= last:
+            raise NonceError(
+                f"Invalid signature expected nonce ({last}) > current nonce ({nonce}): "
+                "a nonce must be greater than the last one accepted from this address"
+            )
+        await db.execute(SQL_SET_NONCE, (address.lower(), str(nonce)))

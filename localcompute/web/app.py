@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from localcompute import __version__
+from localcompute.auth import ProviderKey
+from localcompute.catalog import Catalog
 from localcompute.engine import Engine
 from localcompute.settings import Settings
-
-ENGINE = web.AppKey("engine", Engine)
-SETTINGS = web.AppKey("settings", Settings)
+from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
+from localcompute.web.middleware import cors, json_errors
+from localcompute.web.openapi import openapi_handler
+from localcompute.web.routes import setup_routes
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Application:
-    """Build the application; the engine opens and closes with it."""
-    app = web.Application()
+    """Build the application; the catalog, key and engine open and close with it."""
+    app = web.Application(
+        middlewares=[cors, json_errors], client_max_size=settings.server.max_body_bytes
+    )
     app[SETTINGS] = settings
 
-    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        app[CATALOG] = await asyncio.to_thread(Catalog.load, settings)
+        app[PROVIDER_KEY] = await asyncio.to_thread(
+            ProviderKey.load,
+            settings.provider.private_key,
+            settings.provider.private_key_file,
+            settings.data_dir,
+        )
         app[ENGINE] = engine or Engine(settings)
         await app[ENGINE].start()
         yield
         await app[ENGINE].close()
 
-    app.cleanup_ctx.append(engine_ctx)
-    app.router.add_get("/", root)
+    app.cleanup_ctx.append(resources)
+    setup_routes(app)
+    app.router.add_get("/api/openapi.json", openapi_handler)
     return app
-
-
-async def root(request: web.Request) -> web.Response:
-    return web.json_response({"software": "localcompute", "version": __version__})

@@ -1,0 +1,129 @@
+"""Who signed a request, and whether its nonce is new.
+
+Ocean's clients sign keccak256 of the UTF-8 message with EIP-191 over that 32-byte
+hash (personal_sign of the hash, not of the text). `v` may be 0, 1, 27 or 28.
+Recovery uses coincurve through eth-keys (about 0.1 ms a signature).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from eth_keys.backends.coincurve import CoinCurveECCBackend
+from eth_keys.main import KeyAPI
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from localcompute.errors import ConfigError, SignatureError
+
+_KEYS = KeyAPI(CoinCurveECCBackend)
+_EIP191_PREFIX = b"\x19Ethereum Signed Message:\n32"
+
+
+def message_hash(message: str) -> bytes:
+    """The digest a client signs for `message`."""
+    return keccak(_EIP191_PREFIX + keccak(message.encode("utf-8")))
+
+
+def recover(message: str, signature: str) -> str:
+    """The checksummed address that signed `message`; SignatureError when none can be found."""
+    try:
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+    except ValueError as e:
+        raise SignatureError("the signature is not hex") from e
+    if len(raw) != 65:
+        raise SignatureError("the signature must be 65 bytes: r, s and v")
+    v = raw[64] - 27 if raw[64] in (27, 28) else raw[64]
+    if v not in (0, 1):
+        raise SignatureError(f"the signature's v byte must be 0, 1, 27 or 28, not {raw[64]}")
+    try:
+        sig = _KEYS.Signature(raw[:64] + bytes([v]))
+        public = _KEYS.ecdsa_recover(message_hash(message), sig)
+    except Exception as e:  # eth-keys raises several kinds for garbage r or s
+        raise SignatureError("no address can be recovered from the signature") from e
+    return str(public.to_checksum_address())
+
+
+def verify(message: str, signature: str, address: str) -> None:
+    """Raise SignatureError unless `address` signed `message` (addresses compare case-blind)."""
+    signer = recover(message, signature)
+    if signer.lower() != address.lower():
+        raise SignatureError(
+            f"Invalid signature {signature} for ethereum address {address}, "
+            f"message {message}. Got {signer}"
+        )
+
+
+def sign(message: str, private_key: bytes) -> str:
+    """Sign as ocean.py does (v = 0 or 1): for tests and for provider-to-operator calls."""
+    sig = _KEYS.ecdsa_sign(message_hash(message), _KEYS.PrivateKey(private_key))
+    return "0x" + sig.to_bytes().hex()
+
+
+def parse_nonce(value: object) -> Decimal:
+    """A nonce as a decimal number, whatever its JSON type; SignatureError if it is none."""
+    if isinstance(value, bool) or value is None:
+        raise SignatureError("The nonce must be a number.")
+    try:
+        nonce = Decimal(str(value).strip())
+    except InvalidOperation as e:
+        raise SignatureError("The nonce must be a number.") from e
+    if not nonce.is_finite():
+        raise SignatureError("The nonce must be a number.")
+    return nonce
+
+
+def nonce_text(value: object) -> str:
+    """How the nonce appears in a signed message: as the client sent it."""
+    return str(value)
+
+
+class ProviderKey:
+    """The provider's key: answers GET / with its address, signs what the provider signs."""
+
+    def __init__(self, private_key: bytes) -> None:
+        self._key = _KEYS.PrivateKey(private_key)
+
+    @property
+    def address(self) -> str:
+        return str(to_checksum_address(self._key.public_key.to_canonical_address()))
+
+    def sign(self, message: str) -> str:
+        return sign(message, self._key.to_bytes())
+
+    def __repr__(self) -> str:
+        return f"<ProviderKey {self.address}>"
+
+    @classmethod
+    def load(cls, private_key: str, key_file: str, data_dir: Path) -> ProviderKey:
+        """From the setting, else from the file, else one made once in data_dir (mode 0600)."""
+        if private_key:
+            return cls(_parse_key(private_key, "[provider] private_key"))
+        path = Path(key_file) if key_file else data_dir / "provider.key"
+        if not key_file and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process made it first: read theirs
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write("0x" + secrets.token_bytes(32).hex() + "\n")
+        try:
+            text = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read the provider key file {path}: {e}") from e
+        return cls(_parse_key(text, str(path)))
+
+
+def _parse_key(text: str, source: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError as e:
+        raise ConfigError(f"{source}: the provider key is not hex") from e
+    if len(raw) != 32:
+        raise ConfigError(f"{source}: the provider key must be 32 bytes")
+    return raw

@@ -1,0 +1,94 @@
+"""What the provider serves: its datasets and published algorithms, by DID.
+
+A client names a dataset by its DID; only the provider knows the files behind it.
+This module turns a request's DIDs into the engine's InputSpec and AlgorithmSpec,
+refusing, with Ocean's error codes, what a dataset does not allow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from localcompute.errors import ConfigError, RefusedError
+from localcompute.models import AlgorithmSpec, FileSource, InputSpec
+from localcompute.settings import AlgorithmSettings, DatasetSettings, Settings
+
+
+class Catalog:
+    def __init__(
+        self,
+        datasets: dict[str, DatasetSettings],
+        algorithms: dict[str, AlgorithmSettings],
+        ddos: dict[str, dict[str, Any]],
+    ) -> None:
+        self._datasets = datasets
+        self._algorithms = algorithms
+        self._ddos = ddos
+
+    @classmethod
+    def load(cls, settings: Settings) -> Catalog:
+        """Read the DDO files and check the local files; blocking, so run it off the loop."""
+        ddos: dict[str, dict[str, Any]] = {}
+        for i, dataset in enumerate(settings.datasets):
+            where = f"datasets[{i}] ({dataset.did})"
+            for file in dataset.files:
+                if not file.startswith(("http://", "https://")) and not Path(file).is_file():
+                    raise ConfigError(f"{where}: local file {file} does not exist")
+            if dataset.ddo is not None:
+                try:
+                    ddo = json.loads(dataset.ddo.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as e:
+                    raise ConfigError(f"{where}: cannot read the DDO {dataset.ddo}: {e}") from e
+                if not isinstance(ddo, dict):
+                    raise ConfigError(f"{where}: the DDO {dataset.ddo} is not a JSON object")
+                ddos[dataset.did] = ddo
+        for i, algorithm in enumerate(settings.algorithms):
+            if algorithm.file is not None and not algorithm.file.is_file():
+                raise ConfigError(f"algorithms[{i}]: file {algorithm.file} does not exist")
+        return cls(
+            {d.did: d for d in settings.datasets},
+            {a.did: a for a in settings.algorithms},
+            ddos,
+        )
+
+    def dataset(self, did: str, resource: str) -> DatasetSettings:
+        dataset = self._datasets.get(did)
+        if dataset is None:
+            raise RefusedError({resource: "did_not_found"})
+        return dataset
+
+    def input_spec(self, did: str, resource: str) -> InputSpec:
+        dataset = self.dataset(did, resource)
+        files = [
+            FileSource(url=f) if f.startswith(("http://", "https://")) else FileSource(path=f)
+            for f in dataset.files
+        ]
+        return InputSpec(did=did, files=files, ddo=self._ddos.get(did))
+
+    def check_algorithm(self, dataset_did: str, resource: str, algorithm_did: str | None) -> None:
+        """Refuse raw code on a dataset that forbids it, and algorithms it does not trust."""
+        dataset = self.dataset(dataset_did, resource)
+        if algorithm_did is None:
+            if not dataset.allow_raw_algorithm:
+                raise RefusedError({resource: "no_raw_algo_allowed"})
+        elif dataset.trusted_algorithms and algorithm_did not in dataset.trusted_algorithms:
+            raise RefusedError({resource: "not_trusted_algo"})
+
+    def algorithm_spec(self, did: str, algocustomdata: Any) -> AlgorithmSpec:
+        algorithm = self._algorithms.get(did)
+        if algorithm is None:
+            raise RefusedError({"algorithm": "did_not_found"})
+        container = algorithm.container
+        return AlgorithmSpec(
+            did=did,
+            rawcode=algorithm.rawcode,
+            url=algorithm.url,
+            path=str(algorithm.file.resolve()) if algorithm.file is not None else None,
+            image=container.image,
+            tag=container.tag,
+            entrypoint=container.entrypoint,
+            checksum=container.checksum,
+            algocustomdata=algocustomdata,
+        )

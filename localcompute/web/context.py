@@ -1,0 +1,15 @@
+"""Typed keys of what the application holds: set up in app.py, read by the handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from localcompute.auth import ProviderKey
+from localcompute.catalog import Catalog
+from localcompute.engine import Engine
+from localcompute.settings import Settings
+
+ENGINE = web.AppKey("engine", Engine)
+SETTINGS = web.AppKey("settings", Settings)
+CATALOG = web.AppKey("catalog", Catalog)
+PROVIDER_KEY = web.AppKey("provider_key", ProviderKey)

@@ -1,0 +1,69 @@
+"""Request parameters: the query string and the JSON body, merged, parsed into a model.
+
+Ocean's clients differ: ocean.py sends GET/PUT/DELETE parameters in the query
+string, ocean.js sends a JSON body. Both are read on every method; the query wins
+on a conflict. Parsing errors become Ocean's validation answer, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from localcompute.errors import RequestValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+_TYPE_WORDS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "dict_type": "an object",
+    "list_type": "a list",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+async def read_params(request: web.Request) -> dict[str, Any]:
+    """The JSON body (an object) overlaid with the query string."""
+    params: dict[str, Any] = {}
+    if request.can_read_body:
+        raw = await request.read()
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise RequestValidationError({"body": [f"The body is not valid JSON: {e}"]}) from e
+            if not isinstance(body, dict):
+                raise RequestValidationError({"body": ["The body must be a JSON object."]})
+            params.update(body)
+    params.update(request.query)
+    return params
+
+
+def parse(model: type[M], params: dict[str, Any]) -> M:
+    """`params` as `model`; RequestValidationError names each bad field, dotted."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as e:
+        errors: dict[str, list[str]] = {}
+        for err in e.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "body"
+            errors.setdefault(field, []).append(_message(field, err["type"], err["msg"]))
+        raise RequestValidationError(errors) from e
+
+
+def _message(field: str, kind: str, fallback: str) -> str:
+    if kind == "missing":
+        return f"The {field} field is required."
+    if kind in _TYPE_WORDS:
+        return f"The {field} must be {_TYPE_WORDS[kind]}."
+    return f"The {field} is not valid: {fallback.removeprefix('Value error, ')}"

@@ -1,0 +1,393 @@
+"""The provider compute API (/api/services/…): what Ocean's clients call.
+
+Handlers parse into a model, check the signature, call the engine, and
+serialise; refusals use Ocean's codes ({"error": {"dataset": "did_not_found"}}).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from localcompute import auth
+from localcompute.catalog import Catalog
+from localcompute.errors import JobNotFoundError, RefusedError, SignatureError
+from localcompute.models import AlgorithmSpec, InputSpec, Job, JobSpec
+from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
+from localcompute.web.params import parse, read_params
+from localcompute.web.views import provider_status
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+Nonce = str | int | float
+
+
+class _Request(BaseModel):
+    # Clients send more than we read (output, language, …): ignore it, never fail on it.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def _json_object(value: Any) -> Any:
+    """Clients may send nested objects as JSON strings."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class DatasetRef(_Request):
+    documentId: str = Field(min_length=1)
+    serviceId: str = ""
+    transferTxId: str = ""
+    userdata: dict[str, Any] | str | None = None
+
+
+class ContainerRef(_Request):
+    image: str = Field(min_length=1)
+    tag: str = "latest"
+    entrypoint: str = Field(min_length=1)
+    checksum: str = ""
+
+
+class AlgorithmMeta(_Request):
+    rawcode: str | None = None
+    url: str | None = None
+    container: ContainerRef
+
+    _parse_json = field_validator("container", mode="before")(_json_object)
+
+
+class AlgorithmRef(_Request):
+    documentId: str | None = None
+    meta: AlgorithmMeta | None = None
+    serviceId: str = ""
+    transferTxId: str = ""
+    algocustomdata: Any = None
+
+    _parse_json = field_validator("meta", "algocustomdata", mode="before")(_json_object)
+
+
+class StartRequest(_Request):
+    dataset: DatasetRef
+    algorithm: AlgorithmRef
+    additionalDatasets: list[DatasetRef] = Field(default_factory=list, alias="additionalInputs")
+    environment: str = Field(min_length=1)
+    consumerAddress: str = Field(min_length=1)
+    nonce: Nonce
+    signature: str = Field(min_length=1)
+
+    _parse_json = field_validator("dataset", "algorithm", mode="before")(_json_object)
+
+
+def _empty_is_none(value: Any) -> Any:
+    """Clients send absent filters as empty strings (and sign them as such)."""
+    return None if value == "" else value
+
+
+class StatusRequest(_Request):
+    consumerAddress: str = Field(min_length=1)
+    jobId: str | None = None
+    documentId: str | None = None
+    nonce: Nonce | None = None
+    signature: str | None = None
+
+    _empty = field_validator("jobId", "documentId", "signature", mode="before")(_empty_is_none)
+
+
+class StopRequest(_Request):
+    consumerAddress: str = Field(min_length=1)
+    jobId: str | None = None
+    documentId: str | None = None
+    nonce: Nonce
+    signature: str = Field(min_length=1)
+
+    _empty = field_validator("jobId", "documentId", mode="before")(_empty_is_none)
+
+
+class DeleteRequest(StopRequest):
+    # ocean.js 3.x sends no nonce on delete: it is then taken as the stored one + 1.
+    nonce: Nonce | None = None  # type: ignore[assignment]
+
+
+class ResultRequest(_Request):
+    jobId: str = Field(min_length=1)
+    index: int = Field(ge=0)
+    consumerAddress: str = Field(min_length=1)
+    nonce: Nonce
+    signature: str = Field(min_length=1)
+
+
+class NonceRequest(_Request):
+    userAddress: str = Field(min_length=1)
+
+
+class EnvironmentsRequest(_Request):
+    chainId: int | None = None
+
+
+class InitializeRequest(_Request):
+    datasets: list[DatasetRef] = Field(min_length=1)
+    algorithm: AlgorithmRef
+    compute: dict[str, Any]
+    consumerAddress: str = Field(min_length=1)
+
+
+def _resource(index: int) -> str:
+    return "dataset" if index == 0 else f"datasets[{index}]"
+
+
+def _algorithm_spec(catalog: Catalog, algorithm: AlgorithmRef) -> AlgorithmSpec:
+    """algorithm.meta wins over algorithm.documentId, as in Ocean's provider."""
+    if algorithm.meta is not None:
+        meta, container = algorithm.meta, algorithm.meta.container
+        if container.checksum and not container.checksum.startswith("sha256:"):
+            raise RefusedError({"algorithm.container": "checksum_prefix"})
+        try:
+            return AlgorithmSpec(
+                rawcode=meta.rawcode,
+                url=meta.url,
+                image=container.image,
+                tag=container.tag or "latest",
+                entrypoint=container.entrypoint,
+                checksum=container.checksum,
+                algocustomdata=algorithm.algocustomdata,
+            )
+        except ValueError as e:
+            raise RefusedError({"algorithm": f"invalid: {_first_error(e)}"}) from e
+    if algorithm.documentId:
+        return catalog.algorithm_spec(algorithm.documentId, algorithm.algocustomdata)
+    raise RefusedError({"algorithm": "missing_meta_documentId"})
+
+
+def _first_error(e: ValueError) -> str:
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        return str(errors()[0]["msg"]).removeprefix("Value error, ")
+    return str(e)
+
+
+def _inputs(
+    catalog: Catalog, datasets: list[DatasetRef], algorithm: AlgorithmSpec
+) -> list[InputSpec]:
+    inputs = []
+    for i, ref in enumerate(datasets):
+        resource = _resource(i)
+        catalog.check_algorithm(ref.documentId, resource, algorithm.did or None)
+        inputs.append(catalog.input_spec(ref.documentId, resource))
+    return inputs
+
+
+def _check_environment(request: web.Request, env_id: str) -> None:
+    if request.app[SETTINGS].environment(env_id) is None:
+        raise RefusedError(f"Compute environment {env_id!r} does not exist")
+
+
+# -- routes ---------------------------------------------------------------------
+
+
+async def nonce(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    address = parse(NonceRequest, params).userAddress
+    last = await request.app[ENGINE].last_nonce(address)
+    return web.json_response({"nonce": str(last)})
+
+
+async def environments(request: web.Request) -> web.Response:
+    wanted = parse(EnvironmentsRequest, await read_params(request)).chainId
+    settings = request.app[SETTINGS]
+    engine = request.app[ENGINE]
+    chains = [c for c in settings.provider.chain_ids if wanted is None or c == wanted]
+    current = await engine.current_jobs()
+    now = f"{time.time():.6f}"
+    address = request.app[PROVIDER_KEY].address
+    envs = [
+        {
+            "id": env.id,
+            "desc": env.description,
+            "cpuNumber": _number(env.cpu),
+            "nCPU": _number(env.cpu),
+            "cpuType": engine.cpu_types.get(env.id, env.cpu_type),
+            "gpuNumber": env.gpu_count,
+            "nGPU": env.gpu_count,
+            "gpuType": env.gpu_type,
+            "ramGB": _number(env.ram_gb),
+            "diskGB": _number(env.disk_gb),
+            "priceMin": _number(env.price_min),
+            "currentJobs": current.get(env.id, 0),
+            "maxJobs": env.max_jobs,
+            "maxJobDuration": _number(env.max_job_duration),
+            "storageExpiry": env.storage_expiry,
+            "consumerAddress": address,
+            "lastSeen": now,
+            "feeToken": ZERO_ADDRESS,
+            "free": env.price_min == 0,
+        }
+        for env in settings.environments
+    ]
+    return web.json_response({str(c): envs for c in chains})
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+async def initialize(request: web.Request) -> web.Response:
+    """Chain-less: check what a start would check; answer validOrder without any fee."""
+    req = parse(InitializeRequest, await read_params(request))
+    catalog = request.app[CATALOG]
+    env_id = req.compute.get("env")
+    if not isinstance(env_id, str) or not env_id:
+        raise RefusedError({"compute.env": "missing"})
+    _check_environment(request, env_id)
+    valid_until = req.compute.get("validUntil")
+    if valid_until is not None:
+        if not isinstance(valid_until, int) or isinstance(valid_until, bool):
+            raise RefusedError("The validUntil value is not correct.")
+        if valid_until <= time.time():
+            raise RefusedError("The validUntil value is not correct.")
+    algorithm = _algorithm_spec(catalog, req.algorithm)
+    _inputs(catalog, req.datasets, algorithm)
+    answer: dict[str, Any] = {
+        "datasets": [{"validOrder": d.transferTxId or _placeholder_order(d)} for d in req.datasets]
+    }
+    if req.algorithm.documentId and req.algorithm.meta is None:
+        answer["algorithm"] = {
+            "validOrder": req.algorithm.transferTxId or "0x" + "0" * 64,
+        }
+    return web.json_response(answer)
+
+
+def _placeholder_order(dataset: DatasetRef) -> str:
+    from hashlib import sha256
+
+    return "0x" + sha256(dataset.documentId.encode()).hexdigest()
+
+
+async def compute_start(request: web.Request) -> web.Response:
+    req = parse(StartRequest, await read_params(request))
+    catalog = request.app[CATALOG]
+    engine = request.app[ENGINE]
+    _check_environment(request, req.environment)
+    algorithm = _algorithm_spec(catalog, req.algorithm)
+    datasets = [req.dataset, *req.additionalDatasets]
+    inputs = _inputs(catalog, datasets, algorithm)
+    message = f"{req.consumerAddress}{req.dataset.documentId}{auth.nonce_text(req.nonce)}"
+    auth.verify(message, req.signature, req.consumerAddress)
+    spec = JobSpec(
+        environment=req.environment,
+        owner=req.consumerAddress,
+        agreement_id=req.dataset.transferTxId,
+        inputs=inputs,
+        algorithm=algorithm,
+        extra={"api": "provider"},
+    )
+    guard = engine.nonce_guard(req.consumerAddress, auth.parse_nonce(req.nonce))
+    job_id = await engine.submit(spec, before_insert=guard)
+    job = await engine.get(job_id)
+    return web.json_response([provider_status(job, _base(request))])
+
+
+def _base(request: web.Request) -> str:
+    return request.app[SETTINGS].server.base_url
+
+
+async def _owned_jobs(
+    request: web.Request, owner: str, job_id: str | None, did: str | None, *, must_exist: bool
+) -> list[Job]:
+    """The caller's jobs; another owner's job is as unknown as one that never existed."""
+    jobs = await request.app[ENGINE].list(owner=owner, job_id=job_id, input_did=did)
+    if must_exist and job_id is not None and not jobs:
+        raise JobNotFoundError(f"No job {job_id} for consumer {owner}")
+    return jobs
+
+
+def _stop_message(consumer: str, job_id: str | None, did: str | None, nonce: object) -> str:
+    return f"{consumer}{job_id or ''}{did or ''}{auth.nonce_text(nonce)}"
+
+
+async def compute_status(request: web.Request) -> web.Response:
+    req = parse(StatusRequest, await read_params(request))
+    if req.signature:
+        # Signed status (ocean.py) must be valid; reading consumes no nonce.
+        if req.nonce is None:
+            raise SignatureError("The nonce field is required with a signature.")
+        message = _stop_message(req.consumerAddress, req.jobId, req.documentId, req.nonce)
+        auth.verify(message, req.signature, req.consumerAddress)
+    jobs = await _owned_jobs(
+        request, req.consumerAddress, req.jobId, req.documentId, must_exist=False
+    )
+    return web.json_response([provider_status(j, _base(request)) for j in jobs])
+
+
+async def compute_stop(request: web.Request) -> web.Response:
+    req = parse(StopRequest, await read_params(request))
+    engine = request.app[ENGINE]
+    message = _stop_message(req.consumerAddress, req.jobId, req.documentId, req.nonce)
+    auth.verify(message, req.signature, req.consumerAddress)
+    jobs = await _owned_jobs(
+        request, req.consumerAddress, req.jobId, req.documentId, must_exist=True
+    )
+    targets = [j.job_id for j in jobs if not j.is_final]
+    guard = engine.nonce_guard(req.consumerAddress, auth.parse_nonce(req.nonce))
+    stopped = {j.job_id: j for j in await engine.stop_jobs(targets, before=guard)}
+    return web.json_response(
+        [provider_status(stopped.get(j.job_id, j), _base(request)) for j in jobs]
+    )
+
+
+async def compute_delete(request: web.Request) -> web.Response:
+    req = parse(DeleteRequest, await read_params(request))
+    engine = request.app[ENGINE]
+    nonce: object = req.nonce
+    if nonce is None:
+        nonce = _plain(await engine.last_nonce(req.consumerAddress) + 1)
+    message = _stop_message(req.consumerAddress, req.jobId, req.documentId, nonce)
+    auth.verify(message, req.signature, req.consumerAddress)
+    jobs = await _owned_jobs(
+        request, req.consumerAddress, req.jobId, req.documentId, must_exist=True
+    )
+    guard = engine.nonce_guard(req.consumerAddress, auth.parse_nonce(nonce))
+    deleted = await engine.delete_jobs([j.job_id for j in jobs], before=guard)
+    return web.json_response([provider_status(j, _base(request)) for j in deleted])
+
+
+def _plain(value: Decimal) -> str:
+    return str(value.quantize(Decimal(1))) if value == value.to_integral() else str(value)
+
+
+async def compute_result(request: web.Request) -> web.StreamResponse:
+    req = parse(ResultRequest, await read_params(request))
+    engine = request.app[ENGINE]
+    index_text = request.query.get("index", str(req.index))
+    message = f"{req.consumerAddress}{req.jobId}{index_text}{auth.nonce_text(req.nonce)}"
+    auth.verify(message, req.signature, req.consumerAddress)
+    jobs = await engine.list(owner=req.consumerAddress, job_id=req.jobId)
+    if not jobs:
+        raise JobNotFoundError(f"No job {req.jobId} for consumer {req.consumerAddress}")
+    job = jobs[0]
+    if not job.results:
+        raise JobNotFoundError(f"No results for job {req.jobId} yet")
+    if req.index >= len(job.results):
+        raise JobNotFoundError(f"No such index {req.index} in this compute job")
+    await engine.consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
+    return file_response(engine.result_path(job, req.index), job.results[req.index].filename)
+
+
+def file_response(path: Any, filename: str) -> web.FileResponse:
+    """A result's bytes, with Range support and the headers Ocean's clients rely on."""
+    if not path.is_file():
+        raise JobNotFoundError("the result file is gone (deleted or expired)")
+    response = web.FileResponse(path)
+    response.headers["Content-Disposition"] = f"attachment;filename={_header_safe(filename)}"
+    response.headers["Access-Control-Expose-Headers"] = "Content-Disposition"
+    return response
+
+
+def _header_safe(filename: str) -> str:
+    return "".join(c if c.isprintable() and c not in '"\\;' else "_" for c in filename)

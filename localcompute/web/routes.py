@@ -1,0 +1,130 @@
+"""Every route of the server, in one table: the router, GET / and the OpenAPI document use it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from localcompute import __version__
+from localcompute.web import provider
+from localcompute.web.context import PROVIDER_KEY, SETTINGS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # the serviceEndpoints name Ocean's clients look up
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    model: type[BaseModel] | None = None  # its parameters, from the query or a JSON body
+    returns: str = "StatusList"  # the OpenAPI schema of a 200 answer
+
+
+PROVIDER_ROUTES: tuple[Route, ...] = (
+    Route(
+        "nonce",
+        "GET",
+        "/api/services/nonce",
+        provider.nonce,
+        "The last nonce accepted from userAddress (0 when none).",
+        provider.NonceRequest,
+        "Nonce",
+    ),
+    Route(
+        "computeEnvironments",
+        "GET",
+        "/api/services/computeEnvironments",
+        provider.environments,
+        "The compute environments, keyed by chain id.",
+        provider.EnvironmentsRequest,
+        "EnvironmentsByChain",
+    ),
+    Route(
+        "initializeCompute",
+        "POST",
+        "/api/services/initializeCompute",
+        provider.initialize,
+        "Check a compute request as a start would; answers validOrder without fees.",
+        provider.InitializeRequest,
+        "Initialize",
+    ),
+    Route(
+        "computeStart",
+        "POST",
+        "/api/services/compute",
+        provider.compute_start,
+        "Start a job. Signed: consumerAddress + dataset.documentId + nonce.",
+        provider.StartRequest,
+    ),
+    Route(
+        "computeStatus",
+        "GET",
+        "/api/services/compute",
+        provider.compute_status,
+        "The consumer's jobs, filtered by jobId and documentId.",
+        provider.StatusRequest,
+    ),
+    Route(
+        "computeStop",
+        "PUT",
+        "/api/services/compute",
+        provider.compute_stop,
+        "Stop jobs. Signed: consumerAddress + jobId + documentId + nonce.",
+        provider.StopRequest,
+    ),
+    Route(
+        "computeDelete",
+        "DELETE",
+        "/api/services/compute",
+        provider.compute_delete,
+        "Stop and delete jobs: containers, folder and results. Signed as stop.",
+        provider.DeleteRequest,
+    ),
+    Route(
+        "computeResult",
+        "GET",
+        "/api/services/computeResult",
+        provider.compute_result,
+        "Download one result (Range supported). Signed: consumerAddress + jobId + index + nonce.",
+        provider.ResultRequest,
+        "File",
+    ),
+)
+
+
+def all_routes() -> tuple[Route, ...]:
+    return PROVIDER_ROUTES
+
+
+def service_endpoints() -> dict[str, list[str]]:
+    return {r.name: [r.method, r.path] for r in PROVIDER_ROUTES}
+
+
+async def root(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    address = request.app[PROVIDER_KEY].address
+    return web.json_response(
+        {
+            "software": "localcompute",
+            "version": __version__,
+            "chainIds": settings.provider.chain_ids,
+            "providerAddresses": {str(c): address for c in settings.provider.chain_ids},
+            "serviceEndpoints": service_endpoints(),
+        }
+    )
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/", root)
+    for route in all_routes():
+        if route.method == "GET":
+            # No implicit HEAD: a HEAD must not consume a nonce or stream a result.
+            app.router.add_get(route.path, route.handler, allow_head=False)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)

@@ -1,0 +1,66 @@
+"""How a job looks to each API dialect: two views over one job model."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from localcompute.models import Job
+
+
+def epoch_text(value: float | None) -> str | None:
+    """Ocean's clients read dates as epoch seconds in a string ("1700000000.123456")."""
+    return None if value is None else f"{value:.6f}"
+
+
+def results_list(job: Job) -> list[dict[str, Any]]:
+    return [{"filename": r.filename, "filesize": r.filesize, "type": r.type} for r in job.results]
+
+
+def _url(base_url: str, path: str, params: dict[str, Any]) -> str:
+    return f"{base_url}{path}?{urlencode(params)}"
+
+
+def common_fields(job: Job) -> dict[str, Any]:
+    algo = job.spec.algorithm
+    return {
+        "jobId": job.job_id,
+        "owner": job.owner,
+        "agreementId": job.agreement_id,
+        "environment": job.environment,
+        "dateCreated": epoch_text(job.date_created),
+        "dateFinished": epoch_text(job.date_finished),
+        "status": int(job.status),
+        "statusText": job.status_text,
+        "results": results_list(job),
+        "resultsDid": "",
+        "stopreq": int(job.stopreq),
+        "removed": int(job.removed),
+        "algoDID": algo.did or "raw",
+        "inputDID": job.input_dids,
+        "exitCode": job.exit_code,
+        "terminationReason": None
+        if job.termination_reason is None
+        else str(job.termination_reason),
+    }
+
+
+def provider_status(job: Job, base_url: str) -> dict[str, Any]:
+    """The status object of the provider API (/api/services/compute)."""
+    urls = [
+        _url(
+            base_url,
+            "/api/services/computeResult",
+            {"jobId": job.job_id, "index": i, "consumerAddress": job.owner},
+        )
+        for i in range(len(job.results))
+    ]
+    log_url = next(
+        (u for u, r in zip(urls, job.results, strict=True) if r.type == "algorithmLog"), ""
+    )
+    return {
+        **common_fields(job),
+        "documentId": job.input_dids[0] if job.input_dids else "",
+        "algorithmLogUrl": log_url,
+        "resultsUrls": urls,
+    }

@@ -1,0 +1,244 @@
+"""A localcompute server started as the README starts it (`localcompute serve --config`),
+in a process of its own, with datasets and an algorithm configured for the tests."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from localcompute.auth import sign
+from tests.conftest import BUSYBOX_IMAGE, STARTED_INSTANCES
+
+CONSUMER_KEY = bytes.fromhex("11" * 32)
+CONSUMER = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
+OTHER_KEY = bytes.fromhex("33" * 32)
+PROVIDER_KEY = "0x" + "22" * 32
+LOCAL_DID = "did:op:" + "1a" * 32  # a local file, raw algorithms allowed
+URL_DID = "did:op:" + "2b" * 32  # a URL, only the published algorithm
+ALGO_DID = "did:op:" + "3c" * 32
+ENV = "test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"dataset behind a URL\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class Served:
+    base_url: str
+    root: Path
+    process: subprocess.Popen[bytes]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def instance(self) -> str:
+        with sqlite3.connect(self.root / "var" / "localcompute.sqlite") as db:
+            return str(db.execute("SELECT value FROM meta WHERE key='instance_id'").fetchone()[0])
+
+
+def write_config(root: Path, port: int, files_url: str, **overrides: Any) -> Path:
+    datasets = root / "datasets"
+    datasets.mkdir(parents=True, exist_ok=True)
+    (datasets / "local.csv").write_text("local dataset\n")
+    (datasets / "ddo.json").write_text(json.dumps({"id": LOCAL_DID, "name": "local"}))
+    config = f"""
+[server]
+host = "127.0.0.1"
+port = {port}
+data_dir = "{root / "var"}"
+max_body_bytes = {overrides.get("max_body_bytes", 65536)}
+
+[docker]
+pull_policy = "never"
+fetch_network = "host"
+stop_grace = 1
+
+[[environments]]
+id = "{ENV}"
+max_jobs = 2
+max_job_duration = 60
+
+[provider]
+private_key = "{PROVIDER_KEY}"
+chain_ids = [8996, 137]
+dataset_roots = ["{datasets}"]
+{overrides.get("provider_extra", "")}
+
+[[datasets]]
+did = "{LOCAL_DID}"
+files = ["{datasets / "local.csv"}"]
+ddo = "{datasets / "ddo.json"}"
+
+[[datasets]]
+did = "{URL_DID}"
+files = ["{files_url}"]
+allow_raw_algorithm = false
+trusted_algorithms = ["{ALGO_DID}"]
+
+[[algorithms]]
+did = "{ALGO_DID}"
+rawcode = "cat /data/inputs/*/0 > $OUTPUTS/copy.txt"
+container = {{ image = "{BUSYBOX_IMAGE.split(":")[0]}", tag = "latest", entrypoint = "sh $ALGO" }}
+{overrides.get("extra", "")}
+"""
+    path = root / "config.toml"
+    path.write_text(config)
+    return path
+
+
+def start_server(root: Path, **overrides: Any) -> Served:
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    port = free_port()
+    config = write_config(root, port, f"http://127.0.0.1:{files.server_port}/data.csv", **overrides)
+    log = (root / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "localcompute", "serve", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    log.close()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/", timeout=2):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(
+                    "the server did not start:\n" + (root / "server.log").read_text()
+                ) from None
+            time.sleep(0.1)
+    served = Served(base, root, process, {"files": files})
+    STARTED_INSTANCES.add(served.instance)
+    return served
+
+
+def stop_server(served: Served) -> int:
+    served.process.send_signal(signal.SIGINT)
+    try:
+        code = served.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+        code = served.process.wait()
+    files = served.extra.get("files")
+    if files is not None:
+        files.shutdown()
+        files.server_close()
+    return code
+
+
+class Consumer:
+    """Talks to the provider API as Ocean's clients do."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, key: bytes = CONSUMER_KEY):
+        from localcompute.auth import ProviderKey
+
+        self.session = session
+        self.base = base
+        self.key = key
+        self.address = ProviderKey(key).address
+
+    async def next_nonce(self) -> int:
+        async with self.session.get(
+            f"{self.base}/api/services/nonce", params={"userAddress": self.address}
+        ) as r:
+            assert r.status == 200
+            return int(Decimal((await r.json())["nonce"])) + 1
+
+    def sign(self, message: str, *, js: bool = False) -> str:
+        signature = sign(message, self.key)
+        if js:  # ethers gives v = 27/28
+            signature = signature[:-2] + format(int(signature[-2:], 16) + 27, "02x")
+        return signature
+
+    async def start(
+        self,
+        algorithm: dict[str, Any],
+        *,
+        did: str = LOCAL_DID,
+        nonce: int | str | None = None,
+        js: bool = False,
+        **extra: Any,
+    ) -> tuple[int, Any]:
+        n = await self.next_nonce() if nonce is None else nonce
+        body = {
+            "dataset": {"documentId": did, "serviceId": "svc", "transferTxId": "0xorder"},
+            "algorithm": algorithm,
+            "environment": ENV,
+            "consumerAddress": self.address,
+            "nonce": str(n) if js else n,
+            "signature": self.sign(f"{self.address}{did}{n}", js=js),
+            **extra,
+        }
+        async with self.session.post(f"{self.base}/api/services/compute", json=body) as r:
+            return r.status, await r.json()
+
+    async def status(self, job_id: str | None = None, **params: str) -> list[dict[str, Any]]:
+        query = {"consumerAddress": self.address, **params}
+        if job_id:
+            query["jobId"] = job_id
+        async with self.session.get(f"{self.base}/api/services/compute", params=query) as r:
+            assert r.status == 200, await r.text()
+            result: list[dict[str, Any]] = await r.json()
+            return result
+
+    async def wait_final(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
+        import asyncio
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            [job] = await self.status(job_id)
+            if job["status"] in (31, 32, 70):
+                return job
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not finish")
+
+    def stop_query(self, job_id: str, nonce: int, did: str = "") -> dict[str, str]:
+        return {
+            "consumerAddress": self.address,
+            "jobId": job_id,
+            "documentId": did,
+            "nonce": str(nonce),
+            "signature": self.sign(f"{self.address}{job_id}{did}{nonce}"),
+        }
+
+    def result_query(self, job_id: str, index: int, nonce: int) -> dict[str, str]:
+        return {
+            "signature": self.sign(f"{self.address}{job_id}{index}{nonce}"),
+            "nonce": str(nonce),
+            "jobId": job_id,
+            "index": str(index),
+            "consumerAddress": self.address,
+        }
