@@ -30,6 +30,7 @@ PROVIDER_KEY = "0x" + "22" * 32
 LOCAL_DID = "did:op:" + "1a" * 32  # a local file, raw algorithms allowed
 URL_DID = "did:op:" + "2b" * 32  # a URL, only the published algorithm
 ALGO_DID = "did:op:" + "3c" * 32
+UNTRUSTED_DID = "did:op:" + "4d" * 32
 ENV = "test"
 
 
@@ -106,6 +107,11 @@ trusted_algorithms = ["{ALGO_DID}"]
 [[algorithms]]
 did = "{ALGO_DID}"
 rawcode = "cat /data/inputs/*/0 > $OUTPUTS/copy.txt"
+container = {{ image = "{BUSYBOX_IMAGE.split(":")[0]}", tag = "latest", entrypoint = "sh $ALGO" }}
+
+[[algorithms]]
+did = "{UNTRUSTED_DID}"
+rawcode = "echo not trusted by the URL dataset"
 container = {{ image = "{BUSYBOX_IMAGE.split(":")[0]}", tag = "latest", entrypoint = "sh $ALGO" }}
 {overrides.get("extra", "")}
 """

@@ -15,6 +15,7 @@ from tests.docker.served import (
     ENV,
     LOCAL_DID,
     OTHER_KEY,
+    UNTRUSTED_DID,
     URL_DID,
     Consumer,
     Served,
@@ -195,6 +196,12 @@ async def test_ocean_js_shapes_stop_and_delete_without_nonce(
     status, body = await consumer.start(sleeper, js=True)
     assert status == 200, body
     job_id = body[0]["jobId"]
+    # The job sleeps for a minute: no results yet.
+    async with session.get(
+        served.base_url + "/api/services/computeResult",
+        params=consumer.result_query(job_id, 0, await consumer.next_nonce()),
+    ) as r:
+        assert r.status == 404 and "No results" in (await r.json())["error"]
     nonce = await consumer.next_nonce()
     message = f"{consumer.address}{job_id}{LOCAL_DID}{nonce}"
     async with session.put(
@@ -307,10 +314,40 @@ async def test_published_algorithm_on_a_url_dataset(consumer: Consumer) -> None:
     assert done["status"] == 70 and done["exitCode"] == 0, done
 
 
-async def test_untrusted_algorithm_is_refused(
+async def test_untrusted_algorithm_is_refused(consumer: Consumer) -> None:
+    status, answer = await consumer.start({"documentId": UNTRUSTED_DID}, did=URL_DID)
+    assert (status, answer) == (400, {"error": {"dataset": "not_trusted_algo"}})
+    # A dataset with an empty list trusts any published algorithm.
+    status, [job] = await consumer.start({"documentId": UNTRUSTED_DID}, did=LOCAL_DID)
+    assert status == 200
+    await consumer.wait_final(job["jobId"])
+
+
+async def test_meta_wins_over_document_id(consumer: Consumer) -> None:
+    status, [job] = await consumer.start({**RAW, "documentId": ALGO_DID})
+    assert status == 200 and job["algoDID"] == "raw"
+    await consumer.wait_final(job["jobId"])
+
+
+async def test_initialize_compute_is_chain_less(
     consumer: Consumer, served: Served, session: aiohttp.ClientSession
 ) -> None:
-    # LOCAL_DID trusts any algorithm; a dataset with a list trusts only those.
+    async def initialize(algorithm: dict[str, object], did: str) -> tuple[int, object]:
+        async with session.post(
+            served.base_url + "/api/services/initializeCompute",
+            json={
+                "datasets": [{"documentId": did, "serviceId": "s"}],
+                "algorithm": algorithm,
+                "compute": {"env": ENV, "validUntil": 4_000_000_000},
+                "consumerAddress": consumer.address,
+            },
+        ) as r:
+            return r.status, await r.json()
+
+    status, raw_answer = await initialize(RAW, URL_DID)
+    assert (status, raw_answer) == (400, {"error": {"dataset": "no_raw_algo_allowed"}})
+    status, answer = await initialize(RAW, LOCAL_DID)
+    assert status == 200 and set(answer) == {"datasets"}  # type: ignore[arg-type]
     async with session.post(
         served.base_url + "/api/services/initializeCompute",
         json={
@@ -381,3 +418,37 @@ def test_results_of_a_deleted_job_are_gone_from_disk(served: Served) -> None:
     jobs = served.root / "var" / "jobs"
     leftovers = [p for p in jobs.glob("*/data/inputs")] if jobs.exists() else []
     assert leftovers == [], "inputs must be scrubbed once results are published"
+
+
+async def test_stop_without_job_id_stops_all_unfinished_jobs_of_the_consumer(
+    consumer: Consumer, served: Served, session: aiohttp.ClientSession
+) -> None:
+    sleeper = {"meta": {**RAW["meta"], "rawcode": "sleep 60 # stopped in bulk"}}
+    ids = []
+    for _ in range(2):
+        status, [job] = await consumer.start(sleeper)
+        assert status == 200
+        ids.append(job["jobId"])
+    nonce = await consumer.next_nonce()
+    query = consumer.stop_query("", nonce)
+    async with session.put(served.base_url + "/api/services/compute", params=query) as r:
+        assert r.status == 200, await r.text()
+        answered = {j["jobId"]: j for j in await r.json()}
+    assert set(ids) <= set(answered) and all(answered[i]["stopreq"] == 1 for i in ids)
+    for job_id in ids:
+        done = await consumer.wait_final(job_id)
+        assert done["terminationReason"] == "stopped"
+
+
+async def test_a_status_signature_when_sent_must_be_valid(
+    consumer: Consumer, served: Served, session: aiohttp.ClientSession
+) -> None:
+    nonce = await consumer.next_nonce()
+    query = {**consumer.stop_query("", nonce), "signature": "0x" + "00" * 65}
+    async with session.get(served.base_url + "/api/services/compute", params=query) as r:
+        assert r.status == 400 and "signature" in (await r.json())["errors"]
+    async with session.get(
+        served.base_url + "/api/services/compute", params=consumer.stop_query("", nonce)
+    ) as r:
+        assert r.status == 200
+    assert await consumer.next_nonce() == nonce, "a status read consumes no nonce"

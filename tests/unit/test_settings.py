@@ -58,3 +58,13 @@ def test_unparsable_and_missing_files(tmp_path: Path) -> None:
         load_settings(bad)
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_local_dataset_outside_the_roots_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[provider]\ndataset_roots = ["{tmp_path / "data"}"]\n'
+        '[[datasets]]\ndid = "did:op:aa"\nfiles = ["/etc/shadow"]\n'
+    )
+    with pytest.raises(ConfigError, match="not under any"):
+        load_settings(path)
