@@ -149,6 +149,11 @@ class JobSpec(_Frozen):
     max_duration: float | None = Field(
         None, gt=0, description="Lowers the environment's max_job_duration, never raises it."
     )
+    publish_outputs: bool = Field(True, description="List the outputs among the results.")
+    publish_algorithm_log: bool = Field(True, description="List algorithm.log among the results.")
+    viewers: list[str] = Field(
+        default_factory=list, description="Addresses besides the owner that may fetch results."
+    )
     # What the API that started the job wants echoed back (the operator's stage output).
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -221,6 +226,11 @@ class Job(_Frozen):
     @property
     def input_dids(self) -> list[str]:
         return [i.did for i in self.spec.inputs]
+
+    def may_read_results(self, address: str) -> bool:
+        """The owner and the job's viewers may fetch results; addresses compare case-blind."""
+        wanted = address.lower()
+        return wanted == self.owner.lower() or wanted in (v.lower() for v in self.spec.viewers)
 
     def __repr__(self) -> str:
         return f"<Job {self.job_id} {self.environment} status={int(self.status)}>"

@@ -267,7 +267,11 @@ class Pipeline:
     async def _publish(self, job: Job) -> Job:
         ws = self.context(job).workspace
         results = await asyncio.to_thread(
-            build_results, ws, algorithm_ran=job.algorithm_started_at is not None
+            build_results,
+            ws,
+            algorithm_ran=job.algorithm_started_at is not None,
+            outputs=job.spec.publish_outputs,
+            algorithm_log=job.spec.publish_algorithm_log,
         )
         await self.store.set_results(job.job_id, results)
         await asyncio.to_thread(ws.scrub)

@@ -31,7 +31,13 @@ def read_manifest(ws: Workspace) -> list[dict[str, object]]:
     return [r for r in results if isinstance(r, dict)]
 
 
-def build_results(ws: Workspace, *, algorithm_ran: bool) -> list[ResultFile]:
+def build_results(
+    ws: Workspace,
+    *,
+    algorithm_ran: bool,
+    outputs: bool = True,
+    algorithm_log: bool = True,
+) -> list[ResultFile]:
     """List every result, write publish.log, and return the list with publish.log last."""
     results: list[ResultFile] = []
     log_lines: list[str] = []
@@ -51,13 +57,13 @@ def build_results(ws: Workspace, *, algorithm_ran: bool) -> list[ResultFile]:
         )
         log_lines.append(f"published {filename} ({kind}): {size} bytes, sha256 {sha}")
 
-    for entry in read_manifest(ws):
+    for entry in read_manifest(ws) if outputs else []:
         name = str(entry.get("filename", ""))
         # The manifest names files in results/ only: nothing else may be published.
         if not name or "/" in name or name in (".", ".."):
             continue
         add(ws.results / name, name, "output")
-    if algorithm_ran:
+    if algorithm_ran and algorithm_log:
         add(ws.algorithm_log, "algorithm.log", "algorithmLog")
     for name, kind in LOG_TYPES:
         add(ws.admin_log(name), name, kind)

@@ -127,6 +127,13 @@ class ProviderSettings(_Section):
     )
 
 
+class OperatorSettings(_Section):
+    allowed_providers: list[str] = Field(
+        default_factory=list,
+        description="Provider addresses that may call /api/v1; empty: loopback callers only.",
+    )
+
+
 class ContainerSettings(_Section):
     image: str
     tag: str = "latest"
@@ -181,6 +188,7 @@ class Settings(_Section):
         default_factory=_default_environments
     )
     provider: ProviderSettings = Field(default_factory=ProviderSettings)
+    operator: OperatorSettings = Field(default_factory=OperatorSettings)
     datasets: list[DatasetSettings] = Field(default_factory=list)
     algorithms: list[AlgorithmSettings] = Field(default_factory=list)
 

@@ -137,6 +137,9 @@ SQL_MARK_REMOVED = f"""
 UPDATE jobs SET removed = 1, results = '[]'
 WHERE job_id = ? AND status IN ({_FINAL_LIST}) RETURNING *
 """
+SQL_AGREEMENT_IN_USE = (
+    f"SELECT 1 FROM jobs WHERE agreement_id = ? AND status NOT IN ({_FINAL_LIST}) LIMIT 1"
+)
 SQL_GET_META = "SELECT value FROM meta WHERE key = ?"
 SQL_SET_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING"
 SQL_GET_NONCE = "SELECT nonce FROM nonces WHERE address = ?"
@@ -395,6 +398,11 @@ class JobStore:
                 f"job {job_id} is at {int(current.status)}: only a finished job can be removed"
             )
         return Job.from_row(row)
+
+    async def agreement_in_use(self, agreement_id: str, db: aiosqlite.Connection) -> bool:
+        """Whether an unfinished job has this agreementId (inside the caller's transaction)."""
+        cursor = await db.execute(SQL_AGREEMENT_IN_USE, (agreement_id,))
+        return await cursor.fetchone() is not None
 
     # -- nonces -------------------------------------------------------------
 

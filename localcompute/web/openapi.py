@@ -59,6 +59,24 @@ _STATUS_OBJECT: dict[str, Any] = {
 SCHEMAS: dict[str, Any] = {
     "Status": _STATUS_OBJECT,
     "StatusList": {"type": "array", "items": {"$ref": "#/components/schemas/Status"}},
+    "OperatorStatus": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Status"},
+            {
+                "type": "object",
+                "properties": {
+                    "configlogUrl": {"type": "string"},
+                    "publishlogUrl": {"type": "string"},
+                    "algologUrl": {"type": "string"},
+                    "outputsUrl": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        ]
+    },
+    "OperatorStatusList": {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/OperatorStatus"},
+    },
     "Nonce": {"type": "object", "properties": {"nonce": {"type": "string"}}},
     "EnvironmentsByChain": {
         "type": "object",

@@ -20,9 +20,8 @@ from localcompute.errors import JobNotFoundError, RefusedError, SignatureError
 from localcompute.models import AlgorithmSpec, InputSpec, Job, JobSpec
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
 from localcompute.web.params import parse, read_params
-from localcompute.web.views import provider_status
+from localcompute.web.views import environment_views, provider_status
 
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 Nonce = str | int | float
 
 
@@ -201,40 +200,19 @@ async def nonce(request: web.Request) -> web.Response:
 async def environments(request: web.Request) -> web.Response:
     wanted = parse(EnvironmentsRequest, await read_params(request)).chainId
     settings = request.app[SETTINGS]
-    engine = request.app[ENGINE]
     chains = [c for c in settings.provider.chain_ids if wanted is None or c == wanted]
-    current = await engine.current_jobs()
-    now = f"{time.time():.6f}"
-    address = request.app[PROVIDER_KEY].address
-    envs = [
-        {
-            "id": env.id,
-            "desc": env.description,
-            "cpuNumber": _number(env.cpu),
-            "nCPU": _number(env.cpu),
-            "cpuType": engine.cpu_types.get(env.id, env.cpu_type),
-            "gpuNumber": env.gpu_count,
-            "nGPU": env.gpu_count,
-            "gpuType": env.gpu_type,
-            "ramGB": _number(env.ram_gb),
-            "diskGB": _number(env.disk_gb),
-            "priceMin": _number(env.price_min),
-            "currentJobs": current.get(env.id, 0),
-            "maxJobs": env.max_jobs,
-            "maxJobDuration": _number(env.max_job_duration),
-            "storageExpiry": env.storage_expiry,
-            "consumerAddress": address,
-            "lastSeen": now,
-            "feeToken": ZERO_ADDRESS,
-            "free": env.price_min == 0,
-        }
-        for env in settings.environments
-    ]
+    envs = await environment_list(request)
     return web.json_response({str(c): envs for c in chains})
 
 
-def _number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
+async def environment_list(request: web.Request) -> list[dict[str, Any]]:
+    engine = request.app[ENGINE]
+    return environment_views(
+        request.app[SETTINGS],
+        engine.cpu_types,
+        await engine.current_jobs(),
+        request.app[PROVIDER_KEY].address,
+    )
 
 
 async def initialize(request: web.Request) -> web.Response:
@@ -367,16 +345,22 @@ async def compute_result(request: web.Request) -> web.StreamResponse:
     index_text = request.query.get("index", str(req.index))
     message = f"{req.consumerAddress}{req.jobId}{index_text}{auth.nonce_text(req.nonce)}"
     auth.verify(message, req.signature, req.consumerAddress)
-    jobs = await engine.list(owner=req.consumerAddress, job_id=req.jobId)
-    if not jobs:
-        raise JobNotFoundError(f"No job {req.jobId} for consumer {req.consumerAddress}")
-    job = jobs[0]
-    if not job.results:
-        raise JobNotFoundError(f"No results for job {req.jobId} yet")
-    if req.index >= len(job.results):
-        raise JobNotFoundError(f"No such index {req.index} in this compute job")
+    job = await readable_job(request, req.jobId, req.consumerAddress, req.index)
     await engine.consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
     return file_response(engine.result_path(job, req.index), job.results[req.index].filename)
+
+
+async def readable_job(request: web.Request, job_id: str, reader: str, index: int) -> Job:
+    """The job, if `reader` may fetch its result `index`; else a 404 that says why."""
+    jobs = await request.app[ENGINE].list(job_id=job_id)
+    if not jobs or not jobs[0].may_read_results(reader):
+        raise JobNotFoundError(f"No job {job_id} for {reader}")
+    job = jobs[0]
+    if not job.results:
+        raise JobNotFoundError(f"No results for job {job_id} yet")
+    if index >= len(job.results):
+        raise JobNotFoundError(f"No such index {index} in this compute job")
+    return job
 
 
 def file_response(path: Any, filename: str) -> web.FileResponse:

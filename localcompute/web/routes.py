@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from localcompute import __version__
-from localcompute.web import provider
+from localcompute.web import operator, provider
 from localcompute.web.context import PROVIDER_KEY, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -98,8 +98,91 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
 )
 
 
+def _operator_routes() -> tuple[Route, ...]:
+    """Each at the deployed path (/api/v1/operator/…) and the documented one (/api/v1/…)."""
+    table = (
+        (
+            "Create",
+            "POST",
+            "compute",
+            operator.create,
+            "Start a job from a one-stage workflow. Signed by a provider: owner + nonce.",
+            operator.CreateRequest,
+        ),
+        (
+            "Status",
+            "GET",
+            "compute",
+            operator.status,
+            "Jobs by agreementId, jobId or owner. Signed: owner + jobId + nonce.",
+            operator.JobFilter,
+        ),
+        (
+            "Stop",
+            "PUT",
+            "compute",
+            operator.stop,
+            "Stop jobs; filters and signature as status.",
+            operator.JobFilter,
+        ),
+        (
+            "Delete",
+            "DELETE",
+            "compute",
+            operator.delete,
+            "Stop and delete jobs: containers, folder and results.",
+            operator.JobFilter,
+        ),
+        (
+            "RunningJobs",
+            "GET",
+            "runningjobs",
+            operator.running_jobs,
+            "Every unfinished job. Signed: nonce.",
+            operator.Signed,
+        ),
+        (
+            "GetResult",
+            "GET",
+            "getResult",
+            operator.get_result,
+            "Download one result (Range supported). Signed: owner + jobId + nonce.",
+            operator.ResultRequest,
+        ),
+        (
+            "Environments",
+            "GET",
+            "environments",
+            operator.environments,
+            "The compute environments, as a list.",
+            None,
+        ),
+    )
+    routes = []
+    for name, method, tail, handler, summary, model in table:
+        returns = {"GetResult": "File", "Environments": "Environments"}.get(
+            name, "OperatorStatusList"
+        )
+        for prefix, suffix in (("/api/v1/operator/", ""), ("/api/v1/", "Alias")):
+            routes.append(
+                Route(
+                    f"operator{name}{suffix}",
+                    method,
+                    prefix + tail,
+                    handler,
+                    summary,
+                    model,
+                    returns,
+                )
+            )
+    return tuple(routes)
+
+
+OPERATOR_ROUTES = _operator_routes()
+
+
 def all_routes() -> tuple[Route, ...]:
-    return PROVIDER_ROUTES
+    return PROVIDER_ROUTES + OPERATOR_ROUTES
 
 
 def service_endpoints() -> dict[str, list[str]]:

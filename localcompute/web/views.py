@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlencode
 
 from localcompute.models import Job
+from localcompute.settings import Settings
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
 def epoch_text(value: float | None) -> str | None:
@@ -64,3 +68,61 @@ def provider_status(job: Job, base_url: str) -> dict[str, Any]:
         "algorithmLogUrl": log_url,
         "resultsUrls": urls,
     }
+
+
+def operator_status(job: Job, base_url: str) -> dict[str, Any]:
+    """The status object of the Operator-Service API (/api/v1/…/compute)."""
+
+    def url(index: int) -> str:
+        return _url(
+            base_url,
+            "/api/v1/operator/getResult",
+            {"jobId": job.job_id, "index": index, "owner": job.owner},
+        )
+
+    def first(kind: str) -> str:
+        return next((url(i) for i, r in enumerate(job.results) if r.type == kind), "")
+
+    return {
+        **common_fields(job),
+        "configlogUrl": first("configrationLog"),
+        "publishlogUrl": first("publishLog"),
+        "algologUrl": first("algorithmLog"),
+        "outputsUrl": [url(i) for i, r in enumerate(job.results) if r.type == "output"],
+    }
+
+
+def environment_views(
+    settings: Settings, cpu_types: dict[str, str], current: dict[str, int], address: str
+) -> list[dict[str, Any]]:
+    """The environments as Ocean's clients read them (cpuNumber and the older nCPU, …)."""
+    now = epoch_text(time.time())
+    return [
+        {
+            "id": env.id,
+            "desc": env.description,
+            "cpuNumber": _number(env.cpu),
+            "nCPU": _number(env.cpu),
+            "cpuType": cpu_types.get(env.id, env.cpu_type),
+            "gpuNumber": env.gpu_count,
+            "nGPU": env.gpu_count,
+            "gpuType": env.gpu_type,
+            "ramGB": _number(env.ram_gb),
+            "diskGB": _number(env.disk_gb),
+            # ocean.js picks a free environment with priceMin === 0: a JSON number.
+            "priceMin": _number(env.price_min),
+            "currentJobs": current.get(env.id, 0),
+            "maxJobs": env.max_jobs,
+            "maxJobDuration": _number(env.max_job_duration),
+            "storageExpiry": env.storage_expiry,
+            "consumerAddress": address,
+            "lastSeen": now,
+            "feeToken": ZERO_ADDRESS,
+            "free": env.price_min == 0,
+        }
+        for env in settings.environments
+    ]
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value

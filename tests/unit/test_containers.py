@@ -146,3 +146,12 @@ def test_fetch_gets_local_files_read_only_and_no_urls_leak_to_others() -> None:
     for spec in (filt, algorithm_container(ctx, EnvironmentSettings(id="e"))):
         assert "https://x/a" not in json.dumps(spec.environment)
     assert {Stage(s) for s in ("fetch", "algorithm", "filter")} == set(Stage)
+
+
+def test_owner_and_whitelisted_viewers_may_read_results() -> None:
+    j = job()
+    j = j.model_copy(
+        update={"owner": "0xAbC", "spec": j.spec.model_copy(update={"viewers": ["0xDEF"]})}
+    )
+    assert j.may_read_results("0xabc") and j.may_read_results("0xdef")
+    assert not j.may_read_results("0x123")

@@ -1,0 +1,322 @@
+"""The Operator-Service API v1 (/api/v1/… and /api/v1/operator/…): what a provider calls.
+
+Same engine, same store as the provider API: a second view over the same jobs.
+Every call is signed by a provider's key over owner + jobId (when given) + nonce,
+and the nonce must grow per provider address: unlike the deployed operator, the
+nonce is part of what is verified, so a replay is refused. Errors are
+{"error": "…"} with 400, 401 or 404.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from decimal import Decimal
+from typing import Any
+
+import aiosqlite
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from localcompute import auth
+from localcompute.errors import AccessDeniedError, RefusedError, SignatureError
+from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
+from localcompute.web.context import ENGINE, SETTINGS
+from localcompute.web.params import parse, read_params
+from localcompute.web.provider import environment_list, file_response, readable_job
+from localcompute.web.views import operator_status
+
+Nonce = str | int | float
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Signed(_Request):
+    signature: str | None = None
+    providerSignature: str | None = None
+    nonce: Nonce | None = None
+
+    @property
+    def any_signature(self) -> str | None:
+        return self.signature or self.providerSignature
+
+
+def _short_is_none(value: Any) -> Any:
+    """The deployed operator treats filters shorter than 2 characters as absent."""
+    return None if isinstance(value, str) and len(value) < 2 else value
+
+
+class JobFilter(Signed):
+    agreementId: str | None = Field(None, alias="serviceAgreementId")
+    jobId: str | None = None
+    owner: str | None = None
+
+    _short = field_validator("agreementId", "jobId", "owner", mode="before")(_short_is_none)
+
+
+class ResultRequest(Signed):
+    jobId: str = Field(min_length=1)
+    index: int = Field(ge=0)
+    owner: str = Field(min_length=1)
+
+
+class InputItem(_Request):
+    index: int | None = None
+    id: str = Field(min_length=1)
+    url: str | list[str] | None = None
+    remote: dict[str, Any] | None = None
+
+
+class ContainerItem(_Request):
+    image: str = Field(min_length=1)
+    tag: str = "latest"
+    entrypoint: str = Field(min_length=1)
+    checksum: str = ""
+
+
+class AlgorithmItem(_Request):
+    id: str = ""
+    url: str | list[str] | None = None
+    rawcode: str | None = None
+    remote: dict[str, Any] | None = None
+    container: ContainerItem
+    algocustomdata: Any = None
+
+
+class ComputeItem(_Request):
+    Instances: int | None = None
+    namespace: str | None = None
+    maxtime: float | None = None
+
+
+class Stage(_Request):
+    index: int | None = None
+    input: list[InputItem] = Field(default_factory=list)
+    compute: ComputeItem = Field(default_factory=ComputeItem)
+    algorithm: AlgorithmItem
+    output: dict[str, Any] = Field(default_factory=dict)
+
+
+class CreateRequest(Signed):
+    agreementId: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    workflow: dict[str, Any]
+    environment: str | None = None
+    chainId: int | str | None = None
+
+
+# -- who may call ---------------------------------------------------------------
+
+
+async def authorize(
+    request: web.Request, signed: Signed, owner: str | None, job_id: str | None
+) -> tuple[str, Decimal]:
+    """The calling provider's address and its nonce; AccessDeniedError (401) otherwise."""
+    signature = signed.any_signature
+    if not signature or signed.nonce is None:
+        raise AccessDeniedError("this API needs a provider signature and a nonce")
+    message = f"{owner or ''}{job_id or ''}{auth.nonce_text(signed.nonce)}"
+    try:
+        signer = auth.recover(message, signature)
+        nonce = auth.parse_nonce(signed.nonce)
+    except SignatureError as e:
+        raise AccessDeniedError(f"invalid provider signature: {e.message}") from e
+    allowed = request.app[SETTINGS].operator.allowed_providers
+    if allowed:
+        if signer.lower() not in {a.lower() for a in allowed}:
+            raise AccessDeniedError(f"provider {signer} is not allowed to use this operator")
+    elif not _is_loopback(request.remote):
+        raise AccessDeniedError(
+            "no [operator] allowed_providers are configured: only local callers are answered"
+        )
+    return signer, nonce
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+async def _consume(request: web.Request, signer: str, nonce: Decimal) -> None:
+    try:
+        await request.app[ENGINE].consume_nonce(signer, nonce)
+    except SignatureError as e:
+        raise AccessDeniedError(e.message) from e
+
+
+def _base(request: web.Request) -> str:
+    return request.app[SETTINGS].server.base_url
+
+
+def _answer(request: web.Request, jobs: list[Job]) -> web.Response:
+    return web.json_response([operator_status(j, _base(request)) for j in jobs])
+
+
+# -- the workflow ---------------------------------------------------------------
+
+
+def _truthy(value: Any, default: bool = True) -> bool:
+    if value is None:
+        return default
+    return value not in (False, 0, "0", "false", "False", "")
+
+
+def _stage(workflow: dict[str, Any]) -> Stage:
+    stages = workflow.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise RefusedError("Missing stages")
+    if len(stages) > 1:
+        raise RefusedError("Multiple stages are not supported yet")
+    return parse(Stage, stages[0] if isinstance(stages[0], dict) else {})
+
+
+def _urls(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def job_spec(req: CreateRequest, stage: Stage, request: web.Request) -> JobSpec:
+    """The engine's job from a v1 workflow; what needs a provider is refused."""
+    settings = request.app[SETTINGS]
+    env_id = req.environment or stage.compute.namespace
+    if not env_id or settings.environment(env_id) is None:
+        raise RefusedError(f"Environment {env_id!r} invalid or does not exist")
+    inputs = []
+    for item in stage.input:
+        if item.remote is not None or not _urls(item.url):
+            raise RefusedError(
+                f"input {item.id}: remote inputs need a provider to download them; "
+                "this operator takes inputs with url only"
+            )
+        inputs.append(InputSpec(did=item.id, files=[FileSource(url=u) for u in _urls(item.url)]))
+    algo = stage.algorithm
+    if algo.remote is not None:
+        raise RefusedError("a remote algorithm needs a provider; send rawcode or url")
+    urls = _urls(algo.url)
+    maxtime = stage.compute.maxtime
+    output = stage.output
+    return JobSpec(
+        environment=env_id,
+        owner=req.owner,
+        agreement_id=req.agreementId,
+        inputs=inputs,
+        algorithm=AlgorithmSpec(
+            did=algo.id,
+            rawcode=algo.rawcode,
+            url=urls[0] if urls else None,
+            image=algo.container.image,
+            tag=algo.container.tag or "latest",
+            entrypoint=algo.container.entrypoint,
+            checksum=algo.container.checksum,
+            algocustomdata=algo.algocustomdata,
+        ),
+        max_duration=maxtime if maxtime and maxtime > 0 else None,
+        publish_outputs=_truthy(output.get("publishOutput")),
+        publish_algorithm_log=_truthy(output.get("publishAlgorithmLog")),
+        viewers=[w for w in output.get("whitelist") or [] if isinstance(w, str)],
+        extra={"api": "operator", "output": output, "chainId": req.chainId},
+    )
+
+
+# -- routes -----------------------------------------------------------------------
+
+
+async def create(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    if not params:
+        raise RefusedError("payload seems empty.")
+    req = parse(CreateRequest, params)
+    signer, nonce = await authorize(request, req, req.owner, None)
+    stage = _stage(req.workflow)
+    try:
+        spec = job_spec(req, stage, request)
+    except ValueError as e:  # the engine's own checks (a DID, an image name, …)
+        raise RefusedError(f"invalid workflow: {e}") from e
+    engine = request.app[ENGINE]
+    guard = engine.nonce_guard(signer, nonce)
+
+    async def checks(db: aiosqlite.Connection) -> None:
+        # In the insert's transaction: two requests can't both take one agreementId.
+        if await engine.store.agreement_in_use(req.agreementId, db):
+            raise RefusedError("`agreementId` already in use for other job.")
+        try:
+            await guard(db)
+        except SignatureError as e:
+            raise AccessDeniedError(e.message) from e
+
+    job_id = await engine.submit(spec, before_insert=checks)
+    return _answer(request, [await engine.get(job_id)])
+
+
+async def _filtered(request: web.Request) -> tuple[JobFilter, list[Job], str, Decimal]:
+    req = parse(JobFilter, await read_params(request))
+    signer, nonce = await authorize(request, req, req.owner, req.jobId)
+    if req.agreementId is None and req.jobId is None and req.owner is None:
+        raise RefusedError("You have to specify one of agreementId, jobId or owner")
+    jobs = await request.app[ENGINE].list(
+        job_id=req.jobId, owner=req.owner, agreement_id=req.agreementId
+    )
+    return req, jobs, signer, nonce
+
+
+async def status(request: web.Request) -> web.Response:
+    _, jobs, signer, nonce = await _filtered(request)
+    await _consume(request, signer, nonce)
+    return _answer(request, jobs)
+
+
+async def stop(request: web.Request) -> web.Response:
+    _, jobs, signer, nonce = await _filtered(request)
+    engine = request.app[ENGINE]
+    targets = [j.job_id for j in jobs if not j.is_final]
+    stopped = {
+        j.job_id: j for j in await engine.stop_jobs(targets, before=_guard(request, signer, nonce))
+    }
+    return _answer(request, [stopped.get(j.job_id, j) for j in jobs])
+
+
+async def delete(request: web.Request) -> web.Response:
+    _, jobs, signer, nonce = await _filtered(request)
+    engine = request.app[ENGINE]
+    deleted = await engine.delete_jobs(
+        [j.job_id for j in jobs], before=_guard(request, signer, nonce)
+    )
+    return _answer(request, deleted)
+
+
+def _guard(request: web.Request, signer: str, nonce: Decimal) -> Any:
+    guard = request.app[ENGINE].nonce_guard(signer, nonce)
+
+    async def checked(db: aiosqlite.Connection) -> None:
+        try:
+            await guard(db)
+        except SignatureError as e:
+            raise AccessDeniedError(e.message) from e
+
+    return checked
+
+
+async def running_jobs(request: web.Request) -> web.Response:
+    req = parse(Signed, await read_params(request))
+    signer, nonce = await authorize(request, req, None, None)
+    await _consume(request, signer, nonce)
+    return _answer(request, await request.app[ENGINE].list(unfinished=True))
+
+
+async def get_result(request: web.Request) -> web.StreamResponse:
+    req = parse(ResultRequest, await read_params(request))
+    signer, nonce = await authorize(request, req, req.owner, req.jobId)
+    job = await readable_job(request, req.jobId, req.owner, req.index)
+    await _consume(request, signer, nonce)
+    return file_response(
+        request.app[ENGINE].result_path(job, req.index), job.results[req.index].filename
+    )
+
+
+async def environments(request: web.Request) -> web.Response:
+    """Public, as in the deployed operator: what any provider needs to choose."""
+    return web.json_response(await environment_list(request))
