@@ -18,11 +18,16 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from localcompute import auth
-from localcompute.errors import AccessDeniedError, RefusedError, SignatureError
+from localcompute.errors import AccessDeniedError, RefusedError
 from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
 from localcompute.web.context import ENGINE, SETTINGS
 from localcompute.web.params import parse, read_params
-from localcompute.web.provider import environment_list, file_response, readable_job
+from localcompute.web.provider import (
+    ContainerRef,
+    environment_list,
+    file_response,
+    readable_job,
+)
 from localcompute.web.views import operator_status
 
 Nonce = str | int | float
@@ -68,19 +73,12 @@ class InputItem(_Request):
     remote: dict[str, Any] | None = None
 
 
-class ContainerItem(_Request):
-    image: str = Field(min_length=1)
-    tag: str = "latest"
-    entrypoint: str = Field(min_length=1)
-    checksum: str = ""
-
-
 class AlgorithmItem(_Request):
     id: str = ""
     url: str | list[str] | None = None
     rawcode: str | None = None
     remote: dict[str, Any] | None = None
-    container: ContainerItem
+    container: ContainerRef
     algocustomdata: Any = None
 
 
@@ -117,11 +115,9 @@ async def authorize(
     if not signature or signed.nonce is None:
         raise AccessDeniedError("this API needs a provider signature and a nonce")
     message = f"{owner or ''}{job_id or ''}{auth.nonce_text(signed.nonce)}"
-    try:
-        signer = auth.recover(message, signature)
-        nonce = auth.parse_nonce(signed.nonce)
-    except SignatureError as e:
-        raise AccessDeniedError(f"invalid provider signature: {e.message}") from e
+    # A SignatureError (bad signature, reused nonce) answers 401 on this API.
+    signer = auth.recover(message, signature)
+    nonce = auth.parse_nonce(signed.nonce)
     allowed = request.app[SETTINGS].operator.allowed_providers
     if allowed:
         if signer.lower() not in {a.lower() for a in allowed}:
@@ -138,13 +134,6 @@ def _is_loopback(remote: str | None) -> bool:
         return remote is not None and ipaddress.ip_address(remote).is_loopback
     except ValueError:
         return False
-
-
-async def _consume(request: web.Request, signer: str, nonce: Decimal) -> None:
-    try:
-        await request.app[ENGINE].consume_nonce(signer, nonce)
-    except SignatureError as e:
-        raise AccessDeniedError(e.message) from e
 
 
 def _base(request: web.Request) -> str:
@@ -243,10 +232,7 @@ async def create(request: web.Request) -> web.Response:
         # In the insert's transaction: two requests can't both take one agreementId.
         if await engine.store.agreement_in_use(req.agreementId, db):
             raise RefusedError("`agreementId` already in use for other job.")
-        try:
-            await guard(db)
-        except SignatureError as e:
-            raise AccessDeniedError(e.message) from e
+        await guard(db)
 
     job_id = await engine.submit(spec, before_insert=checks)
     return _answer(request, [await engine.get(job_id)])
@@ -265,7 +251,7 @@ async def _filtered(request: web.Request) -> tuple[JobFilter, list[Job], str, De
 
 async def status(request: web.Request) -> web.Response:
     _, jobs, signer, nonce = await _filtered(request)
-    await _consume(request, signer, nonce)
+    await request.app[ENGINE].consume_nonce(signer, nonce)
     return _answer(request, jobs)
 
 
@@ -274,7 +260,8 @@ async def stop(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     targets = [j.job_id for j in jobs if not j.is_final]
     stopped = {
-        j.job_id: j for j in await engine.stop_jobs(targets, before=_guard(request, signer, nonce))
+        j.job_id: j
+        for j in await engine.stop_jobs(targets, before=engine.nonce_guard(signer, nonce))
     }
     return _answer(request, [stopped.get(j.job_id, j) for j in jobs])
 
@@ -283,27 +270,15 @@ async def delete(request: web.Request) -> web.Response:
     _, jobs, signer, nonce = await _filtered(request)
     engine = request.app[ENGINE]
     deleted = await engine.delete_jobs(
-        [j.job_id for j in jobs], before=_guard(request, signer, nonce)
+        [j.job_id for j in jobs], before=engine.nonce_guard(signer, nonce)
     )
     return _answer(request, deleted)
-
-
-def _guard(request: web.Request, signer: str, nonce: Decimal) -> Any:
-    guard = request.app[ENGINE].nonce_guard(signer, nonce)
-
-    async def checked(db: aiosqlite.Connection) -> None:
-        try:
-            await guard(db)
-        except SignatureError as e:
-            raise AccessDeniedError(e.message) from e
-
-    return checked
 
 
 async def running_jobs(request: web.Request) -> web.Response:
     req = parse(Signed, await read_params(request))
     signer, nonce = await authorize(request, req, None, None)
-    await _consume(request, signer, nonce)
+    await request.app[ENGINE].consume_nonce(signer, nonce)
     return _answer(request, await request.app[ENGINE].list(unfinished=True))
 
 
@@ -311,7 +286,7 @@ async def get_result(request: web.Request) -> web.StreamResponse:
     req = parse(ResultRequest, await read_params(request))
     signer, nonce = await authorize(request, req, req.owner, req.jobId)
     job = await readable_job(request, req.jobId, req.owner, req.index)
-    await _consume(request, signer, nonce)
+    await request.app[ENGINE].consume_nonce(signer, nonce)
     return file_response(
         request.app[ENGINE].result_path(job, req.index), job.results[req.index].filename
     )

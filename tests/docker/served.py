@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from localcompute.auth import sign
-from tests.conftest import BUSYBOX_IMAGE, STARTED_INSTANCES
+from tests.conftest import BUSYBOX_IMAGE, STARTED_INSTANCES, docker_ps
 
 CONSUMER_KEY = bytes.fromhex("11" * 32)
 CONSUMER = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
@@ -163,6 +165,25 @@ def stop_server(served: Served) -> int:
         files.shutdown()
         files.server_close()
     return code
+
+
+@contextmanager
+def running_server(root: Path, **overrides: Any) -> Iterator[Served]:
+    """A server for a test module; at the end it must stop cleanly and leave no container.
+
+    A server that stops leaves running jobs to be re-attached later; every test
+    waits for its jobs, so nothing may be left.
+    """
+    server = start_server(root, **overrides)
+    try:
+        yield server
+    finally:
+        instance = server.instance
+        code = stop_server(server)
+        left = docker_ps(f"label=localcompute.instance={instance}")
+        subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+    assert code == 0, (root / "server.log").read_text()
+    assert left == [], f"containers left behind: {left}"
 
 
 class Consumer:

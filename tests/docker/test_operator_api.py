@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from localcompute.auth import ProviderKey, sign
-from tests.conftest import BUSYBOX_IMAGE, docker_ps
-from tests.docker.served import CONSUMER, LOCAL_DID, Consumer, Served, start_server, stop_server
+from tests.conftest import BUSYBOX_IMAGE
+from tests.docker.served import CONSUMER, LOCAL_DID, Consumer, Served, running_server
 
 pytestmark = pytest.mark.docker
 
@@ -119,13 +119,8 @@ allowed_providers = ["{ProviderKey(PROVIDER).address.lower()}"]
 def served(
     tmp_path_factory: pytest.TempPathFactory, busybox_image: str, node_image: str
 ) -> Iterator[Served]:
-    server = start_server(tmp_path_factory.mktemp("operator"), extra=OPERATOR_CONFIG)
-    yield server
-    instance = server.instance
-    assert stop_server(server) == 0, (server.root / "server.log").read_text()
-    left = docker_ps(f"label=localcompute.instance={instance}")
-    subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
-    assert left == []
+    with running_server(tmp_path_factory.mktemp("operator"), extra=OPERATOR_CONFIG) as server:
+        yield server
 
 
 class Provider:

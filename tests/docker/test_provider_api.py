@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -20,8 +19,7 @@ from tests.docker.served import (
     URL_DID,
     Consumer,
     Served,
-    start_server,
-    stop_server,
+    running_server,
 )
 
 pytestmark = pytest.mark.docker
@@ -36,15 +34,8 @@ RAW = {
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, busybox_image: str) -> Iterator[Served]:
-    server = start_server(tmp_path_factory.mktemp("provider"))
-    yield server
-    instance = server.instance
-    assert stop_server(server) == 0, (server.root / "server.log").read_text()
-    # A server that stops leaves running jobs to be re-attached; every test here waits
-    # for its jobs, so nothing may be left.
-    left = docker_ps(f"label=localcompute.instance={instance}")
-    subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
-    assert left == []
+    with running_server(tmp_path_factory.mktemp("provider")) as server:
+        yield server
 
 
 @pytest.fixture
