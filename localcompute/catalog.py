@@ -29,7 +29,7 @@ class Catalog:
 
     @classmethod
     def load(cls, settings: Settings) -> Catalog:
-        """Read the DDO files and check the local files; blocking, so run it off the loop."""
+        """Read the DDO files and check every entry; blocking, so run it off the loop."""
         ddos: dict[str, dict[str, Any]] = {}
         for i, dataset in enumerate(settings.datasets):
             where = f"datasets[{i}] ({dataset.did})"
@@ -37,21 +37,30 @@ class Catalog:
                 if not file.startswith(("http://", "https://")) and not Path(file).is_file():
                     raise ConfigError(f"{where}: local file {file} does not exist")
             if dataset.ddo is not None:
-                try:
-                    ddo = json.loads(dataset.ddo.read_text(encoding="utf-8"))
-                except (OSError, ValueError) as e:
-                    raise ConfigError(f"{where}: cannot read the DDO {dataset.ddo}: {e}") from e
-                if not isinstance(ddo, dict):
-                    raise ConfigError(f"{where}: the DDO {dataset.ddo} is not a JSON object")
-                ddos[dataset.did] = ddo
+                ddos[dataset.did] = _read_ddo(dataset.ddo, where)
         for i, algorithm in enumerate(settings.algorithms):
             if algorithm.file is not None and not algorithm.file.is_file():
                 raise ConfigError(f"algorithms[{i}]: file {algorithm.file} does not exist")
-        return cls(
+        catalog = cls(
             {d.did: d for d in settings.datasets},
             {a.did: a for a in settings.algorithms},
             ddos,
         )
+        catalog._check_specs(settings)
+        return catalog
+
+    def _check_specs(self, settings: Settings) -> None:
+        """Build every spec once, so a bad DID or image name stops start-up, not a request."""
+        for i, dataset in enumerate(settings.datasets):
+            try:
+                self.input_spec(dataset.did, "dataset")
+            except ValueError as e:
+                raise ConfigError(f"datasets[{i}] ({dataset.did}): {e}") from e
+        for i, algorithm in enumerate(settings.algorithms):
+            try:
+                self.algorithm_spec(algorithm.did, None)
+            except ValueError as e:
+                raise ConfigError(f"algorithms[{i}] ({algorithm.did}): {e}") from e
 
     def dataset(self, did: str, resource: str) -> DatasetSettings:
         dataset = self._datasets.get(did)
@@ -92,3 +101,13 @@ class Catalog:
             checksum=container.checksum,
             algocustomdata=algocustomdata,
         )
+
+
+def _read_ddo(path: Path, where: str) -> dict[str, Any]:
+    try:
+        ddo = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{where}: cannot read the DDO {path}: {e}") from e
+    if not isinstance(ddo, dict):
+        raise ConfigError(f"{where}: the DDO {path} is not a JSON object")
+    return ddo

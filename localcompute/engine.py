@@ -282,6 +282,12 @@ class Engine:
                     await asyncio.sleep(DOCKER_RETRY_SECONDS)
                     job = await self.store.get(job.job_id)
             log.info("job %s ended: %s", job.job_id, job.status_text)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The pipeline ends jobs itself; this is the store failing under it. The job
+            # keeps its status and is resumed at the next start.
+            log.exception("job %s: the engine lost track of it until the next start", job.job_id)
         finally:
             self._tasks.pop(job.job_id, None)
             self._stops.pop(job.job_id, None)
