@@ -69,6 +69,7 @@ SCHEMAS: dict[str, Any] = {
                     "publishlogUrl": {"type": "string"},
                     "algologUrl": {"type": "string"},
                     "outputsUrl": {"type": "array", "items": {"type": "string"}},
+                    "output": {"type": "object", "description": "the stage output, echoed"},
                 },
             },
         ]

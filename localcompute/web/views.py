@@ -89,6 +89,8 @@ def operator_status(job: Job, base_url: str) -> dict[str, Any]:
         "publishlogUrl": first("publishLog"),
         "algologUrl": first("algorithmLog"),
         "outputsUrl": [url(i) for i, r in enumerate(job.results) if r.type == "output"],
+        # The workflow's stage output, as the provider sent it ({} for provider-API jobs).
+        "output": job.spec.extra.get("output", {}),
     }
 
 

@@ -209,6 +209,7 @@ async def test_document_example_runs_to_70_on_both_path_forms(
         i["id"] for i in DOCUMENT_EXAMPLE["workflow"]["stages"][0]["input"]
     ]
     assert created["algoDID"] == DOCUMENT_EXAMPLE["workflow"]["stages"][0]["algorithm"]["id"]
+    assert created["output"] == DOCUMENT_EXAMPLE["workflow"]["stages"][0]["output"]
 
     done = await provider.wait_final(job_id)
     assert (done["status"], done["statusText"], done["exitCode"]) == (70, "Job completed", 0)
