@@ -301,7 +301,7 @@ class Pipeline:
         """The system failed under the job: end it, with whatever logs there are."""
         ws = self.context(job).workspace
         try:
-            if ws.adminlogs.exists():
+            if await asyncio.to_thread(ws.adminlogs.exists):
                 results = await asyncio.to_thread(
                     build_results, ws, algorithm_ran=job.algorithm_started_at is not None
                 )

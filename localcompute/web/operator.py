@@ -287,7 +287,7 @@ async def get_result(request: web.Request) -> web.StreamResponse:
     signer, nonce = await authorize(request, req, req.owner, req.jobId)
     job = await readable_job(request, req.jobId, req.owner, req.index)
     await request.app[ENGINE].consume_nonce(signer, nonce)
-    return file_response(
+    return await file_response(
         request.app[ENGINE].result_path(job, req.index), job.results[req.index].filename
     )
 

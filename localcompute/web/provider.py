@@ -6,9 +6,11 @@ serialise; refusals use Ocean's codes ({"error": {"dataset": "did_not_found"}}).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -347,7 +349,7 @@ async def compute_result(request: web.Request) -> web.StreamResponse:
     auth.verify(message, req.signature, req.consumerAddress)
     job = await readable_job(request, req.jobId, req.consumerAddress, req.index)
     await engine.consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
-    return file_response(engine.result_path(job, req.index), job.results[req.index].filename)
+    return await file_response(engine.result_path(job, req.index), job.results[req.index].filename)
 
 
 async def readable_job(request: web.Request, job_id: str, reader: str, index: int) -> Job:
@@ -363,9 +365,9 @@ async def readable_job(request: web.Request, job_id: str, reader: str, index: in
     return job
 
 
-def file_response(path: Any, filename: str) -> web.FileResponse:
+async def file_response(path: Path, filename: str) -> web.FileResponse:
     """A result's bytes, with Range support and the headers Ocean's clients rely on."""
-    if not path.is_file():
+    if not await asyncio.to_thread(path.is_file):
         raise JobNotFoundError("the result file is gone (deleted or expired)")
     response = web.FileResponse(path)
     response.headers["Content-Disposition"] = f"attachment;filename={_header_safe(filename)}"
