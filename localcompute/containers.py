@@ -82,7 +82,8 @@ def fetch_document(ctx: JobContext) -> str:
     algorithm = {
         "did": algo.did,
         "folder": did_folder(algo.did),
-        "rawcode": algo.rawcode,
+        # Only the source that runs: blank raw code must not shadow a url or a file.
+        "rawcode": algo.rawcode if algo.uses_rawcode else None,
         "url": algo.url,
         "path": next(sources) if algo.path is not None and not algo.uses_rawcode else None,
         "ddo": algo.ddo,

@@ -21,7 +21,6 @@ _DID_BODY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
-RAWCODE_MIN_LENGTH = 11  # Ocean uses rawcode only when it is longer than 10 characters.
 
 
 def did_folder(did: str) -> str:
@@ -123,14 +122,17 @@ class AlgorithmSpec(_Frozen):
     @model_validator(mode="after")
     def _has_code(self) -> AlgorithmSpec:
         if not self.uses_rawcode and self.url is None and self.path is None:
-            raise ValueError(
-                "the algorithm needs rawcode (longer than 10 characters), a url or a file"
-            )
+            raise ValueError("the algorithm needs rawcode, a url or a file")
         return self
 
     @property
     def uses_rawcode(self) -> bool:
-        return self.rawcode is not None and len(self.rawcode) >= RAWCODE_MIN_LENGTH
+        """Any raw code that is not blank runs, however short (`true`, `ls /data`).
+
+        Ocean's old engine ignored raw code of 10 characters or fewer; a developer
+        trying an entrypoint sends exactly such programs, so they run here.
+        """
+        return self.rawcode is not None and bool(self.rawcode.strip())
 
     @property
     def image_ref(self) -> str:

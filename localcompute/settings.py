@@ -162,8 +162,8 @@ class AlgorithmSettings(_Section):
     def _one_source(self) -> AlgorithmSettings:
         if sum(x is not None for x in (self.rawcode, self.url, self.file)) != 1:
             raise ValueError("an algorithm needs exactly one of rawcode, url or file")
-        if self.rawcode is not None and len(self.rawcode) <= 10:
-            raise ValueError("rawcode must be longer than 10 characters (Ocean ignores shorter)")
+        if self.rawcode is not None and not self.rawcode.strip():
+            raise ValueError("rawcode is blank")
         return self
 
 

@@ -34,9 +34,6 @@ EXIT_ALGORITHM_FAILED = 32
 CHUNK_SIZE = 64 * 1024
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Ocean's pod-configuration ignores raw code this short, so a placeholder such as
-# "" or "null" never shadows a real url or path; we keep the same threshold.
-RAWCODE_MIN_EXCLUSIVE = 10
 DATA_SUBDIRS = ("inputs", "transformations", "ddos", "outputs", "logs")
 # Inputs must be readable by the algorithm, whatever user its image runs as;
 # mkstemp would otherwise leave them 0o600.
@@ -459,7 +456,9 @@ def fetch_algorithm(algorithm: AlgorithmSpec, data_dir: Path, timeouts: Timeouts
 def provide_algorithm(algorithm: AlgorithmSpec, dest: Path, timeouts: Timeouts) -> tuple[int, str]:
     """Write the algorithm from the first usable source; returns its size and origin."""
     rawcode = algorithm.rawcode
-    if isinstance(rawcode, str) and len(rawcode) > RAWCODE_MIN_EXCLUSIVE:
+    # Any raw code that is not blank runs, however short ("true", "ls /data"); a blank
+    # placeholder such as "" never shadows a real url or path.
+    if isinstance(rawcode, str) and rawcode.strip():
         data = rawcode.encode("utf-8")
         return write_atomically(dest, lambda out: out.write(data), ALGORITHM_MODE), "raw code"
     if algorithm.url is not None:

@@ -21,7 +21,7 @@ from localcompute import auth
 from localcompute.errors import AccessDeniedError, RefusedError
 from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
 from localcompute.web.context import ENGINE, SETTINGS
-from localcompute.web.params import parse, read_params
+from localcompute.web.params import OptionalText, absent_if_empty, parse, read_params
 from localcompute.web.provider import (
     ContainerRef,
     environment_list,
@@ -60,10 +60,25 @@ class JobFilter(Signed):
     _short = field_validator("agreementId", "jobId", "owner", mode="before")(_short_is_none)
 
 
+class OwnerFilter(Signed):
+    """runningjobs and environments: a sent owner is signed, and narrows the answer."""
+
+    owner: str | None = None
+
+    _short = field_validator("owner", mode="before")(_short_is_none)
+
+
 class ResultRequest(Signed):
     jobId: str = Field(min_length=1)
     index: int = Field(ge=0)
     owner: str = Field(min_length=1)
+
+
+def _urls_given(value: Any) -> Any:
+    """Empty strings, alone or in a list, mean no url, as they do in the provider API."""
+    if isinstance(value, list):
+        value = [u for u in value if u != ""] or None
+    return absent_if_empty(value)
 
 
 class InputItem(_Request):
@@ -72,14 +87,20 @@ class InputItem(_Request):
     url: str | list[str] | None = None
     remote: dict[str, Any] | None = None
 
+    _absent = field_validator("url", mode="before")(_urls_given)
+    _no_remote = field_validator("remote", mode="before")(absent_if_empty)
+
 
 class AlgorithmItem(_Request):
-    id: str = ""
+    id: OptionalText = None
     url: str | list[str] | None = None
-    rawcode: str | None = None
+    rawcode: OptionalText = None
     remote: dict[str, Any] | None = None
     container: ContainerRef
     algocustomdata: Any = None
+
+    _absent = field_validator("url", mode="before")(_urls_given)
+    _no_remote = field_validator("remote", mode="before")(absent_if_empty)
 
 
 class ComputeItem(_Request):
@@ -121,7 +142,12 @@ async def authorize(
     allowed = request.app[SETTINGS].operator.allowed_providers
     if allowed:
         if signer.lower() not in {a.lower() for a in allowed}:
-            raise AccessDeniedError(f"provider {signer} is not allowed to use this operator")
+            # A signature over other parts than ours recovers to a random address: say
+            # what was verified, so a signing mistake is not read as a refused key.
+            raise AccessDeniedError(
+                f"provider {signer} is not allowed to use this operator (recovered from a "
+                f"signature over {message!r}: owner + jobId + nonce, as sent)"
+            )
     elif not _is_loopback(request.remote):
         raise AccessDeniedError(
             "no [operator] allowed_providers are configured: only local callers are answered"
@@ -194,13 +220,13 @@ def job_spec(req: CreateRequest, stage: Stage, request: web.Request) -> JobSpec:
         agreement_id=req.agreementId,
         inputs=inputs,
         algorithm=AlgorithmSpec(
-            did=algo.id,
+            did=algo.id or "",
             rawcode=algo.rawcode,
             url=urls[0] if urls else None,
             image=algo.container.image,
             tag=algo.container.tag or "latest",
             entrypoint=algo.container.entrypoint,
-            checksum=algo.container.checksum,
+            checksum=algo.container.checksum or "",
             algocustomdata=algo.algocustomdata,
         ),
         max_duration=maxtime if maxtime and maxtime > 0 else None,
@@ -276,10 +302,10 @@ async def delete(request: web.Request) -> web.Response:
 
 
 async def running_jobs(request: web.Request) -> web.Response:
-    req = parse(Signed, await read_params(request))
-    signer, nonce = await authorize(request, req, None, None)
+    req = parse(OwnerFilter, await read_params(request))
+    signer, nonce = await authorize(request, req, req.owner, None)
     await request.app[ENGINE].consume_nonce(signer, nonce)
-    return _answer(request, await request.app[ENGINE].list(unfinished=True))
+    return _answer(request, await request.app[ENGINE].list(owner=req.owner, unfinished=True))
 
 
 async def get_result(request: web.Request) -> web.StreamResponse:
@@ -293,5 +319,14 @@ async def get_result(request: web.Request) -> web.StreamResponse:
 
 
 async def environments(request: web.Request) -> web.Response:
-    """Public, as in the deployed operator: what any provider needs to choose."""
+    """Public, as in the deployed operator: what any provider needs to choose.
+
+    A provider that signs the call anyway is checked as on every other call (its
+    owner, when sent, in the message), so a signing mistake shows here first
+    rather than being accepted silently.
+    """
+    req = parse(OwnerFilter, await read_params(request))
+    if req.any_signature is not None:
+        signer, nonce = await authorize(request, req, req.owner, None)
+        await request.app[ENGINE].consume_nonce(signer, nonce)
     return web.json_response(await environment_list(request))

@@ -8,14 +8,28 @@ on a conflict. Parsing errors become Ocean's validation answer, never a 500.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from localcompute.errors import RequestValidationError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def absent_if_empty(value: Any) -> Any:
+    """Clients send optional fields they have no value for as "" or {}: that means absent.
+
+    ocean.py always sends algorithm `url: ""` and `checksum: ""` beside rawcode, and
+    signs an absent documentId as "". Only the exact empty value is absent: a field
+    that is present but wrong is still refused by its own rule.
+    """
+    return None if value in ("", {}) else value
+
+
+OptionalText = Annotated[str | None, BeforeValidator(absent_if_empty)]
+"""A string field where "" means the field was not sent."""
 
 _TYPE_WORDS = {
     "string_type": "a string",

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from localcompute import auth
 from localcompute.catalog import Catalog
 from localcompute.errors import JobNotFoundError, RefusedError, SignatureError
 from localcompute.models import AlgorithmSpec, InputSpec, Job, JobSpec
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
-from localcompute.web.params import parse, read_params
+from localcompute.web.params import OptionalText, absent_if_empty, parse, read_params
 from localcompute.web.views import environment_views, provider_status
 
 Nonce = str | int | float
@@ -44,34 +44,37 @@ def _json_object(value: Any) -> Any:
 
 class DatasetRef(_Request):
     documentId: str = Field(min_length=1)
-    serviceId: str = ""
-    transferTxId: str = ""
+    serviceId: OptionalText = None
+    transferTxId: OptionalText = None
     userdata: dict[str, Any] | str | None = None
+
+    _absent = field_validator("userdata", mode="before")(absent_if_empty)
 
 
 class ContainerRef(_Request):
     image: str = Field(min_length=1)
-    tag: str = "latest"
+    tag: OptionalText = None
     entrypoint: str = Field(min_length=1)
-    checksum: str = ""
+    checksum: OptionalText = None
 
 
 class AlgorithmMeta(_Request):
-    rawcode: str | None = None
-    url: str | None = None
+    rawcode: OptionalText = None
+    url: OptionalText = None
     container: ContainerRef
 
     _parse_json = field_validator("container", mode="before")(_json_object)
 
 
 class AlgorithmRef(_Request):
-    documentId: str | None = None
+    documentId: OptionalText = None
     meta: AlgorithmMeta | None = None
-    serviceId: str = ""
-    transferTxId: str = ""
+    serviceId: OptionalText = None
+    transferTxId: OptionalText = None
     algocustomdata: Any = None
 
     _parse_json = field_validator("meta", "algocustomdata", mode="before")(_json_object)
+    _absent = field_validator("meta", mode="before")(absent_if_empty)
 
 
 class StartRequest(_Request):
@@ -86,29 +89,21 @@ class StartRequest(_Request):
     _parse_json = field_validator("dataset", "algorithm", mode="before")(_json_object)
 
 
-def _empty_is_none(value: Any) -> Any:
-    """Clients send absent filters as empty strings (and sign them as such)."""
-    return None if value == "" else value
-
-
 class StatusRequest(_Request):
     consumerAddress: str = Field(min_length=1)
-    jobId: str | None = None
-    documentId: str | None = None
+    # Clients send absent filters as empty strings (and sign them as such).
+    jobId: OptionalText = None
+    documentId: OptionalText = None
     nonce: Nonce | None = None
-    signature: str | None = None
-
-    _empty = field_validator("jobId", "documentId", "signature", mode="before")(_empty_is_none)
+    signature: OptionalText = None
 
 
 class StopRequest(_Request):
     consumerAddress: str = Field(min_length=1)
-    jobId: str | None = None
-    documentId: str | None = None
+    jobId: OptionalText = None
+    documentId: OptionalText = None
     nonce: Nonce
     signature: str = Field(min_length=1)
-
-    _empty = field_validator("jobId", "documentId", mode="before")(_empty_is_none)
 
 
 class DeleteRequest(StopRequest):
@@ -143,7 +138,18 @@ def _resource(index: int) -> str:
     return "dataset" if index == 0 else f"datasets[{index}]"
 
 
-def _algorithm_spec(catalog: Catalog, algorithm: AlgorithmRef) -> AlgorithmSpec:
+# Where each AlgorithmSpec field came from in a start request, to name it in a refusal.
+_META_FIELDS = {
+    "rawcode": "algorithm.meta.rawcode",
+    "url": "algorithm.meta.url",
+    "image": "algorithm.meta.container.image",
+    "tag": "algorithm.meta.container.tag",
+    "entrypoint": "algorithm.meta.container.entrypoint",
+    "checksum": "algorithm.meta.container.checksum",
+}
+
+
+def algorithm_spec(catalog: Catalog, algorithm: AlgorithmRef) -> AlgorithmSpec:
     """algorithm.meta wins over algorithm.documentId, as in Ocean's provider."""
     if algorithm.meta is not None:
         meta, container = algorithm.meta, algorithm.meta.container
@@ -156,21 +162,17 @@ def _algorithm_spec(catalog: Catalog, algorithm: AlgorithmRef) -> AlgorithmSpec:
                 image=container.image,
                 tag=container.tag or "latest",
                 entrypoint=container.entrypoint,
-                checksum=container.checksum,
+                checksum=container.checksum or "",
                 algocustomdata=algorithm.algocustomdata,
             )
-        except ValueError as e:
-            raise RefusedError({"algorithm": f"invalid: {_first_error(e)}"}) from e
+        except ValidationError as e:
+            first = e.errors()[0]
+            field = _META_FIELDS.get(str(first["loc"][0]) if first["loc"] else "", "algorithm.meta")
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise RefusedError({field: f"invalid: {message}"}) from e
     if algorithm.documentId:
         return catalog.algorithm_spec(algorithm.documentId, algorithm.algocustomdata)
     raise RefusedError({"algorithm": "missing_meta_documentId"})
-
-
-def _first_error(e: ValueError) -> str:
-    errors = getattr(e, "errors", None)
-    if callable(errors):
-        return str(errors()[0]["msg"]).removeprefix("Value error, ")
-    return str(e)
 
 
 def _inputs(
@@ -231,7 +233,7 @@ async def initialize(request: web.Request) -> web.Response:
             raise RefusedError("The validUntil value is not correct.")
         if valid_until <= time.time():
             raise RefusedError("The validUntil value is not correct.")
-    algorithm = _algorithm_spec(catalog, req.algorithm)
+    algorithm = algorithm_spec(catalog, req.algorithm)
     _inputs(catalog, req.datasets, algorithm)
     answer: dict[str, Any] = {
         "datasets": [{"validOrder": d.transferTxId or _placeholder_order(d)} for d in req.datasets]
@@ -254,7 +256,7 @@ async def compute_start(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     engine = request.app[ENGINE]
     _check_environment(request, req.environment)
-    algorithm = _algorithm_spec(catalog, req.algorithm)
+    algorithm = algorithm_spec(catalog, req.algorithm)
     datasets = [req.dataset, *req.additionalDatasets]
     inputs = _inputs(catalog, datasets, algorithm)
     message = f"{req.consumerAddress}{req.dataset.documentId}{auth.nonce_text(req.nonce)}"
@@ -262,7 +264,7 @@ async def compute_start(request: web.Request) -> web.Response:
     spec = JobSpec(
         environment=req.environment,
         owner=req.consumerAddress,
-        agreement_id=req.dataset.transferTxId,
+        agreement_id=req.dataset.transferTxId or "",
         inputs=inputs,
         algorithm=algorithm,
         extra={"api": "provider"},

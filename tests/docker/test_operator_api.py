@@ -376,3 +376,80 @@ async def test_one_engine_one_store_across_both_apis(provider: Provider, served:
     )
     assert code == 200
     assert (await provider.wait_final(started["jobId"]))["terminationReason"] == "stopped"
+
+
+async def test_a_sent_owner_is_signed_on_every_call(provider: Provider, served: Served) -> None:
+    # A job of another owner runs beside one of CONSUMER's: runningjobs?owner= lists only the
+    # latter, and only when the owner is part of the signed message, as on every other call.
+    sleeper = {"rawcode": "sleep 60", "url": "", "container": {"checksum": ""}}
+    ids = {}
+    for owner in (CONSUMER, "0x22"):
+        body = localised(
+            DOCUMENT_EXAMPLE, served, agreementId=f"owner-{owner}", owner=owner, algorithm=sleeper
+        )
+        body["workflow"]["stages"][0]["algorithm"]["container"] = {
+            "image": BUSYBOX_IMAGE.split(":")[0],
+            "tag": "",
+            "entrypoint": "sh $ALGO",
+            "checksum": "",
+        }
+        code, answer = await provider.create(body)
+        assert code == 200, answer
+        ids[owner] = answer[0]["jobId"]
+    try:
+        for prefix in BOTH:
+            code, running = await provider.call(
+                "GET", f"{prefix}/runningjobs", params=provider.signed(CONSUMER)
+            )
+            assert code == 200, running
+            assert [j["jobId"] for j in running] == [ids[CONSUMER]]
+
+            # Signed without the owner it sends: refused, and the answer says what was signed.
+            unsigned_owner = {**provider.signed(), "owner": CONSUMER}
+            code, answer = await provider.call(
+                "GET", f"{prefix}/runningjobs", params=unsigned_owner
+            )
+            assert code == 401 and "owner + jobId + nonce" in answer["error"], answer
+            assert CONSUMER in answer["error"]
+
+            # environments stays public; signed, it is checked like every other call.
+            code, envs = await provider.call(
+                "GET", f"{prefix}/environments", params=provider.signed(CONSUMER)
+            )
+            assert code == 200 and {e["id"] for e in envs} >= {"withgpu", "short"}
+            code, answer = await provider.call(
+                "GET", f"{prefix}/environments", params=unsigned_owner
+            )
+            assert code == 401 and "owner + jobId + nonce" in answer["error"], answer
+    finally:
+        for job_id in ids.values():
+            code, _ = await provider.call(
+                "PUT", "/api/v1/operator/compute", params=provider.signed(job_id=job_id)
+            )
+            assert code == 200
+    for job_id in ids.values():
+        done = await provider.wait_final(job_id)
+        assert (done["status"], done["terminationReason"]) == (70, "stopped")
+
+
+async def test_workflow_with_empty_optional_fields_runs_short_raw_code(
+    provider: Provider, served: Served
+) -> None:
+    body = localised(DOCUMENT_EXAMPLE, served, agreementId="empty-fields")
+    stage = body["workflow"]["stages"][0]
+    stage["algorithm"] = {
+        "id": "",
+        "url": "",
+        "rawcode": "true",
+        "remote": {},
+        "container": {
+            "image": BUSYBOX_IMAGE.split(":")[0],
+            "tag": "",
+            "entrypoint": "sh $ALGO",
+            "checksum": "",
+        },
+    }
+    code, answer = await provider.create(body)
+    assert code == 200, answer
+    done = await provider.wait_final(answer[0]["jobId"])
+    assert (done["status"], done["terminationReason"], done["exitCode"]) == (70, "completed", 0)

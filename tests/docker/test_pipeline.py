@@ -225,3 +225,18 @@ async def test_algorithm_cannot_make_the_engine_write_through_a_link(
     assert job.status == JobStatus.JOB_COMPLETED and job.exit_code == 0, job.detail
     assert victim.read_text() == "untouched\n"
     assert "written-by-algorithm" in result_text(engine, job, "algorithm.log")
+
+
+@pytest.mark.parametrize(("rawcode", "exit_code"), [("true", 0), ("false", 1)])
+async def test_raw_code_of_a_few_characters_runs(
+    engine_factory: EngineFactory, rawcode: str, exit_code: int
+) -> None:
+    # Ocean's old engine ignored raw code of 10 characters or fewer; a developer trying
+    # an entrypoint sends exactly such programs, and they run.
+    engine = await engine_factory()
+    job = await wait_final(engine, await engine.submit(raw_job(rawcode)))
+
+    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, exit_code)
+    assert job.termination_reason == (
+        TerminationReason.COMPLETED if exit_code == 0 else TerminationReason.FAILED
+    )

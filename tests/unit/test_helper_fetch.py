@@ -274,14 +274,14 @@ def test_slow_but_steady_download_has_no_total_timeout(
     assert sorted(path.name for path in (data / "inputs/abc").iterdir()) == ["0"]
 
 
-def test_rawcode_of_ten_characters_falls_back_to_the_url(
+def test_blank_rawcode_falls_back_to_the_url(
     tmp_path: Path, data: Path, base_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     algo_url = f"{base_url}/algo.py"
     spec = make_spec(
         tmp_path,
         one_input({"url": f"{base_url}/a.csv"}),
-        algorithm={"rawcode": "print(1)#x", "url": algo_url},
+        algorithm={"rawcode": " \n\t", "url": algo_url},
     )
 
     assert run_fetch(spec, data) == 0
@@ -293,6 +293,22 @@ def test_rawcode_of_ten_characters_falls_back_to_the_url(
     assert f"algorithm (did:op:algo1): {len(ALGO_BODY)} bytes from {algo_url}" in (
         capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize("rawcode", ["true", "ls /data", "x"])
+def test_short_rawcode_is_the_algorithm(
+    tmp_path: Path, data: Path, base_url: str, rawcode: str
+) -> None:
+    # Ocean's old engine ignored raw code of 10 characters or fewer; here it runs.
+    spec = make_spec(
+        tmp_path,
+        one_input({"url": f"{base_url}/a.csv"}),
+        algorithm={"rawcode": rawcode, "url": f"{base_url}/algo.py"},
+    )
+
+    assert run_fetch(spec, data) == 0
+
+    assert (data / "transformations/algorithm").read_text() == rawcode
 
 
 def test_algorithm_is_copied_from_a_local_path(tmp_path: Path, data: Path, base_url: str) -> None:
