@@ -84,6 +84,7 @@ pull_policy = "never"
 fetch_network = "host"
 stop_grace = 1
 
+{overrides.get("environments_first", "")}
 [[environments]]
 id = "{ENV}"
 max_jobs = 2
@@ -122,14 +123,24 @@ container = {{ image = "{BUSYBOX_IMAGE.split(":")[0]}", tag = "latest", entrypoi
     return path
 
 
-def start_server(root: Path, **overrides: Any) -> Served:
+REPO = Path(__file__).resolve().parents[2]
+# The README's command; it does the set-up first (already done by `scripts/run test`).
+README_SERVE = (str(REPO / "scripts" / "run"), "serve")
+
+
+def start_server(
+    root: Path,
+    command: tuple[str, ...] = (sys.executable, "-m", "localcompute", "serve"),
+    **overrides: Any,
+) -> Served:
+    """`command --config <a config for the tests>`, on a free port, until it answers `GET /`."""
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
     threading.Thread(target=files.serve_forever, daemon=True).start()
     port = free_port()
     config = write_config(root, port, f"http://127.0.0.1:{files.server_port}/data.csv", **overrides)
     log = (root / "server.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "localcompute", "serve", "--config", str(config)],
+        [*command, "--config", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=root,
