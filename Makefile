@@ -1,11 +1,14 @@
 # Shortcuts; scripts/run does the set-up (venv, Docker, helper image) for setup, test and serve.
-.PHONY: setup test serve lint format typecheck bench check
+.PHONY: setup test test-clients serve lint format typecheck bench check
 
 setup:
 	scripts/run setup
 
 test:
 	scripts/run test
+
+test-clients:
+	scripts/run test tests/clients
 
 serve:
 	scripts/run serve

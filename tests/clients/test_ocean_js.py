@@ -88,4 +88,13 @@ def test_ocean_js_3_3_0_runs_the_whole_compute_flow(
 def test_oldest_and_newest_classic_ocean_js_start_status_and_results(
     client_builds: Builds, served: Served, tmp_path: Path, version: str
 ) -> None:
-    check_finished_job(flow(client_builds, version, served, tmp_path, "short"))
+    report = flow(client_builds, version, served, tmp_path, "short")
+
+    check_finished_job(report)
+    if version == "3.4.6":
+        # From 3.3.3 on, ocean.js signs a stop over address + jobId only, no nonce: a
+        # signature anyone who saw it could replay. Refused, and the answer says why.
+        assert "Invalid signature" in report["stop_finished"]["refused"]
+    else:
+        [stopped] = report["stop_finished"]
+        assert (stopped["status"], stopped["terminationReason"]) == (70, "completed")

@@ -106,7 +106,17 @@ async function flow () {
       bytes: bytes.toString('base64')
     })
   }
-  if (mode !== 'full') return
+  if (mode !== 'full') {
+    // Stop of the finished job: it changes nothing, or is refused (see the test).
+    try {
+      out.stop_finished = await ProviderInstance.computeStop(
+        did, address, started.jobId, providerUri, signer
+      )
+    } catch (error) {
+      out.stop_finished = { refused: String(error.message || error) }
+    }
+    return
+  }
 
   // 3. A running job stops when asked; delete removes a job and its results.
   const sleeper = await start(signer, env.id, 'sleep 60')
