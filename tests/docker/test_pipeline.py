@@ -166,8 +166,9 @@ async def test_algorithm_url_that_answers_404_fails_at_32(
     engine_factory: EngineFactory, file_server: FileServer
 ) -> None:
     engine = await engine_factory()
+    # Blank raw code is no program: the algorithm comes from its url.
     spec = raw_job(
-        "short",
+        "",
         url=file_server.url("no-such-algorithm.sh"),
         inputs=[url_input(D1, file_server.add("in.csv", "x"))],
     )
