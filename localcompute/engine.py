@@ -13,12 +13,10 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-import aiosqlite
 
 from localcompute import hostinfo, images
 from localcompute.containers import Stage, container_name
@@ -29,7 +27,7 @@ from localcompute.errors import (
     TransitionRefusedError,
     UnknownEnvironmentError,
 )
-from localcompute.models import Job, JobSpec
+from localcompute.models import Job, JobSpec, Preconditions
 from localcompute.pipeline import Pipeline, Runtime
 from localcompute.settings import Settings
 from localcompute.status import JobStatus, StopRequest
@@ -49,8 +47,6 @@ _STAGE_OF_STATUS = {
     JobStatus.RUNNING_ALGORITHM: Stage.ALGORITHM,
     JobStatus.FILTERING_RESULTS: Stage.FILTER,
 }
-
-BeforeWrite = Callable[[aiosqlite.Connection], Awaitable[None]]
 
 
 class Engine:
@@ -130,11 +126,11 @@ class Engine:
 
     # -- jobs -----------------------------------------------------------------
 
-    async def submit(self, spec: JobSpec, *, before_insert: BeforeWrite | None = None) -> str:
+    async def submit(self, spec: JobSpec, *, requires: Preconditions | None = None) -> str:
         """Accept a job; it waits at 1 until its environment has a free slot.
 
-        `before_insert` runs in the same transaction as the insert (a nonce
-        check, say): if it raises, nothing is stored.
+        `requires` is checked in the insert's transaction (a nonce to consume, an
+        agreement that must be unused): if it fails, nothing is stored.
         """
         env = self.settings.environment(spec.environment)
         if env is None:
@@ -149,10 +145,9 @@ class Engine:
         limit = env.max_job_duration
         if spec.max_duration is not None:
             limit = min(limit, spec.max_duration)
-        async with self.store.transaction() as db:
-            if before_insert is not None:
-                await before_insert(db)
-            job_id = await self.store.insert_job(spec, max_duration=limit, db=db)
+        async with self.store.transaction() as tx:
+            await tx.check(requires or Preconditions())
+            job_id = await tx.insert_job(spec, max_duration=limit)
         log.info("job %s accepted in %s", job_id, env.id)
         await self._admit(env.id)
         return job_id
@@ -182,14 +177,13 @@ class Engine:
         return (await self.stop_jobs([job_id]))[0]
 
     async def stop_jobs(
-        self, job_ids: Sequence[str], *, before: BeforeWrite | None = None
+        self, job_ids: Sequence[str], *, requires: Preconditions | None = None
     ) -> builtins.list[Job]:
-        """Stop jobs; `before` (a nonce check) commits in one transaction with the requests."""
-        async with self.store.transaction() as db:
-            if before is not None:
-                await before(db)
+        """Stop jobs; `requires` (a nonce) is checked in one transaction with the requests."""
+        async with self.store.transaction() as tx:
+            await tx.check(requires or Preconditions())
             for job_id in job_ids:
-                await self.store.request_stop(job_id, StopRequest.STOP, db=db)
+                await tx.request_stop(job_id, StopRequest.STOP)
         stopped = []
         for job_id in job_ids:
             job = await self.store.get(job_id)
@@ -206,9 +200,9 @@ class Engine:
         return (await self.delete_jobs([job_id]))[0]
 
     async def delete_jobs(
-        self, job_ids: Sequence[str], *, before: BeforeWrite | None = None
+        self, job_ids: Sequence[str], *, requires: Preconditions | None = None
     ) -> builtins.list[Job]:
-        await self.stop_jobs(job_ids, before=before)
+        await self.stop_jobs(job_ids, requires=requires)
         deleted = []
         for job_id in job_ids:
             task = self._tasks.get(job_id)
@@ -227,17 +221,10 @@ class Engine:
         """The last nonce accepted from `address`; 0 when none. Reading stores nothing."""
         return await self.store.get_nonce(address) or Decimal(0)
 
-    def nonce_guard(self, address: str, nonce: Decimal) -> BeforeWrite:
-        """A check to run inside the transaction of an action: the nonce must be new."""
-
-        async def guard(db: aiosqlite.Connection) -> None:
-            await self.store.consume_nonce(address, nonce, db)
-
-        return guard
-
     async def consume_nonce(self, address: str, nonce: Decimal) -> None:
-        async with self.store.transaction() as db:
-            await self.store.consume_nonce(address, nonce, db)
+        """Accept a nonce for a call that writes nothing else (a signed read)."""
+        async with self.store.transaction() as tx:
+            await tx.consume_nonce(address, nonce)
 
     async def wait(self, job_id: str) -> Job:
         """Wait until the job's task ends (for tests and the CLI)."""

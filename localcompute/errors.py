@@ -70,6 +70,10 @@ class JobConflictError(LocalComputeError):
     """The job is not in a state that allows this."""
 
 
+class AgreementInUseError(JobConflictError):
+    """`agreementId` already in use for other job."""
+
+
 class TransitionRefusedError(JobConflictError):
     """The job has moved on: this status change is no longer allowed."""
 

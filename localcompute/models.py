@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -173,6 +174,23 @@ class JobSpec(_Frozen):
         if len(folders) != len(set(folders)):
             raise ValueError("the same input DID is given twice")
         return self
+
+
+class Preconditions(_Frozen):
+    """What must hold for an action to be recorded, checked in the action's transaction.
+
+    If one fails nothing of the action is stored: a refused request uses up no nonce.
+    """
+
+    nonce_address: str | None = None
+    nonce: Decimal | None = Field(None, description="Must exceed the last one from the address.")
+    unused_agreement: str | None = Field(
+        None, description="An agreement id that no unfinished job may hold."
+    )
+
+    @classmethod
+    def signed(cls, address: str, nonce: Decimal, **more: Any) -> Preconditions:
+        return cls(nonce_address=address, nonce=nonce, **more)
 
 
 class ResultFile(_Frozen):

@@ -3,13 +3,15 @@
 SQLite in WAL mode through aiosqlite (one thread owns the connection). Status
 changes are compare-and-set: an UPDATE that names the statuses a job may come
 from, so two actors can never move one job twice and a finished job never
-changes again. Multi-statement work runs under one lock in one transaction.
+changes again. Multi-statement work runs under one lock in one `Transaction`, whose
+methods are the only writes inside it; the driver and its errors never leave here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -21,12 +23,13 @@ from typing import Any
 import aiosqlite
 
 from localcompute.errors import (
+    AgreementInUseError,
     JobNotFoundError,
     NonceError,
     StoreError,
     TransitionRefusedError,
 )
-from localcompute.models import Job, JobSpec, ResultFile
+from localcompute.models import Job, JobSpec, Preconditions, ResultFile
 from localcompute.status import (
     FINAL_STATUSES,
     SLOT_STATUSES,
@@ -126,7 +129,6 @@ SQL_COUNT_SLOTS = (
     f"SELECT environment, COUNT(*) FROM jobs WHERE status IN ({_SLOT_LIST}) GROUP BY environment"
 )
 SQL_ACTIVE_JOBS = f"SELECT * FROM jobs WHERE status IN ({_SLOT_LIST}) ORDER BY seq"
-SQL_WAITING_ENVIRONMENTS = "SELECT DISTINCT environment FROM jobs WHERE status = ?"
 SQL_REQUEST_STOP = f"""
 UPDATE jobs SET stopreq = :stopreq
 WHERE job_id = :job_id AND status NOT IN ({_FINAL_LIST}) AND stopreq = 0
@@ -147,6 +149,76 @@ SQL_SET_NONCE = """
 INSERT INTO nonces (address, nonce) VALUES (?, ?)
 ON CONFLICT(address) DO UPDATE SET nonce = excluded.nonce
 """
+
+
+class Transaction:
+    """The writes of one BEGIN IMMEDIATE … COMMIT; its methods are the only way to write in it.
+
+    Preconditions are checked here, in the same transaction as the action they
+    guard, so a refused check leaves nothing behind.
+    """
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _sql(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        return await _rows(self._db, sql, params)
+
+    async def check(self, preconditions: Preconditions) -> None:
+        if preconditions.nonce_address is not None and preconditions.nonce is not None:
+            await self.consume_nonce(preconditions.nonce_address, preconditions.nonce)
+        if preconditions.unused_agreement is not None and await self._sql(
+            SQL_AGREEMENT_IN_USE, (preconditions.unused_agreement,)
+        ):
+            raise AgreementInUseError()
+
+    async def consume_nonce(self, address: str, nonce: Decimal) -> None:
+        """Accept `nonce` only if above the last one accepted from `address` (case-blind)."""
+        rows = await self._sql(SQL_GET_NONCE, (address.lower(),))
+        last = Decimal(rows[0][0]) if rows else Decimal(0)
+        if nonce <= last:
+            raise NonceError(
+                f"Invalid signature expected nonce ({last}) > current nonce ({nonce}): "
+                "a nonce must be greater than the last one accepted from this address"
+            )
+        await self._sql(SQL_SET_NONCE, (address.lower(), str(nonce)))
+
+    async def insert_job(self, spec: JobSpec, *, max_duration: float) -> str:
+        """Store a new waiting job and return its id."""
+        job_id = uuid.uuid4().hex
+        params = {
+            "job_id": job_id,
+            "environment": spec.environment,
+            "owner": spec.owner,
+            "agreement_id": spec.agreement_id,
+            "status": int(JobStatus.WARMING_UP),
+            "status_text": JobStatus.WARMING_UP.text,
+            "date_created": time.time(),
+            "max_duration": max_duration,
+            "secret": uuid.uuid4().hex,
+            "spec": spec.model_dump_json(),
+        }
+        await self._sql(SQL_INSERT_JOB, params)
+        return job_id
+
+    async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
+        """Record a stop or time-limit request on an unfinished job; None if it had one."""
+        rows = await self._sql(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
+        return Job.from_row(rows[0]) if rows else None
+
+
+async def _rows(
+    db: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+) -> list[Any]:
+    """Every row of one statement; fetchall steps it to its end, so an UPDATE … RETURNING
+    is done. A driver error becomes the store's own."""
+    try:
+        cursor = await db.execute(sql, params)
+        rows = list(await cursor.fetchall())
+        await cursor.close()
+    except sqlite3.Error as e:
+        raise StoreError(f"the job store failed: {e}") from e
+    return rows
 
 
 class JobStore:
@@ -185,10 +257,9 @@ class JobStore:
         return self._db
 
     async def _migrate(self) -> None:
-        async with self.transaction() as db:
-            cursor = await db.execute("PRAGMA user_version")
-            row = await cursor.fetchone()
-            version = int(row[0]) if row else 0
+        async with self.transaction() as tx:
+            [row] = await tx._sql("PRAGMA user_version")
+            version = int(row[0])
             if version > len(MIGRATIONS):
                 raise StoreError(
                     f"{self.path} has schema version {version}; "
@@ -196,77 +267,40 @@ class JobStore:
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {number}")
+                    await tx._sql(statement)
+                await tx._sql(f"PRAGMA user_version = {number}")
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Transaction]:
         """BEGIN IMMEDIATE … COMMIT, rolled back on any error, one at a time."""
         async with self._tx_lock:
             db = self.db
-            await db.execute("BEGIN IMMEDIATE")
+            await _rows(db, "BEGIN IMMEDIATE")
             try:
-                yield db
+                yield Transaction(db)
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
-            await db.execute("COMMIT")
-
-    async def _fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Any:
-        async with self._tx_lock:
-            # fetchall steps the statement to its end, so an UPDATE … RETURNING is done.
-            cursor = await self.db.execute(sql, params)
-            rows = list(await cursor.fetchall())
-            await cursor.close()
-            return rows[0] if rows else None
+            await _rows(db, "COMMIT")
 
     async def _fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         async with self._tx_lock:
-            cursor = await self.db.execute(sql, params)
-            rows = await cursor.fetchall()
-            await cursor.close()
-            return list(rows)
+            return await _rows(self.db, sql, params)
+
+    async def _fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Any:
+        rows = await self._fetch_all(sql, params)
+        return rows[0] if rows else None
 
     # -- instance identity --------------------------------------------------
 
     async def instance_id(self) -> str:
         """A random id made once per store; it labels this server's containers."""
-        async with self.transaction() as db:
-            await db.execute(SQL_SET_META, ("instance_id", uuid.uuid4().hex[:12]))
-            cursor = await db.execute(SQL_GET_META, ("instance_id",))
-            row = await cursor.fetchone()
-        assert row is not None
+        async with self.transaction() as tx:
+            await tx._sql(SQL_SET_META, ("instance_id", uuid.uuid4().hex[:12]))
+            [row] = await tx._sql(SQL_GET_META, ("instance_id",))
         return str(row[0])
 
     # -- jobs -----------------------------------------------------------------
-
-    async def insert_job(
-        self,
-        spec: JobSpec,
-        *,
-        max_duration: float,
-        db: aiosqlite.Connection | None = None,
-    ) -> str:
-        """Store a new waiting job and return its id. Pass `db` to join a transaction."""
-        job_id = uuid.uuid4().hex
-        params = {
-            "job_id": job_id,
-            "environment": spec.environment,
-            "owner": spec.owner,
-            "agreement_id": spec.agreement_id,
-            "status": int(JobStatus.WARMING_UP),
-            "status_text": JobStatus.WARMING_UP.text,
-            "date_created": time.time(),
-            "max_duration": max_duration,
-            "secret": uuid.uuid4().hex,
-            "spec": spec.model_dump_json(),
-        }
-        if db is not None:
-            await db.execute(SQL_INSERT_JOB, params)
-        else:
-            async with self.transaction() as tx:
-                await tx.execute(SQL_INSERT_JOB, params)
-        return job_id
 
     async def get(self, job_id: str) -> Job:
         row = await self._fetch_one(SQL_GET_JOB, (job_id,))
@@ -363,25 +397,10 @@ class JobStore:
         """Jobs that hold a slot (10 to 60), oldest first."""
         return [Job.from_row(r) for r in await self._fetch_all(SQL_ACTIVE_JOBS)]
 
-    async def waiting_environments(self) -> list[str]:
-        rows = await self._fetch_all(SQL_WAITING_ENVIRONMENTS, (int(JobStatus.WARMING_UP),))
-        return [str(r[0]) for r in rows]
-
-    async def request_stop(
-        self, job_id: str, reason: StopRequest, db: aiosqlite.Connection | None = None
-    ) -> Job | None:
-        """Record a stop or time-limit request on an unfinished job; None if it had one.
-
-        Pass `db` to make it part of a transaction (with a nonce, say).
-        """
-        params = {"stopreq": int(reason), "job_id": job_id}
-        if db is not None:
-            cursor = await db.execute(SQL_REQUEST_STOP, params)
-            rows = list(await cursor.fetchall())
-            row = rows[0] if rows else None
-        else:
-            row = await self._fetch_one(SQL_REQUEST_STOP, params)
-        return None if row is None else Job.from_row(row)
+    async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
+        """Transaction.request_stop in a transaction of its own."""
+        async with self.transaction() as tx:
+            return await tx.request_stop(job_id, reason)
 
     async def set_results(self, job_id: str, results: list[ResultFile]) -> Job:
         payload = json.dumps([r.model_dump() for r in results])
@@ -399,26 +418,9 @@ class JobStore:
             )
         return Job.from_row(row)
 
-    async def agreement_in_use(self, agreement_id: str, db: aiosqlite.Connection) -> bool:
-        """Whether an unfinished job has this agreementId (inside the caller's transaction)."""
-        cursor = await db.execute(SQL_AGREEMENT_IN_USE, (agreement_id,))
-        return await cursor.fetchone() is not None
-
     # -- nonces -------------------------------------------------------------
 
     async def get_nonce(self, address: str) -> Decimal | None:
         """The last nonce accepted from `address` (compared case-blind), None if none."""
         row = await self._fetch_one(SQL_GET_NONCE, (address.lower(),))
         return None if row is None else Decimal(row[0])
-
-    async def consume_nonce(self, address: str, nonce: Decimal, db: aiosqlite.Connection) -> None:
-        """Accept `nonce` only if above the last one, inside the caller's transaction."""
-        cursor = await db.execute(SQL_GET_NONCE, (address.lower(),))
-        row = await cursor.fetchone()
-        last = Decimal(row[0]) if row is not None else Decimal(0)
-        if nonce <= last:
-            raise NonceError(
-                f"Invalid signature expected nonce ({last}) > current nonce ({nonce}): "
-                "a nonce must be greater than the last one accepted from this address"
-            )
-        await db.execute(SQL_SET_NONCE, (address.lower(), str(nonce)))

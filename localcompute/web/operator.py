@@ -13,13 +13,12 @@ import ipaddress
 from decimal import Decimal
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from localcompute import auth
 from localcompute.errors import AccessDeniedError, RefusedError
-from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
+from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec, Preconditions
 from localcompute.web.context import ENGINE, SETTINGS
 from localcompute.web.params import OptionalText, absent_if_empty, parse, read_params
 from localcompute.web.provider import (
@@ -252,15 +251,9 @@ async def create(request: web.Request) -> web.Response:
     except ValueError as e:  # the engine's own checks (a DID, an image name, …)
         raise RefusedError(f"invalid workflow: {e}") from e
     engine = request.app[ENGINE]
-    guard = engine.nonce_guard(signer, nonce)
-
-    async def checks(db: aiosqlite.Connection) -> None:
-        # In the insert's transaction: two requests can't both take one agreementId.
-        if await engine.store.agreement_in_use(req.agreementId, db):
-            raise RefusedError("`agreementId` already in use for other job.")
-        await guard(db)
-
-    job_id = await engine.submit(spec, before_insert=checks)
+    # Checked in the insert's transaction: two requests can't both take one agreementId.
+    requires = Preconditions.signed(signer, nonce, unused_agreement=req.agreementId)
+    job_id = await engine.submit(spec, requires=requires)
     return _answer(request, [await engine.get(job_id)])
 
 
@@ -287,7 +280,7 @@ async def stop(request: web.Request) -> web.Response:
     targets = [j.job_id for j in jobs if not j.is_final]
     stopped = {
         j.job_id: j
-        for j in await engine.stop_jobs(targets, before=engine.nonce_guard(signer, nonce))
+        for j in await engine.stop_jobs(targets, requires=Preconditions.signed(signer, nonce))
     }
     return _answer(request, [stopped.get(j.job_id, j) for j in jobs])
 
@@ -296,7 +289,7 @@ async def delete(request: web.Request) -> web.Response:
     _, jobs, signer, nonce = await _filtered(request)
     engine = request.app[ENGINE]
     deleted = await engine.delete_jobs(
-        [j.job_id for j in jobs], before=engine.nonce_guard(signer, nonce)
+        [j.job_id for j in jobs], requires=Preconditions.signed(signer, nonce)
     )
     return _answer(request, deleted)
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from localcompute import auth
 from localcompute.catalog import Catalog
 from localcompute.errors import JobNotFoundError, RefusedError, SignatureError
-from localcompute.models import AlgorithmSpec, InputSpec, Job, JobSpec
+from localcompute.models import AlgorithmSpec, InputSpec, Job, JobSpec, Preconditions
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
 from localcompute.web.params import OptionalText, absent_if_empty, parse, read_params
 from localcompute.web.views import environment_views, provider_status
@@ -269,8 +269,8 @@ async def compute_start(request: web.Request) -> web.Response:
         algorithm=algorithm,
         extra={"api": "provider"},
     )
-    guard = engine.nonce_guard(req.consumerAddress, auth.parse_nonce(req.nonce))
-    job_id = await engine.submit(spec, before_insert=guard)
+    signed = Preconditions.signed(req.consumerAddress, auth.parse_nonce(req.nonce))
+    job_id = await engine.submit(spec, requires=signed)
     job = await engine.get(job_id)
     return web.json_response([provider_status(job, _base(request))])
 
@@ -316,8 +316,8 @@ async def compute_stop(request: web.Request) -> web.Response:
         request, req.consumerAddress, req.jobId, req.documentId, must_exist=True
     )
     targets = [j.job_id for j in jobs if not j.is_final]
-    guard = engine.nonce_guard(req.consumerAddress, auth.parse_nonce(req.nonce))
-    stopped = {j.job_id: j for j in await engine.stop_jobs(targets, before=guard)}
+    signed = Preconditions.signed(req.consumerAddress, auth.parse_nonce(req.nonce))
+    stopped = {j.job_id: j for j in await engine.stop_jobs(targets, requires=signed)}
     return web.json_response(
         [provider_status(stopped.get(j.job_id, j), _base(request)) for j in jobs]
     )
@@ -334,8 +334,8 @@ async def compute_delete(request: web.Request) -> web.Response:
     jobs = await _owned_jobs(
         request, req.consumerAddress, req.jobId, req.documentId, must_exist=True
     )
-    guard = engine.nonce_guard(req.consumerAddress, auth.parse_nonce(nonce))
-    deleted = await engine.delete_jobs([j.job_id for j in jobs], before=guard)
+    signed = Preconditions.signed(req.consumerAddress, auth.parse_nonce(nonce))
+    deleted = await engine.delete_jobs([j.job_id for j in jobs], requires=signed)
     return web.json_response([provider_status(j, _base(request)) for j in deleted])
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from localcompute.errors import StoreError, TransitionRefusedError
-from localcompute.models import AlgorithmSpec, JobSpec
+from localcompute.errors import AgreementInUseError, NonceError, StoreError, TransitionRefusedError
+from localcompute.models import AlgorithmSpec, JobSpec, Preconditions
 from localcompute.status import JobStatus, StopRequest, TerminationReason
 from localcompute.store import MIGRATIONS, JobStore
 
@@ -23,6 +24,11 @@ def spec(environment: str = "env") -> JobSpec:
     )
 
 
+async def insert(store: JobStore, job: JobSpec, *, max_duration: float = 60) -> str:
+    async with store.transaction() as tx:
+        return await tx.insert_job(job, max_duration=max_duration)
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
     s = JobStore(tmp_path / "jobs.sqlite")
@@ -32,14 +38,14 @@ async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
 
 
 async def test_a_new_job_waits_with_oceans_first_status(store: JobStore) -> None:
-    job = await store.get(await store.insert_job(spec(), max_duration=60))
+    job = await store.get(await insert(store, spec()))
     assert (job.status, job.status_text) == (JobStatus.WARMING_UP, "Warming up")
     assert job.date_finished is None and job.results == [] and len(job.job_id) == 32
     assert job.spec == spec()
 
 
 async def test_transitions_are_compare_and_set(store: JobStore) -> None:
-    job_id = await store.insert_job(spec(), max_duration=60)
+    job_id = await insert(store, spec())
     with pytest.raises(TransitionRefusedError):
         await store.transition(job_id, JobStatus.RUNNING_ALGORITHM)
     assert (await store.get(job_id)).status == JobStatus.WARMING_UP
@@ -55,7 +61,7 @@ async def test_transitions_are_compare_and_set(store: JobStore) -> None:
 
 
 async def test_a_finished_job_never_changes(store: JobStore) -> None:
-    job_id = await store.insert_job(spec(), max_duration=60)
+    job_id = await insert(store, spec())
     done = await store.transition(
         job_id,
         JobStatus.JOB_COMPLETED,
@@ -72,14 +78,14 @@ async def test_a_finished_job_never_changes(store: JobStore) -> None:
 
 
 async def test_transition_refuses_unknown_columns(store: JobStore) -> None:
-    job_id = await store.insert_job(spec(), max_duration=60)
+    job_id = await insert(store, spec())
     with pytest.raises(StoreError):
         await store.transition(job_id, JobStatus.JOB_STARTED, owner="someone else")
 
 
 async def test_admission_never_exceeds_max_jobs_and_is_fifo(store: JobStore) -> None:
-    ids = [await store.insert_job(spec(), max_duration=60) for _ in range(6)]
-    await store.insert_job(spec("other"), max_duration=60)
+    ids = [await insert(store, spec()) for _ in range(6)]
+    await insert(store, spec("other"))
     admitted = await asyncio.gather(*(store.admit_next("env", 2) for _ in range(6)))
     got = [j.job_id for j in admitted if j is not None]
     assert got == ids[:2]
@@ -91,7 +97,7 @@ async def test_admission_never_exceeds_max_jobs_and_is_fifo(store: JobStore) -> 
 
 
 async def test_stop_request_is_recorded_once(store: JobStore) -> None:
-    job_id = await store.insert_job(spec(), max_duration=60)
+    job_id = await insert(store, spec())
     first = await store.request_stop(job_id, StopRequest.STOP)
     assert first is not None and first.stopreq == StopRequest.STOP
     # A time limit after a stop keeps the stop.
@@ -100,8 +106,8 @@ async def test_stop_request_is_recorded_once(store: JobStore) -> None:
 
 
 async def test_find_filters_and_owner_case(store: JobStore) -> None:
-    a = await store.insert_job(spec(), max_duration=60)
-    await store.insert_job(spec().model_copy(update={"owner": "0xdef"}), max_duration=60)
+    a = await insert(store, spec())
+    await insert(store, spec().model_copy(update={"owner": "0xdef"}))
     assert [j.job_id for j in await store.find(owner="0xABC")] == [a]
     assert [j.job_id for j in await store.find(job_id=a, owner="0xdef")] == []
     assert len(await store.find(unfinished=True)) == 2
@@ -111,7 +117,7 @@ async def test_store_survives_reopen_and_keeps_its_instance(tmp_path: Path) -> N
     path = tmp_path / "jobs.sqlite"
     first = JobStore(path)
     await first.open()
-    job_id = await first.insert_job(spec(), max_duration=60)
+    job_id = await insert(first, spec())
     instance = await first.instance_id()
     await first.close()
     second = JobStore(path)
@@ -132,3 +138,43 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="schema version"):
         await store.open()
     await store.close()
+
+
+async def test_a_failed_precondition_stores_nothing(store: JobStore) -> None:
+    signed = Preconditions.signed("0xAbC", Decimal(5))
+    async with store.transaction() as tx:
+        await tx.check(signed)
+        await tx.insert_job(spec(), max_duration=60)
+    # The same nonce again: refused, and the insert beside it is rolled back.
+    with pytest.raises(NonceError):
+        async with store.transaction() as tx:
+            await tx.insert_job(spec(), max_duration=60)
+            await tx.check(Preconditions.signed("0xabc", Decimal(5)))
+    assert len(await store.find()) == 1
+    assert await store.get_nonce("0xABC") == Decimal(5)
+
+
+async def test_an_agreement_is_held_until_its_job_ends(store: JobStore) -> None:
+    held = spec().model_copy(update={"agreement_id": "agr-1"})
+    job_id = await insert(store, held)
+    with pytest.raises(AgreementInUseError):
+        async with store.transaction() as tx:
+            await tx.check(Preconditions(unused_agreement="agr-1"))
+            await tx.insert_job(held, max_duration=60)
+    await store.transition(job_id, JobStatus.JOB_COMPLETED, date_finished=1.0)
+    async with store.transaction() as tx:
+        await tx.check(Preconditions(unused_agreement="agr-1"))
+    assert len(await store.find(agreement_id="agr-1")) == 1
+
+
+async def test_driver_errors_become_store_errors(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    store = JobStore(path)
+    await store.open()
+    try:
+        with sqlite3.connect(path) as db:
+            db.execute("DROP TABLE nonces")
+        with pytest.raises(StoreError, match="the job store failed"):
+            await store.get_nonce("0xabc")
+    finally:
+        await store.close()
