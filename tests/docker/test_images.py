@@ -237,7 +237,7 @@ async def test_ensure_helper_image_keeps_current_and_rebuilds_stale(
 
     # The helper code changed: "never" uses the old image, otherwise it is rebuilt on
     # the base the old image names.
-    monkeypatch.setattr(images, "helper_digest", lambda: "0123456789abcdef")
+    monkeypatch.setattr(images.helper, "helper_digest", lambda: "0123456789abcdef")
     await images.ensure_helper_image(runtime, DockerSettings(helper_image=tag, pull_policy="never"))
     assert await image_id(tag) == first
     await images.ensure_helper_image(runtime, DockerSettings(helper_image=tag))
