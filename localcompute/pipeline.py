@@ -1,8 +1,10 @@
-"""One job's way through its containers, from wherever its status says it is.
+"""One job's way through its containers, as a table of steps, from wherever its status says.
 
-Each step can be repeated after a restart: containers have fixed names, a step
-removes what an interrupted attempt left, and the status says which step is next.
-The final state of a job is written in `_finish` and nowhere else.
+Each step does its work and returns what happened; the runner walks the table in
+order and skips what the status says is done, so a job resumed after a restart
+goes on from its step. `resolve` is the one place that turns what happened into
+the job's outcome, and `_finish` the one place that writes it: awaited to the end
+even when the job's task is cancelled, so the store never closes beneath it.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from localcompute import containers
 from localcompute.containers import JobContext, Stage
@@ -24,6 +26,7 @@ from localcompute.errors import (
     ImageNotFoundError,
     TransitionRefusedError,
 )
+from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
 from localcompute.models import Job
 from localcompute.publish import build_results
 from localcompute.settings import Settings
@@ -32,9 +35,6 @@ from localcompute.store import JobStore
 from localcompute.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-FETCH_DATA_FAILED = 31
-FETCH_ALGORITHM_FAILED = 32
 
 
 class Interrupt(Enum):
@@ -52,6 +52,75 @@ class Runtime:
     algorithm_network: str
 
 
+@dataclass(frozen=True)
+class Ending:
+    """What a step learned that ends the job early; `resolve` turns it into the outcome."""
+
+    status: JobStatus = JobStatus.JOB_COMPLETED  # 31 or 32 for a provisioning failure
+    reason: TerminationReason | None = None  # STOPPED, or ERROR for a system failure
+    detail: str = ""  # the sentence that says why, kept in `detail` and shown for ERROR
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: JobStatus
+    reason: TerminationReason | None
+    status_text: str
+    detail: str
+
+
+def resolve(job: Job, ending: Ending | None) -> Outcome:
+    """The job's outcome, decided once, from what its steps recorded.
+
+    Funnel's deferred block: a system failure beats the algorithm's own result,
+    which beats "completed". A provisioning failure (31, 32) has no reason.
+    """
+    if ending is not None and ending.status != JobStatus.JOB_COMPLETED:
+        return Outcome(ending.status, None, ending.status.text, ending.detail)
+    if ending is not None and ending.reason is not None:
+        reason, detail = ending.reason, ending.detail
+    elif job.detail:  # a system failure recorded on the way (the filter, a lost container)
+        reason, detail = TerminationReason.ERROR, job.detail
+    else:
+        reason, detail = job.termination_reason or TerminationReason.COMPLETED, ""
+    text = detail if reason is TerminationReason.ERROR and detail else reason.text
+    return Outcome(JobStatus.JOB_COMPLETED, reason, text, detail)
+
+
+def algorithm_outcome(exit_: ContainerExit, interrupt: Interrupt | None) -> TerminationReason:
+    """Why the algorithm ended; its exit code is kept beside this, never masked."""
+    if interrupt is Interrupt.TIMEOUT:
+        return TerminationReason.TIMEOUT
+    if interrupt is Interrupt.STOP:
+        return TerminationReason.STOPPED
+    if exit_.oom_killed:
+        return TerminationReason.OOM
+    if exit_.exit_code != 0:
+        return TerminationReason.FAILED
+    return TerminationReason.COMPLETED
+
+
+StepRun = Callable[[Job, asyncio.Event], Awaitable["Job | Ending"]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One room of a job's way: the statuses it runs from, and what it does there."""
+
+    stage: Stage
+    runs_from: frozenset[JobStatus]
+
+
+STEPS = (
+    Step(Stage.FETCH, frozenset({JobStatus.JOB_STARTED, JobStatus.CONFIGURING_VOLUMES})),
+    Step(
+        Stage.ALGORITHM,
+        frozenset({JobStatus.PROVISIONING_SUCCESS, JobStatus.RUNNING_ALGORITHM}),
+    ),
+    Step(Stage.FILTER, frozenset({JobStatus.FILTERING_RESULTS})),
+)
+
+
 class Pipeline:
     def __init__(
         self, store: JobStore, docker: DockerRuntime, settings: Settings, runtime: Runtime
@@ -60,6 +129,11 @@ class Pipeline:
         self.docker = docker
         self.settings = settings
         self.runtime = runtime
+        self._steps: dict[Stage, StepRun] = {
+            Stage.FETCH: self._fetch,
+            Stage.ALGORITHM: self._algorithm,
+            Stage.FILTER: self._filter,
+        }
 
     def context(self, job: Job) -> JobContext:
         return JobContext(
@@ -78,81 +152,62 @@ class Pipeline:
         1. fetch (10/20 → 30): inputs and algorithm into the job folder, the image
            pulled meanwhile; a failure ends the job at 31 or 32.
         2. algorithm (30 → 40 → 50): killed at its deadline or on a stop.
-        3. filter (50 → 60): outputs become results.
-        4. publish (60 → 70): the results list, then the final status.
-        A stop before the algorithm starts goes straight to publish.
-        Docker being unreachable propagates: the engine retries the job later.
+        3. filter (50 → 60): outputs become results; a stop kills it too.
+        4. publish (60 → 70): the results list, then the one final write.
+        A stop before the algorithm starts goes straight to publish. Docker being
+        unreachable propagates: the engine retries the job later from its status.
         """
         if job.stopreq == StopRequest.STOP:
             stop.set()
+        ending: Ending | None = None
         try:
-            if job.status in (JobStatus.JOB_STARTED, JobStatus.CONFIGURING_VOLUMES):
-                job = await self._fetch(job, stop)
-            if job.status in (JobStatus.PROVISIONING_SUCCESS, JobStatus.RUNNING_ALGORITHM):
-                job = await self._algorithm(job, stop)
-            if job.status == JobStatus.FILTERING_RESULTS:
-                job = await self._filter(job)
-            if job.status == JobStatus.PUBLISHING_RESULTS:
-                job = await self._publish(job)
-            return job
+            for step in STEPS:
+                if job.status in step.runs_from:
+                    result = await self._steps[step.stage](job, stop)
+                    if isinstance(result, Ending):
+                        ending = result
+                        break
+                    job = result
+            return await self._publish(job, ending)
         except (asyncio.CancelledError, DockerUnavailableError):
             raise
         except Exception as e:
             log.exception("job %s failed in the engine", job.job_id)
-            return await self._fail(job, f"Job failed: {type(e).__name__}: {e}")
+            failed = Ending(
+                reason=TerminationReason.ERROR, detail=f"Job failed: {type(e).__name__}: {e}"
+            )
+            return await self._publish(job, failed)
 
-    # -- steps --------------------------------------------------------------
+    # -- steps: each does its work and returns the job moved on, or an Ending ---
 
-    async def _fetch(self, job: Job, stop: asyncio.Event) -> Job:
-        ctx = self.context(job)
-        ws = ctx.workspace
+    async def _fetch(self, job: Job, stop: asyncio.Event) -> Job | Ending:
         if job.status == JobStatus.JOB_STARTED:
             job = await self.store.transition(
                 job.job_id, JobStatus.CONFIGURING_VOLUMES, fetch_started_at=time.time()
             )
-            ctx = self.context(job)
         if stop.is_set():
-            return await self._skip_to_publish(job, TerminationReason.STOPPED)
+            return Ending(reason=TerminationReason.STOPPED)
+        ctx = self.context(job)
         spec = containers.fetch_container(ctx)
         await self.docker.remove(spec.name)
-        await asyncio.to_thread(ws.prepare, containers.fetch_document(ctx))
+        await asyncio.to_thread(ctx.workspace.prepare, containers.fetch_document(ctx))
         pull = asyncio.ensure_future(self._pull_algorithm_image(job))
         try:
             exit_, interrupt = await self._run_container(
-                spec, limit=self.settings.docker.fetch_timeout, stop=stop
+                spec,
+                limit=self.settings.docker.fetch_timeout,
+                stop=stop,
+                log_to=ctx.workspace.admin_log("configure.log"),
+                append=True,
             )
-            configure_log = ws.admin_log("configure.log")
-            await self.docker.logs_to_file(
-                spec.name, configure_log, limit=self.settings.docker.log_max_bytes, append=True
-            )
-            await self.docker.remove(spec.name)
-            if interrupt is Interrupt.STOP:
-                return await self._skip_to_publish(job, TerminationReason.STOPPED)
-            if interrupt is Interrupt.TIMEOUT:
-                note = f"fetch did not finish within {self.settings.docker.fetch_timeout:g} s"
-                return await self._provisioning_failed(
-                    job, JobStatus.DATA_PROVISIONING_FAILED, note
-                )
-            if exit_.exit_code == FETCH_ALGORITHM_FAILED:
-                return await self._provisioning_failed(
-                    job, JobStatus.ALGORITHM_PROVISIONING_FAILED, ""
-                )
-            if exit_.exit_code != 0:
-                note = (
-                    ""
-                    if exit_.exit_code == FETCH_DATA_FAILED
-                    else (f"fetch ended with exit code {exit_.exit_code}")
-                )
-                return await self._provisioning_failed(
-                    job, JobStatus.DATA_PROVISIONING_FAILED, note
-                )
+            ending = _fetch_ending(exit_, interrupt, self.settings.docker.fetch_timeout)
+            if ending is not None:
+                return ending
             pull_error = await pull
         finally:
             pull.cancel()
         if pull_error is not None:
-            return await self._provisioning_failed(
-                job, JobStatus.ALGORITHM_PROVISIONING_FAILED, pull_error
-            )
+            return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=pull_error)
         return await self.store.transition(
             job.job_id, JobStatus.PROVISIONING_SUCCESS, fetch_finished_at=time.time()
         )
@@ -166,22 +221,23 @@ class Pipeline:
             return f"algorithm image {ref} is not available: {e.message}"
         return None
 
-    async def _algorithm(self, job: Job, stop: asyncio.Event) -> Job:
+    async def _algorithm(self, job: Job, stop: asyncio.Event) -> Job | Ending:
         ctx = self.context(job)
         env = self.settings.environment(job.environment)
         if env is None:
-            return await self._fail(job, f"environment {job.environment} is no longer configured")
+            return Ending(
+                reason=TerminationReason.ERROR,
+                detail=f"environment {job.environment} is no longer configured",
+            )
         name = ctx.name(Stage.ALGORITHM)
         if job.status == JobStatus.PROVISIONING_SUCCESS:
             if stop.is_set():
-                return await self._skip_to_publish(job, TerminationReason.STOPPED)
+                return Ending(reason=TerminationReason.STOPPED)
             try:
                 await self.docker.create(containers.algorithm_container(ctx, env))
             except ImageNotFoundError as e:
                 note = f"algorithm image {job.spec.algorithm.image_ref}: {e.message}"
-                return await self._provisioning_failed(
-                    job, JobStatus.ALGORITHM_PROVISIONING_FAILED, note
-                )
+                return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=note)
             started = time.time()
             job = await self.store.transition(
                 job.job_id,
@@ -194,30 +250,20 @@ class Pipeline:
             try:
                 state = await self.docker.state(name)
             except ContainerError:
-                return await self._algorithm_ended(
-                    job,
-                    None,
-                    TerminationReason.ERROR,
-                    "Job failed: the algorithm container was lost while the server was down",
-                )
+                lost = "Job failed: the algorithm container was lost while the server was down"
+                return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
             if state.get("Status") == "created":
                 await self.docker.start(name)
         exit_, interrupt = await self._await_exit(name, job.deadline, stop)
-        await self.docker.logs_to_file(
-            name,
-            ctx.workspace.algorithm_log,
-            limit=self.settings.docker.log_max_bytes,
-            append=True,
-        )
-        await self.docker.remove(name)
+        await self._collect(name, ctx.workspace.algorithm_log, append=True)
         if interrupt is Interrupt.TIMEOUT:
             await self.store.request_stop(job.job_id, StopRequest.TIME_LIMIT)
-        reason = algorithm_outcome(exit_, interrupt)
-        return await self._algorithm_ended(job, exit_, reason, "")
+        return await self._algorithm_ended(job, exit_, algorithm_outcome(exit_, interrupt), "")
 
     async def _algorithm_ended(
         self, job: Job, exit_: ContainerExit | None, reason: TerminationReason, detail: str
     ) -> Job:
+        """40 → 50, recording what the algorithm did: the facts `resolve` reads after a restart."""
         now = time.time()
         finished = exit_.finished_at if exit_ and exit_.finished_at else now
         return await self.store.transition(
@@ -230,141 +276,132 @@ class Pipeline:
             filter_started_at=now,
         )
 
-    async def _filter(self, job: Job) -> Job:
-        ctx = self.context(job)
-        ws = ctx.workspace
-        spec = containers.filter_container(ctx)
+    async def _filter(self, job: Job, stop: asyncio.Event) -> Job | Ending:
+        ws = self.context(job).workspace
+        spec = containers.filter_container(self.context(job))
         await self.docker.remove(spec.name)
         await asyncio.to_thread(ws.reset_results)
+        # A stop the algorithm already obeyed must not cut the filter of its partial
+        # outputs; a stop that arrives while the filter runs ends it.
+        fresh_stop = asyncio.Event() if stop.is_set() else stop
         exit_, interrupt = await self._run_container(
-            spec, limit=self.settings.docker.filter_timeout, stop=None
-        )
-        await self.docker.logs_to_file(
-            spec.name,
-            ws.admin_log("filter.log"),
-            limit=self.settings.docker.log_max_bytes,
+            spec,
+            limit=self.settings.docker.filter_timeout,
+            stop=fresh_stop,
+            log_to=ws.admin_log("filter.log"),
             append=False,
         )
-        await self.docker.remove(spec.name)
-        fields: dict[str, Any] = {}
+        detail = ""
         if interrupt is not None or exit_.exit_code != 0:
             # Without a complete filter run no output may leave: publish the logs only.
             await asyncio.to_thread(ws.reset_results)
+            if interrupt is Interrupt.STOP:
+                return Ending(reason=TerminationReason.STOPPED)
             why = "timed out" if interrupt else f"ended with exit code {exit_.exit_code}"
-            fields = {
-                "termination_reason": TerminationReason.ERROR,
-                "detail": f"Job failed: the output filter {why}; outputs withheld",
-            }
+            detail = f"Job failed: the output filter {why}; outputs withheld"
         now = time.time()
         return await self.store.transition(
             job.job_id,
             JobStatus.PUBLISHING_RESULTS,
             filter_finished_at=now,
             publish_started_at=now,
-            **fields,
+            **({"detail": detail} if detail else {}),
         )
 
-    async def _publish(self, job: Job) -> Job:
-        ws = self.context(job).workspace
-        results = await asyncio.to_thread(
-            build_results,
-            ws,
-            algorithm_ran=job.algorithm_started_at is not None,
-            outputs=job.spec.publish_outputs,
-            algorithm_log=job.spec.publish_algorithm_log,
-        )
-        await self.store.set_results(job.job_id, results)
-        await asyncio.to_thread(ws.scrub)
-        reason = job.termination_reason or TerminationReason.COMPLETED
-        return await self._finish(job, JobStatus.JOB_COMPLETED, reason, job.detail)
+    # -- the end: publish what there is, then the one final write ---------------
 
-    async def _skip_to_publish(self, job: Job, reason: TerminationReason) -> Job:
-        job = await self.store.transition(
-            job.job_id,
-            JobStatus.PUBLISHING_RESULTS,
-            termination_reason=reason,
-            publish_started_at=time.time(),
-        )
-        return await self._publish(job)
-
-    async def _provisioning_failed(self, job: Job, status: JobStatus, note: str) -> Job:
-        """31 or 32: the configure log (with `note`) is the result, and the job ends."""
-        ws = self.context(job).workspace
-        if note:
-            await asyncio.to_thread(_append_line, ws.admin_log("configure.log"), note)
-        results = await asyncio.to_thread(build_results, ws, algorithm_ran=False)
-        await self.store.set_results(job.job_id, results)
-        await asyncio.to_thread(ws.scrub)
-        return await self._finish(job, status, None, note, fetch_finished_at=time.time())
-
-    async def _fail(self, job: Job, detail: str) -> Job:
-        """The system failed under the job: end it, with whatever logs there are."""
+    async def _publish(self, job: Job, ending: Ending | None) -> Job:
+        """Publish the results (or just the logs), then write the outcome `resolve` decides."""
+        outcome = resolve(job, ending)
         ws = self.context(job).workspace
         try:
+            if outcome.detail and outcome.status != JobStatus.JOB_COMPLETED:
+                await asyncio.to_thread(_append_line, ws.admin_log("configure.log"), outcome.detail)
             if await asyncio.to_thread(ws.adminlogs.exists):
                 results = await asyncio.to_thread(
-                    build_results, ws, algorithm_ran=job.algorithm_started_at is not None
+                    build_results,
+                    ws,
+                    algorithm_ran=job.algorithm_started_at is not None,
+                    outputs=job.spec.publish_outputs and outcome.status == JobStatus.JOB_COMPLETED,
+                    algorithm_log=job.spec.publish_algorithm_log,
                 )
                 await self.store.set_results(job.job_id, results)
             await asyncio.to_thread(ws.scrub)
         except Exception:
+            if ending is None or ending.reason is not TerminationReason.ERROR:
+                raise
+            # Already failing: what logs there are could not be published either.
             log.exception("job %s: publishing its logs after a failure failed too", job.job_id)
-        return await self._finish(job, JobStatus.JOB_COMPLETED, TerminationReason.ERROR, detail)
+        return await self._finish(job, outcome)
 
     async def finish_waiting(self, job: Job) -> Job:
         """A job stopped before it got a slot ends without running."""
-        return await self._finish(job, JobStatus.JOB_COMPLETED, TerminationReason.STOPPED, "")
+        return await self._finish(job, resolve(job, Ending(reason=TerminationReason.STOPPED)))
 
-    async def _finish(
-        self,
-        job: Job,
-        status: JobStatus,
-        reason: TerminationReason | None,
-        detail: str,
-        **fields: object,
-    ) -> Job:
-        """The one place where a job's final state is written; a cancellation cannot cut it."""
-        if reason is None:
-            text = status.text
-        elif reason is TerminationReason.ERROR and detail:
-            text = detail
-        else:
-            text = reason.text
+    async def _finish(self, job: Job, outcome: Outcome) -> Job:
+        """The one place where a job's final state is written.
+
+        The write runs to its end even when this task is cancelled: the
+        cancellation waits for it, so the engine never closes the store beneath it.
+        """
         now = time.time()
-        write = self.store.transition(
-            job.job_id,
-            status,
-            status_text=text,
-            termination_reason=reason,
-            detail=detail,
-            date_finished=now,
-            **(fields or {"publish_finished_at": now}),
+        phase = (
+            "fetch_finished_at"
+            if outcome.status != JobStatus.JOB_COMPLETED
+            else "publish_finished_at"
+        )
+        write = asyncio.ensure_future(
+            self.store.transition(
+                job.job_id,
+                outcome.status,
+                status_text=outcome.status_text,
+                termination_reason=outcome.reason,
+                detail=outcome.detail,
+                date_finished=now,
+                **({phase: now} if job.status != JobStatus.WARMING_UP else {}),
+            )
         )
         try:
             return await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await asyncio.wait({write})
+            raise
         except TransitionRefusedError:
             return await self.store.get(job.job_id)
 
     # -- containers ---------------------------------------------------------
 
     async def _run_container(
-        self, spec: ContainerSpec, *, limit: float, stop: asyncio.Event | None
+        self,
+        spec: ContainerSpec,
+        *,
+        limit: float,
+        stop: asyncio.Event,
+        log_to: Path,
+        append: bool,
     ) -> tuple[ContainerExit, Interrupt | None]:
+        """Create, start and wait for a helper container; keep its log; remove it."""
         await self.docker.create(spec)
         await self.docker.start(spec.name)
-        return await self._await_exit(spec.name, time.time() + limit, stop)
+        exit_, interrupt = await self._await_exit(spec.name, time.time() + limit, stop)
+        await self._collect(spec.name, log_to, append=append)
+        return exit_, interrupt
+
+    async def _collect(self, name: str, log_to: Path, *, append: bool) -> None:
+        limit = self.settings.docker.log_max_bytes
+        await self.docker.logs_to_file(name, log_to, limit=limit, append=append)
+        await self.docker.remove(name)
 
     async def _await_exit(
-        self, name: str, deadline: float | None, stop: asyncio.Event | None
+        self, name: str, deadline: float | None, stop: asyncio.Event
     ) -> tuple[ContainerExit, Interrupt | None]:
         """Wait for the container; at the deadline or on a stop, SIGTERM then SIGKILL it."""
         waiter = asyncio.ensure_future(self.docker.wait(name))
-        stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        stopper = asyncio.ensure_future(stop.wait())
         try:
-            pending = {waiter} | ({stopper} if stopper else set())
             timeout = None if deadline is None else max(0.0, deadline - time.time())
             done, _ = await asyncio.wait(
-                pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             interrupt: Interrupt | None = None
             if waiter not in done:
@@ -373,21 +410,26 @@ class Pipeline:
             return await waiter, interrupt
         finally:
             waiter.cancel()
-            if stopper is not None:
-                stopper.cancel()
+            stopper.cancel()
 
 
-def algorithm_outcome(exit_: ContainerExit, interrupt: Interrupt | None) -> TerminationReason:
-    """Why the algorithm ended; its exit code is kept beside this, never masked."""
-    if interrupt is Interrupt.TIMEOUT:
-        return TerminationReason.TIMEOUT
+def _fetch_ending(
+    exit_: ContainerExit, interrupt: Interrupt | None, fetch_timeout: float
+) -> Ending | None:
+    """What the fetch container's end means; None when everything is in place."""
     if interrupt is Interrupt.STOP:
-        return TerminationReason.STOPPED
-    if exit_.oom_killed:
-        return TerminationReason.OOM
+        return Ending(reason=TerminationReason.STOPPED)
+    if interrupt is Interrupt.TIMEOUT:
+        note = f"fetch did not finish within {fetch_timeout:g} s"
+        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
+    if exit_.exit_code == EXIT_ALGORITHM_FAILED:
+        return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED)
+    if exit_.exit_code == EXIT_DATA_FAILED:
+        return Ending(JobStatus.DATA_PROVISIONING_FAILED)
     if exit_.exit_code != 0:
-        return TerminationReason.FAILED
-    return TerminationReason.COMPLETED
+        note = f"fetch ended with exit code {exit_.exit_code}"
+        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
+    return None
 
 
 def _append_line(path: Path, line: str) -> None:
