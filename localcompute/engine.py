@@ -184,6 +184,10 @@ class Engine:
             await tx.check(requires or Preconditions())
             for job_id in job_ids:
                 await tx.request_stop(job_id, StopRequest.STOP)
+        return await self._stopped(job_ids)
+
+    async def _stopped(self, job_ids: Sequence[str]) -> builtins.list[Job]:
+        """Act on recorded stops: a waiting job ends now, a running one is signalled."""
         stopped = []
         for job_id in job_ids:
             job = await self.store.get(job_id)
@@ -196,24 +200,38 @@ class Engine:
         return stopped
 
     async def delete(self, job_id: str) -> Job:
-        """Stop the job, then remove its containers, folder and results; the row stays."""
+        """Stop the job and remove its containers, folder and results; the row stays."""
         return (await self.delete_jobs([job_id]))[0]
 
     async def delete_jobs(
         self, job_ids: Sequence[str], *, requires: Preconditions | None = None
     ) -> builtins.list[Job]:
-        await self.stop_jobs(job_ids, requires=requires)
-        deleted = []
-        for job_id in job_ids:
-            task = self._tasks.get(job_id)
-            if task is not None:
-                await asyncio.shield(task)
-            for stage in Stage:
-                await self.docker.remove(container_name(self.instance, job_id, stage))
-            await asyncio.to_thread(Workspace.of(self.settings.data_dir, job_id).remove)
-            job = await self.store.get(job_id)
-            deleted.append(job if job.removed else await self.store.mark_removed(job_id))
-        return deleted
+        """Record the deletes and answer at once, never waiting on a job.
+
+        A finished job's files go now; a running one is stopped, and its own task
+        removes them when it ends (the next start does, should the server die first).
+        """
+        async with self.store.transaction() as tx:
+            await tx.check(requires or Preconditions())
+            for job_id in job_ids:
+                await tx.request_stop(job_id, StopRequest.STOP)
+                await tx.request_delete(job_id)
+        answered = []
+        for job in await self._stopped(job_ids):
+            if job.is_final and not job.removed and job.job_id not in self._tasks:
+                job = await self._remove_files(job)
+            answered.append(job)
+        return answered
+
+    async def _remove_files(self, job: Job) -> Job:
+        """Remove a finished job's containers, folder and results; the row stays."""
+        for stage in Stage:
+            await self.docker.remove(container_name(self.instance, job.job_id, stage))
+        await asyncio.to_thread(Workspace.of(self.settings.data_dir, job.job_id).remove)
+        try:
+            return await self.store.mark_removed(job.job_id)
+        except TransitionRefusedError:
+            return await self.store.get(job.job_id)
 
     # -- nonces -----------------------------------------------------------------
 
@@ -279,7 +297,17 @@ class Engine:
             self._tasks.pop(job.job_id, None)
             self._stops.pop(job.job_id, None)
             if not self._closing:
-                self._in_background(self._admit(job.environment))
+                self._in_background(self._after(job.job_id, job.environment))
+
+    async def _after(self, job_id: str, env_id: str) -> None:
+        """A job's task has ended: remove its files if it was deleted, admit the next."""
+        try:
+            job = await self.store.get(job_id)
+            if job.is_final and job.delete_requested and not job.removed:
+                await self._remove_files(job)
+        except Exception:
+            log.exception("job %s: removing its files failed; the next start tries again", job_id)
+        await self._admit(env_id)
 
     def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -331,6 +359,9 @@ class Engine:
         for job in active.values():
             log.info("resuming job %s at %d", job.job_id, job.status)
             self._spawn(job)
+        for job in await self.store.pending_deletes():
+            log.info("removing the files of deleted job %s", job.job_id)
+            await self._remove_files(job)
 
 
 def _container_user(setting: str) -> str:

@@ -212,6 +212,7 @@ class Job(_Frozen):
     status_text: str
     stopreq: StopRequest
     removed: bool
+    delete_requested: bool  # removed once the job ends
     exit_code: int | None
     termination_reason: TerminationReason | None
     detail: str  # why the job ended as it did, in words

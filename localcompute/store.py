@@ -77,6 +77,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_agreement ON jobs (agreement_id);
     CREATE TABLE nonces (address TEXT PRIMARY KEY, nonce TEXT NOT NULL);
     """,
+    # A delete is recorded and answered at once; the job's own task removes what it
+    # leaves behind when it ends (or the next start does, after a crash).
+    """
+    ALTER TABLE jobs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 # Columns a transition may set besides status and status_text.
@@ -134,6 +139,10 @@ UPDATE jobs SET stopreq = :stopreq
 WHERE job_id = :job_id AND status NOT IN ({_FINAL_LIST}) AND stopreq = 0
 RETURNING *
 """
+SQL_REQUEST_DELETE = "UPDATE jobs SET delete_requested = 1 WHERE job_id = ? AND removed = 0"
+SQL_PENDING_DELETES = (
+    f"SELECT * FROM jobs WHERE delete_requested = 1 AND removed = 0 AND status IN ({_FINAL_LIST})"
+)
 SQL_SET_RESULTS = "UPDATE jobs SET results = ? WHERE job_id = ? RETURNING *"
 SQL_MARK_REMOVED = f"""
 UPDATE jobs SET removed = 1, results = '[]'
@@ -205,6 +214,10 @@ class Transaction:
         """Record a stop or time-limit request on an unfinished job; None if it had one."""
         rows = await self._sql(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
         return Job.from_row(rows[0]) if rows else None
+
+    async def request_delete(self, job_id: str) -> None:
+        """Record that the job's containers, folder and results are to be removed."""
+        await self._sql(SQL_REQUEST_DELETE, (job_id,))
 
 
 async def _rows(
@@ -392,6 +405,10 @@ class JobStore:
     async def slots_in_use(self) -> dict[str, int]:
         rows = await self._fetch_all(SQL_COUNT_SLOTS)
         return {str(r[0]): int(r[1]) for r in rows}
+
+    async def pending_deletes(self) -> list[Job]:
+        """Finished jobs whose delete was recorded but whose files are not removed yet."""
+        return [Job.from_row(r) for r in await self._fetch_all(SQL_PENDING_DELETES)]
 
     async def active_jobs(self) -> list[Job]:
         """Jobs that hold a slot (10 to 60), oldest first."""

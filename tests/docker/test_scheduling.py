@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 
 import pytest
 
@@ -102,8 +103,18 @@ async def test_delete_removes_containers_folder_and_results(
     engine = await engine_factory()
     job_id = await engine.submit(raw_job("echo x > $OUTPUTS/x.txt; sleep 60"))
     await wait_status(engine, job_id, JobStatus.RUNNING_ALGORITHM)
-    job = await engine.delete(job_id)
-    assert job.removed and job.is_final and job.results == []
+    # The delete is recorded and answered at once: it never waits on the job.
+    answered = await engine.delete(job_id)
+    assert answered.delete_requested and answered.stopreq == StopRequest.STOP
+    assert not answered.is_final and not answered.removed
+    # The job's own task ends it and removes what it leaves behind.
+    job = await wait_final(engine, job_id)
+    deadline = time.monotonic() + 30
+    while not job.removed and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        job = await engine.get(job_id)
+    assert job.removed and job.results == []
+    assert job.termination_reason == TerminationReason.STOPPED
     assert not (engine.settings.data_dir / "jobs" / job_id).exists()
     left = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=localcompute.job_id={job_id}"],
@@ -125,3 +136,20 @@ async def test_results_expire_after_storage_expiry(engine_factory: EngineFactory
     expired = await engine.get(job.job_id)
     assert expired.removed and expired.results == []
     assert not (engine.settings.data_dir / "jobs" / job.job_id).exists()
+
+
+async def test_a_delete_recorded_before_a_crash_is_carried_out_at_the_next_start(
+    engine_factory: EngineFactory,
+) -> None:
+    first = await engine_factory()
+    job = await wait_final(first, await first.submit(raw_job("echo x > $OUTPUTS/x.txt")))
+    assert job.results
+    # The server died between recording the delete and removing the files.
+    async with first.store.transaction() as tx:
+        await tx.request_delete(job.job_id)
+    await first.close()
+
+    second = await engine_factory()
+    after = await second.get(job.job_id)
+    assert after.removed and after.results == []
+    assert not (second.settings.data_dir / "jobs" / job.job_id).exists()

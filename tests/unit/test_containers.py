@@ -49,6 +49,7 @@ def job(**algorithm: object) -> Job:
         status_text="",
         stopreq=StopRequest.NONE,
         removed=False,
+        delete_requested=False,
         exit_code=None,
         termination_reason=None,
         detail="",

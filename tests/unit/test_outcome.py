@@ -27,6 +27,7 @@ def job(**fields: Any) -> Job:
         "status_text": "Publishing results",
         "stopreq": StopRequest.NONE,
         "removed": False,
+        "delete_requested": False,
         "exit_code": None,
         "termination_reason": None,
         "detail": "",
