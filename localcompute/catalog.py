@@ -89,16 +89,12 @@ class Catalog:
         algorithm = self._algorithms.get(did)
         if algorithm is None:
             raise RefusedError({"algorithm": "did_not_found"})
-        container = algorithm.container
-        return AlgorithmSpec(
+        return AlgorithmSpec.in_container(
+            algorithm.container,
             did=did,
             rawcode=algorithm.rawcode,
             url=algorithm.url,
             path=str(algorithm.file.resolve()) if algorithm.file is not None else None,
-            image=container.image,
-            tag=container.tag,
-            entrypoint=container.entrypoint,
-            checksum=container.checksum,
             algocustomdata=algocustomdata,
         )
 

@@ -40,7 +40,7 @@ class JobContext:
     job: Job
     workspace: Workspace
     instance: str
-    docker: DockerSettings
+    docker_settings: DockerSettings
     user: str
     fetch_network: str
     algorithm_network: str
@@ -94,8 +94,8 @@ def fetch_document(ctx: JobContext) -> str:
             "algorithm": algorithm,
             "algocustomdata": algo.algocustomdata,
             "has_algocustomdata": algo.algocustomdata is not None,
-            "connect_timeout": ctx.docker.download_connect_timeout,
-            "idle_timeout": ctx.docker.download_idle_timeout,
+            "connect_timeout": ctx.docker_settings.download_connect_timeout,
+            "idle_timeout": ctx.docker_settings.download_idle_timeout,
         }
     )
 
@@ -108,7 +108,7 @@ def fetch_container(ctx: JobContext) -> ContainerSpec:
     )
     return ContainerSpec(
         name=ctx.name(Stage.FETCH),
-        image=ctx.docker.helper_image,
+        image=ctx.docker_settings.helper_image,
         entrypoint=["python3", f"{HELPER_DIR}/fetch.py"],
         command=["/job/fetch.json", "--data", "/data"],
         labels=ctx.labels(Stage.FETCH),
@@ -119,8 +119,8 @@ def fetch_container(ctx: JobContext) -> ContainerSpec:
         ),
         network_mode=ctx.fetch_network,
         user=ctx.user,
-        pids_limit=ctx.docker.pids_limit,
-        log_max_bytes=ctx.docker.log_max_bytes,
+        pids_limit=ctx.docker_settings.pids_limit,
+        log_max_bytes=ctx.docker_settings.log_max_bytes,
     )
 
 
@@ -154,10 +154,10 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
         user=ctx.user,
         nano_cpus=env.nano_cpus,
         memory_bytes=env.memory_bytes,
-        pids_limit=ctx.docker.pids_limit,
+        pids_limit=ctx.docker_settings.pids_limit,
         gpu_count=env.gpus if not env.gpu_devices else 0,
         gpu_device_ids=tuple(env.gpu_devices),
-        log_max_bytes=ctx.docker.log_max_bytes,
+        log_max_bytes=ctx.docker_settings.log_max_bytes,
     )
 
 
@@ -165,7 +165,7 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
     ws = ctx.workspace
     return ContainerSpec(
         name=ctx.name(Stage.FILTER),
-        image=ctx.docker.helper_image,
+        image=ctx.docker_settings.helper_image,
         entrypoint=["python3", f"{HELPER_DIR}/filter.py"],
         command=[
             "--outputs",
@@ -183,6 +183,6 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
         ),
         network_mode="none",
         user=ctx.user,
-        pids_limit=ctx.docker.pids_limit,
-        log_max_bytes=ctx.docker.log_max_bytes,
+        pids_limit=ctx.docker_settings.pids_limit,
+        log_max_bytes=ctx.docker_settings.log_max_bytes,
     )

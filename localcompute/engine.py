@@ -8,7 +8,6 @@ another job of its environment ends. The engine knows nothing of HTTP.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import logging
 import os
@@ -25,10 +24,9 @@ from localcompute.errors import (
     DockerUnavailableError,
     InvalidJobError,
     TransitionRefusedError,
-    UnknownEnvironmentError,
 )
 from localcompute.models import Job, JobSpec, Preconditions
-from localcompute.pipeline import Pipeline, Runtime
+from localcompute.pipeline import ContainerDefaults, Pipeline, stage_at
 from localcompute.settings import Settings
 from localcompute.status import JobStatus, StopRequest
 from localcompute.store import JobStore
@@ -40,22 +38,15 @@ log = logging.getLogger(__name__)
 DOCKER_RETRY_SECONDS = 5.0
 # How often finished jobs are checked against their environment's storage_expiry.
 EXPIRY_SWEEP_SECONDS = 60.0
-# Which container a job at each status may have; any other labelled container is left over.
-_STAGE_OF_STATUS = {
-    JobStatus.CONFIGURING_VOLUMES: Stage.FETCH,
-    JobStatus.PROVISIONING_SUCCESS: Stage.ALGORITHM,
-    JobStatus.RUNNING_ALGORITHM: Stage.ALGORITHM,
-    JobStatus.FILTERING_RESULTS: Stage.FILTER,
-}
 
 
 class Engine:
     """Runs compute jobs as Docker containers and keeps their state in SQLite."""
 
-    def __init__(self, settings: Settings, *, docker: DockerRuntime | None = None) -> None:
+    def __init__(self, settings: Settings, *, runtime: DockerRuntime | None = None) -> None:
         self.settings = settings
         self.store = JobStore(settings.data_dir / "localcompute.sqlite")
-        self.docker = docker or DockerRuntime(
+        self.runtime = runtime or DockerRuntime(
             short_workers=max(4, min(32, settings.total_slots + 4)),
             long_workers=settings.total_slots * 2 + 4,
         )
@@ -76,18 +67,18 @@ class Engine:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
         try:
-            await self.docker.open()
-            await images.ensure_helper_image(self.docker, self.settings.docker)
+            await self.runtime.open()
+            await images.ensure_helper_image(self.runtime, self.settings.docker)
             instance = await self.store.instance_id()
-            has_bridge = await self.docker.has_network("bridge")
+            has_bridge = await self.runtime.has_network("bridge")
             network = self.settings.docker.fetch_network
             if network == "auto":
                 network = "bridge" if has_bridge else "host"
             self._pipeline = Pipeline(
                 self.store,
-                self.docker,
+                self.runtime,
                 self.settings,
-                Runtime(
+                ContainerDefaults(
                     instance=instance,
                     user=_container_user(self.settings.docker.run_as_user),
                     fetch_network=network,
@@ -111,7 +102,7 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.docker.close()
+        await self.runtime.close()
         await self.store.close()
 
     @property
@@ -122,7 +113,7 @@ class Engine:
 
     @property
     def instance(self) -> str:
-        return self.pipeline.runtime.instance
+        return self.pipeline.defaults.instance
 
     # -- jobs -----------------------------------------------------------------
 
@@ -132,15 +123,11 @@ class Engine:
         `requires` is checked in the insert's transaction (a nonce to consume, an
         agreement that must be unused): if it fails, nothing is stored.
         """
-        env = self.settings.environment(spec.environment)
-        if env is None:
-            raise UnknownEnvironmentError(
-                f"no environment {spec.environment!r}", environment=spec.environment
-            )
+        env = self.settings.require_environment(spec.environment)
         for path in spec.local_paths:
             if not await asyncio.to_thread(Path(path).is_file):
                 raise InvalidJobError(f"local file {path} does not exist")
-        if not await self.docker.ping():
+        if not await self.runtime.ping():
             raise DockerUnavailableError("the Docker engine does not answer; no job can start")
         limit = env.max_job_duration
         if spec.max_duration is not None:
@@ -155,7 +142,7 @@ class Engine:
     async def get(self, job_id: str) -> Job:
         return await self.store.get(job_id)
 
-    async def list(
+    async def find(
         self,
         *,
         job_id: str | None = None,
@@ -178,7 +165,7 @@ class Engine:
 
     async def stop_jobs(
         self, job_ids: Sequence[str], *, requires: Preconditions | None = None
-    ) -> builtins.list[Job]:
+    ) -> list[Job]:
         """Stop jobs; `requires` (a nonce) is checked in one transaction with the requests."""
         async with self.store.transaction() as tx:
             await tx.check(requires or Preconditions())
@@ -186,7 +173,7 @@ class Engine:
                 await tx.request_stop(job_id, StopRequest.STOP)
         return await self._stopped(job_ids)
 
-    async def _stopped(self, job_ids: Sequence[str]) -> builtins.list[Job]:
+    async def _stopped(self, job_ids: Sequence[str]) -> list[Job]:
         """Act on recorded stops: a waiting job ends now, a running one is signalled."""
         stopped = []
         for job_id in job_ids:
@@ -205,7 +192,7 @@ class Engine:
 
     async def delete_jobs(
         self, job_ids: Sequence[str], *, requires: Preconditions | None = None
-    ) -> builtins.list[Job]:
+    ) -> list[Job]:
         """Record the deletes and answer at once, never waiting on a job.
 
         A finished job's files go now; a running one is stopped, and its own task
@@ -226,7 +213,7 @@ class Engine:
     async def _remove_files(self, job: Job) -> Job:
         """Remove a finished job's containers, folder and results; the row stays."""
         for stage in Stage:
-            await self.docker.remove(container_name(self.instance, job.job_id, stage))
+            await self.runtime.remove(container_name(self.instance, job.job_id, stage))
         await asyncio.to_thread(Workspace.of(self.settings.data_dir, job.job_id).remove)
         try:
             return await self.store.mark_removed(job.job_id)
@@ -324,13 +311,13 @@ class Engine:
                 log.exception("result expiry failed; trying again later")
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
 
-    async def expire_results(self, now: float | None = None) -> builtins.list[str]:
+    async def expire_results(self, now: float | None = None) -> list[str]:
         """Delete the results of finished jobs older than their environment's storage_expiry.
 
         A storage_expiry of 0 keeps results until the job is deleted. Returns the job ids.
         """
         now = time.time() if now is None else now
-        expired: builtins.list[str] = []
+        expired: list[str] = []
         for job in await self.store.find(finished=True, include_removed=False):
             env = self.settings.environment(job.environment)
             if env is None or env.storage_expiry == 0 or job.date_finished is None:
@@ -350,12 +337,12 @@ class Engine:
         that belongs to no such job is removed; other instances' are not touched.
         """
         active = {job.job_id: job for job in await self.store.active_jobs()}
-        for container in await self.docker.list_labelled(self.instance):
+        for container in await self.runtime.list_labelled(self.instance):
             job = active.get(container.job_id)
-            expected = None if job is None else _STAGE_OF_STATUS.get(job.status)
+            expected = None if job is None else stage_at(job.status)
             if expected is None or container.stage != expected:
                 log.info("removing left-over container %s", container.name)
-                await self.docker.remove(container.name)
+                await self.runtime.remove(container.name)
         for job in active.values():
             log.info("resuming job %s at %d", job.job_id, job.status)
             self._spawn(job)

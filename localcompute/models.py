@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -66,6 +66,19 @@ class InputSpec(_Frozen):
         if not _DID_BODY.match(did_folder(did)):
             raise ValueError(f"not a usable DID: {did!r}")
         return did
+
+
+class ContainerRef(Protocol):
+    """Where an algorithm runs, as a config entry or a request names it."""
+
+    @property
+    def image(self) -> str: ...
+    @property
+    def tag(self) -> str | None: ...
+    @property
+    def entrypoint(self) -> str: ...
+    @property
+    def checksum(self) -> str | None: ...
 
 
 class AlgorithmSpec(_Frozen):
@@ -126,6 +139,21 @@ class AlgorithmSpec(_Frozen):
             raise ValueError("the algorithm needs rawcode, a url or a file")
         return self
 
+    @classmethod
+    def in_container(cls, container: ContainerRef, **sources: Any) -> AlgorithmSpec:
+        """The algorithm given by `sources` (rawcode, url, path, did, …) in `container`.
+
+        The one place a container reference becomes a spec: an absent tag is
+        "latest", an absent checksum pins nothing.
+        """
+        return cls(
+            image=container.image,
+            tag=container.tag or "latest",
+            entrypoint=container.entrypoint,
+            checksum=container.checksum or "",
+            **sources,
+        )
+
     @property
     def uses_rawcode(self) -> bool:
         """Any raw code that is not blank runs, however short (`true`, `ls /data`).
@@ -157,8 +185,26 @@ class JobSpec(_Frozen):
     viewers: list[str] = Field(
         default_factory=list, description="Addresses besides the owner that may fetch results."
     )
-    # What the API that started the job wants echoed back (the operator's stage output).
-    extra: dict[str, Any] = Field(default_factory=dict)
+    api: Literal["library", "provider", "operator"] = Field(
+        "library", description="Which API started the job."
+    )
+    workflow_output: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The operator workflow's stage output, echoed back in its status object.",
+    )
+    chain_id: int | str | None = Field(None, description="The chain the request named, if any.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _untyped_extra(cls, data: Any) -> Any:
+        """Rows written before these fields were typed keep them in an `extra` bag."""
+        if isinstance(data, dict) and isinstance(data.get("extra"), dict):
+            data = dict(data)
+            old = data.pop("extra")
+            data.setdefault("api", old.get("api", "library"))
+            data.setdefault("workflow_output", old.get("output") or {})
+            data.setdefault("chain_id", old.get("chainId"))
+        return data
 
     @property
     def local_paths(self) -> list[str]:

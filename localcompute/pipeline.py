@@ -43,8 +43,8 @@ class Interrupt(Enum):
 
 
 @dataclass(frozen=True)
-class Runtime:
-    """What the pipeline needs of the engine: decided once at start-up."""
+class ContainerDefaults:
+    """What every job container of this server gets, decided once at start-up."""
 
     instance: str
     user: str
@@ -121,14 +121,23 @@ STEPS = (
 )
 
 
+def stage_at(status: JobStatus) -> Stage | None:
+    """The step a job at `status` is in, so the one container it may have; None if none."""
+    return next((step.stage for step in STEPS if status in step.runs_from), None)
+
+
 class Pipeline:
     def __init__(
-        self, store: JobStore, docker: DockerRuntime, settings: Settings, runtime: Runtime
+        self,
+        store: JobStore,
+        runtime: DockerRuntime,
+        settings: Settings,
+        defaults: ContainerDefaults,
     ) -> None:
         self.store = store
-        self.docker = docker
-        self.settings = settings
         self.runtime = runtime
+        self.settings = settings
+        self.defaults = defaults
         self._steps: dict[Stage, StepRun] = {
             Stage.FETCH: self._fetch,
             Stage.ALGORITHM: self._algorithm,
@@ -139,11 +148,11 @@ class Pipeline:
         return JobContext(
             job=job,
             workspace=Workspace.of(self.settings.data_dir, job.job_id),
-            instance=self.runtime.instance,
-            docker=self.settings.docker,
-            user=self.runtime.user,
-            fetch_network=self.runtime.fetch_network,
-            algorithm_network=self.runtime.algorithm_network,
+            instance=self.defaults.instance,
+            docker_settings=self.settings.docker,
+            user=self.defaults.user,
+            fetch_network=self.defaults.fetch_network,
+            algorithm_network=self.defaults.algorithm_network,
         )
 
     async def run(self, job: Job, stop: asyncio.Event) -> Job:
@@ -189,7 +198,7 @@ class Pipeline:
             return Ending(reason=TerminationReason.STOPPED)
         ctx = self.context(job)
         spec = containers.fetch_container(ctx)
-        await self.docker.remove(spec.name)
+        await self.runtime.remove(spec.name)
         await asyncio.to_thread(ctx.workspace.prepare, containers.fetch_document(ctx))
         pull = asyncio.ensure_future(self._pull_algorithm_image(job))
         try:
@@ -216,7 +225,7 @@ class Pipeline:
         """None when the algorithm's image is ready, else why it is not."""
         ref = job.spec.algorithm.image_ref
         try:
-            await self.docker.ensure_image(ref, self.settings.docker.pull_policy)
+            await self.runtime.ensure_image(ref, self.settings.docker.pull_policy)
         except ImageNotFoundError as e:
             return f"algorithm image {ref} is not available: {e.message}"
         return None
@@ -234,7 +243,7 @@ class Pipeline:
             if stop.is_set():
                 return Ending(reason=TerminationReason.STOPPED)
             try:
-                await self.docker.create(containers.algorithm_container(ctx, env))
+                await self.runtime.create(containers.algorithm_container(ctx, env))
             except ImageNotFoundError as e:
                 note = f"algorithm image {job.spec.algorithm.image_ref}: {e.message}"
                 return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=note)
@@ -245,15 +254,15 @@ class Pipeline:
                 algorithm_started_at=started,
                 deadline=started + job.max_duration,
             )
-            await self.docker.start(name)
+            await self.runtime.start(name)
         else:
             try:
-                state = await self.docker.state(name)
+                state = await self.runtime.state(name)
             except ContainerError:
                 lost = "Job failed: the algorithm container was lost while the server was down"
                 return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
             if state.get("Status") == "created":
-                await self.docker.start(name)
+                await self.runtime.start(name)
         exit_, interrupt = await self._await_exit(name, job.deadline, stop)
         await self._collect(name, ctx.workspace.algorithm_log, append=True)
         if interrupt is Interrupt.TIMEOUT:
@@ -279,7 +288,7 @@ class Pipeline:
     async def _filter(self, job: Job, stop: asyncio.Event) -> Job | Ending:
         ws = self.context(job).workspace
         spec = containers.filter_container(self.context(job))
-        await self.docker.remove(spec.name)
+        await self.runtime.remove(spec.name)
         await asyncio.to_thread(ws.reset_results)
         # A stop the algorithm already obeyed must not cut the filter of its partial
         # outputs; a stop that arrives while the filter runs ends it.
@@ -381,22 +390,22 @@ class Pipeline:
         append: bool,
     ) -> tuple[ContainerExit, Interrupt | None]:
         """Create, start and wait for a helper container; keep its log; remove it."""
-        await self.docker.create(spec)
-        await self.docker.start(spec.name)
+        await self.runtime.create(spec)
+        await self.runtime.start(spec.name)
         exit_, interrupt = await self._await_exit(spec.name, time.time() + limit, stop)
         await self._collect(spec.name, log_to, append=append)
         return exit_, interrupt
 
     async def _collect(self, name: str, log_to: Path, *, append: bool) -> None:
         limit = self.settings.docker.log_max_bytes
-        await self.docker.logs_to_file(name, log_to, limit=limit, append=append)
-        await self.docker.remove(name)
+        await self.runtime.logs_to_file(name, log_to, limit=limit, append=append)
+        await self.runtime.remove(name)
 
     async def _await_exit(
         self, name: str, deadline: float | None, stop: asyncio.Event
     ) -> tuple[ContainerExit, Interrupt | None]:
         """Wait for the container; at the deadline or on a stop, SIGTERM then SIGKILL it."""
-        waiter = asyncio.ensure_future(self.docker.wait(name))
+        waiter = asyncio.ensure_future(self.runtime.wait(name))
         stopper = asyncio.ensure_future(stop.wait())
         try:
             timeout = None if deadline is None else max(0.0, deadline - time.time())
@@ -406,7 +415,7 @@ class Pipeline:
             interrupt: Interrupt | None = None
             if waiter not in done:
                 interrupt = Interrupt.STOP if stopper in done else Interrupt.TIMEOUT
-                await self.docker.stop(name, self.settings.docker.stop_grace)
+                await self.runtime.stop(name, self.settings.docker.stop_grace)
             return await waiter, interrupt
         finally:
             waiter.cancel()

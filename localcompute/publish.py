@@ -19,6 +19,8 @@ LOG_TYPES: tuple[tuple[str, str], ...] = (
     ("configure.log", "configrationLog"),
     ("filter.log", "filteringLog"),
 )
+# Every `type` a result can have, in the order of the results list.
+RESULT_TYPES = ("output", "algorithmLog", *(kind for _, kind in LOG_TYPES), "publishLog")
 
 
 def read_manifest(ws: Workspace) -> list[dict[str, object]]:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from localcompute.errors import ConfigError
+from localcompute.errors import ConfigError, UnknownEnvironmentError
 
 CONFIG_ENV_VAR = "LOCALCOMPUTE_CONFIG"
 
@@ -217,6 +217,15 @@ class Settings(_Section):
 
     def environment(self, env_id: str) -> EnvironmentSettings | None:
         return next((e for e in self.environments if e.id == env_id), None)
+
+    def require_environment(self, env_id: str | None) -> EnvironmentSettings:
+        """The environment `env_id`; the one refusal every API gives when there is none."""
+        env = self.environment(env_id) if env_id else None
+        if env is None:
+            raise UnknownEnvironmentError(
+                f"Compute environment {env_id!r} does not exist", environment=env_id
+            )
+        return env
 
     @property
     def data_dir(self) -> Path:

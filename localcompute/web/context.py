@@ -13,3 +13,8 @@ ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)
 PROVIDER_KEY = web.AppKey("provider_key", ProviderKey)
+
+
+def base_url(request: web.Request) -> str:
+    """Where clients reach this server: the start of every URL in a status object."""
+    return request.app[SETTINGS].server.base_url

@@ -7,6 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from localcompute import __version__
+from localcompute.publish import RESULT_TYPES
+from localcompute.status import JobStatus, StopRequest, TerminationReason
 
 _STATUS_OBJECT: dict[str, Any] = {
     "type": "object",
@@ -18,7 +20,7 @@ _STATUS_OBJECT: dict[str, Any] = {
         "environment": {"type": "string"},
         "dateCreated": {"type": "string", "description": "epoch seconds"},
         "dateFinished": {"type": "string", "nullable": True},
-        "status": {"type": "integer", "enum": [1, 10, 20, 30, 31, 32, 40, 50, 60, 70]},
+        "status": {"type": "integer", "enum": [int(s) for s in JobStatus]},
         "statusText": {"type": "string"},
         "results": {
             "type": "array",
@@ -27,23 +29,14 @@ _STATUS_OBJECT: dict[str, Any] = {
                 "properties": {
                     "filename": {"type": "string"},
                     "filesize": {"type": "integer"},
-                    "type": {
-                        "type": "string",
-                        "enum": [
-                            "output",
-                            "algorithmLog",
-                            "configrationLog",
-                            "filteringLog",
-                            "publishLog",
-                        ],
-                    },
+                    "type": {"type": "string", "enum": list(RESULT_TYPES)},
                 },
             },
         },
         "algorithmLogUrl": {"type": "string"},
         "resultsUrls": {"type": "array", "items": {"type": "string"}},
         "resultsDid": {"type": "string"},
-        "stopreq": {"type": "integer", "enum": [0, 1, 2]},
+        "stopreq": {"type": "integer", "enum": [int(s) for s in StopRequest]},
         "removed": {"type": "integer", "enum": [0, 1]},
         "algoDID": {"type": "string"},
         "inputDID": {"type": "array", "items": {"type": "string"}},
@@ -51,7 +44,7 @@ _STATUS_OBJECT: dict[str, Any] = {
         "terminationReason": {
             "type": "string",
             "nullable": True,
-            "enum": ["completed", "failed", "stopped", "timeout", "oom", "error"],
+            "enum": [str(r) for r in TerminationReason],
         },
     },
 }

@@ -14,13 +14,20 @@ from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from localcompute import auth
 from localcompute.errors import AccessDeniedError, RefusedError
 from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec, Preconditions
-from localcompute.web.context import ENGINE, SETTINGS
-from localcompute.web.params import OptionalText, absent_if_empty, parse, read_params
+from localcompute.web.context import ENGINE, SETTINGS, base_url
+from localcompute.web.params import (
+    Nonce,
+    OptionalText,
+    RequestModel,
+    absent_if_empty,
+    parse,
+    read_params,
+)
 from localcompute.web.provider import (
     ContainerRef,
     environment_list,
@@ -29,14 +36,8 @@ from localcompute.web.provider import (
 )
 from localcompute.web.views import operator_status
 
-Nonce = str | int | float
 
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class Signed(_Request):
+class Signed(RequestModel):
     signature: str | None = None
     providerSignature: str | None = None
     nonce: Nonce | None = None
@@ -80,7 +81,7 @@ def _urls_given(value: Any) -> Any:
     return absent_if_empty(value)
 
 
-class InputItem(_Request):
+class InputItem(RequestModel):
     index: int | None = None
     id: str = Field(min_length=1)
     url: str | list[str] | None = None
@@ -90,7 +91,7 @@ class InputItem(_Request):
     _no_remote = field_validator("remote", mode="before")(absent_if_empty)
 
 
-class AlgorithmItem(_Request):
+class AlgorithmItem(RequestModel):
     id: OptionalText = None
     url: str | list[str] | None = None
     rawcode: OptionalText = None
@@ -102,13 +103,13 @@ class AlgorithmItem(_Request):
     _no_remote = field_validator("remote", mode="before")(absent_if_empty)
 
 
-class ComputeItem(_Request):
+class ComputeItem(RequestModel):
     Instances: int | None = None
     namespace: str | None = None
     maxtime: float | None = None
 
 
-class Stage(_Request):
+class WorkflowStage(RequestModel):
     index: int | None = None
     input: list[InputItem] = Field(default_factory=list)
     compute: ComputeItem = Field(default_factory=ComputeItem)
@@ -161,12 +162,8 @@ def _is_loopback(remote: str | None) -> bool:
         return False
 
 
-def _base(request: web.Request) -> str:
-    return request.app[SETTINGS].server.base_url
-
-
 def _answer(request: web.Request, jobs: list[Job]) -> web.Response:
-    return web.json_response([operator_status(j, _base(request)) for j in jobs])
+    return web.json_response([operator_status(j, base_url(request)) for j in jobs])
 
 
 # -- the workflow ---------------------------------------------------------------
@@ -178,13 +175,13 @@ def _truthy(value: Any, default: bool = True) -> bool:
     return value not in (False, 0, "0", "false", "False", "")
 
 
-def _stage(workflow: dict[str, Any]) -> Stage:
+def _stage(workflow: dict[str, Any]) -> WorkflowStage:
     stages = workflow.get("stages")
     if not isinstance(stages, list) or not stages:
         raise RefusedError("Missing stages")
     if len(stages) > 1:
         raise RefusedError("Multiple stages are not supported yet")
-    return parse(Stage, stages[0] if isinstance(stages[0], dict) else {})
+    return parse(WorkflowStage, stages[0] if isinstance(stages[0], dict) else {})
 
 
 def _urls(value: str | list[str] | None) -> list[str]:
@@ -193,12 +190,10 @@ def _urls(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def job_spec(req: CreateRequest, stage: Stage, request: web.Request) -> JobSpec:
+def job_spec(req: CreateRequest, stage: WorkflowStage, request: web.Request) -> JobSpec:
     """The engine's job from a v1 workflow; what needs a provider is refused."""
     settings = request.app[SETTINGS]
-    env_id = req.environment or stage.compute.namespace
-    if not env_id or settings.environment(env_id) is None:
-        raise RefusedError(f"Environment {env_id!r} invalid or does not exist")
+    env_id = settings.require_environment(req.environment or stage.compute.namespace).id
     inputs = []
     for item in stage.input:
         if item.remote is not None or not _urls(item.url):
@@ -218,21 +213,20 @@ def job_spec(req: CreateRequest, stage: Stage, request: web.Request) -> JobSpec:
         owner=req.owner,
         agreement_id=req.agreementId,
         inputs=inputs,
-        algorithm=AlgorithmSpec(
+        algorithm=AlgorithmSpec.in_container(
+            algo.container,
             did=algo.id or "",
             rawcode=algo.rawcode,
             url=urls[0] if urls else None,
-            image=algo.container.image,
-            tag=algo.container.tag or "latest",
-            entrypoint=algo.container.entrypoint,
-            checksum=algo.container.checksum or "",
             algocustomdata=algo.algocustomdata,
         ),
         max_duration=maxtime if maxtime and maxtime > 0 else None,
         publish_outputs=_truthy(output.get("publishOutput")),
         publish_algorithm_log=_truthy(output.get("publishAlgorithmLog")),
         viewers=[w for w in output.get("whitelist") or [] if isinstance(w, str)],
-        extra={"api": "operator", "output": output, "chainId": req.chainId},
+        api="operator",
+        workflow_output=output,
+        chain_id=req.chainId,
     )
 
 
@@ -262,7 +256,7 @@ async def _filtered(request: web.Request) -> tuple[JobFilter, list[Job], str, De
     signer, nonce = await authorize(request, req, req.owner, req.jobId)
     if req.agreementId is None and req.jobId is None and req.owner is None:
         raise RefusedError("You have to specify one of agreementId, jobId or owner")
-    jobs = await request.app[ENGINE].list(
+    jobs = await request.app[ENGINE].find(
         job_id=req.jobId, owner=req.owner, agreement_id=req.agreementId
     )
     return req, jobs, signer, nonce
@@ -298,7 +292,7 @@ async def running_jobs(request: web.Request) -> web.Response:
     req = parse(OwnerFilter, await read_params(request))
     signer, nonce = await authorize(request, req, req.owner, None)
     await request.app[ENGINE].consume_nonce(signer, nonce)
-    return _answer(request, await request.app[ENGINE].list(owner=req.owner, unfinished=True))
+    return _answer(request, await request.app[ENGINE].find(owner=req.owner, unfinished=True))
 
 
 async def get_result(request: web.Request) -> web.StreamResponse:

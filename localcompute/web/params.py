@@ -11,7 +11,7 @@ import json
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from localcompute.errors import RequestValidationError
 
@@ -30,6 +30,17 @@ def absent_if_empty(value: Any) -> Any:
 
 OptionalText = Annotated[str | None, BeforeValidator(absent_if_empty)]
 """A string field where "" means the field was not sent."""
+
+Nonce = str | int | float
+"""Clients send nonces as JSON numbers (ocean.py) or strings (ocean.js)."""
+
+
+class RequestModel(BaseModel):
+    """A request of either dialect: clients send more than we read (output, language, …),
+    which is ignored, never an error."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
 
 _TYPE_WORDS = {
     "string_type": "a string",

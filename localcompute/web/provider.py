@@ -14,22 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from localcompute import auth
 from localcompute.catalog import Catalog
 from localcompute.errors import JobNotFoundError, RefusedError, SignatureError
 from localcompute.models import AlgorithmSpec, InputSpec, Job, JobSpec, Preconditions
-from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
-from localcompute.web.params import OptionalText, absent_if_empty, parse, read_params
+from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS, base_url
+from localcompute.web.params import (
+    Nonce,
+    OptionalText,
+    RequestModel,
+    absent_if_empty,
+    parse,
+    read_params,
+)
 from localcompute.web.views import environment_views, provider_status
-
-Nonce = str | int | float
-
-
-class _Request(BaseModel):
-    # Clients send more than we read (output, language, …): ignore it, never fail on it.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 
 def _json_object(value: Any) -> Any:
@@ -42,7 +42,7 @@ def _json_object(value: Any) -> Any:
     return value
 
 
-class DatasetRef(_Request):
+class DatasetRef(RequestModel):
     documentId: str = Field(min_length=1)
     serviceId: OptionalText = None
     transferTxId: OptionalText = None
@@ -51,14 +51,14 @@ class DatasetRef(_Request):
     _absent = field_validator("userdata", mode="before")(absent_if_empty)
 
 
-class ContainerRef(_Request):
+class ContainerRef(RequestModel):
     image: str = Field(min_length=1)
     tag: OptionalText = None
     entrypoint: str = Field(min_length=1)
     checksum: OptionalText = None
 
 
-class AlgorithmMeta(_Request):
+class AlgorithmMeta(RequestModel):
     rawcode: OptionalText = None
     url: OptionalText = None
     container: ContainerRef
@@ -66,7 +66,7 @@ class AlgorithmMeta(_Request):
     _parse_json = field_validator("container", mode="before")(_json_object)
 
 
-class AlgorithmRef(_Request):
+class AlgorithmRef(RequestModel):
     documentId: OptionalText = None
     meta: AlgorithmMeta | None = None
     serviceId: OptionalText = None
@@ -77,7 +77,7 @@ class AlgorithmRef(_Request):
     _absent = field_validator("meta", mode="before")(absent_if_empty)
 
 
-class StartRequest(_Request):
+class StartRequest(RequestModel):
     dataset: DatasetRef
     algorithm: AlgorithmRef
     additionalDatasets: list[DatasetRef] = Field(default_factory=list, alias="additionalInputs")
@@ -89,7 +89,7 @@ class StartRequest(_Request):
     _parse_json = field_validator("dataset", "algorithm", mode="before")(_json_object)
 
 
-class StatusRequest(_Request):
+class StatusRequest(RequestModel):
     consumerAddress: str = Field(min_length=1)
     # Clients send absent filters as empty strings (and sign them as such).
     jobId: OptionalText = None
@@ -98,7 +98,7 @@ class StatusRequest(_Request):
     signature: OptionalText = None
 
 
-class StopRequest(_Request):
+class StopJobRequest(RequestModel):
     consumerAddress: str = Field(min_length=1)
     jobId: OptionalText = None
     documentId: OptionalText = None
@@ -106,12 +106,12 @@ class StopRequest(_Request):
     signature: str = Field(min_length=1)
 
 
-class DeleteRequest(StopRequest):
+class DeleteRequest(StopJobRequest):
     # ocean.js 3.x sends no nonce on delete: it is then taken as the stored one + 1.
     nonce: Nonce | None = None  # type: ignore[assignment]
 
 
-class ResultRequest(_Request):
+class ResultRequest(RequestModel):
     jobId: str = Field(min_length=1)
     index: int = Field(ge=0)
     consumerAddress: str = Field(min_length=1)
@@ -119,15 +119,15 @@ class ResultRequest(_Request):
     signature: str = Field(min_length=1)
 
 
-class NonceRequest(_Request):
+class NonceRequest(RequestModel):
     userAddress: str = Field(min_length=1)
 
 
-class EnvironmentsRequest(_Request):
+class EnvironmentsRequest(RequestModel):
     chainId: int | None = None
 
 
-class InitializeRequest(_Request):
+class InitializeRequest(RequestModel):
     datasets: list[DatasetRef] = Field(min_length=1)
     algorithm: AlgorithmRef
     compute: dict[str, Any]
@@ -156,13 +156,10 @@ def algorithm_spec(catalog: Catalog, algorithm: AlgorithmRef) -> AlgorithmSpec:
         if container.checksum and not container.checksum.startswith("sha256:"):
             raise RefusedError({"algorithm.container": "checksum_prefix"})
         try:
-            return AlgorithmSpec(
+            return AlgorithmSpec.in_container(
+                container,
                 rawcode=meta.rawcode,
                 url=meta.url,
-                image=container.image,
-                tag=container.tag or "latest",
-                entrypoint=container.entrypoint,
-                checksum=container.checksum or "",
                 algocustomdata=algorithm.algocustomdata,
             )
         except ValidationError as e:
@@ -184,11 +181,6 @@ def _inputs(
         catalog.check_algorithm(ref.documentId, resource, algorithm.did or None)
         inputs.append(catalog.input_spec(ref.documentId, resource))
     return inputs
-
-
-def _check_environment(request: web.Request, env_id: str) -> None:
-    if request.app[SETTINGS].environment(env_id) is None:
-        raise RefusedError(f"Compute environment {env_id!r} does not exist")
 
 
 # -- routes ---------------------------------------------------------------------
@@ -226,7 +218,7 @@ async def initialize(request: web.Request) -> web.Response:
     env_id = req.compute.get("env")
     if not isinstance(env_id, str) or not env_id:
         raise RefusedError({"compute.env": "missing"})
-    _check_environment(request, env_id)
+    request.app[SETTINGS].require_environment(env_id)
     valid_until = req.compute.get("validUntil")
     if valid_until is not None:
         if not isinstance(valid_until, int) or isinstance(valid_until, bool):
@@ -255,7 +247,7 @@ async def compute_start(request: web.Request) -> web.Response:
     req = parse(StartRequest, await read_params(request))
     catalog = request.app[CATALOG]
     engine = request.app[ENGINE]
-    _check_environment(request, req.environment)
+    request.app[SETTINGS].require_environment(req.environment)
     algorithm = algorithm_spec(catalog, req.algorithm)
     datasets = [req.dataset, *req.additionalDatasets]
     inputs = _inputs(catalog, datasets, algorithm)
@@ -267,23 +259,19 @@ async def compute_start(request: web.Request) -> web.Response:
         agreement_id=req.dataset.transferTxId or "",
         inputs=inputs,
         algorithm=algorithm,
-        extra={"api": "provider"},
+        api="provider",
     )
     signed = Preconditions.signed(req.consumerAddress, auth.parse_nonce(req.nonce))
     job_id = await engine.submit(spec, requires=signed)
     job = await engine.get(job_id)
-    return web.json_response([provider_status(job, _base(request))])
-
-
-def _base(request: web.Request) -> str:
-    return request.app[SETTINGS].server.base_url
+    return web.json_response([provider_status(job, base_url(request))])
 
 
 async def _owned_jobs(
     request: web.Request, owner: str, job_id: str | None, did: str | None, *, must_exist: bool
 ) -> list[Job]:
     """The caller's jobs; another owner's job is as unknown as one that never existed."""
-    jobs = await request.app[ENGINE].list(owner=owner, job_id=job_id, input_did=did)
+    jobs = await request.app[ENGINE].find(owner=owner, job_id=job_id, input_did=did)
     if must_exist and job_id is not None and not jobs:
         raise JobNotFoundError(f"No job {job_id} for consumer {owner}")
     return jobs
@@ -304,11 +292,11 @@ async def compute_status(request: web.Request) -> web.Response:
     jobs = await _owned_jobs(
         request, req.consumerAddress, req.jobId, req.documentId, must_exist=False
     )
-    return web.json_response([provider_status(j, _base(request)) for j in jobs])
+    return web.json_response([provider_status(j, base_url(request)) for j in jobs])
 
 
 async def compute_stop(request: web.Request) -> web.Response:
-    req = parse(StopRequest, await read_params(request))
+    req = parse(StopJobRequest, await read_params(request))
     engine = request.app[ENGINE]
     message = _stop_message(req.consumerAddress, req.jobId, req.documentId, req.nonce)
     auth.verify(message, req.signature, req.consumerAddress)
@@ -319,7 +307,7 @@ async def compute_stop(request: web.Request) -> web.Response:
     signed = Preconditions.signed(req.consumerAddress, auth.parse_nonce(req.nonce))
     stopped = {j.job_id: j for j in await engine.stop_jobs(targets, requires=signed)}
     return web.json_response(
-        [provider_status(stopped.get(j.job_id, j), _base(request)) for j in jobs]
+        [provider_status(stopped.get(j.job_id, j), base_url(request)) for j in jobs]
     )
 
 
@@ -336,7 +324,7 @@ async def compute_delete(request: web.Request) -> web.Response:
     )
     signed = Preconditions.signed(req.consumerAddress, auth.parse_nonce(nonce))
     deleted = await engine.delete_jobs([j.job_id for j in jobs], requires=signed)
-    return web.json_response([provider_status(j, _base(request)) for j in deleted])
+    return web.json_response([provider_status(j, base_url(request)) for j in deleted])
 
 
 def _plain(value: Decimal) -> str:
@@ -356,7 +344,7 @@ async def compute_result(request: web.Request) -> web.StreamResponse:
 
 async def readable_job(request: web.Request, job_id: str, reader: str, index: int) -> Job:
     """The job, if `reader` may fetch its result `index`; else a 404 that says why."""
-    jobs = await request.app[ENGINE].list(job_id=job_id)
+    jobs = await request.app[ENGINE].find(job_id=job_id)
     if not jobs or not jobs[0].may_read_results(reader):
         raise JobNotFoundError(f"No job {job_id} for {reader}")
     job = jobs[0]

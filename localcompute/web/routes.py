@@ -76,7 +76,7 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "/api/services/compute",
         provider.compute_stop,
         "Stop jobs. Signed: consumerAddress + jobId + documentId + nonce.",
-        provider.StopRequest,
+        provider.StopJobRequest,
     ),
     Route(
         "computeDelete",

@@ -90,7 +90,7 @@ def operator_status(job: Job, base_url: str) -> dict[str, Any]:
         "algologUrl": first("algorithmLog"),
         "outputsUrl": [url(i) for i, r in enumerate(job.results) if r.type == "output"],
         # The workflow's stage output, as the provider sent it ({} for provider-API jobs).
-        "output": job.spec.extra.get("output", {}),
+        "output": job.spec.workflow_output,
     }
 
 

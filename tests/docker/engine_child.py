@@ -26,7 +26,7 @@ async def main(data_dir: Path, environments: list[dict[str, object]], specs: lis
         print(f"submitted {job_id}", flush=True)
     name = container_name(engine.instance, job_ids[0], Stage.ALGORITHM)
     while (await engine.get(job_ids[0])).status != JobStatus.RUNNING_ALGORITHM or (
-        (await engine.docker.state(name)).get("Status") != "running"
+        (await engine.runtime.state(name)).get("Status") != "running"
     ):
         await asyncio.sleep(0.05)
     print(f"running {job_ids[0]}", flush=True)

@@ -70,8 +70,8 @@ async def test_docker_down_refuses_starts_but_serves_status_and_results(
             writer.close()
 
         dead = await asyncio.start_unix_server(hang_up, path=str(tmp_path / "dead.sock"))
-        real = engine.docker._api
-        engine.docker._api = docker.APIClient(
+        real = engine.runtime._api
+        engine.runtime._api = docker.APIClient(
             base_url=f"unix://{tmp_path / 'dead.sock'}", version="1.41"
         )
         try:
@@ -87,7 +87,7 @@ async def test_docker_down_refuses_starts_but_serves_status_and_results(
             ) as r:
                 assert r.status == 200 and await r.read() == b"result\n"
         finally:
-            engine.docker._api.close()
-            engine.docker._api = real
+            engine.runtime._api.close()
+            engine.runtime._api = real
             dead.close()
             await dead.wait_closed()

@@ -10,7 +10,7 @@ import pytest
 
 from localcompute.docker_runtime import DockerRuntime
 from localcompute.models import AlgorithmSpec, JobSpec
-from localcompute.pipeline import Pipeline, Runtime
+from localcompute.pipeline import ContainerDefaults, Pipeline
 from localcompute.status import JobStatus, TerminationReason
 from localcompute.store import JobStore
 from tests.conftest import make_settings
@@ -33,7 +33,9 @@ async def test_cancelling_a_job_during_its_final_write_waits_for_the_write(
         store,
         cast(DockerRuntime, None),
         make_settings(tmp_path / "var"),
-        Runtime(instance="i", user="1000:1000", fetch_network="host", algorithm_network="host"),
+        ContainerDefaults(
+            instance="i", user="1000:1000", fetch_network="host", algorithm_network="host"
+        ),
     )
     task = asyncio.create_task(pipeline.finish_waiting(await store.get(job_id)))
     await asyncio.sleep(0)  # the write has begun

@@ -76,7 +76,7 @@ def context(j: Job) -> JobContext:
         job=j,
         workspace=Workspace(Path("/var/lc/jobs/j1")),
         instance="inst",
-        docker=DockerSettings(),
+        docker_settings=DockerSettings(),
         user="1000:1000",
         fetch_network="host",
         algorithm_network="bridge",

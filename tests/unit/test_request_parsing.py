@@ -14,7 +14,7 @@ import pytest
 
 from localcompute.catalog import Catalog
 from localcompute.errors import RefusedError, RequestValidationError
-from localcompute.web.operator import Stage
+from localcompute.web.operator import WorkflowStage
 from localcompute.web.params import parse
 from localcompute.web.provider import StartRequest, StatusRequest, algorithm_spec
 
@@ -142,7 +142,7 @@ def test_signed_status_filters_sent_empty_are_absent() -> None:
 
 def test_operator_stage_with_empty_url_and_checksum_beside_rawcode() -> None:
     stage = parse(
-        Stage,
+        WorkflowStage,
         {
             "input": [{"id": "did:op:abc", "url": ["https://example.org/a.csv", ""]}],
             "algorithm": {
@@ -164,8 +164,29 @@ def test_operator_stage_with_empty_url_and_checksum_beside_rawcode() -> None:
     assert stage.algorithm.id is None and stage.algorithm.container.checksum is None
     assert stage.input[0].url == ["https://example.org/a.csv"]
     assert (
-        parse(Stage, {"input": [{"id": "x", "url": ""}], "algorithm": stage.algorithm.model_dump()})
+        parse(
+            WorkflowStage,
+            {"input": [{"id": "x", "url": ""}], "algorithm": stage.algorithm.model_dump()},
+        )
         .input[0]
         .url
         is None
+    )
+
+
+def test_a_job_stored_with_the_old_untyped_extra_bag_still_reads() -> None:
+    from localcompute.models import JobSpec
+
+    old = {
+        "environment": "e",
+        "algorithm": {"image": "busybox", "entrypoint": "sh $ALGO", "rawcode": "true"},
+        "extra": {"api": "operator", "output": {"publishOutput": True}, "chainId": 8996},
+    }
+
+    spec = JobSpec.model_validate(old)
+
+    assert (spec.api, spec.workflow_output, spec.chain_id) == (
+        "operator",
+        {"publishOutput": True},
+        8996,
     )
