@@ -92,10 +92,6 @@ class ContainerInfo:
     stage: str
     state: str  # created, running, exited, dead…
 
-    @property
-    def running(self) -> bool:
-        return self.state in ("running", "restarting", "paused")
-
 
 def _epoch(docker_time: str | None) -> float | None:
     """Docker's RFC 3339 times with nanoseconds; the zero time means never."""
@@ -348,18 +344,6 @@ class DockerRuntime:
     async def state(self, name: str) -> dict[str, Any]:
         info = await self._short(lambda: self._api.inspect_container(name))
         return dict(info.get("State") or {})
-
-    async def exit_of(self, name: str) -> ContainerExit | None:
-        """The exit of a container that has finished, None while it runs or was never started."""
-        state = await self.state(name)
-        if state.get("Status") not in ("exited", "dead"):
-            return None
-        return ContainerExit(
-            exit_code=int(state.get("ExitCode", -1)),
-            oom_killed=bool(state.get("OOMKilled")),
-            started_at=_epoch(state.get("StartedAt")),
-            finished_at=_epoch(state.get("FinishedAt")),
-        )
 
     async def stop(self, name: str, grace: float) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds. A container that is gone is stopped."""
