@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from localcompute.docker_runtime import (
+from localcompute.models import FileSource, Job, did_folder
+from localcompute.runtime import (
     LABEL_INSTANCE,
     LABEL_JOB,
     LABEL_STAGE,
     ContainerSpec,
     Mount,
 )
-from localcompute.models import FileSource, Job, did_folder
 from localcompute.settings import DockerSettings, EnvironmentSettings
 from localcompute.workspace import Workspace
 

@@ -1,4 +1,4 @@
-"""The only module that imports docker.
+"""The only module that imports docker: the ContainerRuntime of a local Docker engine.
 
 docker-py blocks, so every call leaves the event loop: short calls (create,
 start, inspect, remove) go through a bounded thread pool; calls that last as long
@@ -17,8 +17,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,63 +33,23 @@ from localcompute.errors import (
     ImageNotFoundError,
     LocalComputeError,
 )
+from localcompute.runtime import (
+    LABEL_INSTANCE,
+    LABEL_JOB,
+    LABEL_STAGE,
+    ContainerExit,
+    ContainerInfo,
+    ContainerSpec,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-LABEL_JOB = "localcompute.job_id"
-LABEL_STAGE = "localcompute.stage"
-LABEL_INSTANCE = "localcompute.instance"
 TRUNCATION_MARKER = b"\n[localcompute: log truncated at %d bytes]\n"
 SHORT_CALL_TIMEOUT = 60
 # docker-py passes the timeout to requests, where None means no limit: for wait,
 # pull and logs, which last as long as a container or a download.
 NO_TIMEOUT: Any = None
-
-
-@dataclass(frozen=True)
-class Mount:
-    source: Path
-    target: str
-    read_only: bool = True
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    """Everything needed to create one job container; `create_kwargs` maps it to Docker."""
-
-    name: str
-    image: str
-    command: list[str]
-    labels: Mapping[str, str]
-    mounts: tuple[Mount, ...] = ()
-    environment: Mapping[str, str] = field(default_factory=dict)
-    network_mode: str = "none"
-    user: str | None = None
-    entrypoint: list[str] | None = None
-    working_dir: str | None = None
-    nano_cpus: int | None = None
-    memory_bytes: int | None = None
-    pids_limit: int | None = None
-    gpu_count: int = 0
-    gpu_device_ids: tuple[str, ...] = ()
-    log_max_bytes: int = 10 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ContainerExit:
-    exit_code: int
-    oom_killed: bool
-    started_at: float | None
-    finished_at: float | None
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    name: str
-    job_id: str
-    stage: str
-    state: str  # created, running, exited, dead…
 
 
 def _epoch(docker_time: str | None) -> float | None:

@@ -27,6 +27,7 @@ from localcompute.errors import (
 )
 from localcompute.models import Job, JobSpec, Preconditions
 from localcompute.pipeline import ContainerDefaults, Pipeline, stage_at
+from localcompute.runtime import ContainerRuntime
 from localcompute.settings import Settings
 from localcompute.status import JobStatus, StopRequest
 from localcompute.store import JobStore
@@ -43,7 +44,7 @@ EXPIRY_SWEEP_SECONDS = 60.0
 class Engine:
     """Runs compute jobs as Docker containers and keeps their state in SQLite."""
 
-    def __init__(self, settings: Settings, *, runtime: DockerRuntime | None = None) -> None:
+    def __init__(self, settings: Settings, *, runtime: ContainerRuntime | None = None) -> None:
         self.settings = settings
         self.store = JobStore(settings.data_dir / "localcompute.sqlite")
         self.runtime = runtime or DockerRuntime(

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from localcompute import containers
 from localcompute.containers import JobContext, Stage
-from localcompute.docker_runtime import ContainerExit, ContainerSpec, DockerRuntime
 from localcompute.errors import (
     ContainerError,
     DockerUnavailableError,
@@ -29,6 +28,7 @@ from localcompute.errors import (
 from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
 from localcompute.models import Job
 from localcompute.publish import build_results
+from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec
 from localcompute.settings import Settings
 from localcompute.status import JobStatus, StopRequest, TerminationReason
 from localcompute.store import JobStore
@@ -130,7 +130,7 @@ class Pipeline:
     def __init__(
         self,
         store: JobStore,
-        runtime: DockerRuntime,
+        runtime: ContainerRuntime,
         settings: Settings,
         defaults: ContainerDefaults,
     ) -> None:

@@ -15,9 +15,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from localcompute.docker_runtime import DockerRuntime
 from localcompute.errors import ConfigError, ContainerError, ImageNotFoundError
 from localcompute.images.base import BOOTSTRAP_TAG
+from localcompute.runtime import ContainerRuntime
 from localcompute.settings import DockerSettings
 
 # The package's name, as before it was split into modules: log lines keep their source.
@@ -78,7 +78,7 @@ def _make_build_context(context: Path) -> None:
         shutil.copyfile(path, context / "helper" / path.name)
 
 
-async def build_helper_image(runtime: DockerRuntime, tag: str, base: str) -> None:
+async def build_helper_image(runtime: ContainerRuntime, tag: str, base: str) -> None:
     """Build the helper image `tag` on top of `base` (pulled first when it is missing)."""
     try:
         await runtime.ensure_image(base, "if-not-present")
@@ -102,14 +102,14 @@ async def build_helper_image(runtime: DockerRuntime, tag: str, base: str) -> Non
         )
 
 
-async def _default_base(runtime: DockerRuntime) -> str:
+async def _default_base(runtime: ContainerRuntime) -> str:
     """python:3.12-slim, unless only the bootstrapped base is here: no pull is tried then."""
     if not await runtime.image_exists(DEFAULT_BASE) and await runtime.image_exists(BOOTSTRAP_TAG):
         return BOOTSTRAP_TAG
     return DEFAULT_BASE
 
 
-async def ensure_helper_image(runtime: DockerRuntime, docker: DockerSettings) -> None:
+async def ensure_helper_image(runtime: ContainerRuntime, docker: DockerSettings) -> None:
     """Make sure the configured helper image exists and matches this code (server start-up)."""
     tag = docker.helper_image
     labels = await runtime.image_labels(tag)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.clients.envs import Builds, ClientSetupError, OceanJs, OceanPy
-from tests.docker.served import README_SERVE, Served, running_server
+from tests.served import README_SERVE, Served, running_server
 
 FLOWS = Path(__file__).resolve().parent / "flows"
 FLOW_TIMEOUT = 300

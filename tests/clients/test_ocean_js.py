@@ -18,7 +18,7 @@ import pytest
 from tests.clients.conftest import FLOWS, run_flow
 from tests.clients.envs import Builds, ClientSetupError
 from tests.conftest import BUSYBOX_IMAGE
-from tests.docker.served import CONSUMER, CONSUMER_KEY, ENV, LOCAL_DID, Served
+from tests.served import CONSUMER, CONSUMER_KEY, ENV, LOCAL_DID, Served
 
 # A cold run installs the clients first (about two minutes); a warm one takes seconds.
 pytestmark = [pytest.mark.docker, pytest.mark.clients, pytest.mark.timeout(1200)]

@@ -3,78 +3,24 @@ provider signatures, and one engine shared with the provider API."""
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import aiohttp
 import pytest
 
-from localcompute.auth import ProviderKey, sign
 from tests.conftest import BUSYBOX_IMAGE
-from tests.docker.served import CONSUMER, LOCAL_DID, Consumer, Served, running_server
+from tests.operator_client import (
+    BOTH,
+    DOCUMENT_EXAMPLE,
+    NODE_IMAGE,
+    OPERATOR_CONFIG,
+    Provider,
+    localised,
+)
+from tests.served import CONSUMER, LOCAL_DID, Consumer, Served, running_server
 
 pytestmark = pytest.mark.docker
-
-NODE_IMAGE = "localcompute-test/node"
-PROVIDER = bytes.fromhex("22" * 32)  # allowed by the server's [operator] section
-STRANGER = bytes.fromhex("55" * 32)  # a valid key, but not an allowed provider
-BOTH = ("/api/v1/operator", "/api/v1")
-
-# The POST example of the "Compute Service Endpoints" document, as written there
-# (its broken output.owner aside); the test points its URLs and image at local ones.
-DID_0 = "did:op:87bdaabb33354d2eb014af5091c604fb4b0f67dc6cca4d18a96547bffdc27bcf"
-DID_1 = "did:op:1384941e6f0b46299b6e515723df3d8e8e5d1fb175554467a1cb7bc613f5c72e"
-DOCUMENT_EXAMPLE: dict[str, Any] = {
-    "agreementId": "111",
-    "owner": "0x22",
-    "signature": "9999",
-    "workflow": {
-        "stages": [
-            {
-                "index": 0,
-                "input": [
-                    {
-                        "id": DID_0,
-                        "url": ["https://data.ok.gov/sites/default/files/unspsc%20codes_3.csv"],
-                        "index": 0,
-                    },
-                    {
-                        "id": DID_1,
-                        "url": [
-                            "https://data.ct.gov/api/views/2fi9-sgi3/rows.csv?accessType=DOWNLOAD"
-                        ],
-                        "index": 1,
-                    },
-                ],
-                "compute": {"Instances": 1, "namespace": "withgpu", "maxtime": 3600},
-                "algorithm": {
-                    "id": "did:op:87bdaabb33354d2eb014af5091c604fb4b0f67dc6cca4d18a96547bffdc27bcf",
-                    "url": "https://raw.githubusercontent.com/oceanprotocol/test-algorithm/master/javascript/algo.js",
-                    "rawcode": "console.log('this is a test')",
-                    "container": {"image": "node", "tag": "10", "entrypoint": "node $ALGO"},
-                },
-                "output": {
-                    "nodeUri": "https://nile.dev-ocean.com",
-                    "brizoUri": "https://brizo.marketplace.dev-ocean.com",
-                    "brizoAddress": "0x4aaab179035dc57b35e2ce066919048686f82972",
-                    "metadata": {"name": "Workflow output"},
-                    "metadataUri": "https://aquarius.marketplace.dev-ocean.com",
-                    "secretStoreUri": "https://secret-store.nile.dev-ocean.com",
-                    "whitelist": [
-                        "0x00Bd138aBD70e2F00903268F3Db08f2D25677C9e",
-                        "0xACBd138aBD70e2F00903268F3Db08f2D25677C9e",
-                    ],
-                    "publishOutput": True,
-                    "publishAlgorithmLog": True,
-                },
-            }
-        ]
-    },
-}
 
 NODE_SHIM = r"""#!/bin/sh
 # A stand-in for node in the tests: prints what console.log('...') lines would.
@@ -99,22 +45,6 @@ def node_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> 
     return ref
 
 
-OPERATOR_CONFIG = f"""
-[[environments]]
-id = "withgpu"
-max_jobs = 2
-max_job_duration = 60
-
-[[environments]]
-id = "short"
-max_jobs = 2
-max_job_duration = 3
-
-[operator]
-allowed_providers = ["{ProviderKey(PROVIDER).address.lower()}"]
-"""
-
-
 @pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, busybox_image: str, node_image: str
@@ -123,78 +53,10 @@ def served(
         yield server
 
 
-class Provider:
-    """Calls the operator as a provider does: signed owner + jobId + nonce, nonce = time_ns."""
-
-    def __init__(self, session: aiohttp.ClientSession, base: str, key: bytes = PROVIDER):
-        self.session, self.base, self.key = session, base, key
-
-    def signed(self, owner: str = "", job_id: str = "", **params: Any) -> dict[str, Any]:
-        nonce = time.time_ns()
-        return {
-            **params,
-            **({"owner": owner} if owner else {}),
-            **({"jobId": job_id} if job_id else {}),
-            "nonce": str(nonce),
-            "providerSignature": sign(f"{owner}{job_id}{nonce}", self.key),
-        }
-
-    async def call(
-        self, method: str, path: str, *, json: Any = None, params: Any = None
-    ) -> tuple[int, Any]:
-        async with self.session.request(method, self.base + path, json=json, params=params) as r:
-            body = await r.json() if r.content_type == "application/json" else await r.read()
-            return r.status, body
-
-    async def create(
-        self, body: dict[str, Any], prefix: str = "/api/v1/operator"
-    ) -> tuple[int, Any]:
-        nonce = time.time_ns()
-        body = {
-            **body,
-            "nonce": nonce,
-            "providerSignature": sign(f"{body['owner']}{nonce}", self.key),
-        }
-        body.pop("signature", None)
-        return await self.call("POST", prefix + "/compute", json=body)
-
-    async def status(self, job_id: str, prefix: str = "/api/v1/operator") -> dict[str, Any]:
-        code, body = await self.call("GET", prefix + "/compute", params=self.signed(job_id=job_id))
-        assert code == 200, body
-        [job] = body
-        return dict(job)
-
-    async def wait_final(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = await self.status(job_id)
-            if job["status"] in (31, 32, 70):
-                return job
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"job {job_id} did not finish")
-
-
 @pytest.fixture
 async def provider(served: Served) -> AsyncIterator[Provider]:
     async with aiohttp.ClientSession() as session:
         yield Provider(session, served.base_url)
-
-
-def localised(example: dict[str, Any], served: Served, **changes: Any) -> dict[str, Any]:
-    """The document's example with its URLs on the test's server and its image local."""
-    body = copy.deepcopy(example)
-    stage = body["workflow"]["stages"][0]
-    files = served.extra["files"]
-    for item in stage["input"]:
-        item["url"] = [f"http://127.0.0.1:{files.server_port}/{item['index']}.csv"]
-    stage["algorithm"]["url"] = f"http://127.0.0.1:{files.server_port}/algo.js"
-    stage["algorithm"]["container"]["image"] = NODE_IMAGE
-    for key, value in changes.items():
-        if key in ("compute", "algorithm", "output"):
-            stage[key] = {**stage[key], **value}
-        else:
-            body[key] = value
-    return body
 
 
 async def test_document_example_runs_to_70_on_both_path_forms(
@@ -300,55 +162,6 @@ async def test_maxtime_lowers_the_limit_but_never_raises_it(
     assert limit <= ran < limit + 10
 
 
-async def test_refusals(provider: Provider, served: Served) -> None:
-    body = localised(DOCUMENT_EXAMPLE, served, agreementId="refused")
-    code, answer = await provider.call("POST", "/api/v1/operator/compute", json=body)
-    assert code == 401 and "signature" in answer["error"], "the document's fake signature"
-    stranger = Provider(provider.session, provider.base, STRANGER)
-    code, answer = await stranger.create(body)
-    assert code == 401 and "not allowed" in answer["error"]
-
-    nonce = time.time_ns()
-    signed = {**body, "nonce": nonce, "providerSignature": sign(f"0x22{nonce}", PROVIDER)}
-    signed.pop("signature")
-    signed["workflow"] = {"stages": []}
-    code, answer = await provider.call("POST", "/api/v1/operator/compute", json=signed)
-    assert code == 400
-    signed["workflow"] = body["workflow"]
-    code, [job] = await provider.call("POST", "/api/v1/operator/compute", json=signed)
-    assert code == 200
-    signed["agreementId"] = "replayed"
-    code, answer = await provider.call("POST", "/api/v1/operator/compute", json=signed)
-    assert code == 401 and "nonce" in answer["error"], "a replayed nonce"
-    await provider.wait_final(job["jobId"])
-
-    remote = copy.deepcopy(body)
-    remote["agreementId"] = "remote"
-    remote["workflow"]["stages"][0]["input"][0] = {
-        "index": 0,
-        "id": "did:op:aa",
-        "remote": {"txId": "0x1", "serviceId": "s"},
-    }
-    code, answer = await provider.create(remote)
-    assert code == 400 and "provider" in answer["error"]
-    two = copy.deepcopy(body)
-    two["agreementId"] = "two-stages"
-    two["workflow"]["stages"].append(two["workflow"]["stages"][0])
-    code, answer = await provider.create(two)
-    assert (code, answer) == (400, {"error": "Multiple stages are not supported yet"})
-
-    code, answer = await provider.call("GET", "/api/v1/operator/compute", params=provider.signed())
-    assert code == 400 and "specify one of" in answer["error"]
-    code, answer = await provider.call("GET", "/api/v1/operator/runningjobs")
-    assert code == 401
-    code, answer = await provider.call("POST", "/api/v1/operator/compute", json={})
-    assert code == 400 and answer == {"error": "payload seems empty."}
-    code, answer = await provider.call(
-        "POST", "/api/v1/operator/compute", json={**signed, "agreementId": 5}
-    )
-    assert code == 400 and "agreementId" in answer["error"]
-
-
 async def test_one_engine_one_store_across_both_apis(provider: Provider, served: Served) -> None:
     # Started through the operator for a real consumer: visible to that consumer.
     body = localised(DOCUMENT_EXAMPLE, served, agreementId="cross", owner=CONSUMER)
@@ -376,60 +189,6 @@ async def test_one_engine_one_store_across_both_apis(provider: Provider, served:
     )
     assert code == 200
     assert (await provider.wait_final(started["jobId"]))["terminationReason"] == "stopped"
-
-
-async def test_a_sent_owner_is_signed_on_every_call(provider: Provider, served: Served) -> None:
-    # A job of another owner runs beside one of CONSUMER's: runningjobs?owner= lists only the
-    # latter, and only when the owner is part of the signed message, as on every other call.
-    sleeper = {"rawcode": "sleep 60", "url": "", "container": {"checksum": ""}}
-    ids = {}
-    for owner in (CONSUMER, "0x22"):
-        body = localised(
-            DOCUMENT_EXAMPLE, served, agreementId=f"owner-{owner}", owner=owner, algorithm=sleeper
-        )
-        body["workflow"]["stages"][0]["algorithm"]["container"] = {
-            "image": BUSYBOX_IMAGE.split(":")[0],
-            "tag": "",
-            "entrypoint": "sh $ALGO",
-            "checksum": "",
-        }
-        code, answer = await provider.create(body)
-        assert code == 200, answer
-        ids[owner] = answer[0]["jobId"]
-    try:
-        for prefix in BOTH:
-            code, running = await provider.call(
-                "GET", f"{prefix}/runningjobs", params=provider.signed(CONSUMER)
-            )
-            assert code == 200, running
-            assert [j["jobId"] for j in running] == [ids[CONSUMER]]
-
-            # Signed without the owner it sends: refused, and the answer says what was signed.
-            unsigned_owner = {**provider.signed(), "owner": CONSUMER}
-            code, answer = await provider.call(
-                "GET", f"{prefix}/runningjobs", params=unsigned_owner
-            )
-            assert code == 401 and "owner + jobId + nonce" in answer["error"], answer
-            assert CONSUMER in answer["error"]
-
-            # environments stays public; signed, it is checked like every other call.
-            code, envs = await provider.call(
-                "GET", f"{prefix}/environments", params=provider.signed(CONSUMER)
-            )
-            assert code == 200 and {e["id"] for e in envs} >= {"withgpu", "short"}
-            code, answer = await provider.call(
-                "GET", f"{prefix}/environments", params=unsigned_owner
-            )
-            assert code == 401 and "owner + jobId + nonce" in answer["error"], answer
-    finally:
-        for job_id in ids.values():
-            code, _ = await provider.call(
-                "PUT", "/api/v1/operator/compute", params=provider.signed(job_id=job_id)
-            )
-            assert code == 200
-    for job_id in ids.values():
-        done = await provider.wait_final(job_id)
-        assert (done["status"], done["terminationReason"]) == (70, "stopped")
 
 
 async def test_workflow_with_empty_optional_fields_runs_short_raw_code(

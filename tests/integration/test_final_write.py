@@ -8,9 +8,9 @@ from typing import cast
 
 import pytest
 
-from localcompute.docker_runtime import DockerRuntime
 from localcompute.models import AlgorithmSpec, JobSpec
 from localcompute.pipeline import ContainerDefaults, Pipeline
+from localcompute.runtime import ContainerRuntime
 from localcompute.status import JobStatus, TerminationReason
 from localcompute.store import JobStore
 from tests.conftest import make_settings
@@ -31,7 +31,7 @@ async def test_cancelling_a_job_during_its_final_write_waits_for_the_write(
     # The final write needs no Docker: the runtime is never called.
     pipeline = Pipeline(
         store,
-        cast(DockerRuntime, None),
+        cast(ContainerRuntime, None),
         make_settings(tmp_path / "var"),
         ContainerDefaults(
             instance="i", user="1000:1000", fetch_network="host", algorithm_network="host"

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from localcompute.docker_runtime import ContainerExit
 from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
 from localcompute.models import AlgorithmSpec, Job, JobSpec
 from localcompute.pipeline import Ending, Interrupt, algorithm_outcome, resolve
+from localcompute.runtime import ContainerExit
 from localcompute.status import JobStatus, StopRequest, TerminationReason
 
 

@@ -1,5 +1,9 @@
-"""A localcompute server started as the README starts it (`localcompute serve --config`),
-in a process of its own, with datasets and an algorithm configured for the tests."""
+"""localcompute servers for the tests, with datasets and algorithms configured for them.
+
+`running_server`: started as the README starts it, in a process of its own, on the
+real Docker engine (the docker and clients layers). `fake_server`: the same app on
+a real port in the test's own process, over the FakeRuntime (the integration layer).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -58,7 +62,7 @@ class _Files(http.server.BaseHTTPRequestHandler):
 class Served:
     base_url: str
     root: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,6 +169,7 @@ def start_server(
 
 
 def stop_server(served: Served) -> int:
+    assert served.process is not None
     served.process.send_signal(signal.SIGINT)
     try:
         code = served.process.wait(timeout=30)
@@ -280,3 +285,37 @@ class Consumer:
             "index": str(index),
             "consumerAddress": self.address,
         }
+
+
+@asynccontextmanager
+async def fake_server(root: Path, **overrides: Any) -> AsyncIterator[Served]:
+    """The app of `localcompute serve`, on a free port in this process, over a FakeRuntime.
+
+    `served.extra["runtime"]` is the FakeRuntime (set `down` to play a Docker engine
+    that has gone away); `served.extra["files"]` the test's file server.
+    """
+    from aiohttp import web
+
+    from localcompute.engine import Engine
+    from localcompute.settings import load_settings
+    from localcompute.testing import FakeRuntime
+    from localcompute.web.app import create_app
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    port = free_port()
+    config = write_config(root, port, f"http://127.0.0.1:{files.server_port}/data.csv", **overrides)
+    settings = load_settings(config)
+    runtime = FakeRuntime()
+    runner = web.AppRunner(create_app(settings, engine=Engine(settings, runtime=runtime)))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield Served(f"http://127.0.0.1:{port}", root, None, {"files": files, "runtime": runtime})
+        # Every test waits for its jobs: nothing may still run when the module ends.
+        running = [c.spec.name for c in runtime.containers.values() if c.state == "running"]
+        assert running == [], f"containers still running at the end: {running}"
+    finally:
+        await runner.cleanup()
+        files.shutdown()
+        files.server_close()

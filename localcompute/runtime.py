@@ -1,0 +1,101 @@
+"""What runs job containers, as the engine sees it: one small interface and its values.
+
+The engine and the pipeline speak only to a `ContainerRuntime`. The local Docker
+engine is one (docker_runtime.py); a fake for tests is another (testing.py); a
+Swarm or Kubernetes executor would be one more module behind the same interface,
+with nothing above it changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+LABEL_JOB = "localcompute.job_id"
+LABEL_STAGE = "localcompute.stage"
+LABEL_INSTANCE = "localcompute.instance"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create one job container; `create_kwargs` maps it to Docker."""
+
+    name: str
+    image: str
+    command: list[str]
+    labels: Mapping[str, str]
+    mounts: tuple[Mount, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str = "none"
+    user: str | None = None
+    entrypoint: list[str] | None = None
+    working_dir: str | None = None
+    nano_cpus: int | None = None
+    memory_bytes: int | None = None
+    pids_limit: int | None = None
+    gpu_count: int = 0
+    gpu_device_ids: tuple[str, ...] = ()
+    log_max_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    exit_code: int
+    oom_killed: bool
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    job_id: str
+    stage: str
+    state: str  # created, running, exited, dead…
+
+
+class ContainerRuntime(Protocol):
+    """Containers and images, awaited without blocking the event loop.
+
+    Names are deterministic, so every call can be repeated after a restart;
+    stop and remove treat a container that is gone as done. Errors are
+    localcompute's: DockerUnavailableError when the runtime does not answer,
+    ImageNotFoundError, ContainerError.
+    """
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool: ...
+    async def has_network(self, name: str) -> bool: ...
+
+    async def image_exists(self, ref: str) -> bool: ...
+    async def image_labels(self, ref: str) -> dict[str, str] | None: ...
+    async def ensure_image(self, ref: str, pull_policy: str) -> None:
+        """Make `ref` present as the policy says, or raise ImageNotFoundError."""
+
+    async def build_image(
+        self, context: Path, tag: str, *, buildargs: dict[str, str], labels: dict[str, str]
+    ) -> None: ...
+
+    async def create(self, spec: ContainerSpec) -> None: ...
+    async def start(self, name: str) -> None: ...
+    async def wait(self, name: str) -> ContainerExit: ...
+    async def state(self, name: str) -> dict[str, Any]:
+        """Docker's State object: at least Status (created, running, exited)."""
+
+    async def stop(self, name: str, grace: float) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds."""
+
+    async def remove(self, name: str) -> None: ...
+    async def list_labelled(self, instance: str) -> list[ContainerInfo]: ...
+    async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
+        """Copy the container's output to `path` (at most `limit` bytes); returns the size."""

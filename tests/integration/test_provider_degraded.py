@@ -1,0 +1,44 @@
+"""With the Docker engine gone, starts answer 503 while status and results still work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from localcompute.testing import FakeRuntime
+from tests.served import Consumer, fake_server
+
+RAW = {
+    "meta": {
+        "rawcode": "echo result > $OUTPUTS/r.txt",
+        "container": {"image": "localcompute/busybox", "entrypoint": "sh $ALGO"},
+    }
+}
+
+
+async def test_docker_down_refuses_starts_but_serves_status_and_results(tmp_path: Path) -> None:
+    async with fake_server(tmp_path) as served, aiohttp.ClientSession() as session:
+        runtime = served.extra["runtime"]
+        assert isinstance(runtime, FakeRuntime)
+        consumer = Consumer(session, served.base_url)
+        status, [job] = await consumer.start(RAW)
+        assert status == 200
+        done = await consumer.wait_final(job["jobId"])
+        assert done["status"] == 70 and done["results"][0]["filename"] == "r.txt"
+
+        runtime.down = True  # the engine has gone away
+        try:
+            nonce = await consumer.next_nonce()
+            status, answer = await consumer.start(RAW, nonce=nonce)
+            assert status == 503 and "Docker" in answer["error"]
+            assert await consumer.next_nonce() == nonce, "a refused start keeps the nonce"
+            [again] = await consumer.status(job["jobId"])
+            assert again["status"] == 70
+            async with session.get(
+                served.base_url + "/api/services/computeResult",
+                params=consumer.result_query(job["jobId"], 0, nonce),
+            ) as r:
+                assert r.status == 200 and await r.read() == b"result\n"
+        finally:
+            runtime.down = False
