@@ -127,7 +127,7 @@ container = {{ image = "{BUSYBOX_IMAGE.split(":")[0]}", tag = "latest", entrypoi
     return path
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 # The README's command; it does the set-up first (already done by `scripts/run test`).
 README_SERVE = (str(REPO / "scripts" / "run"), "serve")
 
@@ -142,14 +142,13 @@ def start_server(
     threading.Thread(target=files.serve_forever, daemon=True).start()
     port = free_port()
     config = write_config(root, port, f"http://127.0.0.1:{files.server_port}/data.csv", **overrides)
-    log = (root / "server.log").open("wb")
-    process = subprocess.Popen(
-        [*command, "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=root,
-    )
-    log.close()
+    with (root / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
