@@ -22,7 +22,7 @@ from pathlib import Path
 import docker
 
 from localcompute import AlgorithmSpec, Engine, JobSpec, JobStatus
-from localcompute.settings import DockerSettings, EnvironmentSettings, ServerSettings, Settings
+from localcompute.core.settings import DockerSettings, EnvironmentSettings, ServerSettings, Settings
 
 BUSYBOX = "localcompute/busybox"
 HELPER = "localcompute/helper:latest"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from localcompute.core.errors import LocalComputeError
+from localcompute.core.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec, ResultFile
+from localcompute.core.settings import Settings, load_settings
+from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine import Engine
-from localcompute.errors import LocalComputeError
-from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec, ResultFile
-from localcompute.settings import Settings, load_settings
-from localcompute.status import JobStatus, StopRequest, TerminationReason
 
 __version__ = "0.1.0"
 

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from localcompute import images
-from localcompute.docker_runtime import DockerRuntime
-from localcompute.errors import ConfigError, LocalComputeError
-from localcompute.settings import load_settings
+from localcompute.core.errors import ConfigError, LocalComputeError
+from localcompute.core.settings import load_settings
+from localcompute.runtime.docker import DockerRuntime
 
 log = logging.getLogger("localcompute")
 

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localcompute.containers import HELPER_DIR as HELPER_IN_IMAGE
-from localcompute.errors import ContainerError, DockerUnavailableError, ImageNotFoundError
+from localcompute.core.errors import ContainerError, DockerUnavailableError, ImageNotFoundError
 from localcompute.images import LABEL_DIGEST, helper_digest
 from localcompute.runtime import (
     LABEL_INSTANCE,
@@ -37,6 +36,7 @@ from localcompute.runtime import (
     ContainerInfo,
     ContainerSpec,
 )
+from localcompute.runtime.containers import HELPER_DIR as HELPER_IN_IMAGE
 
 HELPER_ON_HOST = Path(__file__).resolve().parent / "helper"
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from localcompute.settings import DockerSettings, EnvironmentSettings, ServerSettings, Settings
+from localcompute.core.settings import DockerSettings, EnvironmentSettings, ServerSettings, Settings
 
 BUSYBOX_IMAGE = "localcompute/busybox:latest"
 LABEL_INSTANCE = "localcompute.instance"
@@ -101,8 +101,8 @@ def busybox_image(docker_engine: None) -> str:
     if exists.returncode != 0:
         import asyncio
 
-        from localcompute.docker_runtime import DockerRuntime
         from localcompute.images import import_busybox
+        from localcompute.runtime.docker import DockerRuntime
 
         async def make() -> None:
             runtime = DockerRuntime()

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from localcompute.auth import ProviderKey, sign
+from localcompute.web.auth import ProviderKey, sign
 from tests.served import Served
 
 NODE_IMAGE = "localcompute-test/node"

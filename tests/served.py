@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from localcompute.auth import sign
+from localcompute.web.auth import sign
 from tests.conftest import BUSYBOX_IMAGE, STARTED_INSTANCES, docker_ps
 
 CONSUMER_KEY = bytes.fromhex("11" * 32)
@@ -205,7 +205,7 @@ class Consumer:
     """Talks to the provider API as Ocean's clients do."""
 
     def __init__(self, session: aiohttp.ClientSession, base: str, key: bytes = CONSUMER_KEY):
-        from localcompute.auth import ProviderKey
+        from localcompute.web.auth import ProviderKey
 
         self.session = session
         self.base = base
@@ -295,8 +295,8 @@ async def fake_server(root: Path, **overrides: Any) -> AsyncIterator[Served]:
     """
     from aiohttp import web
 
+    from localcompute.core.settings import load_settings
     from localcompute.engine import Engine
-    from localcompute.settings import load_settings
     from localcompute.testing import FakeRuntime
     from localcompute.web.app import create_app
 

@@ -17,8 +17,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from localcompute.docker_runtime import DockerRuntime
-from localcompute.errors import ConfigError
+from localcompute.core.errors import ConfigError
+from localcompute.runtime.docker import DockerRuntime
 
 # The package's name, as before it was split into modules: log lines keep their source.
 log = logging.getLogger("localcompute.images")

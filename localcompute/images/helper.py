@@ -15,10 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from localcompute.errors import ConfigError, ContainerError, ImageNotFoundError
+from localcompute.core.errors import ConfigError, ContainerError, ImageNotFoundError
+from localcompute.core.settings import DockerSettings
 from localcompute.images.base import BOOTSTRAP_TAG
 from localcompute.runtime import ContainerRuntime
-from localcompute.settings import DockerSettings
 
 # The package's name, as before it was split into modules: log lines keep their source.
 log = logging.getLogger("localcompute.images")

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from localcompute.auth import ProviderKey
-from localcompute.catalog import Catalog
+from localcompute.core.settings import Settings
 from localcompute.engine import Engine
-from localcompute.settings import Settings
+from localcompute.web.auth import ProviderKey
+from localcompute.web.catalog import Catalog
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
 from localcompute.web.middleware import cors, json_errors
 from localcompute.web.openapi import openapi_handler

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from localcompute.auth import ProviderKey
-from localcompute.catalog import Catalog
+from localcompute.core.settings import Settings
 from localcompute.engine import Engine
-from localcompute.settings import Settings
+from localcompute.web.auth import ProviderKey
+from localcompute.web.catalog import Catalog
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from localcompute.errors import (
+from localcompute.core.errors import (
     AccessDeniedError,
     ConfigError,
     DockerUnavailableError,

@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from localcompute import __version__
-from localcompute.publish import RESULT_TYPES
-from localcompute.status import JobStatus, StopRequest, TerminationReason
+from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.engine.publish import RESULT_TYPES
 
 _STATUS_OBJECT: dict[str, Any] = {
     "type": "object",

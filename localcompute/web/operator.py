@@ -16,9 +16,16 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from localcompute import auth
-from localcompute.errors import AccessDeniedError, RefusedError
-from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec, Preconditions
+from localcompute.core.errors import AccessDeniedError, RefusedError
+from localcompute.core.models import (
+    AlgorithmSpec,
+    FileSource,
+    InputSpec,
+    Job,
+    JobSpec,
+    Preconditions,
+)
+from localcompute.web import auth
 from localcompute.web.context import ENGINE, SETTINGS, base_url
 from localcompute.web.params import (
     Nonce,

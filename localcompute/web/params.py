@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from localcompute.errors import RequestValidationError
+from localcompute.core.errors import RequestValidationError
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field, ValidationError, field_validator
 
-from localcompute import auth
-from localcompute.catalog import Catalog
-from localcompute.errors import JobNotFoundError, RefusedError, SignatureError
-from localcompute.models import AlgorithmSpec, InputSpec, Job, JobSpec, Preconditions
+from localcompute.core.errors import JobNotFoundError, RefusedError, SignatureError
+from localcompute.core.models import AlgorithmSpec, InputSpec, Job, JobSpec, Preconditions
+from localcompute.web import auth
+from localcompute.web.catalog import Catalog
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS, base_url
 from localcompute.web.params import (
     Nonce,

@@ -6,8 +6,8 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from localcompute.models import Job
-from localcompute.settings import Settings
+from localcompute.core.models import Job
+from localcompute.core.settings import Settings
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 

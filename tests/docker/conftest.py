@@ -34,7 +34,7 @@ async def engine_factory(
         return engine
 
     yield make
-    instances = {e.instance for e in engines if e._pipeline is not None}
+    instances = {e.instance for e in engines if e._scheduler is not None}
     for engine in engines:
         await engine.close()
     for instance in instances:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from localcompute import Engine, JobSpec, JobStatus
-from localcompute.containers import Stage, container_name
+from localcompute.runtime.containers import Stage, container_name
 from tests.conftest import make_settings
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from localcompute import images
-from localcompute.docker_runtime import DockerRuntime
-from localcompute.errors import ConfigError
-from localcompute.settings import DockerSettings
+from localcompute.core.errors import ConfigError
+from localcompute.core.settings import DockerSettings
+from localcompute.runtime.docker import DockerRuntime
 
 pytestmark = pytest.mark.docker
 

@@ -8,10 +8,10 @@ from typing import cast
 
 import pytest
 
-from localcompute.models import AlgorithmSpec, JobSpec
-from localcompute.pipeline import ContainerDefaults, Pipeline
+from localcompute.core.models import AlgorithmSpec, JobSpec
+from localcompute.core.status import JobStatus, TerminationReason
+from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.runtime import ContainerRuntime
-from localcompute.status import JobStatus, TerminationReason
 from localcompute.store import JobStore
 from tests.conftest import make_settings
 

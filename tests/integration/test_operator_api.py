@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from localcompute.auth import sign
+from localcompute.web.auth import sign
 from tests.conftest import BUSYBOX_IMAGE
 from tests.operator_client import (
     BOTH,

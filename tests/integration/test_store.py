@@ -10,9 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.errors import AgreementInUseError, NonceError, StoreError, TransitionRefusedError
-from localcompute.models import AlgorithmSpec, JobSpec, Preconditions
-from localcompute.status import JobStatus, StopRequest, TerminationReason
+from localcompute.core.errors import (
+    AgreementInUseError,
+    NonceError,
+    StoreError,
+    TransitionRefusedError,
+)
+from localcompute.core.models import AlgorithmSpec, JobSpec, Preconditions
+from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.store import MIGRATIONS, JobStore
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.auth import ProviderKey, parse_nonce, recover, sign, verify
-from localcompute.errors import ConfigError, SignatureError
+from localcompute.core.errors import ConfigError, SignatureError
+from localcompute.web.auth import ProviderKey, parse_nonce, recover, sign, verify
 
 KEY = bytes.fromhex("11" * 32)
 ADDRESS = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"

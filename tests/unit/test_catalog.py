@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.catalog import Catalog
-from localcompute.errors import ConfigError, RefusedError
-from localcompute.settings import Settings
+from localcompute.core.errors import ConfigError, RefusedError
+from localcompute.core.settings import Settings
+from localcompute.web.catalog import Catalog
 
 
 def settings(tmp_path: Path, **data: object) -> Settings:

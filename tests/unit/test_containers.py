@@ -7,7 +7,10 @@ from pathlib import Path
 
 import docker
 
-from localcompute.containers import (
+from localcompute.core.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
+from localcompute.core.settings import DockerSettings, EnvironmentSettings
+from localcompute.core.status import JobStatus, StopRequest
+from localcompute.runtime.containers import (
     JobContext,
     Stage,
     algorithm_container,
@@ -15,11 +18,8 @@ from localcompute.containers import (
     fetch_document,
     filter_container,
 )
-from localcompute.docker_runtime import create_kwargs
-from localcompute.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
-from localcompute.settings import DockerSettings, EnvironmentSettings
-from localcompute.status import JobStatus, StopRequest
-from localcompute.workspace import Workspace
+from localcompute.runtime.docker import create_kwargs
+from localcompute.runtime.workspace import Workspace
 
 
 def job(**algorithm: object) -> Job:

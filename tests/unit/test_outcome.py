@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
+from localcompute.core.models import AlgorithmSpec, Job, JobSpec
+from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.engine.outcome import Ending, Interrupt, algorithm_outcome, resolve
 from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
-from localcompute.models import AlgorithmSpec, Job, JobSpec
-from localcompute.pipeline import Ending, Interrupt, algorithm_outcome, resolve
 from localcompute.runtime import ContainerExit
-from localcompute.status import JobStatus, StopRequest, TerminationReason
 
 
 def job(**fields: Any) -> Job:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from localcompute.catalog import Catalog
-from localcompute.errors import RefusedError, RequestValidationError
+from localcompute.core.errors import RefusedError, RequestValidationError
+from localcompute.web.catalog import Catalog
 from localcompute.web.operator import WorkflowStage
 from localcompute.web.params import parse
 from localcompute.web.provider import StartRequest, StatusRequest, algorithm_spec
@@ -175,7 +175,7 @@ def test_operator_stage_with_empty_url_and_checksum_beside_rawcode() -> None:
 
 
 def test_a_job_stored_with_the_old_untyped_extra_bag_still_reads() -> None:
-    from localcompute.models import JobSpec
+    from localcompute.core.models import JobSpec
 
     old = {
         "environment": "e",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.errors import ConfigError
-from localcompute.settings import CONFIG_ENV_VAR, Settings, load_settings
+from localcompute.core.errors import ConfigError
+from localcompute.core.settings import CONFIG_ENV_VAR, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localcompute.status import (
+from localcompute.core.status import (
     FINAL_STATUSES,
     TRANSITIONS,
     JobStatus,

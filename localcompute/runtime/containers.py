@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from localcompute.models import FileSource, Job, did_folder
+from localcompute.core.models import FileSource, Job, did_folder
+from localcompute.core.settings import DockerSettings, EnvironmentSettings
 from localcompute.runtime import (
     LABEL_INSTANCE,
     LABEL_JOB,
@@ -19,8 +20,7 @@ from localcompute.runtime import (
     ContainerSpec,
     Mount,
 )
-from localcompute.settings import DockerSettings, EnvironmentSettings
-from localcompute.workspace import Workspace
+from localcompute.runtime.workspace import Workspace
 
 HELPER_DIR = "/opt/localcompute/helper"
 ALGORITHM_PATH = "/data/transformations/algorithm"

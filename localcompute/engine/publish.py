@@ -12,8 +12,8 @@ import json
 import time
 from pathlib import Path
 
-from localcompute.models import ResultFile
-from localcompute.workspace import Workspace, file_digest
+from localcompute.core.models import ResultFile
+from localcompute.runtime.workspace import Workspace, file_digest
 
 LOG_TYPES: tuple[tuple[str, str], ...] = (
     ("configure.log", "configrationLog"),

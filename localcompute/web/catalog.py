@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from localcompute.errors import ConfigError, RefusedError
-from localcompute.models import AlgorithmSpec, FileSource, InputSpec
-from localcompute.settings import AlgorithmSettings, DatasetSettings, Settings
+from localcompute.core.errors import ConfigError, RefusedError
+from localcompute.core.models import AlgorithmSpec, FileSource, InputSpec
+from localcompute.core.settings import AlgorithmSettings, DatasetSettings, Settings
 
 
 class Catalog:

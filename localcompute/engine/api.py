@@ -1,8 +1,9 @@
-"""The engine: the library entry point that both HTTP dialects call.
+"""The engine: the library entry point that every API dialect calls.
 
-It owns the store, the Docker runtime and one asyncio task per job that holds a
-slot. Admission is event-driven: a job is admitted when it is submitted and when
-another job of its environment ends. The engine knows nothing of HTTP.
+It opens and closes the store and the container runtime, accepts, stops and
+deletes jobs (each a transaction with its preconditions), answers nonces and
+result paths, and sweeps expired results. Which jobs run is the scheduler's
+business; what a job does, the pipeline's. The engine knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -12,31 +13,28 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-from localcompute import hostinfo, images
-from localcompute.containers import Stage, container_name
-from localcompute.docker_runtime import DockerRuntime
-from localcompute.errors import (
+from localcompute import images
+from localcompute.core.errors import (
     DockerUnavailableError,
     InvalidJobError,
     TransitionRefusedError,
 )
-from localcompute.models import Job, JobSpec, Preconditions
-from localcompute.pipeline import ContainerDefaults, Pipeline, stage_at
-from localcompute.runtime import ContainerRuntime
-from localcompute.settings import Settings
-from localcompute.status import JobStatus, StopRequest
+from localcompute.core.models import Job, JobSpec, Preconditions
+from localcompute.core.settings import Settings
+from localcompute.core.status import JobStatus, StopRequest
+from localcompute.engine.pipeline import ContainerDefaults, Pipeline
+from localcompute.engine.scheduler import Scheduler
+from localcompute.runtime import ContainerRuntime, hostinfo
+from localcompute.runtime.docker import DockerRuntime
+from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore
-from localcompute.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-# How long a job waits before it is tried again while Docker does not answer.
-DOCKER_RETRY_SECONDS = 5.0
 # How often finished jobs are checked against their environment's storage_expiry.
 EXPIRY_SWEEP_SECONDS = 60.0
 
@@ -51,15 +49,11 @@ class Engine:
             short_workers=max(4, min(32, settings.total_slots + 4)),
             long_workers=settings.total_slots * 2 + 4,
         )
-        self._pipeline: Pipeline | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._stops: dict[str, asyncio.Event] = {}
-        self._closing = False
-        self._background: set[asyncio.Task[None]] = set()
+        self._scheduler: Scheduler | None = None
         self.cpu_types: dict[str, str] = {}
 
     def __repr__(self) -> str:
-        return f"<Engine {self.settings.data_dir} jobs={len(self._tasks)}>"
+        return f"<Engine {self.settings.data_dir} {self._scheduler!r}>"
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -75,7 +69,7 @@ class Engine:
             network = self.settings.docker.fetch_network
             if network == "auto":
                 network = "bridge" if has_bridge else "host"
-            self._pipeline = Pipeline(
+            pipeline = Pipeline(
                 self.store,
                 self.runtime,
                 self.settings,
@@ -86,35 +80,33 @@ class Engine:
                     algorithm_network="bridge" if has_bridge else "host",
                 ),
             )
-            await self._reconcile()
+            self._scheduler = Scheduler(self.store, self.runtime, self.settings, pipeline)
+            await self._scheduler.reconcile()
             host_cpu = await asyncio.to_thread(hostinfo.cpu_model)
             self.cpu_types = {e.id: e.cpu_type or host_cpu for e in self.settings.environments}
         except BaseException:
             await self.close()
             raise
         for env in self.settings.environments:
-            await self._admit(env.id)
-        self._in_background(self._expiry_loop())
+            await self.scheduler.admit(env.id)
+        self.scheduler.in_background(self._expiry_loop())
 
     async def close(self) -> None:
         """Stop watching jobs; their containers run on and are re-attached at the next start."""
-        self._closing = True
-        tasks = [*self._tasks.values(), *self._background]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._scheduler is not None:
+            await self._scheduler.close()
         await self.runtime.close()
         await self.store.close()
 
     @property
-    def pipeline(self) -> Pipeline:
-        if self._pipeline is None:
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
             raise RuntimeError("the engine is not started")
-        return self._pipeline
+        return self._scheduler
 
     @property
     def instance(self) -> str:
-        return self.pipeline.defaults.instance
+        return self.scheduler.instance
 
     # -- jobs -----------------------------------------------------------------
 
@@ -137,7 +129,7 @@ class Engine:
             await tx.check(requires or Preconditions())
             job_id = await tx.insert_job(spec, max_duration=limit)
         log.info("job %s accepted in %s", job_id, env.id)
-        await self._admit(env.id)
+        await self.scheduler.admit(env.id)
         return job_id
 
     async def get(self, job_id: str) -> Job:
@@ -181,9 +173,9 @@ class Engine:
             job = await self.store.get(job_id)
             if job.status == JobStatus.WARMING_UP:
                 with contextlib.suppress(TransitionRefusedError):
-                    job = await self.pipeline.finish_waiting(job)
+                    job = await self.scheduler.pipeline.finish_waiting(job)
             if not job.is_final:
-                self._stop_event(job_id).set()
+                self.scheduler.signal_stop(job_id)
             stopped.append(await self.store.get(job_id))
         return stopped
 
@@ -206,20 +198,10 @@ class Engine:
                 await tx.request_delete(job_id)
         answered = []
         for job in await self._stopped(job_ids):
-            if job.is_final and not job.removed and job.job_id not in self._tasks:
-                job = await self._remove_files(job)
+            if job.is_final and not job.removed and not self.scheduler.is_running(job.job_id):
+                job = await self.scheduler.remove_files(job)
             answered.append(job)
         return answered
-
-    async def _remove_files(self, job: Job) -> Job:
-        """Remove a finished job's containers, folder and results; the row stays."""
-        for stage in Stage:
-            await self.runtime.remove(container_name(self.instance, job.job_id, stage))
-        await asyncio.to_thread(Workspace.of(self.settings.data_dir, job.job_id).remove)
-        try:
-            return await self.store.mark_removed(job.job_id)
-        except TransitionRefusedError:
-            return await self.store.get(job.job_id)
 
     # -- nonces -----------------------------------------------------------------
 
@@ -234,9 +216,7 @@ class Engine:
 
     async def wait(self, job_id: str) -> Job:
         """Wait until the job's task ends (for tests and the CLI)."""
-        task = self._tasks.get(job_id)
-        if task is not None:
-            await asyncio.shield(task)
+        await self.scheduler.wait(job_id)
         return await self.store.get(job_id)
 
     async def current_jobs(self) -> dict[str, int]:
@@ -246,61 +226,6 @@ class Engine:
     def result_path(self, job: Job, index: int) -> Path:
         result = job.results[index]
         return Workspace.of(self.settings.data_dir, job.job_id).root / result.path
-
-    # -- scheduling -----------------------------------------------------------
-
-    async def _admit(self, env_id: str) -> None:
-        env = self.settings.environment(env_id)
-        if env is None or self._closing:
-            return
-        while (job := await self.store.admit_next(env.id, env.max_jobs)) is not None:
-            log.info("job %s admitted in %s", job.job_id, env.id)
-            self._spawn(job)
-
-    def _spawn(self, job: Job) -> None:
-        task = asyncio.create_task(self._supervise(job), name=f"job-{job.job_id}")
-        self._tasks[job.job_id] = task
-
-    def _stop_event(self, job_id: str) -> asyncio.Event:
-        return self._stops.setdefault(job_id, asyncio.Event())
-
-    async def _supervise(self, job: Job) -> None:
-        stop = self._stop_event(job.job_id)
-        try:
-            while not job.is_final:
-                try:
-                    job = await self.pipeline.run(job, stop)
-                except DockerUnavailableError as e:
-                    log.warning("job %s waits for Docker: %s", job.job_id, e)
-                    await asyncio.sleep(DOCKER_RETRY_SECONDS)
-                    job = await self.store.get(job.job_id)
-            log.info("job %s ended: %s", job.job_id, job.status_text)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The pipeline ends jobs itself; this is the store failing under it. The job
-            # keeps its status and is resumed at the next start.
-            log.exception("job %s: the engine lost track of it until the next start", job.job_id)
-        finally:
-            self._tasks.pop(job.job_id, None)
-            self._stops.pop(job.job_id, None)
-            if not self._closing:
-                self._in_background(self._after(job.job_id, job.environment))
-
-    async def _after(self, job_id: str, env_id: str) -> None:
-        """A job's task has ended: remove its files if it was deleted, admit the next."""
-        try:
-            job = await self.store.get(job_id)
-            if job.is_final and job.delete_requested and not job.removed:
-                await self._remove_files(job)
-        except Exception:
-            log.exception("job %s: removing its files failed; the next start tries again", job_id)
-        await self._admit(env_id)
-
-    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def _expiry_loop(self) -> None:
         while True:
@@ -329,27 +254,6 @@ class Engine:
         if expired:
             log.info("results of %d jobs expired", len(expired))
         return expired
-
-    async def _reconcile(self) -> None:
-        """Make Docker agree with the store after a restart.
-
-        A job that holds a slot is resumed from its status (its container
-        re-attached when it still runs); a container labelled with this instance
-        that belongs to no such job is removed; other instances' are not touched.
-        """
-        active = {job.job_id: job for job in await self.store.active_jobs()}
-        for container in await self.runtime.list_labelled(self.instance):
-            job = active.get(container.job_id)
-            expected = None if job is None else stage_at(job.status)
-            if expected is None or container.stage != expected:
-                log.info("removing left-over container %s", container.name)
-                await self.runtime.remove(container.name)
-        for job in active.values():
-            log.info("resuming job %s at %d", job.job_id, job.status)
-            self._spawn(job)
-        for job in await self.store.pending_deletes():
-            log.info("removing the files of deleted job %s", job.job_id)
-            await self._remove_files(job)
 
 
 def _container_user(setting: str) -> str:

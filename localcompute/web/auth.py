@@ -17,7 +17,7 @@ from eth_keys.main import KeyAPI
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from localcompute.errors import ConfigError, SignatureError
+from localcompute.core.errors import ConfigError, SignatureError
 
 _KEYS = KeyAPI(CoinCurveECCBackend)
 _EIP191_PREFIX = b"\x19Ethereum Signed Message:\n32"

@@ -1,4 +1,4 @@
-"""The job store: every SQL statement of localcompute lives in this module.
+"""The job store: SQLite through aiosqlite; its statements are in queries.py.
 
 SQLite in WAL mode through aiosqlite (one thread owns the connection). Status
 changes are compare-and-set: an UPDATE that names the statuses a job may come
@@ -14,7 +14,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -22,142 +22,41 @@ from typing import Any
 
 import aiosqlite
 
-from localcompute.errors import (
+from localcompute.core.errors import (
     AgreementInUseError,
     JobNotFoundError,
     NonceError,
     StoreError,
     TransitionRefusedError,
 )
-from localcompute.models import Job, JobSpec, Preconditions, ResultFile
-from localcompute.status import (
-    FINAL_STATUSES,
-    SLOT_STATUSES,
+from localcompute.core.models import Job, JobSpec, Preconditions, ResultFile
+from localcompute.core.status import (
     JobStatus,
     StopRequest,
     TerminationReason,
     predecessors,
 )
-
-# Each entry moves the schema one version up; PRAGMA user_version says where a file is.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE jobs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        job_id TEXT NOT NULL UNIQUE,
-        environment TEXT NOT NULL,
-        owner TEXT NOT NULL,
-        agreement_id TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        status_text TEXT NOT NULL,
-        stopreq INTEGER NOT NULL DEFAULT 0,
-        removed INTEGER NOT NULL DEFAULT 0,
-        exit_code INTEGER,
-        termination_reason TEXT,
-        detail TEXT NOT NULL DEFAULT '',
-        date_created REAL NOT NULL,
-        date_finished REAL,
-        deadline REAL,
-        max_duration REAL NOT NULL,
-        secret TEXT NOT NULL,
-        spec TEXT NOT NULL,
-        results TEXT NOT NULL DEFAULT '[]',
-        fetch_started_at REAL,
-        fetch_finished_at REAL,
-        algorithm_started_at REAL,
-        algorithm_finished_at REAL,
-        filter_started_at REAL,
-        filter_finished_at REAL,
-        publish_started_at REAL,
-        publish_finished_at REAL
-    );
-    CREATE INDEX jobs_env_status ON jobs (environment, status, seq);
-    CREATE INDEX jobs_owner ON jobs (owner COLLATE NOCASE);
-    CREATE INDEX jobs_agreement ON jobs (agreement_id);
-    CREATE TABLE nonces (address TEXT PRIMARY KEY, nonce TEXT NOT NULL);
-    """,
-    # A delete is recorded and answered at once; the job's own task removes what it
-    # leaves behind when it ends (or the next start does, after a crash).
-    """
-    ALTER TABLE jobs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0;
-    """,
+from localcompute.store.queries import (
+    FINAL_LIST,
+    MIGRATIONS,
+    SETTABLE,
+    SQL_ACTIVE_JOBS,
+    SQL_ADMIT_NEXT,
+    SQL_AGREEMENT_IN_USE,
+    SQL_COUNT_SLOTS,
+    SQL_GET_JOB,
+    SQL_GET_META,
+    SQL_GET_NONCE,
+    SQL_INSERT_JOB,
+    SQL_MARK_REMOVED,
+    SQL_PENDING_DELETES,
+    SQL_REQUEST_DELETE,
+    SQL_REQUEST_STOP,
+    SQL_SET_META,
+    SQL_SET_NONCE,
+    SQL_SET_RESULTS,
+    in_list,
 )
-
-# Columns a transition may set besides status and status_text.
-_SETTABLE = frozenset(
-    {
-        "exit_code",
-        "termination_reason",
-        "detail",
-        "date_finished",
-        "deadline",
-        "fetch_started_at",
-        "fetch_finished_at",
-        "algorithm_started_at",
-        "algorithm_finished_at",
-        "filter_started_at",
-        "filter_finished_at",
-        "publish_started_at",
-        "publish_finished_at",
-    }
-)
-
-
-def _in_list(values: Iterable[int]) -> str:
-    return ",".join(str(int(v)) for v in sorted(values))
-
-
-_SLOT_LIST = _in_list(SLOT_STATUSES)
-_FINAL_LIST = _in_list(FINAL_STATUSES)
-
-SQL_INSERT_JOB = """
-INSERT INTO jobs (job_id, environment, owner, agreement_id, status, status_text,
-                  date_created, max_duration, secret, spec)
-VALUES (:job_id, :environment, :owner, :agreement_id, :status, :status_text,
-        :date_created, :max_duration, :secret, :spec)
-"""
-SQL_GET_JOB = "SELECT * FROM jobs WHERE job_id = ?"
-# Admission: the oldest waiting job of an environment takes a slot only while fewer
-# than max_jobs hold one. One statement, so taking the slot and the status change
-# cannot be separated.
-SQL_ADMIT_NEXT = f"""
-UPDATE jobs SET status = :started, status_text = :started_text
-WHERE job_id = (SELECT job_id FROM jobs WHERE environment = :env AND status = :waiting
-                ORDER BY seq LIMIT 1)
-  AND status = :waiting
-  AND (SELECT COUNT(*) FROM jobs WHERE environment = :env AND status IN ({_SLOT_LIST}))
-      < :max_jobs
-RETURNING *
-"""
-SQL_COUNT_SLOTS = (
-    f"SELECT environment, COUNT(*) FROM jobs WHERE status IN ({_SLOT_LIST}) GROUP BY environment"
-)
-SQL_ACTIVE_JOBS = f"SELECT * FROM jobs WHERE status IN ({_SLOT_LIST}) ORDER BY seq"
-SQL_REQUEST_STOP = f"""
-UPDATE jobs SET stopreq = :stopreq
-WHERE job_id = :job_id AND status NOT IN ({_FINAL_LIST}) AND stopreq = 0
-RETURNING *
-"""
-SQL_REQUEST_DELETE = "UPDATE jobs SET delete_requested = 1 WHERE job_id = ? AND removed = 0"
-SQL_PENDING_DELETES = (
-    f"SELECT * FROM jobs WHERE delete_requested = 1 AND removed = 0 AND status IN ({_FINAL_LIST})"
-)
-SQL_SET_RESULTS = "UPDATE jobs SET results = ? WHERE job_id = ? RETURNING *"
-SQL_MARK_REMOVED = f"""
-UPDATE jobs SET removed = 1, results = '[]'
-WHERE job_id = ? AND status IN ({_FINAL_LIST}) RETURNING *
-"""
-SQL_AGREEMENT_IN_USE = (
-    f"SELECT 1 FROM jobs WHERE agreement_id = ? AND status NOT IN ({_FINAL_LIST}) LIMIT 1"
-)
-SQL_GET_META = "SELECT value FROM meta WHERE key = ?"
-SQL_SET_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING"
-SQL_GET_NONCE = "SELECT nonce FROM nonces WHERE address = ?"
-SQL_SET_NONCE = """
-INSERT INTO nonces (address, nonce) VALUES (?, ?)
-ON CONFLICT(address) DO UPDATE SET nonce = excluded.nonce
-"""
 
 
 class Transaction:
@@ -345,9 +244,9 @@ class JobStore:
             clauses.append("agreement_id = ?")
             params.append(agreement_id)
         if unfinished:
-            clauses.append(f"status NOT IN ({_FINAL_LIST})")
+            clauses.append(f"status NOT IN ({FINAL_LIST})")
         if finished:
-            clauses.append(f"status IN ({_FINAL_LIST})")
+            clauses.append(f"status IN ({FINAL_LIST})")
         if not include_removed:
             clauses.append("removed = 0")
         where = " AND ".join(clauses) or "1"
@@ -366,13 +265,13 @@ class JobStore:
         **fields: Any,
     ) -> Job:
         """Move a job to `to` if the transition table allows it from where it is now."""
-        unknown = set(fields) - _SETTABLE
+        unknown = set(fields) - SETTABLE
         if unknown:
             raise StoreError(f"not settable by a transition: {sorted(unknown)}")
         sets = ["status = :to", "status_text = :text"] + [f"{k} = :{k}" for k in fields]
         sql = (
             f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = :job_id "
-            f"AND status IN ({_in_list(predecessors(to))}) RETURNING *"
+            f"AND status IN ({in_list(predecessors(to))}) RETURNING *"
         )
         params = {
             "to": int(to),

@@ -27,7 +27,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from localcompute.errors import (
+from localcompute.core.errors import (
     ContainerError,
     DockerUnavailableError,
     ImageNotFoundError,

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from localcompute.errors import ConfigError, UnknownEnvironmentError
+from localcompute.core.errors import ConfigError, UnknownEnvironmentError
 
 CONFIG_ENV_VAR = "LOCALCOMPUTE_CONFIG"
 

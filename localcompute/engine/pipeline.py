@@ -2,9 +2,9 @@
 
 Each step does its work and returns what happened; the runner walks the table in
 order and skips what the status says is done, so a job resumed after a restart
-goes on from its step. `resolve` is the one place that turns what happened into
-the job's outcome, and `_finish` the one place that writes it: awaited to the end
-even when the job's task is cancelled, so the store never closes beneath it.
+goes on from its step. `outcome.resolve` is the one place that turns what happened
+into the job's outcome, and `_finish` the one place that writes it: awaited to the
+end even when the job's task is cancelled, so the store never closes beneath it.
 """
 
 from __future__ import annotations
@@ -14,32 +14,32 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
-from localcompute import containers
-from localcompute.containers import JobContext, Stage
-from localcompute.errors import (
+from localcompute.core.errors import (
     ContainerError,
     DockerUnavailableError,
     ImageNotFoundError,
     TransitionRefusedError,
 )
-from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
-from localcompute.models import Job
-from localcompute.publish import build_results
-from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec
-from localcompute.settings import Settings
-from localcompute.status import JobStatus, StopRequest, TerminationReason
+from localcompute.core.models import Job
+from localcompute.core.settings import Settings
+from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.engine.outcome import (
+    Ending,
+    Interrupt,
+    Outcome,
+    algorithm_outcome,
+    fetch_ending,
+    resolve,
+)
+from localcompute.engine.publish import build_results
+from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec, containers
+from localcompute.runtime.containers import JobContext, Stage
+from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore
-from localcompute.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-
-class Interrupt(Enum):
-    STOP = "stop"
-    TIMEOUT = "timeout"
 
 
 @dataclass(frozen=True)
@@ -50,54 +50,6 @@ class ContainerDefaults:
     user: str
     fetch_network: str
     algorithm_network: str
-
-
-@dataclass(frozen=True)
-class Ending:
-    """What a step learned that ends the job early; `resolve` turns it into the outcome."""
-
-    status: JobStatus = JobStatus.JOB_COMPLETED  # 31 or 32 for a provisioning failure
-    reason: TerminationReason | None = None  # STOPPED, or ERROR for a system failure
-    detail: str = ""  # the sentence that says why, kept in `detail` and shown for ERROR
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: JobStatus
-    reason: TerminationReason | None
-    status_text: str
-    detail: str
-
-
-def resolve(job: Job, ending: Ending | None) -> Outcome:
-    """The job's outcome, decided once, from what its steps recorded.
-
-    Funnel's deferred block: a system failure beats the algorithm's own result,
-    which beats "completed". A provisioning failure (31, 32) has no reason.
-    """
-    if ending is not None and ending.status != JobStatus.JOB_COMPLETED:
-        return Outcome(ending.status, None, ending.status.text, ending.detail)
-    if ending is not None and ending.reason is not None:
-        reason, detail = ending.reason, ending.detail
-    elif job.detail:  # a system failure recorded on the way (the filter, a lost container)
-        reason, detail = TerminationReason.ERROR, job.detail
-    else:
-        reason, detail = job.termination_reason or TerminationReason.COMPLETED, ""
-    text = detail if reason is TerminationReason.ERROR and detail else reason.text
-    return Outcome(JobStatus.JOB_COMPLETED, reason, text, detail)
-
-
-def algorithm_outcome(exit_: ContainerExit, interrupt: Interrupt | None) -> TerminationReason:
-    """Why the algorithm ended; its exit code is kept beside this, never masked."""
-    if interrupt is Interrupt.TIMEOUT:
-        return TerminationReason.TIMEOUT
-    if interrupt is Interrupt.STOP:
-        return TerminationReason.STOPPED
-    if exit_.oom_killed:
-        return TerminationReason.OOM
-    if exit_.exit_code != 0:
-        return TerminationReason.FAILED
-    return TerminationReason.COMPLETED
 
 
 StepRun = Callable[[Job, asyncio.Event], Awaitable["Job | Ending"]]
@@ -209,7 +161,7 @@ class Pipeline:
                 log_to=ctx.workspace.admin_log("configure.log"),
                 append=True,
             )
-            ending = _fetch_ending(exit_, interrupt, self.settings.docker.fetch_timeout)
+            ending = fetch_ending(exit_, interrupt, self.settings.docker.fetch_timeout)
             if ending is not None:
                 return ending
             pull_error = await pull
@@ -420,25 +372,6 @@ class Pipeline:
         finally:
             waiter.cancel()
             stopper.cancel()
-
-
-def _fetch_ending(
-    exit_: ContainerExit, interrupt: Interrupt | None, fetch_timeout: float
-) -> Ending | None:
-    """What the fetch container's end means; None when everything is in place."""
-    if interrupt is Interrupt.STOP:
-        return Ending(reason=TerminationReason.STOPPED)
-    if interrupt is Interrupt.TIMEOUT:
-        note = f"fetch did not finish within {fetch_timeout:g} s"
-        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
-    if exit_.exit_code == EXIT_ALGORITHM_FAILED:
-        return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED)
-    if exit_.exit_code == EXIT_DATA_FAILED:
-        return Ending(JobStatus.DATA_PROVISIONING_FAILED)
-    if exit_.exit_code != 0:
-        note = f"fetch ended with exit code {exit_.exit_code}"
-        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
-    return None
 
 
 def _append_line(path: Path, line: str) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from localcompute.status import JobStatus, StopRequest, TerminationReason
+from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 
 DID_PREFIX = "did:op:"
 # A DID names a folder under /data/inputs: nothing that could climb out of it.

@@ -1,0 +1,88 @@
+"""How a job ended: what its steps learned, and the one function that decides the outcome.
+
+Funnel's deferred block: the runner collects what happened, `resolve` alone turns
+it into a status, a termination reason and the words that say why, keeping "the
+system failed" apart from "the user's algorithm failed".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from localcompute.core.models import Job
+from localcompute.core.status import JobStatus, TerminationReason
+from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
+from localcompute.runtime import ContainerExit
+
+
+class Interrupt(Enum):
+    STOP = "stop"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What a step learned that ends the job early; `resolve` turns it into the outcome."""
+
+    status: JobStatus = JobStatus.JOB_COMPLETED  # 31 or 32 for a provisioning failure
+    reason: TerminationReason | None = None  # STOPPED, or ERROR for a system failure
+    detail: str = ""  # the sentence that says why, kept in `detail` and shown for ERROR
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: JobStatus
+    reason: TerminationReason | None
+    status_text: str
+    detail: str
+
+
+def resolve(job: Job, ending: Ending | None) -> Outcome:
+    """The job's outcome, decided once, from what its steps recorded.
+
+    Funnel's deferred block: a system failure beats the algorithm's own result,
+    which beats "completed". A provisioning failure (31, 32) has no reason.
+    """
+    if ending is not None and ending.status != JobStatus.JOB_COMPLETED:
+        return Outcome(ending.status, None, ending.status.text, ending.detail)
+    if ending is not None and ending.reason is not None:
+        reason, detail = ending.reason, ending.detail
+    elif job.detail:  # a system failure recorded on the way (the filter, a lost container)
+        reason, detail = TerminationReason.ERROR, job.detail
+    else:
+        reason, detail = job.termination_reason or TerminationReason.COMPLETED, ""
+    text = detail if reason is TerminationReason.ERROR and detail else reason.text
+    return Outcome(JobStatus.JOB_COMPLETED, reason, text, detail)
+
+
+def algorithm_outcome(exit_: ContainerExit, interrupt: Interrupt | None) -> TerminationReason:
+    """Why the algorithm ended; its exit code is kept beside this, never masked."""
+    if interrupt is Interrupt.TIMEOUT:
+        return TerminationReason.TIMEOUT
+    if interrupt is Interrupt.STOP:
+        return TerminationReason.STOPPED
+    if exit_.oom_killed:
+        return TerminationReason.OOM
+    if exit_.exit_code != 0:
+        return TerminationReason.FAILED
+    return TerminationReason.COMPLETED
+
+
+def fetch_ending(
+    exit_: ContainerExit, interrupt: Interrupt | None, fetch_timeout: float
+) -> Ending | None:
+    """What the fetch container's end means; None when everything is in place."""
+    if interrupt is Interrupt.STOP:
+        return Ending(reason=TerminationReason.STOPPED)
+    if interrupt is Interrupt.TIMEOUT:
+        note = f"fetch did not finish within {fetch_timeout:g} s"
+        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
+    if exit_.exit_code == EXIT_ALGORITHM_FAILED:
+        return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED)
+    if exit_.exit_code == EXIT_DATA_FAILED:
+        return Ending(JobStatus.DATA_PROVISIONING_FAILED)
+    if exit_.exit_code != 0:
+        note = f"fetch ended with exit code {exit_.exit_code}"
+        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
+    return None

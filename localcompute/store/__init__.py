@@ -1,0 +1,9 @@
+"""Where jobs live: SQLite (sqlite.py), every statement in one module (queries.py),
+transactions as objects."""
+
+from __future__ import annotations
+
+from localcompute.store.queries import MIGRATIONS
+from localcompute.store.sqlite import JobStore, Transaction
+
+__all__ = ["MIGRATIONS", "JobStore", "Transaction"]
