@@ -1,8 +1,6 @@
 """What runs job containers: the ContainerRuntime interface (base.py), the local Docker
 engine behind it (docker.py, the only module that imports docker), the container specs
 of a job (containers.py) and its folder on the host (workspace.py).
-
-Importing this package does not import docker.
 """
 
 from __future__ import annotations
