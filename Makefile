@@ -1,11 +1,16 @@
-# Shortcuts; scripts/run does the set-up (venv, Docker, helper image) for setup, test and serve.
-.PHONY: setup test test-clients serve lint format typecheck bench check
+# Shortcuts: scripts/run does the set-up (venv, Docker, helper image); CI runs `scripts/run test`.
+.PHONY: setup test test-fast test-clients serve lint format typecheck bench check
 
 setup:
 	scripts/run setup
 
+# What CI runs: lint, typecheck, then every test layer on the real Docker engine.
 test:
 	scripts/run test
+
+# The unit and integration layers: no Docker, a few seconds.
+test-fast:
+	scripts/run test-fast
 
 test-clients:
 	scripts/run test tests/clients
@@ -25,4 +30,4 @@ typecheck:
 bench:
 	.venv/bin/python bench/job_overhead.py
 
-check: lint typecheck test
+check: lint typecheck test-fast
