@@ -131,3 +131,10 @@ def unique(prefix: str) -> str:
 
 
 AsyncFactory = Callable[..., Awaitable[Any]]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test, so fixtures can tell that the test failed."""
+    outcome = yield
+    setattr(item, f"report_{call.when}", outcome.get_result())

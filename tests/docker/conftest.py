@@ -35,6 +35,11 @@ async def engine_factory(
 
     yield make
     instances = {e.instance for e in engines if e._scheduler is not None}
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for engine in engines:
+            if engine._scheduler is not None:
+                await print_job_logs(engine)
     for engine in engines:
         await engine.close()
     for instance in instances:
@@ -45,6 +50,17 @@ async def engine_factory(
                 print(f"--- container {cid} left behind:\n{logs.stdout}{logs.stderr}")
             subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
             pytest.fail(f"containers left behind: {left}")
+
+
+async def print_job_logs(engine: Engine) -> None:
+    """What each job's containers said (their logs are results), for a failed test's report."""
+    for job in await engine.find():
+        print(f"--- job {job.job_id}: {int(job.status)} {job.status_text} ({job.detail})")
+        for index, result in enumerate(job.results):
+            if result.type != "output":
+                path = engine.result_path(job, index)
+                text = await asyncio.to_thread(path.read_text, errors="replace")
+                print(f"----- {result.filename}:\n{text}")
 
 
 def raw_job(

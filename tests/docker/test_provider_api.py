@@ -181,7 +181,13 @@ async def test_published_algorithm_on_a_url_dataset(consumer: Consumer) -> None:
     assert done["status"] == 70 and done["exitCode"] == 0, done
 
 
-def test_results_of_a_deleted_job_are_gone_from_disk(served: Served) -> None:
-    jobs = served.root / "var" / "jobs"
-    leftovers = [p for p in jobs.glob("*/data/inputs")] if jobs.exists() else []
-    assert leftovers == [], "inputs must be scrubbed once results are published"
+async def test_inputs_are_scrubbed_once_results_are_published(
+    consumer: Consumer, served: Served
+) -> None:
+    status, [job] = await consumer.start(RAW)
+    assert status == 200
+    done = await consumer.wait_final(job["jobId"])
+    assert done["status"] == 70 and done["results"]
+    folder = served.root / "var" / "jobs" / job["jobId"]
+    assert folder.is_dir(), "the results are still there to download"
+    assert not (folder / "data" / "inputs").exists(), "the dataset must not outlive the job"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -102,7 +103,11 @@ async def test_algorithm_that_finished_while_down_is_carried_on(
 ) -> None:
     killed = kill_server([raw_job("echo quick > $OUTPUTS/q.txt; exit 4")], ENV)  # type: ignore[operator]
     job_id = killed.job_ids[0]
-    time.sleep(1.5)
+    # The algorithm ends while no server watches it.
+    containers = docker_ps(f"label=localcompute.job_id={job_id}")
+    await asyncio.to_thread(
+        subprocess.run, ["docker", "wait", *containers], check=True, capture_output=True
+    )
     engine = await engine_factory(environments=ENV)
     job = await wait_final(engine, job_id)
     assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 4)
@@ -133,7 +138,7 @@ async def test_deadline_survives_a_restart_and_waiting_jobs_wait_on(
         [raw_job("sleep 60 # first"), raw_job("echo second > $OUTPUTS/s.txt")], env
     )
     first, second = killed.job_ids
-    time.sleep(1)
+    await asyncio.sleep(1)  # the deadline keeps counting while no server runs
     engine = await engine_factory(environments=env)
     assert (await engine.get(second)).status == JobStatus.WARMING_UP
     job = await wait_final(engine, first, timeout=30)
