@@ -34,7 +34,8 @@ from localcompute.engine.outcome import (
     resolve,
 )
 from localcompute.engine.publish import build_results
-from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec, containers
+from localcompute.engine.watch import ContainerWatch
+from localcompute.runtime import ContainerExit, ContainerRuntime, containers
 from localcompute.runtime.containers import JobContext, Stage
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore
@@ -90,6 +91,7 @@ class Pipeline:
         self.runtime = runtime
         self.settings = settings
         self.defaults = defaults
+        self.watch = ContainerWatch(runtime, settings.docker)
         self._steps: dict[Stage, StepRun] = {
             Stage.FETCH: self._fetch,
             Stage.ALGORITHM: self._algorithm,
@@ -154,7 +156,7 @@ class Pipeline:
         await asyncio.to_thread(ctx.workspace.prepare, containers.fetch_document(ctx))
         pull = asyncio.ensure_future(self._pull_algorithm_image(job))
         try:
-            exit_, interrupt = await self._run_container(
+            exit_, interrupt = await self.watch.run(
                 spec,
                 limit=self.settings.docker.fetch_timeout,
                 stop=stop,
@@ -215,8 +217,8 @@ class Pipeline:
                 return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
             if state.get("Status") == "created":
                 await self.runtime.start(name)
-        exit_, interrupt = await self._await_exit(name, job.deadline, stop)
-        await self._collect(name, ctx.workspace.algorithm_log, append=True)
+        exit_, interrupt = await self.watch.await_exit(name, job.deadline, stop)
+        await self.watch.collect(name, ctx.workspace.algorithm_log, append=True)
         if interrupt is Interrupt.TIMEOUT:
             await self.store.request_stop(job.job_id, StopRequest.TIME_LIMIT)
         return await self._algorithm_ended(job, exit_, algorithm_outcome(exit_, interrupt), "")
@@ -245,7 +247,7 @@ class Pipeline:
         # A stop the algorithm already obeyed must not cut the filter of its partial
         # outputs; a stop that arrives while the filter runs ends it.
         fresh_stop = asyncio.Event() if stop.is_set() else stop
-        exit_, interrupt = await self._run_container(
+        exit_, interrupt = await self.watch.run(
             spec,
             limit=self.settings.docker.filter_timeout,
             stop=fresh_stop,
@@ -329,49 +331,6 @@ class Pipeline:
             raise
         except TransitionRefusedError:
             return await self.store.get(job.job_id)
-
-    # -- containers ---------------------------------------------------------
-
-    async def _run_container(
-        self,
-        spec: ContainerSpec,
-        *,
-        limit: float,
-        stop: asyncio.Event,
-        log_to: Path,
-        append: bool,
-    ) -> tuple[ContainerExit, Interrupt | None]:
-        """Create, start and wait for a helper container; keep its log; remove it."""
-        await self.runtime.create(spec)
-        await self.runtime.start(spec.name)
-        exit_, interrupt = await self._await_exit(spec.name, time.time() + limit, stop)
-        await self._collect(spec.name, log_to, append=append)
-        return exit_, interrupt
-
-    async def _collect(self, name: str, log_to: Path, *, append: bool) -> None:
-        limit = self.settings.docker.log_max_bytes
-        await self.runtime.logs_to_file(name, log_to, limit=limit, append=append)
-        await self.runtime.remove(name)
-
-    async def _await_exit(
-        self, name: str, deadline: float | None, stop: asyncio.Event
-    ) -> tuple[ContainerExit, Interrupt | None]:
-        """Wait for the container; at the deadline or on a stop, SIGTERM then SIGKILL it."""
-        waiter = asyncio.ensure_future(self.runtime.wait(name))
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            timeout = None if deadline is None else max(0.0, deadline - time.time())
-            done, _ = await asyncio.wait(
-                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            interrupt: Interrupt | None = None
-            if waiter not in done:
-                interrupt = Interrupt.STOP if stopper in done else Interrupt.TIMEOUT
-                await self.runtime.stop(name, self.settings.docker.stop_grace)
-            return await waiter, interrupt
-        finally:
-            waiter.cancel()
-            stopper.cancel()
 
 
 def _append_line(path: Path, line: str) -> None:

@@ -6,15 +6,12 @@ serialise; refusals use Ocean's codes ({"error": {"dataset": "did_not_found"}}).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from localcompute.core.errors import JobNotFoundError, RefusedError, SignatureError
 from localcompute.core.models import AlgorithmSpec, InputSpec, Job, JobSpec, Preconditions
@@ -22,116 +19,23 @@ from localcompute.web import auth
 from localcompute.web.catalog import Catalog
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS, base_url
 from localcompute.web.params import (
-    Nonce,
-    OptionalText,
-    RequestModel,
-    absent_if_empty,
     parse,
     read_params,
 )
+from localcompute.web.provider_requests import (
+    AlgorithmRef,
+    DatasetRef,
+    DeleteRequest,
+    EnvironmentsRequest,
+    InitializeRequest,
+    NonceRequest,
+    ResultRequest,
+    StartRequest,
+    StatusRequest,
+    StopJobRequest,
+)
+from localcompute.web.results import file_response, readable_job
 from localcompute.web.views import environment_views, provider_status
-
-
-def _json_object(value: Any) -> Any:
-    """Clients may send nested objects as JSON strings."""
-    if isinstance(value, str) and value.strip().startswith("{"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-class DatasetRef(RequestModel):
-    documentId: str = Field(min_length=1)
-    serviceId: OptionalText = None
-    transferTxId: OptionalText = None
-    userdata: dict[str, Any] | str | None = None
-
-    _absent = field_validator("userdata", mode="before")(absent_if_empty)
-
-
-class ContainerRef(RequestModel):
-    image: str = Field(min_length=1)
-    tag: OptionalText = None
-    entrypoint: str = Field(min_length=1)
-    checksum: OptionalText = None
-
-
-class AlgorithmMeta(RequestModel):
-    rawcode: OptionalText = None
-    url: OptionalText = None
-    container: ContainerRef
-
-    _parse_json = field_validator("container", mode="before")(_json_object)
-
-
-class AlgorithmRef(RequestModel):
-    documentId: OptionalText = None
-    meta: AlgorithmMeta | None = None
-    serviceId: OptionalText = None
-    transferTxId: OptionalText = None
-    algocustomdata: Any = None
-
-    _parse_json = field_validator("meta", "algocustomdata", mode="before")(_json_object)
-    _absent = field_validator("meta", mode="before")(absent_if_empty)
-
-
-class StartRequest(RequestModel):
-    dataset: DatasetRef
-    algorithm: AlgorithmRef
-    additionalDatasets: list[DatasetRef] = Field(default_factory=list, alias="additionalInputs")
-    environment: str = Field(min_length=1)
-    consumerAddress: str = Field(min_length=1)
-    nonce: Nonce
-    signature: str = Field(min_length=1)
-
-    _parse_json = field_validator("dataset", "algorithm", mode="before")(_json_object)
-
-
-class StatusRequest(RequestModel):
-    consumerAddress: str = Field(min_length=1)
-    # Clients send absent filters as empty strings (and sign them as such).
-    jobId: OptionalText = None
-    documentId: OptionalText = None
-    nonce: Nonce | None = None
-    signature: OptionalText = None
-
-
-class StopJobRequest(RequestModel):
-    consumerAddress: str = Field(min_length=1)
-    jobId: OptionalText = None
-    documentId: OptionalText = None
-    nonce: Nonce
-    signature: str = Field(min_length=1)
-
-
-class DeleteRequest(StopJobRequest):
-    # ocean.js 3.x sends no nonce on delete: it is then taken as the stored one + 1.
-    nonce: Nonce | None = None  # type: ignore[assignment]
-
-
-class ResultRequest(RequestModel):
-    jobId: str = Field(min_length=1)
-    index: int = Field(ge=0)
-    consumerAddress: str = Field(min_length=1)
-    nonce: Nonce
-    signature: str = Field(min_length=1)
-
-
-class NonceRequest(RequestModel):
-    userAddress: str = Field(min_length=1)
-
-
-class EnvironmentsRequest(RequestModel):
-    chainId: int | None = None
-
-
-class InitializeRequest(RequestModel):
-    datasets: list[DatasetRef] = Field(min_length=1)
-    algorithm: AlgorithmRef
-    compute: dict[str, Any]
-    consumerAddress: str = Field(min_length=1)
 
 
 def _resource(index: int) -> str:
@@ -340,30 +244,3 @@ async def compute_result(request: web.Request) -> web.StreamResponse:
     job = await readable_job(request, req.jobId, req.consumerAddress, req.index)
     await engine.consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
     return await file_response(engine.result_path(job, req.index), job.results[req.index].filename)
-
-
-async def readable_job(request: web.Request, job_id: str, reader: str, index: int) -> Job:
-    """The job, if `reader` may fetch its result `index`; else a 404 that says why."""
-    jobs = await request.app[ENGINE].find(job_id=job_id)
-    if not jobs or not jobs[0].may_read_results(reader):
-        raise JobNotFoundError(f"No job {job_id} for {reader}")
-    job = jobs[0]
-    if not job.results:
-        raise JobNotFoundError(f"No results for job {job_id} yet")
-    if index >= len(job.results):
-        raise JobNotFoundError(f"No such index {index} in this compute job")
-    return job
-
-
-async def file_response(path: Path, filename: str) -> web.FileResponse:
-    """A result's bytes, with Range support and the headers Ocean's clients rely on."""
-    if not await asyncio.to_thread(path.is_file):
-        raise JobNotFoundError("the result file is gone (deleted or expired)")
-    response = web.FileResponse(path)
-    response.headers["Content-Disposition"] = f"attachment;filename={_header_safe(filename)}"
-    response.headers["Access-Control-Expose-Headers"] = "Content-Disposition"
-    return response
-
-
-def _header_safe(filename: str) -> str:
-    return "".join(c if c.isprintable() and c not in '"\\;' else "_" for c in filename)

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from localcompute import __version__
-from localcompute.web import operator, provider
+from localcompute.web import operator, operator_requests, provider, provider_requests
 from localcompute.web.context import PROVIDER_KEY, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,7 +33,7 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "/api/services/nonce",
         provider.nonce,
         "The last nonce accepted from userAddress (0 when none).",
-        provider.NonceRequest,
+        provider_requests.NonceRequest,
         "Nonce",
     ),
     Route(
@@ -42,7 +42,7 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "/api/services/computeEnvironments",
         provider.environments,
         "The compute environments, keyed by chain id.",
-        provider.EnvironmentsRequest,
+        provider_requests.EnvironmentsRequest,
         "EnvironmentsByChain",
     ),
     Route(
@@ -51,7 +51,7 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "/api/services/initializeCompute",
         provider.initialize,
         "Check a compute request as a start would; answers validOrder without fees.",
-        provider.InitializeRequest,
+        provider_requests.InitializeRequest,
         "Initialize",
     ),
     Route(
@@ -60,7 +60,7 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "/api/services/compute",
         provider.compute_start,
         "Start a job. Signed: consumerAddress + dataset.documentId + nonce.",
-        provider.StartRequest,
+        provider_requests.StartRequest,
     ),
     Route(
         "computeStatus",
@@ -68,7 +68,7 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "/api/services/compute",
         provider.compute_status,
         "The consumer's jobs, filtered by jobId and documentId.",
-        provider.StatusRequest,
+        provider_requests.StatusRequest,
     ),
     Route(
         "computeStop",
@@ -76,7 +76,7 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "/api/services/compute",
         provider.compute_stop,
         "Stop jobs. Signed: consumerAddress + jobId + documentId + nonce.",
-        provider.StopJobRequest,
+        provider_requests.StopJobRequest,
     ),
     Route(
         "computeDelete",
@@ -84,7 +84,7 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "/api/services/compute",
         provider.compute_delete,
         "Stop and delete jobs: containers, folder and results. Signed as stop.",
-        provider.DeleteRequest,
+        provider_requests.DeleteRequest,
     ),
     Route(
         "computeResult",
@@ -92,7 +92,7 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "/api/services/computeResult",
         provider.compute_result,
         "Download one result (Range supported). Signed: consumerAddress + jobId + index + nonce.",
-        provider.ResultRequest,
+        provider_requests.ResultRequest,
         "File",
     ),
 )
@@ -107,7 +107,7 @@ def _operator_routes() -> tuple[Route, ...]:
             "compute",
             operator.create,
             "Start a job from a one-stage workflow. Signed by a provider: owner + nonce.",
-            operator.CreateRequest,
+            operator_requests.CreateRequest,
         ),
         (
             "Status",
@@ -115,7 +115,7 @@ def _operator_routes() -> tuple[Route, ...]:
             "compute",
             operator.status,
             "Jobs by agreementId, jobId or owner. Signed: owner + jobId + nonce.",
-            operator.JobFilter,
+            operator_requests.JobFilter,
         ),
         (
             "Stop",
@@ -123,7 +123,7 @@ def _operator_routes() -> tuple[Route, ...]:
             "compute",
             operator.stop,
             "Stop jobs; filters and signature as status.",
-            operator.JobFilter,
+            operator_requests.JobFilter,
         ),
         (
             "Delete",
@@ -131,7 +131,7 @@ def _operator_routes() -> tuple[Route, ...]:
             "compute",
             operator.delete,
             "Stop and delete jobs: containers, folder and results.",
-            operator.JobFilter,
+            operator_requests.JobFilter,
         ),
         (
             "RunningJobs",
@@ -139,7 +139,7 @@ def _operator_routes() -> tuple[Route, ...]:
             "runningjobs",
             operator.running_jobs,
             "Every unfinished job. Signed: nonce.",
-            operator.Signed,
+            operator_requests.Signed,
         ),
         (
             "GetResult",
@@ -147,7 +147,7 @@ def _operator_routes() -> tuple[Route, ...]:
             "getResult",
             operator.get_result,
             "Download one result (Range supported). Signed: owner + jobId + nonce.",
-            operator.ResultRequest,
+            operator_requests.ResultRequest,
         ),
         (
             "Environments",

@@ -14,9 +14,10 @@ import pytest
 
 from localcompute.core.errors import RefusedError, RequestValidationError
 from localcompute.web.catalog import Catalog
-from localcompute.web.operator import WorkflowStage
+from localcompute.web.operator_requests import WorkflowStage
 from localcompute.web.params import parse
-from localcompute.web.provider import StartRequest, StatusRequest, algorithm_spec
+from localcompute.web.provider import algorithm_spec
+from localcompute.web.provider_requests import StartRequest, StatusRequest
 
 CONSUMER = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
 EMPTY_CATALOG = Catalog({}, {}, {})

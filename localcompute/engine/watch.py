@@ -1,0 +1,59 @@
+"""Running one container to its end: started, awaited, killed at a deadline or on a stop
+(SIGTERM, then SIGKILL after the grace), its log kept, the container removed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from localcompute.core.settings import DockerSettings
+from localcompute.engine.outcome import Interrupt
+from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec
+
+
+class ContainerWatch:
+    def __init__(self, runtime: ContainerRuntime, docker_settings: DockerSettings) -> None:
+        self.runtime = runtime
+        self.docker_settings = docker_settings
+
+    async def run(
+        self,
+        spec: ContainerSpec,
+        *,
+        limit: float,
+        stop: asyncio.Event,
+        log_to: Path,
+        append: bool,
+    ) -> tuple[ContainerExit, Interrupt | None]:
+        """Create, start and wait for a helper container; keep its log; remove it."""
+        await self.runtime.create(spec)
+        await self.runtime.start(spec.name)
+        exit_, interrupt = await self.await_exit(spec.name, time.time() + limit, stop)
+        await self.collect(spec.name, log_to, append=append)
+        return exit_, interrupt
+
+    async def collect(self, name: str, log_to: Path, *, append: bool) -> None:
+        limit = self.docker_settings.log_max_bytes
+        await self.runtime.logs_to_file(name, log_to, limit=limit, append=append)
+        await self.runtime.remove(name)
+
+    async def await_exit(
+        self, name: str, deadline: float | None, stop: asyncio.Event
+    ) -> tuple[ContainerExit, Interrupt | None]:
+        """Wait for the container; at the deadline or on a stop, SIGTERM then SIGKILL it."""
+        waiter = asyncio.ensure_future(self.runtime.wait(name))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            timeout = None if deadline is None else max(0.0, deadline - time.time())
+            done, _ = await asyncio.wait(
+                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            interrupt: Interrupt | None = None
+            if waiter not in done:
+                interrupt = Interrupt.STOP if stopper in done else Interrupt.TIMEOUT
+                await self.runtime.stop(name, self.docker_settings.stop_grace)
+            return await waiter, interrupt
+        finally:
+            waiter.cancel()
+            stopper.cancel()

@@ -1,0 +1,116 @@
+"""The requests of the provider compute API (/api/services), as Ocean's clients send them.
+
+Empty optional fields are absent; nested objects may come as JSON strings; fields
+we do not read are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from localcompute.web.params import Nonce, OptionalText, RequestModel, absent_if_empty
+
+
+def _json_object(value: Any) -> Any:
+    """Clients may send nested objects as JSON strings."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class DatasetRef(RequestModel):
+    documentId: str = Field(min_length=1)
+    serviceId: OptionalText = None
+    transferTxId: OptionalText = None
+    userdata: dict[str, Any] | str | None = None
+
+    _absent = field_validator("userdata", mode="before")(absent_if_empty)
+
+
+class ContainerRef(RequestModel):
+    image: str = Field(min_length=1)
+    tag: OptionalText = None
+    entrypoint: str = Field(min_length=1)
+    checksum: OptionalText = None
+
+
+class AlgorithmMeta(RequestModel):
+    rawcode: OptionalText = None
+    url: OptionalText = None
+    container: ContainerRef
+
+    _parse_json = field_validator("container", mode="before")(_json_object)
+
+
+class AlgorithmRef(RequestModel):
+    documentId: OptionalText = None
+    meta: AlgorithmMeta | None = None
+    serviceId: OptionalText = None
+    transferTxId: OptionalText = None
+    algocustomdata: Any = None
+
+    _parse_json = field_validator("meta", "algocustomdata", mode="before")(_json_object)
+    _absent = field_validator("meta", mode="before")(absent_if_empty)
+
+
+class StartRequest(RequestModel):
+    dataset: DatasetRef
+    algorithm: AlgorithmRef
+    additionalDatasets: list[DatasetRef] = Field(default_factory=list, alias="additionalInputs")
+    environment: str = Field(min_length=1)
+    consumerAddress: str = Field(min_length=1)
+    nonce: Nonce
+    signature: str = Field(min_length=1)
+
+    _parse_json = field_validator("dataset", "algorithm", mode="before")(_json_object)
+
+
+class StatusRequest(RequestModel):
+    consumerAddress: str = Field(min_length=1)
+    # Clients send absent filters as empty strings (and sign them as such).
+    jobId: OptionalText = None
+    documentId: OptionalText = None
+    nonce: Nonce | None = None
+    signature: OptionalText = None
+
+
+class StopJobRequest(RequestModel):
+    consumerAddress: str = Field(min_length=1)
+    jobId: OptionalText = None
+    documentId: OptionalText = None
+    nonce: Nonce
+    signature: str = Field(min_length=1)
+
+
+class DeleteRequest(StopJobRequest):
+    # ocean.js 3.x sends no nonce on delete: it is then taken as the stored one + 1.
+    nonce: Nonce | None = None  # type: ignore[assignment]
+
+
+class ResultRequest(RequestModel):
+    jobId: str = Field(min_length=1)
+    index: int = Field(ge=0)
+    consumerAddress: str = Field(min_length=1)
+    nonce: Nonce
+    signature: str = Field(min_length=1)
+
+
+class NonceRequest(RequestModel):
+    userAddress: str = Field(min_length=1)
+
+
+class EnvironmentsRequest(RequestModel):
+    chainId: int | None = None
+
+
+class InitializeRequest(RequestModel):
+    datasets: list[DatasetRef] = Field(min_length=1)
+    algorithm: AlgorithmRef
+    compute: dict[str, Any]
+    consumerAddress: str = Field(min_length=1)

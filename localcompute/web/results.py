@@ -1,0 +1,39 @@
+"""Result downloads, for every dialect: who may read which result, and its bytes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aiohttp import web
+
+from localcompute.core.errors import JobNotFoundError
+from localcompute.core.models import Job
+from localcompute.web.context import ENGINE
+
+
+async def readable_job(request: web.Request, job_id: str, reader: str, index: int) -> Job:
+    """The job, if `reader` may fetch its result `index`; else a 404 that says why."""
+    jobs = await request.app[ENGINE].find(job_id=job_id)
+    if not jobs or not jobs[0].may_read_results(reader):
+        raise JobNotFoundError(f"No job {job_id} for {reader}")
+    job = jobs[0]
+    if not job.results:
+        raise JobNotFoundError(f"No results for job {job_id} yet")
+    if index >= len(job.results):
+        raise JobNotFoundError(f"No such index {index} in this compute job")
+    return job
+
+
+async def file_response(path: Path, filename: str) -> web.FileResponse:
+    """A result's bytes, with Range support and the headers Ocean's clients rely on."""
+    if not await asyncio.to_thread(path.is_file):
+        raise JobNotFoundError("the result file is gone (deleted or expired)")
+    response = web.FileResponse(path)
+    response.headers["Content-Disposition"] = f"attachment;filename={_header_safe(filename)}"
+    response.headers["Access-Control-Expose-Headers"] = "Content-Disposition"
+    return response
+
+
+def _header_safe(filename: str) -> str:
+    return "".join(c if c.isprintable() and c not in '"\\;' else "_" for c in filename)
