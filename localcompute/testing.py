@@ -37,6 +37,7 @@ from localcompute.runtime import (
     ContainerSpec,
 )
 from localcompute.runtime.containers import HELPER_DIR as HELPER_IN_IMAGE
+from localcompute.runtime.logfile import write_capped
 
 HELPER_ON_HOST = Path(__file__).resolve().parent / "helper"
 
@@ -205,14 +206,8 @@ class FakeRuntime:
         ]
 
     async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
-        data = bytes(self._get(name).output[:limit])
-
-        def write() -> int:
-            with path.open("ab" if append else "wb") as out:
-                out.write(data)
-            return len(data)
-
-        return await asyncio.to_thread(write)
+        data = bytes(self._get(name).output)
+        return await asyncio.to_thread(write_capped, [data], path, limit=limit, append=append)
 
     # -- container paths on the host -------------------------------------------------
 

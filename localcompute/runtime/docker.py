@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import errno
 import logging
 import os
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -41,11 +39,11 @@ from localcompute.runtime import (
     ContainerInfo,
     ContainerSpec,
 )
+from localcompute.runtime.logfile import write_capped
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-TRUNCATION_MARKER = b"\n[localcompute: log truncated at %d bytes]\n"
 SHORT_CALL_TIMEOUT = 60
 # docker-py passes the timeout to requests, where None means no limit: for wait,
 # pull and logs, which last as long as a container or a download.
@@ -336,51 +334,15 @@ class DockerRuntime:
         ]
 
     async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
-        """Copy the container's stdout and stderr into `path`, at most `limit` bytes.
-
-        `path` may lie in a folder a job container could write to, so it is opened
-        without following links and must be a regular file.
-        """
+        """Copy the container's stdout and stderr into `path`, at most `limit` bytes."""
 
         def copy() -> int:
             chunks: Iterator[bytes] = self._long_api.logs(
                 name, stdout=True, stderr=True, stream=True, follow=False
             )
-            written = 0
-            with _open_regular(path, append=append) as out:
-                for chunk in chunks:
-                    room = limit - written
-                    if room <= 0:
-                        out.write(TRUNCATION_MARKER % limit)
-                        break
-                    out.write(chunk[:room])
-                    written += min(len(chunk), room)
-            return written
+            return write_capped(chunks, path, limit=limit, append=append)
 
         return await self._long(copy, f"logs-{name}")
-
-
-def _open_regular(path: Path, *, append: bool) -> Any:
-    """Open `path` for writing as a regular file of ours, never through a link.
-
-    A job container can write to the folder of `path`: a symlink it planted there
-    (to a host file, say) or a FIFO is removed and replaced by a plain file.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    flags |= os.O_APPEND if append else os.O_TRUNC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as e:
-        if e.errno != errno.ELOOP:
-            raise
-        fd = -1
-    if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
-        return os.fdopen(fd, "ab" if append else "wb")
-    if fd >= 0:
-        os.close(fd)
-    path.unlink()
-    fd = os.open(path, flags | os.O_EXCL, 0o644)
-    return os.fdopen(fd, "wb")
 
 
 def _base_url() -> str:
