@@ -42,7 +42,8 @@ def open_regular(path: Path, *, append: bool) -> Any:
     try:
         fd = os.open(path, flags, 0o644)
     except OSError as e:
-        if e.errno != errno.ELOOP:
+        # ELOOP: a symlink; ENXIO: a FIFO nobody reads (O_NONBLOCK will not wait for one).
+        if e.errno not in (errno.ELOOP, errno.ENXIO):
             raise
         fd = -1
     if fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode):
