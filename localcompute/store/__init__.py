@@ -4,6 +4,7 @@ transactions as objects."""
 from __future__ import annotations
 
 from localcompute.store.queries import MIGRATIONS
-from localcompute.store.sqlite import JobStore, Transaction
+from localcompute.store.sqlite import JobStore
+from localcompute.store.transaction import Transaction
 
 __all__ = ["MIGRATIONS", "JobStore", "Transaction"]

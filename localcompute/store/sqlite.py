@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -23,13 +21,11 @@ from typing import Any
 import aiosqlite
 
 from localcompute.core.errors import (
-    AgreementInUseError,
     JobNotFoundError,
-    NonceError,
     StoreError,
     TransitionRefusedError,
 )
-from localcompute.core.models import Job, JobSpec, Preconditions, ResultFile
+from localcompute.core.models import Job, ResultFile
 from localcompute.core.status import (
     JobStatus,
     StopRequest,
@@ -42,95 +38,17 @@ from localcompute.store.queries import (
     SETTABLE,
     SQL_ACTIVE_JOBS,
     SQL_ADMIT_NEXT,
-    SQL_AGREEMENT_IN_USE,
     SQL_COUNT_SLOTS,
     SQL_GET_JOB,
     SQL_GET_META,
     SQL_GET_NONCE,
-    SQL_INSERT_JOB,
     SQL_MARK_REMOVED,
     SQL_PENDING_DELETES,
-    SQL_REQUEST_DELETE,
-    SQL_REQUEST_STOP,
     SQL_SET_META,
-    SQL_SET_NONCE,
     SQL_SET_RESULTS,
     in_list,
 )
-
-
-class Transaction:
-    """The writes of one BEGIN IMMEDIATE … COMMIT; its methods are the only way to write in it.
-
-    Preconditions are checked here, in the same transaction as the action they
-    guard, so a refused check leaves nothing behind.
-    """
-
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-
-    async def _sql(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        return await _rows(self._db, sql, params)
-
-    async def check(self, preconditions: Preconditions) -> None:
-        if preconditions.nonce_address is not None and preconditions.nonce is not None:
-            await self.consume_nonce(preconditions.nonce_address, preconditions.nonce)
-        if preconditions.unused_agreement is not None and await self._sql(
-            SQL_AGREEMENT_IN_USE, (preconditions.unused_agreement,)
-        ):
-            raise AgreementInUseError()
-
-    async def consume_nonce(self, address: str, nonce: Decimal) -> None:
-        """Accept `nonce` only if above the last one accepted from `address` (case-blind)."""
-        rows = await self._sql(SQL_GET_NONCE, (address.lower(),))
-        last = Decimal(rows[0][0]) if rows else Decimal(0)
-        if nonce <= last:
-            raise NonceError(
-                f"Invalid signature expected nonce ({last}) > current nonce ({nonce}): "
-                "a nonce must be greater than the last one accepted from this address"
-            )
-        await self._sql(SQL_SET_NONCE, (address.lower(), str(nonce)))
-
-    async def insert_job(self, spec: JobSpec, *, max_duration: float) -> str:
-        """Store a new waiting job and return its id."""
-        job_id = uuid.uuid4().hex
-        params = {
-            "job_id": job_id,
-            "environment": spec.environment,
-            "owner": spec.owner,
-            "agreement_id": spec.agreement_id,
-            "status": int(JobStatus.WARMING_UP),
-            "status_text": JobStatus.WARMING_UP.text,
-            "date_created": time.time(),
-            "max_duration": max_duration,
-            "secret": uuid.uuid4().hex,
-            "spec": spec.model_dump_json(),
-        }
-        await self._sql(SQL_INSERT_JOB, params)
-        return job_id
-
-    async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
-        """Record a stop or time-limit request on an unfinished job; None if it had one."""
-        rows = await self._sql(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
-        return Job.from_row(rows[0]) if rows else None
-
-    async def request_delete(self, job_id: str) -> None:
-        """Record that the job's containers, folder and results are to be removed."""
-        await self._sql(SQL_REQUEST_DELETE, (job_id,))
-
-
-async def _rows(
-    db: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()
-) -> list[Any]:
-    """Every row of one statement; fetchall steps it to its end, so an UPDATE … RETURNING
-    is done. A driver error becomes the store's own."""
-    try:
-        cursor = await db.execute(sql, params)
-        rows = list(await cursor.fetchall())
-        await cursor.close()
-    except sqlite3.Error as e:
-        raise StoreError(f"the job store failed: {e}") from e
-    return rows
+from localcompute.store.transaction import Transaction, rows_of
 
 
 class JobStore:
@@ -187,17 +105,17 @@ class JobStore:
         """BEGIN IMMEDIATE … COMMIT, rolled back on any error, one at a time."""
         async with self._tx_lock:
             db = self.db
-            await _rows(db, "BEGIN IMMEDIATE")
+            await rows_of(db, "BEGIN IMMEDIATE")
             try:
                 yield Transaction(db)
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
-            await _rows(db, "COMMIT")
+            await rows_of(db, "COMMIT")
 
     async def _fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         async with self._tx_lock:
-            return await _rows(self.db, sql, params)
+            return await rows_of(self.db, sql, params)
 
     async def _fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Any:
         rows = await self._fetch_all(sql, params)

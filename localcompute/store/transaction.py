@@ -1,0 +1,102 @@
+"""A transaction of the job store as an object: its methods are the only writes inside it.
+
+Preconditions are declared (a nonce to consume, an agreement that must be unused)
+and checked here, in the same transaction as the action they guard.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import aiosqlite
+
+from localcompute.core.errors import AgreementInUseError, NonceError, StoreError
+from localcompute.core.models import Job, JobSpec, Preconditions
+from localcompute.core.status import JobStatus, StopRequest
+from localcompute.store.queries import (
+    SQL_AGREEMENT_IN_USE,
+    SQL_GET_NONCE,
+    SQL_INSERT_JOB,
+    SQL_REQUEST_DELETE,
+    SQL_REQUEST_STOP,
+    SQL_SET_NONCE,
+)
+
+
+class Transaction:
+    """The writes of one BEGIN IMMEDIATE … COMMIT; its methods are the only way to write in it.
+
+    Preconditions are checked here, in the same transaction as the action they
+    guard, so a refused check leaves nothing behind.
+    """
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _sql(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        return await rows_of(self._db, sql, params)
+
+    async def check(self, preconditions: Preconditions) -> None:
+        if preconditions.nonce_address is not None and preconditions.nonce is not None:
+            await self.consume_nonce(preconditions.nonce_address, preconditions.nonce)
+        if preconditions.unused_agreement is not None and await self._sql(
+            SQL_AGREEMENT_IN_USE, (preconditions.unused_agreement,)
+        ):
+            raise AgreementInUseError()
+
+    async def consume_nonce(self, address: str, nonce: Decimal) -> None:
+        """Accept `nonce` only if above the last one accepted from `address` (case-blind)."""
+        rows = await self._sql(SQL_GET_NONCE, (address.lower(),))
+        last = Decimal(rows[0][0]) if rows else Decimal(0)
+        if nonce <= last:
+            raise NonceError(
+                f"Invalid signature expected nonce ({last}) > current nonce ({nonce}): "
+                "a nonce must be greater than the last one accepted from this address"
+            )
+        await self._sql(SQL_SET_NONCE, (address.lower(), str(nonce)))
+
+    async def insert_job(self, spec: JobSpec, *, max_duration: float) -> str:
+        """Store a new waiting job and return its id."""
+        job_id = uuid.uuid4().hex
+        params = {
+            "job_id": job_id,
+            "environment": spec.environment,
+            "owner": spec.owner,
+            "agreement_id": spec.agreement_id,
+            "status": int(JobStatus.WARMING_UP),
+            "status_text": JobStatus.WARMING_UP.text,
+            "date_created": time.time(),
+            "max_duration": max_duration,
+            "secret": uuid.uuid4().hex,
+            "spec": spec.model_dump_json(),
+        }
+        await self._sql(SQL_INSERT_JOB, params)
+        return job_id
+
+    async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
+        """Record a stop or time-limit request on an unfinished job; None if it had one."""
+        rows = await self._sql(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
+        return Job.from_row(rows[0]) if rows else None
+
+    async def request_delete(self, job_id: str) -> None:
+        """Record that the job's containers, folder and results are to be removed."""
+        await self._sql(SQL_REQUEST_DELETE, (job_id,))
+
+
+async def rows_of(
+    db: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+) -> list[Any]:
+    """Every row of one statement; fetchall steps it to its end, so an UPDATE … RETURNING
+    is done. A driver error becomes the store's own."""
+    try:
+        cursor = await db.execute(sql, params)
+        rows = list(await cursor.fetchall())
+        await cursor.close()
+    except sqlite3.Error as e:
+        raise StoreError(f"the job store failed: {e}") from e
+    return rows
