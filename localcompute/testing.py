@@ -61,6 +61,9 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.down = False
         self.missing_images: set[str] = set()
+        # Seconds a stage's containers wait before they start their work, to catch a
+        # job in that stage ({"filter": 30}); a stop ends the wait like the work.
+        self.slow_stages: dict[str, float] = {}
         self.containers: dict[str, FakeContainer] = {}
         self.created: list[str] = []  # every container name ever created, in order
         self._scratch = Path(tempfile.mkdtemp(prefix="lc-fake-runtime-"))
@@ -133,6 +136,9 @@ class FakeRuntime:
         if container.state != "created":
             return
         argv, env = await asyncio.to_thread(self._host_command, container.spec)
+        delay = self.slow_stages.get(container.spec.labels.get(LABEL_STAGE, ""))
+        if delay:
+            argv = ["sh", "-c", f'sleep {delay:g}; exec "$0" "$@"', *argv]
         container.process = await asyncio.create_subprocess_exec(
             *argv,
             env=env,

@@ -31,7 +31,7 @@ from localcompute.engine.scheduler import Scheduler
 from localcompute.runtime import ContainerRuntime, hostinfo
 from localcompute.runtime.docker import DockerRuntime
 from localcompute.runtime.workspace import Workspace
-from localcompute.store import JobStore
+from localcompute.store import JobStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,15 @@ EXPIRY_SWEEP_SECONDS = 60.0
 class Engine:
     """Runs compute jobs as Docker containers and keeps their state in SQLite."""
 
-    def __init__(self, settings: Settings, *, runtime: ContainerRuntime | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        runtime: ContainerRuntime | None = None,
+        store: Store | None = None,
+    ) -> None:
         self.settings = settings
-        self.store = JobStore(settings.data_dir / "localcompute.sqlite")
+        self.store: Store = store or JobStore(settings.data_dir / "localcompute.sqlite")
         self.runtime = runtime or DockerRuntime(
             short_workers=max(4, min(32, settings.total_slots + 4)),
             long_workers=settings.total_slots * 2 + 4,

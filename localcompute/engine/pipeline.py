@@ -38,7 +38,7 @@ from localcompute.engine.watch import ContainerWatch
 from localcompute.runtime import ContainerExit, ContainerRuntime, containers
 from localcompute.runtime.containers import JobContext, Stage
 from localcompute.runtime.workspace import Workspace
-from localcompute.store import JobStore
+from localcompute.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def stage_at(status: JobStatus) -> Stage | None:
 class Pipeline:
     def __init__(
         self,
-        store: JobStore,
+        store: Store,
         runtime: ContainerRuntime,
         settings: Settings,
         defaults: ContainerDefaults,

@@ -19,7 +19,7 @@ from localcompute.engine.pipeline import Pipeline, stage_at
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import Stage, container_name
 from localcompute.runtime.workspace import Workspace
-from localcompute.store import JobStore
+from localcompute.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ DOCKER_RETRY_SECONDS = 5.0
 
 class Scheduler:
     def __init__(
-        self, store: JobStore, runtime: ContainerRuntime, settings: Settings, pipeline: Pipeline
+        self, store: Store, runtime: ContainerRuntime, settings: Settings, pipeline: Pipeline
     ) -> None:
         self.store = store
         self.runtime = runtime

@@ -1,4 +1,8 @@
-"""The job store on a real SQLite file: compare-and-set and admission."""
+"""The job stores: compare-and-set, admission, preconditions; SQLite on a real file.
+
+The shared tests run on SQLite and on the in-memory store, so the fake keeps the
+same promises as the real one.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from localcompute.core.errors import (
 )
 from localcompute.core.models import AlgorithmSpec, JobSpec, Preconditions
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
-from localcompute.store import MIGRATIONS, JobStore
+from localcompute.store import MIGRATIONS, JobStore, Store
+from localcompute.store.memory import MemoryStore
 
 
 def spec(environment: str = "env") -> JobSpec:
@@ -29,27 +34,28 @@ def spec(environment: str = "env") -> JobSpec:
     )
 
 
-async def insert(store: JobStore, job: JobSpec, *, max_duration: float = 60) -> str:
+async def insert(store: Store, job: JobSpec, *, max_duration: float = 60) -> str:
     async with store.transaction() as tx:
         return await tx.insert_job(job, max_duration=max_duration)
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[JobStore]:
-    s = JobStore(tmp_path / "jobs.sqlite")
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """Both stores keep the same promises: every test here runs on each."""
+    s: Store = JobStore(tmp_path / "jobs.sqlite") if request.param == "sqlite" else MemoryStore()
     await s.open()
     yield s
     await s.close()
 
 
-async def test_a_new_job_waits_with_oceans_first_status(store: JobStore) -> None:
+async def test_a_new_job_waits_with_oceans_first_status(store: Store) -> None:
     job = await store.get(await insert(store, spec()))
     assert (job.status, job.status_text) == (JobStatus.WARMING_UP, "Warming up")
     assert job.date_finished is None and job.results == [] and len(job.job_id) == 32
     assert job.spec == spec()
 
 
-async def test_transitions_are_compare_and_set(store: JobStore) -> None:
+async def test_transitions_are_compare_and_set(store: Store) -> None:
     job_id = await insert(store, spec())
     with pytest.raises(TransitionRefusedError):
         await store.transition(job_id, JobStatus.RUNNING_ALGORITHM)
@@ -65,7 +71,7 @@ async def test_transitions_are_compare_and_set(store: JobStore) -> None:
     assert sum(isinstance(o, TransitionRefusedError) for o in outcomes) == 1
 
 
-async def test_a_finished_job_never_changes(store: JobStore) -> None:
+async def test_a_finished_job_never_changes(store: Store) -> None:
     job_id = await insert(store, spec())
     done = await store.transition(
         job_id,
@@ -82,13 +88,13 @@ async def test_a_finished_job_never_changes(store: JobStore) -> None:
     assert (await store.get(job_id)).status_text == "Job stopped"
 
 
-async def test_transition_refuses_unknown_columns(store: JobStore) -> None:
+async def test_transition_refuses_unknown_columns(store: Store) -> None:
     job_id = await insert(store, spec())
     with pytest.raises(StoreError):
         await store.transition(job_id, JobStatus.JOB_STARTED, owner="someone else")
 
 
-async def test_admission_never_exceeds_max_jobs_and_is_fifo(store: JobStore) -> None:
+async def test_admission_never_exceeds_max_jobs_and_is_fifo(store: Store) -> None:
     ids = [await insert(store, spec()) for _ in range(6)]
     await insert(store, spec("other"))
     admitted = await asyncio.gather(*(store.admit_next("env", 2) for _ in range(6)))
@@ -101,7 +107,7 @@ async def test_admission_never_exceeds_max_jobs_and_is_fifo(store: JobStore) -> 
     assert nxt is not None and nxt.job_id == ids[2]
 
 
-async def test_stop_request_is_recorded_once(store: JobStore) -> None:
+async def test_stop_request_is_recorded_once(store: Store) -> None:
     job_id = await insert(store, spec())
     first = await store.request_stop(job_id, StopRequest.STOP)
     assert first is not None and first.stopreq == StopRequest.STOP
@@ -110,7 +116,7 @@ async def test_stop_request_is_recorded_once(store: JobStore) -> None:
     assert (await store.get(job_id)).stopreq == StopRequest.STOP
 
 
-async def test_find_filters_and_owner_case(store: JobStore) -> None:
+async def test_find_filters_and_owner_case(store: Store) -> None:
     a = await insert(store, spec())
     await insert(store, spec().model_copy(update={"owner": "0xdef"}))
     assert [j.job_id for j in await store.find(owner="0xABC")] == [a]
@@ -145,7 +151,7 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     await store.close()
 
 
-async def test_a_failed_precondition_stores_nothing(store: JobStore) -> None:
+async def test_a_failed_precondition_stores_nothing(store: Store) -> None:
     signed = Preconditions.signed("0xAbC", Decimal(5))
     async with store.transaction() as tx:
         await tx.check(signed)
@@ -159,7 +165,7 @@ async def test_a_failed_precondition_stores_nothing(store: JobStore) -> None:
     assert await store.get_nonce("0xABC") == Decimal(5)
 
 
-async def test_an_agreement_is_held_until_its_job_ends(store: JobStore) -> None:
+async def test_an_agreement_is_held_until_its_job_ends(store: Store) -> None:
     held = spec().model_copy(update={"agreement_id": "agr-1"})
     job_id = await insert(store, held)
     with pytest.raises(AgreementInUseError):

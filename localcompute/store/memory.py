@@ -1,0 +1,223 @@
+"""A job store in memory, for tests: the same promises as SQLite, nothing on disk.
+
+A transaction works on a copy of the state and replaces the state with it only
+when it ends without an error, so a failed precondition leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from localcompute.core.errors import (
+    AgreementInUseError,
+    JobNotFoundError,
+    NonceError,
+    StoreError,
+    TransitionRefusedError,
+)
+from localcompute.core.models import Job, JobSpec, Preconditions, ResultFile
+from localcompute.core.status import JobStatus, StopRequest, predecessors
+from localcompute.store.queries import SETTABLE
+
+
+@dataclass
+class _State:
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # in insertion order
+    nonces: dict[str, Decimal] = field(default_factory=dict)
+
+
+def _job(row: dict[str, Any]) -> Job:
+    return Job.model_validate(row)
+
+
+class MemoryTransaction:
+    def __init__(self, state: _State) -> None:
+        self._state = state
+
+    async def check(self, preconditions: Preconditions) -> None:
+        if preconditions.nonce_address is not None and preconditions.nonce is not None:
+            await self.consume_nonce(preconditions.nonce_address, preconditions.nonce)
+        agreement = preconditions.unused_agreement
+        if agreement is not None and any(
+            r["agreement_id"] == agreement and not r["status"].is_final
+            for r in self._state.jobs.values()
+        ):
+            raise AgreementInUseError()
+
+    async def consume_nonce(self, address: str, nonce: Decimal) -> None:
+        last = self._state.nonces.get(address.lower(), Decimal(0))
+        if nonce <= last:
+            raise NonceError(f"Invalid signature expected nonce ({last}) > current nonce ({nonce})")
+        self._state.nonces[address.lower()] = nonce
+
+    async def insert_job(self, spec: JobSpec, *, max_duration: float) -> str:
+        job_id = uuid.uuid4().hex
+        phases = ("fetch", "algorithm", "filter", "publish")
+        self._state.jobs[job_id] = {
+            "job_id": job_id,
+            "environment": spec.environment,
+            "owner": spec.owner,
+            "agreement_id": spec.agreement_id,
+            "status": JobStatus.WARMING_UP,
+            "status_text": JobStatus.WARMING_UP.text,
+            "stopreq": StopRequest.NONE,
+            "removed": False,
+            "delete_requested": False,
+            "exit_code": None,
+            "termination_reason": None,
+            "detail": "",
+            "date_created": time.time(),
+            "date_finished": None,
+            "deadline": None,
+            "max_duration": max_duration,
+            "secret": uuid.uuid4().hex,
+            "spec": spec,
+            "results": [],
+            **{f"{p}_{e}_at": None for p in phases for e in ("started", "finished")},
+        }
+        return job_id
+
+    async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
+        row = self._state.jobs.get(job_id)
+        if row is None or row["status"].is_final or row["stopreq"] != StopRequest.NONE:
+            return None
+        row["stopreq"] = reason
+        return _job(row)
+
+    async def request_delete(self, job_id: str) -> None:
+        row = self._state.jobs.get(job_id)
+        if row is not None and not row["removed"]:
+            row["delete_requested"] = True
+
+
+class MemoryStore:
+    """See the module docstring; `localcompute.store.base.Store` is what it promises."""
+
+    def __init__(self) -> None:
+        self._state = _State()
+        self._lock = asyncio.Lock()
+        self._instance = uuid.uuid4().hex[:12]
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore jobs={len(self._state.jobs)}>"
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MemoryTransaction]:
+        async with self._lock:
+            draft = copy.deepcopy(self._state)
+            yield MemoryTransaction(draft)
+            self._state = draft
+
+    async def instance_id(self) -> str:
+        return self._instance
+
+    def _row(self, job_id: str) -> dict[str, Any]:
+        row = self._state.jobs.get(job_id)
+        if row is None:
+            raise JobNotFoundError(f"no job {job_id}")
+        return row
+
+    async def get(self, job_id: str) -> Job:
+        return _job(self._row(job_id))
+
+    async def find(
+        self,
+        *,
+        job_id: str | None = None,
+        owner: str | None = None,
+        agreement_id: str | None = None,
+        input_did: str | None = None,
+        unfinished: bool = False,
+        finished: bool = False,
+        include_removed: bool = True,
+    ) -> list[Job]:
+        jobs = [_job(r) for r in self._state.jobs.values()]
+        return [
+            j
+            for j in jobs
+            if (job_id is None or j.job_id == job_id)
+            and (owner is None or j.owner.lower() == owner.lower())
+            and (agreement_id is None or j.agreement_id == agreement_id)
+            and (input_did is None or input_did in j.input_dids)
+            and not (unfinished and j.is_final)
+            and not (finished and not j.is_final)
+            and (include_removed or not j.removed)
+        ]
+
+    async def transition(
+        self, job_id: str, to: JobStatus, *, status_text: str | None = None, **fields: Any
+    ) -> Job:
+        unknown = set(fields) - SETTABLE
+        if unknown:
+            raise StoreError(f"not settable by a transition: {sorted(unknown)}")
+        async with self._lock:
+            row = self._row(job_id)
+            if row["status"] not in predecessors(to):
+                raise TransitionRefusedError(
+                    f"job {job_id} is at {int(row['status'])}: cannot move to {int(to)}"
+                )
+            row.update(fields, status=to, status_text=status_text or to.text)
+            return _job(row)
+
+    async def admit_next(self, environment: str, max_jobs: int) -> Job | None:
+        async with self._lock:
+            rows = [r for r in self._state.jobs.values() if r["environment"] == environment]
+            if sum(r["status"].holds_slot for r in rows) >= max_jobs:
+                return None
+            waiting = next((r for r in rows if r["status"] == JobStatus.WARMING_UP), None)
+            if waiting is None:
+                return None
+            waiting.update(status=JobStatus.JOB_STARTED, status_text=JobStatus.JOB_STARTED.text)
+            return _job(waiting)
+
+    async def slots_in_use(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self._state.jobs.values():
+            if row["status"].holds_slot:
+                counts[row["environment"]] = counts.get(row["environment"], 0) + 1
+        return counts
+
+    async def active_jobs(self) -> list[Job]:
+        return [_job(r) for r in self._state.jobs.values() if r["status"].holds_slot]
+
+    async def pending_deletes(self) -> list[Job]:
+        return [
+            _job(r)
+            for r in self._state.jobs.values()
+            if r["delete_requested"] and not r["removed"] and r["status"].is_final
+        ]
+
+    async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
+        async with self.transaction() as tx:
+            return await tx.request_stop(job_id, reason)
+
+    async def set_results(self, job_id: str, results: list[ResultFile]) -> Job:
+        row = self._row(job_id)
+        row["results"] = list(results)
+        return _job(row)
+
+    async def mark_removed(self, job_id: str) -> Job:
+        row = self._row(job_id)
+        if not row["status"].is_final:
+            raise TransitionRefusedError(
+                f"job {job_id} is at {int(row['status'])}: only a finished job can be removed"
+            )
+        row.update(removed=True, results=[])
+        return _job(row)
+
+    async def get_nonce(self, address: str) -> Decimal | None:
+        return self._state.nonces.get(address.lower())

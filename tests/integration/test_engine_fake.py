@@ -1,0 +1,104 @@
+"""The engine over the FakeRuntime and the in-memory store: its rules, without Docker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from localcompute import AlgorithmSpec, Engine, JobSpec, JobStatus, StopRequest, TerminationReason
+from localcompute.core.models import Job
+from localcompute.runtime.workspace import Workspace
+from localcompute.store.memory import MemoryStore
+from localcompute.testing import FakeRuntime
+from tests.conftest import make_settings
+
+
+def shell(script: str) -> JobSpec:
+    return JobSpec(
+        environment="test",
+        owner="0xa",
+        algorithm=AlgorithmSpec(image="busybox", entrypoint="sh $ALGO", rawcode=script),
+    )
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    engine = Engine(make_settings(tmp_path / "var"), runtime=FakeRuntime(), store=MemoryStore())
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+async def until(engine: Engine, job_id: str, done: str, check: object) -> Job:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        job = await engine.get(job_id)
+        if callable(check) and check(job):
+            return job
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"job {job_id} never got {done}: {job!r}")
+
+
+async def test_a_job_runs_through_every_step(engine: Engine) -> None:
+    job = await engine.wait(await engine.submit(shell("echo hi; echo out > $OUTPUTS/o.txt")))
+
+    assert (job.status, job.termination_reason) == (
+        JobStatus.JOB_COMPLETED,
+        TerminationReason.COMPLETED,
+    )
+    assert [r.filename for r in job.results][:2] == ["o.txt", "algorithm.log"]
+    assert engine.result_path(job, 1).read_text() == "hi\n"
+
+
+async def test_delete_of_a_running_job_answers_at_once_and_the_job_cleans_up(
+    engine: Engine,
+) -> None:
+    job_id = await engine.submit(shell("sleep 60"))
+    await until(engine, job_id, "40", lambda j: j.status == JobStatus.RUNNING_ALGORITHM)
+
+    answered = await engine.delete(job_id)
+
+    assert answered.delete_requested and answered.stopreq == StopRequest.STOP
+    assert not answered.is_final, "the delete did not wait for the job"
+    done = await until(engine, job_id, "removed", lambda j: j.removed)
+    assert done.termination_reason == TerminationReason.STOPPED and done.results == []
+    assert not (engine.settings.data_dir / "jobs" / job_id).exists()
+
+
+async def test_a_stop_that_arrives_while_the_filter_runs_ends_the_filter(
+    engine: Engine,
+) -> None:
+    runtime = engine.runtime
+    assert isinstance(runtime, FakeRuntime)
+    runtime.slow_stages["filter"] = 60  # a filter still busy when the stop comes
+    job_id = await engine.submit(shell("echo out > $OUTPUTS/o.txt"))
+    await until(engine, job_id, "50", lambda j: j.status == JobStatus.FILTERING_RESULTS)
+
+    await engine.stop(job_id)
+    job = await engine.wait(job_id)
+
+    assert (job.status, job.termination_reason) == (
+        JobStatus.JOB_COMPLETED,
+        TerminationReason.STOPPED,
+    )
+    # Without a complete filter run no output leaves: the logs are the results.
+    assert "o.txt" not in [r.filename for r in job.results]
+    assert "algorithm.log" in [r.filename for r in job.results]
+
+
+async def test_a_stop_before_the_filter_still_filters_the_partial_outputs(
+    engine: Engine,
+) -> None:
+    job_id = await engine.submit(shell("echo part > $OUTPUTS/p.txt; sleep 60"))
+    written = Workspace.of(engine.settings.data_dir, job_id).outputs / "p.txt"
+    await until(engine, job_id, "its partial output", lambda _: written.exists())
+
+    await engine.stop(job_id)
+    job = await engine.wait(job_id)
+
+    assert job.termination_reason == TerminationReason.STOPPED
+    assert "p.txt" in [r.filename for r in job.results]
