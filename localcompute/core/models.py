@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -68,17 +68,24 @@ class InputSpec(_Frozen):
         return did
 
 
-class ContainerRef(Protocol):
-    """Where an algorithm runs, as a config entry or a request names it."""
+class Container(BaseModel):
+    """Where an algorithm runs: the fields a config entry and a request both give.
 
-    @property
-    def image(self) -> str: ...
-    @property
-    def tag(self) -> str | None: ...
-    @property
-    def entrypoint(self) -> str: ...
-    @property
-    def checksum(self) -> str | None: ...
+    A tag or checksum sent as "" is absent, as ocean.py sends them; the config's
+    ContainerSettings forbids unknown keys, a request's ContainerRef ignores them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    image: str = Field(min_length=1)
+    tag: str | None = None
+    entrypoint: str = Field(min_length=1)
+    checksum: str | None = None
+
+    @field_validator("tag", "checksum", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 class AlgorithmSpec(_Frozen):
@@ -140,7 +147,7 @@ class AlgorithmSpec(_Frozen):
         return self
 
     @classmethod
-    def in_container(cls, container: ContainerRef, **sources: Any) -> AlgorithmSpec:
+    def in_container(cls, container: Container, **sources: Any) -> AlgorithmSpec:
         """The algorithm given by `sources` (rawcode, url, path, did, …) in `container`.
 
         The one place a container reference becomes a spec: an absent tag is
@@ -237,6 +244,29 @@ class Preconditions(_Frozen):
     @classmethod
     def signed(cls, address: str, nonce: Decimal, **more: Any) -> Preconditions:
         return cls(nonce_address=address, nonce=nonce, **more)
+
+
+class JobQuery(_Frozen):
+    """Which jobs: every filter given must hold. Owners compare case-blind."""
+
+    job_id: str | None = None
+    owner: str | None = None
+    agreement_id: str | None = None
+    input_did: str | None = None
+    unfinished: bool = False
+    finished: bool = False
+    include_removed: bool = True
+
+    def matches(self, job: Job) -> bool:
+        return (
+            (self.job_id is None or job.job_id == self.job_id)
+            and (self.owner is None or job.owner.lower() == self.owner.lower())
+            and (self.agreement_id is None or job.agreement_id == self.agreement_id)
+            and (self.input_did is None or self.input_did in job.input_dids)
+            and not (self.unfinished and job.is_final)
+            and not (self.finished and not job.is_final)
+            and (self.include_removed or not job.removed)
+        )
 
 
 class ResultFile(_Frozen):

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from localcompute.core.errors import ConfigError, UnknownEnvironmentError
+from localcompute.core.models import Container
 
 CONFIG_ENV_VAR = "LOCALCOMPUTE_CONFIG"
 
@@ -134,11 +135,8 @@ class OperatorSettings(_Section):
     )
 
 
-class ContainerSettings(_Section):
-    image: str
-    tag: str = "latest"
-    entrypoint: str
-    checksum: str = ""
+class ContainerSettings(Container):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DatasetSettings(_Section):

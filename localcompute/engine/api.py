@@ -23,7 +23,7 @@ from localcompute.core.errors import (
     InvalidJobError,
     TransitionRefusedError,
 )
-from localcompute.core.models import Job, JobSpec, Preconditions
+from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
@@ -141,22 +141,9 @@ class Engine:
     async def get(self, job_id: str) -> Job:
         return await self.store.get(job_id)
 
-    async def find(
-        self,
-        *,
-        job_id: str | None = None,
-        owner: str | None = None,
-        agreement_id: str | None = None,
-        input_did: str | None = None,
-        unfinished: bool = False,
-    ) -> list[Job]:
-        return await self.store.find(
-            job_id=job_id,
-            owner=owner,
-            agreement_id=agreement_id,
-            input_did=input_did,
-            unfinished=unfinished,
-        )
+    async def find(self, query: JobQuery | None = None) -> list[Job]:
+        """The jobs `query` selects (all of them without one), oldest first."""
+        return await self.store.find(query or JobQuery())
 
     async def stop(self, job_id: str) -> Job:
         """Stop a job in any status: a waiting one ends at once, a running one is killed."""
@@ -250,7 +237,7 @@ class Engine:
         """
         now = time.time() if now is None else now
         expired: list[str] = []
-        for job in await self.store.find(finished=True, include_removed=False):
+        for job in await self.store.find(JobQuery(finished=True, include_removed=False)):
             env = self.settings.environment(job.environment)
             if env is None or env.storage_expiry == 0 or job.date_finished is None:
                 continue

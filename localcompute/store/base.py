@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from typing import Any, Protocol
 
-from localcompute.core.models import Job, JobSpec, Preconditions, ResultFile
+from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions, ResultFile
 from localcompute.core.status import JobStatus, StopRequest
 
 
@@ -33,17 +33,7 @@ class Store(Protocol):
     async def instance_id(self) -> str: ...
 
     async def get(self, job_id: str) -> Job: ...
-    async def find(
-        self,
-        *,
-        job_id: str | None = None,
-        owner: str | None = None,
-        agreement_id: str | None = None,
-        input_did: str | None = None,
-        unfinished: bool = False,
-        finished: bool = False,
-        include_removed: bool = True,
-    ) -> list[Job]: ...
+    async def find(self, query: JobQuery) -> list[Job]: ...
     async def transition(
         self, job_id: str, to: JobStatus, *, status_text: str | None = None, **fields: Any
     ) -> Job: ...

@@ -23,7 +23,7 @@ from localcompute.core.errors import (
     StoreError,
     TransitionRefusedError,
 )
-from localcompute.core.models import Job, JobSpec, Preconditions, ResultFile
+from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions, ResultFile
 from localcompute.core.status import JobStatus, StopRequest, predecessors
 from localcompute.store.queries import SETTABLE
 
@@ -134,29 +134,8 @@ class MemoryStore:
     async def get(self, job_id: str) -> Job:
         return _job(self._row(job_id))
 
-    async def find(
-        self,
-        *,
-        job_id: str | None = None,
-        owner: str | None = None,
-        agreement_id: str | None = None,
-        input_did: str | None = None,
-        unfinished: bool = False,
-        finished: bool = False,
-        include_removed: bool = True,
-    ) -> list[Job]:
-        jobs = [_job(r) for r in self._state.jobs.values()]
-        return [
-            j
-            for j in jobs
-            if (job_id is None or j.job_id == job_id)
-            and (owner is None or j.owner.lower() == owner.lower())
-            and (agreement_id is None or j.agreement_id == agreement_id)
-            and (input_did is None or input_did in j.input_dids)
-            and not (unfinished and j.is_final)
-            and not (finished and not j.is_final)
-            and (include_removed or not j.removed)
-        ]
+    async def find(self, query: JobQuery) -> list[Job]:
+        return [j for j in map(_job, self._state.jobs.values()) if query.matches(j)]
 
     async def transition(
         self, job_id: str, to: JobStatus, *, status_text: str | None = None, **fields: Any

@@ -7,8 +7,10 @@ drift from Ocean's numbers.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from localcompute.core.status import FINAL_STATUSES, SLOT_STATUSES
+from localcompute.core.models import JobQuery
+from localcompute.core.status import FINAL_STATUSES, SLOT_STATUSES, JobStatus, predecessors
 
 # Each entry moves the schema one version up; PRAGMA user_version says where a file is.
 MIGRATIONS: tuple[str, ...] = (
@@ -129,3 +131,34 @@ SQL_SET_NONCE = """
 INSERT INTO nonces (address, nonce) VALUES (?, ?)
 ON CONFLICT(address) DO UPDATE SET nonce = excluded.nonce
 """
+
+
+def select_jobs(query: JobQuery) -> tuple[str, list[Any]]:
+    """The SELECT for `query`, oldest first. The input DID is matched on the rows read."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for value, test in (
+        (query.job_id, "job_id = ?"),
+        (query.owner, "owner = ? COLLATE NOCASE"),
+        (query.agreement_id, "agreement_id = ?"),
+    ):
+        if value is not None:
+            clauses.append(test)
+            params.append(value)
+    if query.unfinished:
+        clauses.append(f"status NOT IN ({FINAL_LIST})")
+    if query.finished:
+        clauses.append(f"status IN ({FINAL_LIST})")
+    if not query.include_removed:
+        clauses.append("removed = 0")
+    where = " AND ".join(clauses) or "1"
+    return f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params
+
+
+def update_status(to: JobStatus, columns: Iterable[str]) -> str:
+    """Compare-and-set: move a job to `to` only from a status the transition table allows."""
+    sets = ["status = :to", "status_text = :text", *(f"{c} = :{c}" for c in columns)]
+    return (
+        f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = :job_id "
+        f"AND status IN ({in_list(predecessors(to))}) RETURNING *"
+    )

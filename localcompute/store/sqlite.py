@@ -25,15 +25,13 @@ from localcompute.core.errors import (
     StoreError,
     TransitionRefusedError,
 )
-from localcompute.core.models import Job, ResultFile
+from localcompute.core.models import Job, JobQuery, ResultFile
 from localcompute.core.status import (
     JobStatus,
     StopRequest,
     TerminationReason,
-    predecessors,
 )
 from localcompute.store.queries import (
-    FINAL_LIST,
     MIGRATIONS,
     SETTABLE,
     SQL_ACTIVE_JOBS,
@@ -46,7 +44,8 @@ from localcompute.store.queries import (
     SQL_PENDING_DELETES,
     SQL_SET_META,
     SQL_SET_RESULTS,
-    in_list,
+    select_jobs,
+    update_status,
 )
 from localcompute.store.transaction import Transaction, rows_of
 
@@ -138,41 +137,11 @@ class JobStore:
             raise JobNotFoundError(f"no job {job_id}")
         return Job.from_row(row)
 
-    async def find(
-        self,
-        *,
-        job_id: str | None = None,
-        owner: str | None = None,
-        agreement_id: str | None = None,
-        input_did: str | None = None,
-        unfinished: bool = False,
-        finished: bool = False,
-        include_removed: bool = True,
-    ) -> list[Job]:
-        """Jobs matching every filter given, oldest first. Owners compare case-insensitively."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if job_id is not None:
-            clauses.append("job_id = ?")
-            params.append(job_id)
-        if owner is not None:
-            clauses.append("owner = ? COLLATE NOCASE")
-            params.append(owner)
-        if agreement_id is not None:
-            clauses.append("agreement_id = ?")
-            params.append(agreement_id)
-        if unfinished:
-            clauses.append(f"status NOT IN ({FINAL_LIST})")
-        if finished:
-            clauses.append(f"status IN ({FINAL_LIST})")
-        if not include_removed:
-            clauses.append("removed = 0")
-        where = " AND ".join(clauses) or "1"
-        rows = await self._fetch_all(f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params)
-        jobs = [Job.from_row(r) for r in rows]
-        if input_did is not None:
-            jobs = [j for j in jobs if input_did in j.input_dids]
-        return jobs
+    async def find(self, query: JobQuery) -> list[Job]:
+        """Jobs matching every filter of `query`, oldest first."""
+        sql, params = select_jobs(query)
+        jobs = [Job.from_row(r) for r in await self._fetch_all(sql, params)]
+        return [j for j in jobs if query.matches(j)]
 
     async def transition(
         self,
@@ -186,11 +155,7 @@ class JobStore:
         unknown = set(fields) - SETTABLE
         if unknown:
             raise StoreError(f"not settable by a transition: {sorted(unknown)}")
-        sets = ["status = :to", "status_text = :text"] + [f"{k} = :{k}" for k in fields]
-        sql = (
-            f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = :job_id "
-            f"AND status IN ({in_list(predecessors(to))}) RETURNING *"
-        )
+        sql = update_status(to, fields)
         params = {
             "to": int(to),
             "text": status_text or to.text,

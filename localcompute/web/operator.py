@@ -21,6 +21,7 @@ from localcompute.core.models import (
     FileSource,
     InputSpec,
     Job,
+    JobQuery,
     JobSpec,
     Preconditions,
 )
@@ -174,7 +175,7 @@ async def _filtered(request: web.Request) -> tuple[JobFilter, list[Job], str, De
     if req.agreementId is None and req.jobId is None and req.owner is None:
         raise RefusedError("You have to specify one of agreementId, jobId or owner")
     jobs = await request.app[ENGINE].find(
-        job_id=req.jobId, owner=req.owner, agreement_id=req.agreementId
+        JobQuery(job_id=req.jobId, owner=req.owner, agreement_id=req.agreementId)
     )
     return req, jobs, signer, nonce
 
@@ -209,7 +210,9 @@ async def running_jobs(request: web.Request) -> web.Response:
     req = parse(OwnerFilter, await read_params(request))
     signer, nonce = await authorize(request, req, req.owner, None)
     await request.app[ENGINE].consume_nonce(signer, nonce)
-    return _answer(request, await request.app[ENGINE].find(owner=req.owner, unfinished=True))
+    return _answer(
+        request, await request.app[ENGINE].find(JobQuery(owner=req.owner, unfinished=True))
+    )
 
 
 async def get_result(request: web.Request) -> web.StreamResponse:

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from localcompute.core.errors import JobNotFoundError, RefusedError, SignatureError
-from localcompute.core.models import AlgorithmSpec, InputSpec, Job, JobSpec, Preconditions
+from localcompute.core.models import AlgorithmSpec, InputSpec, Job, JobQuery, JobSpec, Preconditions
 from localcompute.web import auth
 from localcompute.web.catalog import Catalog
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS, base_url
@@ -175,7 +175,7 @@ async def _owned_jobs(
     request: web.Request, owner: str, job_id: str | None, did: str | None, *, must_exist: bool
 ) -> list[Job]:
     """The caller's jobs; another owner's job is as unknown as one that never existed."""
-    jobs = await request.app[ENGINE].find(owner=owner, job_id=job_id, input_did=did)
+    jobs = await request.app[ENGINE].find(JobQuery(owner=owner, job_id=job_id, input_did=did))
     if must_exist and job_id is not None and not jobs:
         raise JobNotFoundError(f"No job {job_id} for consumer {owner}")
     return jobs

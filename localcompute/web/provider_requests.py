@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from localcompute.core.models import Container
 from localcompute.web.params import Nonce, OptionalText, RequestModel, absent_if_empty
 
 
@@ -33,11 +34,8 @@ class DatasetRef(RequestModel):
     _absent = field_validator("userdata", mode="before")(absent_if_empty)
 
 
-class ContainerRef(RequestModel):
-    image: str = Field(min_length=1)
-    tag: OptionalText = None
-    entrypoint: str = Field(min_length=1)
-    checksum: OptionalText = None
+class ContainerRef(Container, RequestModel):
+    """The request's container: the fields of core's Container, other keys ignored."""
 
 
 class AlgorithmMeta(RequestModel):

@@ -8,13 +8,13 @@ from pathlib import Path
 from aiohttp import web
 
 from localcompute.core.errors import JobNotFoundError
-from localcompute.core.models import Job
+from localcompute.core.models import Job, JobQuery
 from localcompute.web.context import ENGINE
 
 
 async def readable_job(request: web.Request, job_id: str, reader: str, index: int) -> Job:
     """The job, if `reader` may fetch its result `index`; else a 404 that says why."""
-    jobs = await request.app[ENGINE].find(job_id=job_id)
+    jobs = await request.app[ENGINE].find(JobQuery(job_id=job_id))
     if not jobs or not jobs[0].may_read_results(reader):
         raise JobNotFoundError(f"No job {job_id} for {reader}")
     job = jobs[0]

@@ -20,7 +20,7 @@ from localcompute.core.errors import (
     StoreError,
     TransitionRefusedError,
 )
-from localcompute.core.models import AlgorithmSpec, JobSpec, Preconditions
+from localcompute.core.models import AlgorithmSpec, JobQuery, JobSpec, Preconditions
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.store import MIGRATIONS, JobStore, Store
 from localcompute.store.memory import MemoryStore
@@ -119,9 +119,9 @@ async def test_stop_request_is_recorded_once(store: Store) -> None:
 async def test_find_filters_and_owner_case(store: Store) -> None:
     a = await insert(store, spec())
     await insert(store, spec().model_copy(update={"owner": "0xdef"}))
-    assert [j.job_id for j in await store.find(owner="0xABC")] == [a]
-    assert [j.job_id for j in await store.find(job_id=a, owner="0xdef")] == []
-    assert len(await store.find(unfinished=True)) == 2
+    assert [j.job_id for j in await store.find(JobQuery(owner="0xABC"))] == [a]
+    assert [j.job_id for j in await store.find(JobQuery(job_id=a, owner="0xdef"))] == []
+    assert len(await store.find(JobQuery(unfinished=True))) == 2
 
 
 async def test_store_survives_reopen_and_keeps_its_instance(tmp_path: Path) -> None:
@@ -161,7 +161,7 @@ async def test_a_failed_precondition_stores_nothing(store: Store) -> None:
         async with store.transaction() as tx:
             await tx.insert_job(spec(), max_duration=60)
             await tx.check(Preconditions.signed("0xabc", Decimal(5)))
-    assert len(await store.find()) == 1
+    assert len(await store.find(JobQuery())) == 1
     assert await store.get_nonce("0xABC") == Decimal(5)
 
 
@@ -175,7 +175,7 @@ async def test_an_agreement_is_held_until_its_job_ends(store: Store) -> None:
     await store.transition(job_id, JobStatus.JOB_COMPLETED, date_finished=1.0)
     async with store.transaction() as tx:
         await tx.check(Preconditions(unused_agreement="agr-1"))
-    assert len(await store.find(agreement_id="agr-1")) == 1
+    assert len(await store.find(JobQuery(agreement_id="agr-1"))) == 1
 
 
 async def test_driver_errors_become_store_errors(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from localcompute.core.errors import RefusedError, RequestValidationError
+from localcompute.core.models import AlgorithmSpec
 from localcompute.web.catalog import Catalog
 from localcompute.web.operator_requests import WorkflowStage
 from localcompute.web.params import parse
@@ -191,3 +192,18 @@ def test_a_job_stored_with_the_old_untyped_extra_bag_still_reads() -> None:
         {"publishOutput": True},
         8996,
     )
+
+
+def test_config_and_requests_share_one_container_model_with_their_own_strictness() -> None:
+    from pydantic import ValidationError
+
+    from localcompute.core.settings import ContainerSettings
+    from localcompute.web.provider_requests import ContainerRef
+
+    sent = {"image": "busybox", "entrypoint": "sh $ALGO", "tag": "", "checksum": "", "x": 1}
+    assert ContainerRef.model_validate(sent).tag is None  # clients' extra keys: ignored
+    with pytest.raises(ValidationError, match="x"):
+        ContainerSettings.model_validate(sent)  # a typo in the config: refused
+    config = ContainerSettings(image="busybox", entrypoint="sh $ALGO")
+    spec = AlgorithmSpec.in_container(config, rawcode="true")
+    assert spec.image_ref == "busybox:latest" and spec.checksum == ""
