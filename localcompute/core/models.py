@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.core.status import JobStatus, StopRequest, TerminationReason, status_text
 
 DID_PREFIX = "did:op:"
 # A DID names a folder under /data/inputs: nothing that could climb out of it.
@@ -285,7 +285,6 @@ class Job(_Frozen):
     owner: str
     agreement_id: str
     status: JobStatus
-    status_text: str
     stopreq: StopRequest
     removed: bool
     delete_requested: bool  # removed once the job ends
@@ -294,7 +293,6 @@ class Job(_Frozen):
     detail: str  # why the job ended as it did, in words
     date_created: float
     date_finished: float | None
-    deadline: float | None
     max_duration: float
     secret: str
     spec: JobSpec
@@ -319,6 +317,16 @@ class Job(_Frozen):
     @property
     def is_final(self) -> bool:
         return self.status.is_final
+
+    @property
+    def status_text(self) -> str:
+        return status_text(self.status, self.termination_reason, self.detail)
+
+    @property
+    def deadline(self) -> float | None:
+        """When the algorithm is killed: max_duration after it started."""
+        started = self.algorithm_started_at
+        return None if started is None else started + self.max_duration
 
     @property
     def input_dids(self) -> list[str]:

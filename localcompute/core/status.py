@@ -115,3 +115,13 @@ class StopRequest(IntEnum):
     NONE = 0
     STOP = 1
     TIME_LIMIT = 2
+
+
+def status_text(status: JobStatus, reason: TerminationReason | None, detail: str) -> str:
+    """Ocean's statusText, derived: how a job at 70 ended, else its status's own text.
+
+    A job the system failed says why in `detail`; that sentence is its statusText.
+    """
+    if status != JobStatus.JOB_COMPLETED or reason is None:
+        return status.text
+    return detail if reason is TerminationReason.ERROR and detail else reason.text

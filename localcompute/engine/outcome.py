@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from localcompute.core.models import Job
-from localcompute.core.status import JobStatus, TerminationReason
+from localcompute.core.status import JobStatus, TerminationReason, status_text
 from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
 from localcompute.runtime import ContainerExit
 
@@ -34,8 +34,11 @@ class Ending:
 class Outcome:
     status: JobStatus
     reason: TerminationReason | None
-    status_text: str
     detail: str
+
+    @property
+    def status_text(self) -> str:
+        return status_text(self.status, self.reason, self.detail)
 
 
 def resolve(job: Job, ending: Ending | None) -> Outcome:
@@ -45,15 +48,14 @@ def resolve(job: Job, ending: Ending | None) -> Outcome:
     which beats "completed". A provisioning failure (31, 32) has no reason.
     """
     if ending is not None and ending.status != JobStatus.JOB_COMPLETED:
-        return Outcome(ending.status, None, ending.status.text, ending.detail)
+        return Outcome(ending.status, None, ending.detail)
     if ending is not None and ending.reason is not None:
         reason, detail = ending.reason, ending.detail
     elif job.detail:  # a system failure recorded on the way (the filter, a lost container)
         reason, detail = TerminationReason.ERROR, job.detail
     else:
         reason, detail = job.termination_reason or TerminationReason.COMPLETED, ""
-    text = detail if reason is TerminationReason.ERROR and detail else reason.text
-    return Outcome(JobStatus.JOB_COMPLETED, reason, text, detail)
+    return Outcome(JobStatus.JOB_COMPLETED, reason, detail)
 
 
 def algorithm_outcome(exit_: ContainerExit, interrupt: Interrupt | None) -> TerminationReason:

@@ -206,7 +206,6 @@ class Pipeline:
                 job.job_id,
                 JobStatus.RUNNING_ALGORITHM,
                 algorithm_started_at=started,
-                deadline=started + job.max_duration,
             )
             await self.runtime.start(name)
         else:
@@ -317,7 +316,6 @@ class Pipeline:
             self.store.transition(
                 job.job_id,
                 outcome.status,
-                status_text=outcome.status_text,
                 termination_reason=outcome.reason,
                 detail=outcome.detail,
                 date_finished=now,

@@ -67,7 +67,6 @@ class MemoryTransaction:
             "owner": spec.owner,
             "agreement_id": spec.agreement_id,
             "status": JobStatus.WARMING_UP,
-            "status_text": JobStatus.WARMING_UP.text,
             "stopreq": StopRequest.NONE,
             "removed": False,
             "delete_requested": False,
@@ -76,7 +75,6 @@ class MemoryTransaction:
             "detail": "",
             "date_created": time.time(),
             "date_finished": None,
-            "deadline": None,
             "max_duration": max_duration,
             "secret": uuid.uuid4().hex,
             "spec": spec,
@@ -137,9 +135,7 @@ class MemoryStore:
     async def find(self, query: JobQuery) -> list[Job]:
         return [j for j in map(_job, self._state.jobs.values()) if query.matches(j)]
 
-    async def transition(
-        self, job_id: str, to: JobStatus, *, status_text: str | None = None, **fields: Any
-    ) -> Job:
+    async def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job:
         unknown = set(fields) - SETTABLE
         if unknown:
             raise StoreError(f"not settable by a transition: {sorted(unknown)}")
@@ -149,7 +145,7 @@ class MemoryStore:
                 raise TransitionRefusedError(
                     f"job {job_id} is at {int(row['status'])}: cannot move to {int(to)}"
                 )
-            row.update(fields, status=to, status_text=status_text or to.text)
+            row.update(fields, status=to)
             return _job(row)
 
     async def admit_next(self, environment: str, max_jobs: int) -> Job | None:
@@ -160,7 +156,7 @@ class MemoryStore:
             waiting = next((r for r in rows if r["status"] == JobStatus.WARMING_UP), None)
             if waiting is None:
                 return None
-            waiting.update(status=JobStatus.JOB_STARTED, status_text=JobStatus.JOB_STARTED.text)
+            waiting.update(status=JobStatus.JOB_STARTED)
             return _job(waiting)
 
     async def slots_in_use(self) -> dict[str, int]:

@@ -55,16 +55,69 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0;
     """,
+    # statusText and the deadline are derived (from status, reason and detail; from the
+    # algorithm's start and max_duration), not stored beside what they derive from. A
+    # rebuild rather than DROP COLUMN, which SQLite before 3.35 lacks.
+    """
+    CREATE TABLE jobs_v3 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL UNIQUE,
+        environment TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        agreement_id TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        stopreq INTEGER NOT NULL DEFAULT 0,
+        removed INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        termination_reason TEXT,
+        detail TEXT NOT NULL DEFAULT '',
+        date_created REAL NOT NULL,
+        date_finished REAL,
+        max_duration REAL NOT NULL,
+        secret TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        results TEXT NOT NULL DEFAULT '[]',
+        fetch_started_at REAL,
+        fetch_finished_at REAL,
+        algorithm_started_at REAL,
+        algorithm_finished_at REAL,
+        filter_started_at REAL,
+        filter_finished_at REAL,
+        publish_started_at REAL,
+        publish_finished_at REAL,
+        delete_requested INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO jobs_v3 (
+        seq, job_id, environment, owner, agreement_id, status, stopreq, removed,
+        exit_code, termination_reason, detail, date_created, date_finished,
+        max_duration, secret, spec, results, fetch_started_at,
+        fetch_finished_at, algorithm_started_at, algorithm_finished_at,
+        filter_started_at, filter_finished_at, publish_started_at,
+        publish_finished_at, delete_requested
+    )
+    SELECT
+        seq, job_id, environment, owner, agreement_id, status, stopreq, removed,
+        exit_code, termination_reason, detail, date_created, date_finished,
+        max_duration, secret, spec, results, fetch_started_at,
+        fetch_finished_at, algorithm_started_at, algorithm_finished_at,
+        filter_started_at, filter_finished_at, publish_started_at,
+        publish_finished_at, delete_requested
+    FROM jobs;
+    DROP TABLE jobs;
+    ALTER TABLE jobs_v3 RENAME TO jobs;
+    CREATE INDEX jobs_env_status ON jobs (environment, status, seq);
+    CREATE INDEX jobs_owner ON jobs (owner COLLATE NOCASE);
+    CREATE INDEX jobs_agreement ON jobs (agreement_id);
+    """,
 )
 
-# Columns a transition may set besides status and status_text.
+# Columns a transition may set besides the status.
 SETTABLE = frozenset(
     {
         "exit_code",
         "termination_reason",
         "detail",
         "date_finished",
-        "deadline",
         "fetch_started_at",
         "fetch_finished_at",
         "algorithm_started_at",
@@ -85,9 +138,9 @@ SLOT_LIST = in_list(SLOT_STATUSES)
 FINAL_LIST = in_list(FINAL_STATUSES)
 
 SQL_INSERT_JOB = """
-INSERT INTO jobs (job_id, environment, owner, agreement_id, status, status_text,
+INSERT INTO jobs (job_id, environment, owner, agreement_id, status,
                   date_created, max_duration, secret, spec)
-VALUES (:job_id, :environment, :owner, :agreement_id, :status, :status_text,
+VALUES (:job_id, :environment, :owner, :agreement_id, :status,
         :date_created, :max_duration, :secret, :spec)
 """
 SQL_GET_JOB = "SELECT * FROM jobs WHERE job_id = ?"
@@ -95,7 +148,7 @@ SQL_GET_JOB = "SELECT * FROM jobs WHERE job_id = ?"
 # than max_jobs hold one. One statement, so taking the slot and the status change
 # cannot be separated.
 SQL_ADMIT_NEXT = f"""
-UPDATE jobs SET status = :started, status_text = :started_text
+UPDATE jobs SET status = :started
 WHERE job_id = (SELECT job_id FROM jobs WHERE environment = :env AND status = :waiting
                 ORDER BY seq LIMIT 1)
   AND status = :waiting
@@ -157,7 +210,7 @@ def select_jobs(query: JobQuery) -> tuple[str, list[Any]]:
 
 def update_status(to: JobStatus, columns: Iterable[str]) -> str:
     """Compare-and-set: move a job to `to` only from a status the transition table allows."""
-    sets = ["status = :to", "status_text = :text", *(f"{c} = :{c}" for c in columns)]
+    sets = ["status = :to", *(f"{c} = :{c}" for c in columns)]
     return (
         f"UPDATE jobs SET {', '.join(sets)} WHERE job_id = :job_id "
         f"AND status IN ({in_list(predecessors(to))}) RETURNING *"

@@ -147,8 +147,6 @@ class JobStore:
         self,
         job_id: str,
         to: JobStatus,
-        *,
-        status_text: str | None = None,
         **fields: Any,
     ) -> Job:
         """Move a job to `to` if the transition table allows it from where it is now."""
@@ -158,7 +156,6 @@ class JobStore:
         sql = update_status(to, fields)
         params = {
             "to": int(to),
-            "text": status_text or to.text,
             "job_id": job_id,
             **{k: (str(v) if isinstance(v, TerminationReason) else v) for k, v in fields.items()},
         }
@@ -176,7 +173,6 @@ class JobStore:
             SQL_ADMIT_NEXT,
             {
                 "started": int(JobStatus.JOB_STARTED),
-                "started_text": JobStatus.JOB_STARTED.text,
                 "env": environment,
                 "waiting": int(JobStatus.WARMING_UP),
                 "max_jobs": max_jobs,

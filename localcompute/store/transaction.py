@@ -69,7 +69,6 @@ class Transaction:
             "owner": spec.owner,
             "agreement_id": spec.agreement_id,
             "status": int(JobStatus.WARMING_UP),
-            "status_text": JobStatus.WARMING_UP.text,
             "date_created": time.time(),
             "max_duration": max_duration,
             "secret": uuid.uuid4().hex,

@@ -76,7 +76,6 @@ async def test_a_finished_job_never_changes(store: Store) -> None:
     done = await store.transition(
         job_id,
         JobStatus.JOB_COMPLETED,
-        status_text="Job stopped",
         termination_reason=TerminationReason.STOPPED,
         date_finished=1.0,
     )
@@ -189,3 +188,43 @@ async def test_driver_errors_become_store_errors(tmp_path: Path) -> None:
             await store.get_nonce("0xabc")
     finally:
         await store.close()
+
+
+def test_a_version_2_file_migrates_keeping_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    spec_json = spec().model_dump_json()
+    with sqlite3.connect(path) as db:
+        for number, script in enumerate(MIGRATIONS[:2], start=1):
+            for statement in filter(str.strip, script.split(";")):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {number}")
+        db.execute(
+            "INSERT INTO jobs (job_id, environment, owner, agreement_id, status, status_text,"
+            " date_created, deadline, max_duration, secret, spec, termination_reason, detail,"
+            " algorithm_started_at, date_finished)"
+            " VALUES ('j1', 'env', '0xAbC', 'a', 70, 'whatever was stored', 1.0, 99.0, 60,"
+            " 's', ?, 'error', 'Job failed: the output filter timed out', 10.0, 80.0)",
+            (spec_json,),
+        )
+
+    async def read() -> None:
+        store = JobStore(path)
+        await store.open()
+        try:
+            job = await store.get("j1")
+        finally:
+            await store.close()
+        assert (job.owner, job.termination_reason, job.date_finished) == (
+            "0xAbC",
+            TerminationReason.ERROR,
+            80.0,
+        )
+        # Derived now: the detail is the statusText of a failed job; the deadline is
+        # the algorithm's start plus max_duration.
+        assert job.status_text == "Job failed: the output filter timed out"
+        assert job.deadline == 70.0
+
+    asyncio.run(read())
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    assert "status_text" not in columns and "deadline" not in columns
