@@ -34,6 +34,7 @@ from localcompute.engine.outcome import (
     resolve,
 )
 from localcompute.engine.publish import build_results
+from localcompute.engine.steps import STEPS
 from localcompute.engine.watch import ContainerWatch
 from localcompute.runtime import ContainerExit, ContainerRuntime, containers
 from localcompute.runtime.containers import JobContext, Stage
@@ -54,29 +55,6 @@ class ContainerDefaults:
 
 
 StepRun = Callable[[Job, asyncio.Event], Awaitable["Job | Ending"]]
-
-
-@dataclass(frozen=True)
-class Step:
-    """One room of a job's way: the statuses it runs from, and what it does there."""
-
-    stage: Stage
-    runs_from: frozenset[JobStatus]
-
-
-STEPS = (
-    Step(Stage.FETCH, frozenset({JobStatus.JOB_STARTED, JobStatus.CONFIGURING_VOLUMES})),
-    Step(
-        Stage.ALGORITHM,
-        frozenset({JobStatus.PROVISIONING_SUCCESS, JobStatus.RUNNING_ALGORITHM}),
-    ),
-    Step(Stage.FILTER, frozenset({JobStatus.FILTERING_RESULTS})),
-)
-
-
-def stage_at(status: JobStatus) -> Stage | None:
-    """The step a job at `status` is in, so the one container it may have; None if none."""
-    return next((step.stage for step in STEPS if status in step.runs_from), None)
 
 
 class Pipeline:

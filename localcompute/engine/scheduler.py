@@ -15,7 +15,8 @@ from typing import Any
 from localcompute.core.errors import DockerUnavailableError, TransitionRefusedError
 from localcompute.core.models import Job
 from localcompute.core.settings import Settings
-from localcompute.engine.pipeline import Pipeline, stage_at
+from localcompute.engine.pipeline import Pipeline
+from localcompute.engine.steps import stage_at
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import Stage, container_name
 from localcompute.runtime.workspace import Workspace
