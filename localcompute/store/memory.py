@@ -34,6 +34,32 @@ class _State:
     nonces: dict[str, Decimal] = field(default_factory=dict)
 
 
+def new_row(spec: JobSpec, *, max_duration: float, **fields: Any) -> dict[str, Any]:
+    """A waiting job as a row of this store; `fields` set any column (for tests)."""
+    phases = ("fetch", "algorithm", "filter", "publish")
+    return {
+        "job_id": uuid.uuid4().hex,
+        "environment": spec.environment,
+        "owner": spec.owner,
+        "agreement_id": spec.agreement_id,
+        "status": JobStatus.WARMING_UP,
+        "stopreq": StopRequest.NONE,
+        "removed": False,
+        "delete_requested": False,
+        "exit_code": None,
+        "termination_reason": None,
+        "detail": "",
+        "date_created": time.time(),
+        "date_finished": None,
+        "max_duration": max_duration,
+        "secret": uuid.uuid4().hex,
+        "spec": spec,
+        "results": [],
+        **{f"{p}_{e}_at": None for p in phases for e in ("started", "finished")},
+        **fields,
+    }
+
+
 def _job(row: dict[str, Any]) -> Job:
     return Job.model_validate(row)
 
@@ -59,29 +85,9 @@ class MemoryTransaction:
         self._state.nonces[address.lower()] = nonce
 
     async def insert_job(self, spec: JobSpec, *, max_duration: float) -> str:
-        job_id = uuid.uuid4().hex
-        phases = ("fetch", "algorithm", "filter", "publish")
-        self._state.jobs[job_id] = {
-            "job_id": job_id,
-            "environment": spec.environment,
-            "owner": spec.owner,
-            "agreement_id": spec.agreement_id,
-            "status": JobStatus.WARMING_UP,
-            "stopreq": StopRequest.NONE,
-            "removed": False,
-            "delete_requested": False,
-            "exit_code": None,
-            "termination_reason": None,
-            "detail": "",
-            "date_created": time.time(),
-            "date_finished": None,
-            "max_duration": max_duration,
-            "secret": uuid.uuid4().hex,
-            "spec": spec,
-            "results": [],
-            **{f"{p}_{e}_at": None for p in phases for e in ("started", "finished")},
-        }
-        return job_id
+        row = new_row(spec, max_duration=max_duration)
+        self._state.jobs[row["job_id"]] = row
+        return str(row["job_id"])
 
     async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
         row = self._state.jobs.get(job_id)

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from localcompute.core.models import AlgorithmSpec, Job, JobSpec
-from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.core.status import JobStatus, TerminationReason
 from localcompute.engine.outcome import Ending, Interrupt, algorithm_outcome, resolve
 from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
 from localcompute.runtime import ContainerExit
+from localcompute.store.memory import new_row
 
 
 def job(**fields: Any) -> Job:
@@ -18,32 +19,8 @@ def job(**fields: Any) -> Job:
         environment="e",
         algorithm=AlgorithmSpec(image="busybox", entrypoint="sh $ALGO", rawcode="true"),
     )
-    row: dict[str, Any] = {
-        "job_id": "j",
-        "environment": "e",
-        "owner": "0xa",
-        "agreement_id": "",
-        "status": JobStatus.PUBLISHING_RESULTS,
-        "stopreq": StopRequest.NONE,
-        "removed": False,
-        "delete_requested": False,
-        "exit_code": None,
-        "termination_reason": None,
-        "detail": "",
-        "date_created": 1.0,
-        "date_finished": None,
-        "max_duration": 60,
-        "secret": "s",
-        "spec": spec,
-        "results": [],
-        **{
-            f"{p}_{e}_at": None
-            for p in ("fetch", "algorithm", "filter", "publish")
-            for e in ("started", "finished")
-        },
-    }
-    row.update(fields)
-    return Job.model_validate(row)
+    status = fields.pop("status", JobStatus.PUBLISHING_RESULTS)
+    return Job.model_validate(new_row(spec, max_duration=60, status=status, **fields))
 
 
 def test_a_job_that_went_the_whole_way_completed() -> None:
