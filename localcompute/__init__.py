@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from localcompute.core.errors import LocalComputeError
-from localcompute.core.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec, ResultFile
+from localcompute.core.models import (
+    AlgorithmSpec,
+    FileSource,
+    InputSpec,
+    Job,
+    JobQuery,
+    JobSpec,
+    Preconditions,
+    ResultFile,
+)
 from localcompute.core.settings import Settings, load_settings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine import Engine
@@ -16,9 +25,11 @@ __all__ = [
     "FileSource",
     "InputSpec",
     "Job",
+    "JobQuery",
     "JobSpec",
     "JobStatus",
     "LocalComputeError",
+    "Preconditions",
     "ResultFile",
     "Settings",
     "StopRequest",
