@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ class FakeContainer:
     finished_at: float | None = None
     process: asyncio.subprocess.Process | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set, then replaced by a fresh one, whenever output arrives or the container ends.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
 
 
@@ -153,12 +156,34 @@ class FakeRuntime:
     async def _run(self, container: FakeContainer) -> None:
         process = container.process
         assert process is not None and process.stdout is not None
-        container.output += await process.stdout.read()
+        while chunk := await process.stdout.read(64 * 1024):
+            container.output += chunk
+            self._changed(container)
         code = await process.wait()
         # Docker reports a signal as 128 + its number.
         container.exit_code = 128 - code if code < 0 else code
         container.state, container.finished_at = "exited", time.time()
         container.done.set()
+        self._changed(container)
+
+    @staticmethod
+    def _changed(container: FakeContainer) -> None:
+        container.changed.set()
+        container.changed = asyncio.Event()
+
+    async def follow_logs(self, name: str) -> AsyncIterator[bytes]:
+        container = self._get(name)
+        offset = 0
+        while True:
+            changed = container.changed  # taken before reading: no wake-up is lost
+            if offset < len(container.output):
+                data = bytes(container.output[offset:])
+                offset += len(data)
+                yield data
+            elif container.done.is_set():
+                return
+            else:
+                await changed.wait()
 
     async def wait(self, name: str) -> ContainerExit:
         container = self._get(name)

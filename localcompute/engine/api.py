@@ -26,6 +26,7 @@ from localcompute.core.errors import (
 from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus, StopRequest
+from localcompute.engine.livelog import LiveLog
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.engine.scheduler import Scheduler
 from localcompute.runtime import ContainerRuntime, hostinfo
@@ -215,6 +216,10 @@ class Engine:
     async def current_jobs(self) -> dict[str, int]:
         """Jobs that hold a slot, per environment."""
         return await self.store.slots_in_use()
+
+    def live_log(self, job_id: str) -> LiveLog | None:
+        """The output of the job's algorithm while it runs, to follow; None when it is not."""
+        return self.scheduler.pipeline.live_logs.get(job_id)
 
     def result_path(self, job: Job, index: int) -> Path:
         result = job.results[index]

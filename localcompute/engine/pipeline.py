@@ -23,8 +23,9 @@ from localcompute.core.errors import (
     TransitionRefusedError,
 )
 from localcompute.core.models import Job
-from localcompute.core.settings import Settings
+from localcompute.core.settings import EnvironmentSettings, Settings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.engine.livelog import LiveLog, move_log
 from localcompute.engine.outcome import (
     Ending,
     Interrupt,
@@ -42,6 +43,9 @@ from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
 
 log = logging.getLogger(__name__)
+
+# How long the algorithm's log stream may take to end after the container did.
+LOG_DRAIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class Pipeline:
         self.settings = settings
         self.defaults = defaults
         self.watch = ContainerWatch(runtime, settings.docker)
+        # The output of every algorithm running now, for readers that follow it live.
+        self.live_logs: dict[str, LiveLog] = {}
         self._steps: dict[Stage, StepRun] = {
             Stage.FETCH: self._fetch,
             Stage.ALGORITHM: self._algorithm,
@@ -170,20 +176,36 @@ class Pipeline:
                 reason=TerminationReason.ERROR,
                 detail=f"environment {job.environment} is no longer configured",
             )
+        if job.status == JobStatus.PROVISIONING_SUCCESS and stop.is_set():
+            return Ending(reason=TerminationReason.STOPPED)
+        # Open to readers before the job says "Running algorithm": a client that starts
+        # following when it sees 40 must find the log, not a 404.
+        ws = ctx.workspace
+        live = await LiveLog.create(ws.live_algorithm_log, self.settings.docker.log_max_bytes)
+        self.live_logs[job.job_id] = live
+        try:
+            return await self._run_algorithm(job, ctx, env, live, stop)
+        finally:
+            self.live_logs.pop(job.job_id, None)
+            await live.close()
+
+    async def _run_algorithm(
+        self,
+        job: Job,
+        ctx: JobContext,
+        env: EnvironmentSettings,
+        live: LiveLog,
+        stop: asyncio.Event,
+    ) -> Job | Ending:
         name = ctx.name(Stage.ALGORITHM)
         if job.status == JobStatus.PROVISIONING_SUCCESS:
-            if stop.is_set():
-                return Ending(reason=TerminationReason.STOPPED)
             try:
                 await self.runtime.create(containers.algorithm_container(ctx, env))
             except ImageNotFoundError as e:
                 note = f"algorithm image {job.spec.algorithm.image_ref}: {e.message}"
                 return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=note)
-            started = time.time()
             job = await self.store.transition(
-                job.job_id,
-                JobStatus.RUNNING_ALGORITHM,
-                algorithm_started_at=started,
+                job.job_id, JobStatus.RUNNING_ALGORITHM, algorithm_started_at=time.time()
             )
             await self.runtime.start(name)
         else:
@@ -194,11 +216,34 @@ class Pipeline:
                 return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
             if state.get("Status") == "created":
                 await self.runtime.start(name)
-        exit_, interrupt = await self.watch.await_exit(name, job.deadline, stop)
-        await self.watch.collect(name, ctx.workspace.algorithm_log, append=True)
+        exit_, interrupt = await self._await_algorithm(job, name, live, stop)
+        await live.close()
+        await asyncio.to_thread(move_log, live.path, ctx.workspace.algorithm_log)
         if interrupt is Interrupt.TIMEOUT:
             await self.store.request_stop(job.job_id, StopRequest.TIME_LIMIT)
         return await self._algorithm_ended(job, exit_, algorithm_outcome(exit_, interrupt), "")
+
+    async def _await_algorithm(
+        self, job: Job, name: str, live: LiveLog, stop: asyncio.Event
+    ) -> tuple[ContainerExit, Interrupt | None]:
+        """Wait for the algorithm while its output streams live into algorithm.log."""
+        recorder = asyncio.ensure_future(live.record(self.runtime.follow_logs(name)))
+        try:
+            exit_, interrupt = await self.watch.await_exit(name, job.deadline, stop)
+            # The stream ends with the container; a runtime that fails to end it
+            # must not hold the job, so the log is then copied whole instead.
+            try:
+                await asyncio.wait_for(asyncio.shield(recorder), LOG_DRAIN_SECONDS)
+            except TimeoutError:
+                recorder.cancel()
+                await live.close()
+                await self.runtime.logs_to_file(
+                    name, live.path, limit=self.settings.docker.log_max_bytes, append=False
+                )
+        finally:
+            recorder.cancel()
+        await self.runtime.remove(name)
+        return exit_, interrupt
 
     async def _algorithm_ended(
         self, job: Job, exit_: ContainerExit | None, reason: TerminationReason, detail: str
@@ -221,9 +266,11 @@ class Pipeline:
         spec = containers.filter_container(self.context(job))
         await self.runtime.remove(spec.name)
         await asyncio.to_thread(ws.reset_results)
-        # A stop the algorithm already obeyed must not cut the filter of its partial
-        # outputs; a stop that arrives while the filter runs ends it.
-        fresh_stop = asyncio.Event() if stop.is_set() else stop
+        # A stop the algorithm obeyed must not cut the filter of its partial outputs;
+        # after an algorithm that ended on its own, a stop ends the filter. What the
+        # algorithm did is the recorded fact, not whether the event is already set.
+        obeyed = job.termination_reason is TerminationReason.STOPPED
+        fresh_stop = asyncio.Event() if obeyed else stop
         exit_, interrupt = await self.watch.run(
             spec,
             limit=self.settings.docker.filter_timeout,

@@ -8,7 +8,7 @@ with nothing above it changed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -97,5 +97,10 @@ class ContainerRuntime(Protocol):
 
     async def remove(self, name: str) -> None: ...
     async def list_labelled(self, instance: str) -> list[ContainerInfo]: ...
+    def follow_logs(self, name: str) -> AsyncIterator[bytes]:
+        """The container's stdout and stderr from its start, as they come, interleaved and
+        without any framing; the iteration ends when the container exits."""
+        ...
+
     async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
         """Copy the container's output to `path` (at most `limit` bytes); returns the size."""

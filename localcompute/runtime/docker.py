@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +48,8 @@ SHORT_CALL_TIMEOUT = 60
 # docker-py passes the timeout to requests, where None means no limit: for wait,
 # pull and logs, which last as long as a container or a download.
 NO_TIMEOUT: Any = None
+# How many log chunks may wait for a slow reader of a followed container.
+FOLLOW_QUEUE_CHUNKS = 64
 
 
 def _epoch(docker_time: str | None) -> float | None:
@@ -332,6 +334,46 @@ class DockerRuntime:
             )
             for row in rows
         ]
+
+    async def follow_logs(self, name: str) -> AsyncIterator[bytes]:
+        """docker-py strips Docker's stream framing from a non-TTY container's logs; a
+        thread pumps them through a bounded queue, so a slow consumer holds the pump,
+        never the server's memory."""
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=FOLLOW_QUEUE_CHUNKS)
+        abandoned = threading.Event()
+
+        def put(item: bytes | None) -> None:
+            while not abandoned.is_set():
+                try:
+                    asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result(timeout=1)
+                    return
+                except concurrent.futures.TimeoutError:
+                    continue
+                except RuntimeError:  # the loop has closed: nobody reads any more
+                    return
+
+        def pump() -> None:
+            try:
+                stream: Iterator[bytes] = self._long_api.logs(
+                    name, stdout=True, stderr=True, stream=True, follow=True
+                )
+                for chunk in stream:
+                    if abandoned.is_set():
+                        return
+                    put(chunk)
+            finally:
+                put(None)
+
+        task = asyncio.ensure_future(self._long(pump, f"follow-{name}"))
+        try:
+            while (chunk := await chunks.get()) is not None:
+                yield chunk
+            await task  # a Docker error surfaces here, as localcompute's
+        finally:
+            abandoned.set()
+            if not task.done():
+                task.cancel()
 
     async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
         """Copy the container's stdout and stderr into `path`, at most `limit` bytes."""

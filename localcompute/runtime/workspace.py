@@ -77,6 +77,13 @@ class Workspace:
         return self.root / "adminlogs"
 
     @property
+    def live_algorithm_log(self) -> Path:
+        """Where the algorithm's output streams while it runs: out of its reach (the
+        algorithm can replace anything in its own logs folder), moved into
+        algorithm.log when it has exited."""
+        return self.adminlogs / "algorithm.live.log"
+
+    @property
     def results(self) -> Path:
         return self.root / "results"
 

@@ -79,6 +79,7 @@ SCHEMAS: dict[str, Any] = {
     "Environments": {"type": "array", "items": {"type": "object"}},
     "Initialize": {"type": "object"},
     "File": {"type": "string", "format": "binary"},
+    "Logs": {"type": "string", "description": "stdout and stderr, as they come"},
     "ValidationError": {
         "type": "object",
         "properties": {
@@ -122,7 +123,9 @@ def build_openapi() -> dict[str, Any]:
                     "description": "A JSON body; the same fields are also read from the query.",
                     "content": {"application/json": {"schema": schema}},
                 }
-        content_type = "application/octet-stream" if route.returns == "File" else "application/json"
+        content_type = {"File": "application/octet-stream", "Logs": "text/plain"}.get(
+            route.returns, "application/json"
+        )
         operation["responses"] = {
             "200": {
                 "description": "OK",

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from localcompute.core.errors import AccessDeniedError, RefusedError
+from localcompute.core.errors import AccessDeniedError, JobNotFoundError, RefusedError
 from localcompute.core.models import (
     AlgorithmSpec,
     FileSource,
@@ -30,6 +30,7 @@ from localcompute.web.context import ENGINE, SETTINGS, base_url
 from localcompute.web.operator_requests import (
     CreateRequest,
     JobFilter,
+    LogsRequest,
     OwnerFilter,
     ResultRequest,
     Signed,
@@ -40,7 +41,7 @@ from localcompute.web.params import (
     read_params,
 )
 from localcompute.web.provider import environment_list
-from localcompute.web.results import file_response, readable_job
+from localcompute.web.results import file_response, readable_job, running_log, stream_log
 from localcompute.web.views import operator_status
 
 # -- who may call ---------------------------------------------------------------
@@ -237,3 +238,15 @@ async def environments(request: web.Request) -> web.Response:
         signer, nonce = await authorize(request, req, req.owner, None)
         await request.app[ENGINE].consume_nonce(signer, nonce)
     return web.json_response(await environment_list(request))
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    """A running algorithm's output, live. Signed by a provider: owner + jobId + nonce."""
+    req = parse(LogsRequest, await read_params(request))
+    signer, nonce = await authorize(request, req, req.owner, req.jobId)
+    jobs = await request.app[ENGINE].find(JobQuery(job_id=req.jobId, owner=req.owner))
+    if not jobs:
+        raise JobNotFoundError(f"No job {req.jobId}" + (f" of {req.owner}" if req.owner else ""))
+    live = running_log(request, jobs[0])
+    await request.app[ENGINE].consume_nonce(signer, nonce)
+    return await stream_log(request, live)

@@ -100,3 +100,10 @@ class CreateRequest(Signed):
     workflow: dict[str, Any]
     environment: str | None = None
     chainId: int | str | None = None
+
+
+class LogsRequest(Signed):
+    jobId: str = Field(min_length=1)
+    owner: str | None = None
+
+    _short = field_validator("owner", mode="before")(_short_is_none)

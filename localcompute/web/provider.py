@@ -28,13 +28,14 @@ from localcompute.web.provider_requests import (
     DeleteRequest,
     EnvironmentsRequest,
     InitializeRequest,
+    LogsRequest,
     NonceRequest,
     ResultRequest,
     StartRequest,
     StatusRequest,
     StopJobRequest,
 )
-from localcompute.web.results import file_response, readable_job
+from localcompute.web.results import file_response, readable_job, running_log, stream_log
 from localcompute.web.views import environment_views, provider_status
 
 
@@ -244,3 +245,14 @@ async def compute_result(request: web.Request) -> web.StreamResponse:
     job = await readable_job(request, req.jobId, req.consumerAddress, req.index)
     await engine.consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
     return await file_response(engine.result_path(job, req.index), job.results[req.index].filename)
+
+
+async def compute_streamable_logs(request: web.Request) -> web.StreamResponse:
+    """The running algorithm's output, live. Signed: consumerAddress + jobId + nonce."""
+    req = parse(LogsRequest, await read_params(request))
+    message = f"{req.consumerAddress}{req.jobId}{auth.nonce_text(req.nonce)}"
+    auth.verify(message, req.signature, req.consumerAddress)
+    [job] = await _owned_jobs(request, req.consumerAddress, req.jobId, None, must_exist=True)
+    live = running_log(request, job)
+    await request.app[ENGINE].consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
+    return await stream_log(request, live)

@@ -112,3 +112,10 @@ class InitializeRequest(RequestModel):
     algorithm: AlgorithmRef
     compute: dict[str, Any]
     consumerAddress: str = Field(min_length=1)
+
+
+class LogsRequest(RequestModel):
+    consumerAddress: str = Field(min_length=1)
+    jobId: str = Field(min_length=1)
+    nonce: Nonce
+    signature: str = Field(min_length=1)

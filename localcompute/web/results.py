@@ -1,4 +1,4 @@
-"""Result downloads, for every dialect: who may read which result, and its bytes."""
+"""Result downloads and live logs, for every dialect: who may read what, and its bytes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aiohttp import web
 
 from localcompute.core.errors import JobNotFoundError
 from localcompute.core.models import Job, JobQuery
+from localcompute.engine.livelog import LiveLog
 from localcompute.web.context import ENGINE
 
 
@@ -37,3 +38,25 @@ async def file_response(path: Path, filename: str) -> web.FileResponse:
 
 def _header_safe(filename: str) -> str:
     return "".join(c if c.isprintable() and c not in '"\\;' else "_" for c in filename)
+
+
+def running_log(request: web.Request, job: Job) -> LiveLog:
+    """The live output of `job`'s algorithm; a JSON 404 when it is not running."""
+    live = request.app[ENGINE].live_log(job.job_id)
+    if live is None:
+        raise JobNotFoundError("Job not found or not running")
+    return live
+
+
+async def stream_log(request: web.Request, live: LiveLog) -> web.StreamResponse:
+    """The algorithm's stdout and stderr as plain text, chunk by chunk as they come,
+    until it exits. A slow client holds only its own reader (see LiveLog)."""
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-cache"}
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    async for chunk in live.follow():
+        await response.write(chunk)
+    await response.write_eof()
+    return response

@@ -95,6 +95,16 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         provider_requests.ResultRequest,
         "File",
     ),
+    Route(
+        "computeStreamableLogs",
+        "GET",
+        "/api/services/computeStreamableLogs",
+        provider.compute_streamable_logs,
+        "The running algorithm's stdout and stderr, live (text/plain, chunked); 404 when it "
+        "is not running. Signed: consumerAddress + jobId + nonce.",
+        provider_requests.LogsRequest,
+        "Logs",
+    ),
 )
 
 
@@ -150,6 +160,15 @@ def _operator_routes() -> tuple[Route, ...]:
             operator_requests.ResultRequest,
         ),
         (
+            "Logs",
+            "GET",
+            "logs",
+            operator.logs,
+            "The running algorithm's stdout and stderr, live (text/plain, chunked). "
+            "Signed: owner + jobId + nonce.",
+            operator_requests.LogsRequest,
+        ),
+        (
             "Environments",
             "GET",
             "environments",
@@ -160,7 +179,7 @@ def _operator_routes() -> tuple[Route, ...]:
     )
     routes = []
     for name, method, tail, handler, summary, model in table:
-        returns = {"GetResult": "File", "Environments": "Environments"}.get(
+        returns = {"GetResult": "File", "Logs": "Logs", "Environments": "Environments"}.get(
             name, "OperatorStatusList"
         )
         for prefix, suffix in (("/api/v1/operator/", ""), ("/api/v1/", "Alias")):

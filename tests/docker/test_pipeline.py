@@ -11,7 +11,14 @@ import pytest
 
 from localcompute import FileSource, InputSpec, JobStatus, StopRequest, TerminationReason
 from tests.conftest import FileServer
-from tests.docker.conftest import EngineFactory, raw_job, result_text, url_input, wait_final
+from tests.docker.conftest import (
+    EngineFactory,
+    raw_job,
+    result_text,
+    url_input,
+    wait_final,
+    wait_status,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -241,3 +248,31 @@ async def test_raw_code_of_a_few_characters_runs(
     assert job.termination_reason == (
         TerminationReason.COMPLETED if exit_code == 0 else TerminationReason.FAILED
     )
+
+
+async def test_the_algorithms_output_streams_live_without_docker_framing(
+    engine_factory: EngineFactory,
+) -> None:
+    engine = await engine_factory()
+    script = "for i in 1 2 3; do echo out $i; echo err $i >&2; sleep 1; done"
+    job_id = await engine.submit(raw_job(script))
+    await wait_status(engine, job_id, JobStatus.RUNNING_ALGORITHM)
+    live = engine.live_log(job_id)
+    assert live is not None
+
+    chunks = []
+    first_at = None
+    async for chunk in live.follow():
+        chunks.append(chunk)
+        if first_at is None:
+            first_at = (await engine.get(job_id)).status
+    job = await wait_final(engine, job_id)
+
+    assert first_at == JobStatus.RUNNING_ALGORITHM, "the first output came while it ran"
+    streamed = b"".join(chunks)
+    assert b"\x01\x00\x00\x00" not in streamed and b"\x02\x00\x00\x00" not in streamed
+    assert sorted(streamed.decode().splitlines()) == sorted(
+        f"{kind} {i}" for kind in ("out", "err") for i in (1, 2, 3)
+    )
+    assert result_text(engine, job, "algorithm.log").encode() == streamed
+    assert engine.live_log(job_id) is None

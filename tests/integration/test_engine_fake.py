@@ -11,6 +11,7 @@ import pytest
 
 from localcompute import AlgorithmSpec, Engine, JobSpec, JobStatus, StopRequest, TerminationReason
 from localcompute.core.models import Job
+from localcompute.runtime.containers import Stage, container_name
 from localcompute.runtime.workspace import Workspace
 from localcompute.store.memory import MemoryStore
 from localcompute.testing import FakeRuntime
@@ -76,7 +77,8 @@ async def test_a_stop_that_arrives_while_the_filter_runs_ends_the_filter(
     assert isinstance(runtime, FakeRuntime)
     runtime.slow_stages["filter"] = 60  # a filter still busy when the stop comes
     job_id = await engine.submit(shell("echo out > $OUTPUTS/o.txt"))
-    await until(engine, job_id, "50", lambda j: j.status == JobStatus.FILTERING_RESULTS)
+    filter_name = container_name(engine.instance, job_id, Stage.FILTER)
+    await until(engine, job_id, "its filter", lambda _: filter_name in runtime.containers)
 
     await engine.stop(job_id)
     job = await engine.wait(job_id)

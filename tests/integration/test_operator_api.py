@@ -3,6 +3,7 @@ what is refused. The document's workflow on real containers is in tests/docker."
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from collections.abc import AsyncIterator
@@ -141,3 +142,30 @@ async def test_a_sent_owner_is_signed_on_every_call(provider: Provider, served: 
     for job_id in ids.values():
         done = await provider.wait_final(job_id)
         assert (done["status"], done["terminationReason"]) == (70, "stopped")
+
+
+async def test_a_provider_follows_a_running_jobs_output(provider: Provider, served: Served) -> None:
+    talker = {
+        "rawcode": "echo begun; sleep 0.5; echo ended",
+        "url": "",
+        "container": {"image": BUSYBOX_IMAGE.split(":")[0], "entrypoint": "sh $ALGO"},
+    }
+    body = localised(DOCUMENT_EXAMPLE, served, agreementId="logs", owner=CONSUMER, algorithm=talker)
+    body["workflow"]["stages"][0]["algorithm"]["container"] = talker["container"]
+    code, [job] = await provider.create(body)
+    assert code == 200
+    job_id = job["jobId"]
+    while (await provider.status(job_id))["status"] < 40:
+        await asyncio.sleep(0.05)
+    for prefix in BOTH:
+        code, answer = await provider.call(
+            "GET", f"{prefix}/logs", params={"jobId": job_id, "owner": CONSUMER}
+        )
+        assert code == 401 and "signature" in answer["error"], "unsigned"
+    async with provider.session.get(
+        provider.base + "/api/v1/operator/logs", params=provider.signed(CONSUMER, job_id)
+    ) as r:
+        assert r.status == 200 and r.content_type == "text/plain"
+        assert await r.content.readline() == b"begun\n"
+        assert await r.content.read() == b"ended\n"
+    await provider.wait_final(job_id)

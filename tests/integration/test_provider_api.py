@@ -3,6 +3,7 @@ nonces, refusals, bad input. What containers really do is in tests/docker."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -314,3 +315,52 @@ async def test_a_status_signature_when_sent_must_be_valid(
     ) as r:
         assert r.status == 200
     assert await consumer.next_nonce() == nonce, "a status read consumes no nonce"
+
+
+def logs_query(consumer: Consumer, job_id: str, nonce: int) -> dict[str, str]:
+    return {
+        "consumerAddress": consumer.address,
+        "jobId": job_id,
+        "nonce": str(nonce),
+        "signature": consumer.sign(f"{consumer.address}{job_id}{nonce}"),
+    }
+
+
+async def test_the_algorithms_output_streams_live_to_its_owner_only(
+    consumer: Consumer, served: Served, session: aiohttp.ClientSession
+) -> None:
+    talker = {
+        "meta": {
+            **RAW["meta"],
+            "rawcode": "for i in 1 2 3; do echo line $i; echo err $i >&2; sleep 1; done",
+        }
+    }
+    status, [job] = await consumer.start(talker)
+    assert status == 200
+    job_id = job["jobId"]
+    url = served.base_url + "/api/services/computeStreamableLogs"
+    while (await consumer.status(job_id))[0]["status"] < 40:
+        await asyncio.sleep(0.05)
+
+    other = Consumer(session, served.base_url, OTHER_KEY)
+    async with session.get(url, params=logs_query(other, job_id, await other.next_nonce())) as r:
+        assert r.status == 404 and r.content_type == "application/json"
+
+    nonce = await consumer.next_nonce()
+    async with session.get(url, params=logs_query(consumer, job_id, nonce)) as r:
+        assert r.status == 200 and r.content_type == "text/plain"
+        first = await r.content.readline()
+        # The first line arrives while the algorithm still runs, not with its end.
+        assert first == b"line 1\n"
+        assert (await consumer.status(job_id))[0]["status"] == 40
+        rest = await r.content.read()
+    assert rest.decode().splitlines() == ["err 1", "line 2", "err 2", "line 3", "err 3"]
+    assert await consumer.next_nonce() == nonce + 1, "the stream used up its nonce"
+
+    done = await consumer.wait_final(job_id)
+    assert done["status"] == 70
+    async with session.get(
+        url, params=logs_query(consumer, job_id, await consumer.next_nonce())
+    ) as r:
+        assert r.status == 404
+        assert (await r.json())["error"] == "Job not found or not running"
