@@ -81,7 +81,10 @@ ENV = [{"id": "test", "max_jobs": 1, "max_job_duration": 60}]
 async def test_running_algorithm_is_reattached_not_rerun(
     kill_server: object, engine_factory: EngineFactory
 ) -> None:
-    script = "echo run >> $OUTPUTS/runs.txt; sleep 3; echo done > $OUTPUTS/done.txt"
+    script = (
+        "echo before the restart; echo run >> $OUTPUTS/runs.txt; sleep 3; "
+        "echo after the restart; echo done > $OUTPUTS/done.txt"
+    )
     killed = kill_server([raw_job(script)], ENV)  # type: ignore[operator]
     job_id = killed.job_ids[0]
     assert docker_ps(f"label=localcompute.job_id={job_id}", "status=running"), (
@@ -90,12 +93,20 @@ async def test_running_algorithm_is_reattached_not_rerun(
     engine = await engine_factory(environments=ENV)
     assert engine.instance == killed.instance, "the instance id is kept in the store"
     before = await engine.get(job_id)
+    # The re-attached job streams again, from the algorithm's start.
+    deadline = time.monotonic() + 10
+    while (live := engine.live_log(job_id)) is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert live is not None
+    streamed = b"".join([chunk async for chunk in live.follow()])
+    assert streamed == b"before the restart\nafter the restart\n"
     job = await wait_final(engine, job_id)
     assert job.status == JobStatus.JOB_COMPLETED, job.detail
     assert job.termination_reason == TerminationReason.COMPLETED
     assert job.deadline == before.deadline
     assert result_text(engine, job, "runs.txt") == "run\n"
     assert result_text(engine, job, "done.txt") == "done\n"
+    assert result_text(engine, job, "algorithm.log") == streamed.decode()
 
 
 async def test_algorithm_that_finished_while_down_is_carried_on(
