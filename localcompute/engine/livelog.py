@@ -1,10 +1,12 @@
 """An algorithm's output as it comes: written to algorithm.log, followed by any number of readers.
 
-The recorder copies the container's log stream into the job's algorithm.log as it
-arrives, within the log cap (a marker says where it was cut; the stream is still
-drained, so the container never blocks on its output). Readers follow the file,
-not a buffer: one that attaches late gets what was written so far and then the
-live tail, and a slow one costs a file handle and one chunk, never a growing queue.
+The recorder copies the container's log stream into a log file as it arrives,
+within the log cap (a marker says where it was cut; the stream is still drained, so
+the container never blocks on its output), and keeps the same capped bytes in
+memory. Readers follow that one shared buffer by offset: one that attaches late
+gets everything so far and then the live tail, a slow one only falls behind, and
+no reader adds a queue or a thread hop: the memory is the cap per running job,
+however many read.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class LiveLog:
         self.written = 0
         self.finished = False
         self._out = out
+        self._data = bytearray()  # what the file holds, for the readers
         self._changed = asyncio.Event()
 
     @classmethod
@@ -56,31 +59,32 @@ class LiveLog:
                 room = self.limit - self.written
                 if room <= 0:
                     if not capped:  # drain the rest, keep none of it
-                        await asyncio.to_thread(_write, out, TRUNCATION_MARKER % self.limit)
+                        await self._append(out, TRUNCATION_MARKER % self.limit)
                         capped = True
-                        self._notify()
                     continue
-                await asyncio.to_thread(_write, out, chunk[:room])
+                await self._append(out, chunk[:room])
                 self.written += min(len(chunk), room)
-                self._notify()
         finally:
             await self.close()
 
+    async def _append(self, out: BinaryIO, data: bytes) -> None:
+        await asyncio.to_thread(_write, out, data)
+        self._data += data
+        self._notify()
+
     async def follow(self) -> AsyncGenerator[bytes, None]:
         """Everything written so far, then each new piece, until the algorithm ends."""
-        source: BinaryIO = await asyncio.to_thread(self.path.open, "rb")
-        try:
-            while True:
-                changed, finished = self._changed, self.finished  # before reading: no lost wake-up
-                data = await asyncio.to_thread(source.read, READ_CHUNK)
-                if data:
-                    yield data
-                elif finished:
-                    return
-                else:
-                    await changed.wait()
-        finally:
-            await asyncio.to_thread(source.close)
+        offset = 0
+        while True:
+            changed, finished = self._changed, self.finished  # before reading: no lost wake-up
+            if offset < len(self._data):
+                data = bytes(self._data[offset : offset + READ_CHUNK])
+                offset += len(data)
+                yield data
+            elif finished:
+                return
+            else:
+                await changed.wait()
 
 
 def _write(out: BinaryIO, data: bytes) -> None:

@@ -10,6 +10,7 @@ be re-attached to them later. "Not found" on stop or remove counts as done.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -48,8 +49,8 @@ SHORT_CALL_TIMEOUT = 60
 # docker-py passes the timeout to requests, where None means no limit: for wait,
 # pull and logs, which last as long as a container or a download.
 NO_TIMEOUT: Any = None
-# How many log chunks may wait for a slow reader of a followed container.
-FOLLOW_QUEUE_CHUNKS = 64
+# How much of a followed container's output may wait for a slow reader.
+FOLLOW_BUFFER_BYTES = 1024 * 1024
 
 
 def _epoch(docker_time: str | None) -> float | None:
@@ -88,9 +89,12 @@ def create_kwargs(spec: ContainerSpec, api: Any) -> dict[str, Any]:
         security_opt=["no-new-privileges"],
         # An init process forwards SIGTERM and reaps zombies: `sh -c` as PID 1 would not.
         init=True,
+        # Docker keeps two files of the full cap: a live reader that lags while the
+        # container floods its output still gets the first cap bytes (so the cut and
+        # its marker land where they should) before rotation drops the oldest file.
         log_config=docker.types.LogConfig(
             type="json-file",
-            config={"max-size": str(max(spec.log_max_bytes // 2, 1024)), "max-file": "2"},
+            config={"max-size": str(max(spec.log_max_bytes, 1024)), "max-file": "2"},
         ),
     )
     return {
@@ -336,22 +340,24 @@ class DockerRuntime:
         ]
 
     async def follow_logs(self, name: str) -> AsyncIterator[bytes]:
-        """docker-py strips Docker's stream framing from a non-TTY container's logs; a
-        thread pumps them through a bounded queue, so a slow consumer holds the pump,
-        never the server's memory."""
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=FOLLOW_QUEUE_CHUNKS)
-        abandoned = threading.Event()
+        """docker-py strips Docker's stream framing from a non-TTY container's logs.
 
-        def put(item: bytes | None) -> None:
-            while not abandoned.is_set():
-                try:
-                    asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result(timeout=1)
-                    return
-                except concurrent.futures.TimeoutError:
-                    continue
-                except RuntimeError:  # the loop has closed: nobody reads any more
-                    return
+        A thread pumps the frames into a buffer of at most FOLLOW_BUFFER_BYTES (the
+        pump waits while it is full, so a slow consumer holds the pump, never the
+        server's memory) and wakes the loop; the loop takes all that is there at
+        once, so a flood of short lines costs one hop per batch, not per line.
+        """
+        loop = asyncio.get_running_loop()
+        pending: collections.deque[bytes] = collections.deque()
+        buffered = [0]  # bytes in pending; guarded by `room`
+        room = threading.Condition()
+        ready = asyncio.Event()
+        abandoned = threading.Event()
+        ended = threading.Event()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody reads
+                loop.call_soon_threadsafe(ready.set)
 
         def pump() -> None:
             try:
@@ -359,19 +365,39 @@ class DockerRuntime:
                     name, stdout=True, stderr=True, stream=True, follow=True
                 )
                 for chunk in stream:
-                    if abandoned.is_set():
-                        return
-                    put(chunk)
+                    with room:
+                        while buffered[0] >= FOLLOW_BUFFER_BYTES:
+                            if abandoned.is_set():
+                                return
+                            room.wait(timeout=1)
+                        if abandoned.is_set():
+                            return
+                        pending.append(chunk)
+                        buffered[0] += len(chunk)
+                    wake()
             finally:
-                put(None)
+                ended.set()
+                wake()
 
         task = asyncio.ensure_future(self._long(pump, f"follow-{name}"))
         try:
-            while (chunk := await chunks.get()) is not None:
-                yield chunk
+            while True:
+                await ready.wait()
+                ready.clear()
+                with room:
+                    batch = b"".join(pending)
+                    pending.clear()
+                    buffered[0] = 0
+                    room.notify_all()
+                if batch:
+                    yield batch
+                if ended.is_set() and not pending:
+                    break
             await task  # a Docker error surfaces here, as localcompute's
         finally:
             abandoned.set()
+            with room:
+                room.notify_all()
             if not task.done():
                 task.cancel()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from localcompute import FileSource, InputSpec, JobStatus, StopRequest, TerminationReason
+from localcompute.runtime.logfile import TRUNCATION_MARKER
 from tests.conftest import FileServer
 from tests.docker.conftest import (
     EngineFactory,
@@ -276,3 +277,24 @@ async def test_the_algorithms_output_streams_live_without_docker_framing(
     )
     assert result_text(engine, job, "algorithm.log").encode() == streamed
     assert engine.live_log(job_id) is None
+
+
+async def test_a_log_flood_is_capped_with_a_marker_and_streams_without_framing(
+    engine_factory: EngineFactory,
+) -> None:
+    cap = 1_000_000
+    engine = await engine_factory(log_max_bytes=cap)
+    # 30 MB of 100-byte lines on stdout, faster than any reader.
+    flood = "head -c 30000000 /dev/zero | tr '\\0' x | fold -w 99"
+    job_id = await engine.submit(raw_job(flood))
+    await wait_status(engine, job_id, JobStatus.RUNNING_ALGORITHM)
+    live = engine.live_log(job_id)
+    assert live is not None
+    streamed = b"".join([chunk async for chunk in live.follow()])
+    job = await wait_final(engine, job_id)
+
+    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 0)
+    marker = TRUNCATION_MARKER % cap
+    assert streamed.endswith(marker) and len(streamed) == cap + len(marker)
+    assert set(streamed[:cap]) <= {ord("x"), ord("\n")}, "no Docker framing bytes"
+    assert result_text(engine, job, "algorithm.log").encode() == streamed
