@@ -10,7 +10,6 @@ be re-attached to them later. "Not found" on stop or remove counts as done.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -41,6 +40,7 @@ from localcompute.runtime import (
     ContainerSpec,
 )
 from localcompute.runtime.logfile import write_capped
+from localcompute.runtime.pump import pumped
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,8 +49,6 @@ SHORT_CALL_TIMEOUT = 60
 # docker-py passes the timeout to requests, where None means no limit: for wait,
 # pull and logs, which last as long as a container or a download.
 NO_TIMEOUT: Any = None
-# How much of a followed container's output may wait for a slow reader.
-FOLLOW_BUFFER_BYTES = 1024 * 1024
 
 
 def _epoch(docker_time: str | None) -> float | None:
@@ -340,66 +338,17 @@ class DockerRuntime:
         ]
 
     async def follow_logs(self, name: str) -> AsyncIterator[bytes]:
-        """docker-py strips Docker's stream framing from a non-TTY container's logs.
+        """docker-py strips Docker's stream framing from a non-TTY container's logs;
+        the blocking stream is pumped on a daemon thread (see runtime/pump.py)."""
 
-        A thread pumps the frames into a buffer of at most FOLLOW_BUFFER_BYTES (the
-        pump waits while it is full, so a slow consumer holds the pump, never the
-        server's memory) and wakes the loop; the loop takes all that is there at
-        once, so a flood of short lines costs one hop per batch, not per line.
-        """
-        loop = asyncio.get_running_loop()
-        pending: collections.deque[bytes] = collections.deque()
-        buffered = [0]  # bytes in pending; guarded by `room`
-        room = threading.Condition()
-        ready = asyncio.Event()
-        abandoned = threading.Event()
-        ended = threading.Event()
+        def stream() -> Iterator[bytes]:
+            chunks: Iterator[bytes] = self._long_api.logs(
+                name, stdout=True, stderr=True, stream=True, follow=True
+            )
+            return chunks
 
-        def wake() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody reads
-                loop.call_soon_threadsafe(ready.set)
-
-        def pump() -> None:
-            try:
-                stream: Iterator[bytes] = self._long_api.logs(
-                    name, stdout=True, stderr=True, stream=True, follow=True
-                )
-                for chunk in stream:
-                    with room:
-                        while buffered[0] >= FOLLOW_BUFFER_BYTES:
-                            if abandoned.is_set():
-                                return
-                            room.wait(timeout=1)
-                        if abandoned.is_set():
-                            return
-                        pending.append(chunk)
-                        buffered[0] += len(chunk)
-                    wake()
-            finally:
-                ended.set()
-                wake()
-
-        task = asyncio.ensure_future(self._long(pump, f"follow-{name}"))
-        try:
-            while True:
-                await ready.wait()
-                ready.clear()
-                with room:
-                    batch = b"".join(pending)
-                    pending.clear()
-                    buffered[0] = 0
-                    room.notify_all()
-                if batch:
-                    yield batch
-                if ended.is_set() and not pending:
-                    break
-            await task  # a Docker error surfaces here, as localcompute's
-        finally:
-            abandoned.set()
-            with room:
-                room.notify_all()
-            if not task.done():
-                task.cancel()
+        async for batch in pumped(stream, lambda pump: self._long(pump, f"follow-{name}")):
+            yield batch
 
     async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
         """Copy the container's stdout and stderr into `path`, at most `limit` bytes."""

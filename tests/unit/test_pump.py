@@ -1,0 +1,66 @@
+"""A blocking stream pumped into an async one: order, batches, a bounded buffer, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from localcompute.runtime.pump import pumped
+
+
+async def in_thread(pump: Callable[[], None]) -> None:
+    await asyncio.to_thread(pump)
+
+
+async def test_every_chunk_arrives_in_order_in_batches() -> None:
+    chunks = [f"line {i}\n".encode() for i in range(10_000)]
+
+    batches = [b async for b in pumped(lambda: iter(chunks), in_thread)]
+
+    assert b"".join(batches) == b"".join(chunks)
+    assert len(batches) < len(chunks), "a flood of lines arrives in batches"
+
+
+async def test_a_slow_consumer_holds_the_pump_within_the_buffer() -> None:
+    produced = [0]
+
+    def stream() -> Iterator[bytes]:
+        for _ in range(1000):
+            produced[0] += 1
+            yield b"x" * 100
+
+    consumed = 0
+    async for batch in pumped(stream, in_thread, buffer_bytes=1000):
+        consumed += len(batch)
+        # Never more than the buffer (plus the one chunk the pump holds) ahead of us.
+        assert produced[0] * 100 - consumed <= 1000 + 100
+        await asyncio.sleep(0.001)
+    assert consumed == 100_000
+
+
+async def test_the_streams_error_surfaces_after_what_came_before() -> None:
+    def stream() -> Iterator[bytes]:
+        yield b"before\n"
+        raise OSError("the engine hung up")
+
+    got = []
+    with pytest.raises(OSError, match="hung up"):
+        async for batch in pumped(stream, in_thread):
+            got.append(batch)
+    assert got == [b"before\n"]
+
+
+async def test_a_consumer_that_leaves_releases_the_pump() -> None:
+    stop = threading.Event()
+
+    def endless() -> Iterator[bytes]:
+        while not stop.is_set():
+            yield b"y" * 1000
+
+    stream = pumped(endless, in_thread, buffer_bytes=10_000)
+    assert await anext(stream)
+    await stream.aclose()  # the pump sees it is abandoned and returns
+    stop.set()
