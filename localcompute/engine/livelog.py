@@ -12,11 +12,14 @@ however many read.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
 from localcompute.runtime.logfile import TRUNCATION_MARKER, open_regular
+
+log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 
@@ -50,8 +53,15 @@ class LiveLog:
             await asyncio.to_thread(self._out.close)
             self._notify()
 
+    async def catch_up(self, complete: bytes) -> None:
+        """`complete` is the whole capped log, read after the exit: add what the stream
+        missed. (Should the two disagree, the readers keep what they were given.)"""
+        have = len(self._data)
+        if len(complete) > have and complete.startswith(self._data):
+            await self._append(self._out, complete[have:])
+
     async def record(self, chunks: AsyncIterator[bytes]) -> None:
-        """Write `chunks` to the log as they come; the log is finished when they end."""
+        """Write `chunks` to the log as they come; `close` finishes it."""
         out = self._out
         try:
             capped = False
@@ -64,8 +74,11 @@ class LiveLog:
                     continue
                 await self._append(out, chunk[:room])
                 self.written += min(len(chunk), room)
-        finally:
-            await self.close()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A broken stream ends the live part; the complete log still follows.
+            log.warning("the live log %s ended early", self.path, exc_info=True)
 
     async def _append(self, out: BinaryIO, data: bytes) -> None:
         await asyncio.to_thread(_write, out, data)

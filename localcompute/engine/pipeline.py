@@ -10,6 +10,7 @@ end even when the job's task is cancelled, so the store never closes beneath it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -231,17 +232,18 @@ class Pipeline:
         try:
             exit_, interrupt = await self.watch.await_exit(name, job.deadline, stop)
             # The stream ends with the container; a runtime that fails to end it
-            # must not hold the job, so the log is then copied whole instead.
-            try:
+            # must not hold the job.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(recorder), LOG_DRAIN_SECONDS)
-            except TimeoutError:
-                recorder.cancel()
-                await live.close()
-                await self.runtime.logs_to_file(
-                    name, live.path, limit=self.settings.docker.log_max_bytes, append=False
-                )
         finally:
             recorder.cancel()
+        # Docker's follow can end before a fast container's last lines reach it; the
+        # complete log, read once the container has exited, is the authority, and
+        # whatever the stream missed is added for the readers and the file.
+        complete = self.context(job).workspace.admin_log("algorithm.complete.log")
+        limit = self.settings.docker.log_max_bytes
+        await self.runtime.logs_to_file(name, complete, limit=limit, append=False)
+        await live.catch_up(await asyncio.to_thread(_read_and_remove, complete))
         await self.runtime.remove(name)
         return exit_, interrupt
 
@@ -354,6 +356,12 @@ class Pipeline:
             raise
         except TransitionRefusedError:
             return await self.store.get(job.job_id)
+
+
+def _read_and_remove(path: Path) -> bytes:
+    data = path.read_bytes()
+    path.unlink()
+    return data
 
 
 def _append_line(path: Path, line: str) -> None:

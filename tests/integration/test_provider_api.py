@@ -332,7 +332,7 @@ async def test_the_algorithms_output_streams_live_to_its_owner_only(
     talker = {
         "meta": {
             **RAW["meta"],
-            "rawcode": "for i in 1 2 3; do echo line $i; echo err $i >&2; sleep 1; done",
+            "rawcode": "for i in 1 2 3; do echo line $i; echo err $i >&2; sleep 0.6; done",
         }
     }
     status, [job] = await consumer.start(talker)

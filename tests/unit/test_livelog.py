@@ -39,6 +39,7 @@ async def test_readers_early_and_late_get_everything_and_end_with_the_algorithm(
     await source.queue.put(None)  # the algorithm exits
 
     await recorder
+    await live.close()
     assert await early == await late == b"line 1\nline 2\n"
     assert (tmp_path / "algorithm.log").read_bytes() == b"line 1\nline 2\n"
 
@@ -54,6 +55,7 @@ async def test_a_reader_sees_a_line_before_the_algorithm_ends(tmp_path: Path) ->
     assert not live.finished
     await source.queue.put(None)
     await recorder
+    await live.close()
     await reader.aclose()
 
 
@@ -68,5 +70,23 @@ async def test_output_over_the_cap_is_cut_with_a_marker_and_still_drained(
     await source.queue.put(None)
 
     await recorder
+    await live.close()
     assert source.queue.empty(), "the stream was drained to its end"
     assert await collect(live) == b"0123456789" + TRUNCATION_MARKER % 10
+
+
+async def test_what_the_stream_missed_is_added_from_the_complete_log(tmp_path: Path) -> None:
+    # Docker's follow can end before a fast container's last lines reach it.
+    source = Source()
+    live = await LiveLog.create(tmp_path / "algorithm.log", limit=1000)
+    recorder = asyncio.create_task(live.record(source.chunks()))
+    reader = asyncio.create_task(collect(live))
+    await source.queue.put(b"first\n")
+    await source.queue.put(None)
+    await recorder
+
+    await live.catch_up(b"first\nlast\n")
+    await live.close()
+
+    assert await reader == b"first\nlast\n"
+    assert (tmp_path / "algorithm.log").read_bytes() == b"first\nlast\n"
