@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from localcompute.core.settings import (
 from localcompute.runtime.logfile import TRUNCATION_MARKER
 from localcompute.web.app import create_app
 from localcompute.web.auth import ProviderKey, sign
+from localcompute.web.context import ENGINE
 
 KEY = bytes.fromhex("11" * 32)
 DID = "did:op:" + "be" * 32
@@ -51,6 +53,15 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def remove_containers(instance: str) -> None:
+    label = f"label=localcompute.instance={instance}"
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True
+    ).stdout.split()
+    if left:
+        subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
 
 
 def free_port() -> int:
@@ -143,9 +154,11 @@ async def main() -> None:
             provider=ProviderSettings(private_key="0x" + "22" * 32, dataset_roots=[root]),
             datasets=[DatasetSettings(did=DID, files=[str(dataset)])],
         )
-        runner = web.AppRunner(create_app(settings))
+        app = create_app(settings)
+        runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
+        instance = app[ENGINE].instance
         try:
             # One connection per reader: the default pool of 100 would queue the 101st.
             connector = aiohttp.TCPConnector(limit=0)
@@ -160,6 +173,8 @@ async def main() -> None:
                 flood_rss = rss_mb()
         finally:
             await runner.cleanup()
+            # The server leaves running jobs to be re-attached; this one's data dir goes.
+            await asyncio.to_thread(remove_containers, instance)
     print(f"alone:    {alone * 1000:.0f} ms")
     print(
         f"followed: {followed * 1000:.0f} ms with {args.readers} readers "
