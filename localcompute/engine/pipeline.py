@@ -189,6 +189,8 @@ class Pipeline:
         finally:
             self.live_logs.pop(job.job_id, None)
             await live.close()
+            # Moved into algorithm.log when the algorithm ran; else nothing to keep.
+            await asyncio.to_thread(live.path.unlink, missing_ok=True)
 
     async def _run_algorithm(
         self,

@@ -56,7 +56,10 @@ async def stream_log(request: web.Request, live: LiveLog) -> web.StreamResponse:
     )
     response.enable_chunked_encoding()
     await response.prepare(request)
-    async for chunk in live.follow():
-        await response.write(chunk)
-    await response.write_eof()
+    try:
+        async for chunk in live.follow():
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the reader left: its stream ends here, the job goes on
     return response
