@@ -54,13 +54,25 @@ async def test_the_streams_error_surfaces_after_what_came_before() -> None:
 
 
 async def test_a_consumer_that_leaves_releases_the_pump() -> None:
-    stop = threading.Event()
+    pump_returned = threading.Event()
 
     def endless() -> Iterator[bytes]:
-        while not stop.is_set():
+        while True:
             yield b"y" * 1000
 
-    stream = pumped(endless, in_thread, buffer_bytes=10_000)
+    async def tracked(pump: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                pump()
+            finally:
+                pump_returned.set()
+
+        await asyncio.to_thread(run)
+
+    stream = pumped(endless, tracked, buffer_bytes=10_000)
     assert await anext(stream)
-    await stream.aclose()  # the pump sees it is abandoned and returns
-    stop.set()
+    await asyncio.sleep(0.2)  # the pump fills the buffer and waits for room
+    await stream.aclose()
+
+    # The pump, blocked on a full buffer of an endless stream, sees it is abandoned.
+    assert await asyncio.to_thread(pump_returned.wait, 5)
