@@ -38,6 +38,10 @@ class NonceError(SignatureError):
     """The nonce is not greater than the last one accepted from this address."""
 
 
+class TokenError(SignatureError):
+    """Invalid token."""
+
+
 class AccessDeniedError(LocalComputeError):
     """The caller may not use this service."""
 

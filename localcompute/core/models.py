@@ -22,6 +22,7 @@ _DID_BODY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 def did_folder(did: str) -> str:
@@ -99,6 +100,20 @@ class AlgorithmSpec(_Frozen):
     checksum: str = ""
     algocustomdata: Any = None
     ddo: dict[str, Any] | None = None
+    envs: dict[str, str] = Field(
+        default_factory=dict,
+        description="More variables for the algorithm's container; Ocean's own win a clash.",
+    )
+
+    @field_validator("envs")
+    @classmethod
+    def _env_names(cls, envs: dict[str, str]) -> dict[str, str]:
+        for name, value in envs.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"not an environment variable name: {name!r}")
+            if "\0" in value:
+                raise ValueError(f"the value of {name} holds a NUL byte")
+        return envs
 
     @field_validator("image")
     @classmethod
@@ -176,6 +191,15 @@ class AlgorithmSpec(_Frozen):
         return f"{self.image}@{self.checksum}" if self.checksum else f"{self.image}:{self.tag}"
 
 
+class JobResources(_Frozen):
+    """What one job asked for; each lowers its environment's per-job amount, never raises it."""
+
+    cpu: float | None = Field(None, gt=0)
+    ram_gb: float | None = Field(None, gt=0)
+    disk_gb: float | None = Field(None, ge=0)
+    gpus: int | None = Field(None, ge=0)
+
+
 class JobSpec(_Frozen):
     """What a caller asks to run. Either API builds one of these."""
 
@@ -192,7 +216,7 @@ class JobSpec(_Frozen):
     viewers: list[str] = Field(
         default_factory=list, description="Addresses besides the owner that may fetch results."
     )
-    api: Literal["library", "provider", "operator"] = Field(
+    api: Literal["library", "provider", "operator", "node"] = Field(
         "library", description="Which API started the job."
     )
     workflow_output: dict[str, Any] = Field(
@@ -200,6 +224,14 @@ class JobSpec(_Frozen):
         description="The operator workflow's stage output, echoed back in its status object.",
     )
     chain_id: int | str | None = Field(None, description="The chain the request named, if any.")
+    resources: JobResources = Field(default_factory=JobResources)
+    output_archive: bool = Field(
+        False,
+        description="Publish the outputs as one outputs.tar, entries under outputs/, as "
+        "Ocean Node does; else each top-level file is a result of its own.",
+    )
+    auth_token: str = Field("", description="The id of the auth token that started the job.")
+    metadata: dict[str, Any] | None = Field(None, description="The client's labels, echoed.")
 
     @model_validator(mode="before")
     @classmethod
@@ -240,6 +272,7 @@ class Preconditions(_Frozen):
     unused_agreement: str | None = Field(
         None, description="An agreement id that no unfinished job may hold."
     )
+    valid_token: str | None = Field(None, description="An auth token id not invalidated.")
 
     @classmethod
     def signed(cls, address: str, nonce: Decimal, **more: Any) -> Preconditions:

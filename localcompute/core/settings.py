@@ -106,14 +106,6 @@ class EnvironmentSettings(_Section):
     def gpu_count(self) -> int:
         return len(self.gpu_devices) or self.gpus
 
-    @property
-    def memory_bytes(self) -> int:
-        return int(self.ram_gb * 1024**3)
-
-    @property
-    def nano_cpus(self) -> int:
-        return int(self.cpu * 1_000_000_000)
-
 
 class ProviderSettings(_Section):
     private_key: str = Field(
@@ -132,6 +124,29 @@ class OperatorSettings(_Section):
     allowed_providers: list[str] = Field(
         default_factory=list,
         description="Provider addresses that may call /api/v1; empty: loopback callers only.",
+    )
+
+
+class NodeSettings(_Section):
+    """The Ocean Node dialect (ocean.js 8.x): free compute, no chain."""
+
+    prefix: str = Field(
+        "/node",
+        pattern=r"^/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$",
+        description="Where the dialect is mounted: point ocean.js 8 at http://host:port<prefix>.",
+    )
+    token_lifetime: int = Field(
+        86400,
+        ge=0,
+        description="Seconds an auth token lives if the client asks no end; 0: until invalidated.",
+    )
+    unsigned_results: Literal["token-jobs", "never"] = Field(
+        "token-jobs",
+        description=(
+            "ocean.js 8 downloads results of a token session with no credentials at all. "
+            "token-jobs: allow it for a job started with a token that is still valid, "
+            "to its owner; never: refuse every unsigned download."
+        ),
     )
 
 
@@ -187,6 +202,7 @@ class Settings(_Section):
     )
     provider: ProviderSettings = Field(default_factory=ProviderSettings)
     operator: OperatorSettings = Field(default_factory=OperatorSettings)
+    node: NodeSettings = Field(default_factory=NodeSettings)
     datasets: list[DatasetSettings] = Field(default_factory=list)
     algorithms: list[AlgorithmSettings] = Field(default_factory=list)
 

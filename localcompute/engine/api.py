@@ -208,6 +208,19 @@ class Engine:
         async with self.store.transaction() as tx:
             await tx.consume_nonce(address, nonce)
 
+    # -- auth tokens (the node dialect) ----------------------------------------
+
+    async def revoke_token(
+        self, token_id: str, expires_at: float | None, *, requires: Preconditions | None = None
+    ) -> None:
+        """Invalidate an auth token for good; `requires` (a nonce) in the same transaction."""
+        async with self.store.transaction() as tx:
+            await tx.check(requires or Preconditions())
+            await tx.revoke_token(token_id, expires_at)
+
+    async def token_revoked(self, token_id: str) -> bool:
+        return await self.store.token_revoked(token_id)
+
     async def wait(self, job_id: str) -> Job:
         """Wait until the job's task ends (for tests and the CLI)."""
         await self.scheduler.wait(job_id)

@@ -8,8 +8,10 @@ followed, and anything but regular files and directories with sane names is refu
 (left out and logged) rather than failing the whole job.
 
 Each top-level regular file becomes a result of its own; all top-level directories
-are packed together into one uncompressed PAX tar. A JSON manifest lists the results
-with their sizes and sha256 sums, and the refusals. Stdout becomes filter.log.
+are packed together into one uncompressed PAX tar. With --archive (Ocean Node's way)
+the whole folder becomes the one result outputs.tar, its entries under outputs/.
+A JSON manifest lists the results with their sizes and sha256 sums, and the
+refusals. Stdout becomes filter.log.
 """
 
 from __future__ import annotations
@@ -258,10 +260,13 @@ def tar_info(rel: str, info: os.stat_result, kind: bytes) -> tarfile.TarInfo:
 class TarPacker:
     """Packs directory trees into one tar, refusing what may not go in."""
 
-    def __init__(self, tar: tarfile.TarFile, outputs: Path, report: Report) -> None:
+    def __init__(
+        self, tar: tarfile.TarFile, outputs: Path, report: Report, prefix: str = ""
+    ) -> None:
         self.tar = tar
         self.outputs = outputs
         self.report = report
+        self.prefix = prefix  # put before every member's name, e.g. "outputs/"
         self.files = 0
 
     def add_tree(self, top: str, info: os.stat_result) -> None:
@@ -298,14 +303,15 @@ class TarPacker:
         except OSError as exc:
             self.report.refuse(rel, cannot_read(exc))
             return None
-        self.tar.addfile(tar_info(rel, info, tarfile.DIRTYPE))
+        self.tar.addfile(tar_info(self.prefix + rel, info, tarfile.DIRTYPE))
         return children
 
     def add_file(self, path: str, rel: str, info: os.stat_result) -> None:
         try:
             with open_regular(path, info) as source:
                 # addfile copies exactly member.size bytes from the open file object.
-                self.tar.addfile(tar_info(rel, os.fstat(source.fileno()), tarfile.REGTYPE), source)
+                member = tar_info(self.prefix + rel, os.fstat(source.fileno()), tarfile.REGTYPE)
+                self.tar.addfile(member, source)
         except Unreadable as exc:
             self.report.refuse(rel, str(exc))
             return
@@ -324,6 +330,24 @@ def pack_directories(
     report.add_result(Result(dest.name, size, sha256), f"{packer.files} files, {size} bytes")
 
 
+def pack_everything(outputs: Path, dest: Path, report: Report) -> None:
+    """The whole outputs folder as one tar, entries under outputs/ (Ocean Node's
+    getArchive('/data/outputs')); made even when the folder is empty."""
+    with tarfile.open(dest, "x", format=tarfile.PAX_FORMAT) as tar:
+        packer = TarPacker(tar, outputs, report, prefix=f"{TAR_STEM}/")
+        tar.addfile(tar_info(TAR_STEM, os.lstat(outputs), tarfile.DIRTYPE))
+        for entry in list_dir(str(outputs)):
+            info = inspect(entry, entry.name, report)
+            if info is None:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                packer.add_tree(entry.name, info)
+            else:
+                packer.add_file(entry.path, entry.name, info)
+    size, sha256 = hash_file(dest)
+    report.add_result(Result(dest.name, size, sha256), f"{packer.files} files, {size} bytes")
+
+
 def hash_file(path: Path) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
@@ -337,8 +361,11 @@ def hash_file(path: Path) -> tuple[int, str]:
 # --- main ------------------------------------------------------------------------------------
 
 
-def run(outputs: Path, results: Path) -> Report:
+def run(outputs: Path, results: Path, *, archive: bool = False) -> Report:
     report = Report()
+    if archive:
+        pack_everything(outputs, results / f"{TAR_STEM}.tar", report)
+        return report
     directories: list[tuple[str, os.stat_result]] = []
     for entry in list_dir(str(outputs)):
         info = inspect(entry, entry.name, report)
@@ -370,6 +397,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--outputs", type=Path, required=True, help="the algorithm's outputs")
     parser.add_argument("--results", type=Path, required=True, help="empty folder for results")
     parser.add_argument("--manifest", type=Path, required=True, help="JSON manifest to write")
+    parser.add_argument(
+        "--archive", action="store_true", help="one outputs.tar of everything, under outputs/"
+    )
     return parser.parse_args(argv)
 
 
@@ -380,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        report = run(args.outputs, args.results)
+        report = run(args.outputs, args.results, archive=args.archive)
         write_manifest(args.manifest, report)
     except Exception:
         log("filter failed with an unexpected error:")

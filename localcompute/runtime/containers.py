@@ -128,6 +128,10 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
     job, ws = ctx.job, ctx.workspace
     algo = job.spec.algorithm
     script = algo.entrypoint.replace("$ALGO", ALGORITHM_PATH)
+    wanted = job.spec.resources
+    cpu = env.cpu if wanted.cpu is None else min(env.cpu, wanted.cpu)
+    ram_gb = env.ram_gb if wanted.ram_gb is None else min(env.ram_gb, wanted.ram_gb)
+    gpus = env.gpu_count if wanted.gpus is None else min(env.gpu_count, wanted.gpus)
     return ContainerSpec(
         name=ctx.name(Stage.ALGORITHM),
         image=algo.image_ref,
@@ -142,6 +146,8 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
             Mount(ws.logs, "/data/logs", read_only=False),
         ),
         environment={
+            # The client's own variables first: Ocean's contract variables win a clash.
+            **algo.envs,
             "DIDS": json.dumps([did_folder(d) for d in job.input_dids]),
             "TRANSFORMATION_DID": did_folder(algo.did),
             "VOLUME": "/data",
@@ -152,11 +158,11 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
         },
         network_mode=ctx.algorithm_network if env.algorithm_network else "none",
         user=ctx.user,
-        nano_cpus=env.nano_cpus,
-        memory_bytes=env.memory_bytes,
+        nano_cpus=int(cpu * 1_000_000_000),
+        memory_bytes=int(ram_gb * 1024**3),
         pids_limit=ctx.docker_settings.pids_limit,
-        gpu_count=env.gpus if not env.gpu_devices else 0,
-        gpu_device_ids=tuple(env.gpu_devices),
+        gpu_count=gpus if not env.gpu_devices else 0,
+        gpu_device_ids=tuple(env.gpu_devices[:gpus]),
         log_max_bytes=ctx.docker_settings.log_max_bytes,
     )
 
@@ -174,6 +180,7 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
             "/results",
             "--manifest",
             "/meta/filter.json",
+            *(["--archive"] if ctx.job.spec.output_archive else []),
         ],
         labels=ctx.labels(Stage.FILTER),
         mounts=(

@@ -21,6 +21,7 @@ from localcompute.core.errors import (
     JobNotFoundError,
     NonceError,
     StoreError,
+    TokenError,
     TransitionRefusedError,
 )
 from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions, ResultFile
@@ -32,6 +33,7 @@ from localcompute.store.queries import SETTABLE
 class _State:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # in insertion order
     nonces: dict[str, Decimal] = field(default_factory=dict)
+    revoked_tokens: set[str] = field(default_factory=set)
 
 
 def new_row(spec: JobSpec, *, max_duration: float, **fields: Any) -> dict[str, Any]:
@@ -77,6 +79,11 @@ class MemoryTransaction:
             for r in self._state.jobs.values()
         ):
             raise AgreementInUseError()
+        if preconditions.valid_token in self._state.revoked_tokens:
+            raise TokenError("Invalid token: it was invalidated")
+
+    async def revoke_token(self, token_id: str, expires_at: float | None) -> None:
+        self._state.revoked_tokens.add(token_id)
 
     async def consume_nonce(self, address: str, nonce: Decimal) -> None:
         last = self._state.nonces.get(address.lower(), Decimal(0))
@@ -202,3 +209,6 @@ class MemoryStore:
 
     async def get_nonce(self, address: str) -> Decimal | None:
         return self._state.nonces.get(address.lower())
+
+    async def token_revoked(self, token_id: str) -> bool:
+        return token_id in self._state.revoked_tokens

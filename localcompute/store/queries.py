@@ -109,6 +109,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_owner ON jobs (owner COLLATE NOCASE);
     CREATE INDEX jobs_agreement ON jobs (agreement_id);
     """,
+    # Auth tokens (the node dialect) are signed, not stored; only an invalidation is,
+    # until the token would have expired anyway (NULL: it never would).
+    """
+    CREATE TABLE revoked_tokens (token_id TEXT PRIMARY KEY, expires_at REAL);
+    """,
 )
 
 # Columns a transition may set besides the status.
@@ -179,6 +184,12 @@ SQL_AGREEMENT_IN_USE = (
 )
 SQL_GET_META = "SELECT value FROM meta WHERE key = ?"
 SQL_SET_META = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING"
+SQL_TOKEN_REVOKED = "SELECT 1 FROM revoked_tokens WHERE token_id = ?"
+SQL_REVOKE_TOKEN = """
+INSERT INTO revoked_tokens (token_id, expires_at) VALUES (?, ?)
+ON CONFLICT(token_id) DO NOTHING
+"""
+SQL_FORGET_EXPIRED_TOKENS = "DELETE FROM revoked_tokens WHERE expires_at < ?"
 SQL_GET_NONCE = "SELECT nonce FROM nonces WHERE address = ?"
 SQL_SET_NONCE = """
 INSERT INTO nonces (address, nonce) VALUES (?, ?)

@@ -44,6 +44,7 @@ from localcompute.store.queries import (
     SQL_PENDING_DELETES,
     SQL_SET_META,
     SQL_SET_RESULTS,
+    SQL_TOKEN_REVOKED,
     select_jobs,
     update_status,
 )
@@ -219,3 +220,7 @@ class JobStore:
         """The last nonce accepted from `address` (compared case-blind), None if none."""
         row = await self._fetch_one(SQL_GET_NONCE, (address.lower(),))
         return None if row is None else Decimal(row[0])
+
+    async def token_revoked(self, token_id: str) -> bool:
+        """Whether the auth token `token_id` was invalidated."""
+        return await self._fetch_one(SQL_TOKEN_REVOKED, (token_id,)) is not None

@@ -15,16 +15,19 @@ from typing import Any
 
 import aiosqlite
 
-from localcompute.core.errors import AgreementInUseError, NonceError, StoreError
+from localcompute.core.errors import AgreementInUseError, NonceError, StoreError, TokenError
 from localcompute.core.models import Job, JobSpec, Preconditions
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.store.queries import (
     SQL_AGREEMENT_IN_USE,
+    SQL_FORGET_EXPIRED_TOKENS,
     SQL_GET_NONCE,
     SQL_INSERT_JOB,
     SQL_REQUEST_DELETE,
     SQL_REQUEST_STOP,
+    SQL_REVOKE_TOKEN,
     SQL_SET_NONCE,
+    SQL_TOKEN_REVOKED,
 )
 
 
@@ -48,6 +51,15 @@ class Transaction:
             SQL_AGREEMENT_IN_USE, (preconditions.unused_agreement,)
         ):
             raise AgreementInUseError()
+        if preconditions.valid_token is not None and await self._sql(
+            SQL_TOKEN_REVOKED, (preconditions.valid_token,)
+        ):
+            raise TokenError("Invalid token: it was invalidated")
+
+    async def revoke_token(self, token_id: str, expires_at: float | None) -> None:
+        """Invalidate an auth token for good; rows of tokens past their end go."""
+        await self._sql(SQL_FORGET_EXPIRED_TOKENS, (time.time(),))
+        await self._sql(SQL_REVOKE_TOKEN, (token_id, expires_at))
 
     async def consume_nonce(self, address: str, nonce: Decimal) -> None:
         """Accept `nonce` only if above the last one accepted from `address` (case-blind)."""

@@ -154,3 +154,36 @@ def test_owner_and_whitelisted_viewers_may_read_results() -> None:
     )
     assert j.may_read_results("0xabc") and j.may_read_results("0xdef")
     assert not j.may_read_results("0x123")
+
+
+def test_a_job_s_resources_lower_the_environment_s_and_never_raise_them() -> None:
+    from localcompute.core.models import JobResources
+
+    env = EnvironmentSettings(id="e", cpu=2, ram_gb=4, gpu_devices=["0", "1"])
+    base = job()
+    asked = base.model_copy(
+        update={
+            "spec": base.spec.model_copy(
+                update={"resources": JobResources(cpu=0.5, ram_gb=8, gpus=1)}
+            )
+        }
+    )
+    spec = algorithm_container(context(asked), env)
+    assert spec.nano_cpus == 500_000_000
+    assert spec.memory_bytes == 4 * 1024**3  # asked 8, the environment gives 4 at most
+    assert spec.gpu_device_ids == ("0",)
+
+
+def test_the_client_s_variables_reach_the_algorithm_but_never_replace_ocean_s() -> None:
+    spec = algorithm_container(
+        context(job(envs={"MODE": "fast", "DIDS": '["forged"]'})), EnvironmentSettings(id="e")
+    )
+    assert spec.environment["MODE"] == "fast"
+    assert json.loads(spec.environment["DIDS"]) == ["aa"]
+
+
+def test_node_jobs_ask_the_filter_for_one_archive() -> None:
+    base = job()
+    assert "--archive" not in filter_container(context(base)).command
+    node = base.model_copy(update={"spec": base.spec.model_copy(update={"output_archive": True})})
+    assert filter_container(context(node)).command[-1] == "--archive"

@@ -280,3 +280,36 @@ def test_runs_as_a_standalone_script(dirs: tuple[Path, Path, Path], tmp_path: Pa
 
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert len(read_manifest(dirs)["results"]) == 4
+
+
+def test_archive_mode_packs_everything_under_outputs_and_refuses_the_same(
+    dirs: tuple[Path, Path, Path],
+) -> None:
+    """Ocean Node's way (--archive): one outputs.tar of the whole folder, even when empty."""
+    outputs, results, manifest = dirs
+    (outputs / "top.txt").write_text("top\n")
+    (outputs / "deep" / "er").mkdir(parents=True)
+    (outputs / "deep" / "er" / "f.bin").write_bytes(BIG)
+    (outputs / "escape").symlink_to("/etc/passwd")
+    argv = ["--outputs", str(outputs), "--results", str(results), "--manifest", str(manifest)]
+    assert output_filter.main([*argv, "--archive"]) == 0
+    assert [p.name for p in results.iterdir()] == ["outputs.tar"]
+    with tarfile.open(results / "outputs.tar") as tar:
+        assert sorted(tar.getnames()) == [
+            "outputs",
+            "outputs/deep",
+            "outputs/deep/er",
+            "outputs/deep/er/f.bin",
+            "outputs/top.txt",
+        ]
+        assert tar.extractfile("outputs/deep/er/f.bin").read() == BIG  # type: ignore[union-attr]
+    report = read_manifest(dirs)
+    assert [r["filename"] for r in report["results"]] == ["outputs.tar"]
+    assert [r["path"] for r in report["refused"]] == ["escape"]
+
+    shutil.rmtree(outputs)
+    outputs.mkdir()
+    (results / "outputs.tar").unlink()
+    assert output_filter.main([*argv, "--archive"]) == 0
+    with tarfile.open(results / "outputs.tar") as tar:
+        assert tar.getnames() == ["outputs"]
