@@ -11,14 +11,15 @@ from localcompute.core.settings import Settings
 from localcompute.engine import Engine
 from localcompute.web.auth import ProviderKey
 from localcompute.web.catalog import Catalog
-from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
+from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS, TOKENS
 from localcompute.web.middleware import cors, json_errors
 from localcompute.web.openapi import openapi_handler
 from localcompute.web.routes import setup_routes
+from localcompute.web.tokens import TokenIssuer
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Application:
-    """Build the application; the catalog, key and engine open and close with it."""
+    """Build the application; the catalog, keys and engine open and close with it."""
     app = web.Application(
         middlewares=[cors, json_errors], client_max_size=settings.server.max_body_bytes
     )
@@ -31,6 +32,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
             settings.provider.private_key,
             settings.provider.private_key_file,
             settings.data_dir,
+        )
+        app[TOKENS] = await asyncio.to_thread(
+            TokenIssuer.load, settings.data_dir, settings.node.token_lifetime
         )
         app[ENGINE] = engine or Engine(settings)
         await app[ENGINE].start()

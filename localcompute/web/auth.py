@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -28,7 +29,16 @@ def message_hash(message: str) -> bytes:
     return keccak(_EIP191_PREFIX + keccak(message.encode("utf-8")))
 
 
-def recover(message: str, signature: str) -> str:
+def hex_text_hash(message: str) -> bytes:
+    """The digest when keccak(message) was signed as the 66-character text "0x…".
+
+    Ocean Node accepts this form besides the raw 32 bytes; some wallets sign so.
+    """
+    text = ("0x" + keccak(message.encode("utf-8")).hex()).encode("ascii")
+    return keccak(b"\x19Ethereum Signed Message:\n" + str(len(text)).encode() + text)
+
+
+def recover(message: str, signature: str, digest: Callable[[str], bytes] = message_hash) -> str:
     """The checksummed address that signed `message`; SignatureError when none can be found."""
     try:
         raw = bytes.fromhex(signature.removeprefix("0x"))
@@ -41,15 +51,20 @@ def recover(message: str, signature: str) -> str:
         raise SignatureError(f"the signature's v byte must be 0, 1, 27 or 28, not {raw[64]}")
     try:
         sig = _KEYS.Signature(raw[:64] + bytes([v]))
-        public = _KEYS.ecdsa_recover(message_hash(message), sig)
+        public = _KEYS.ecdsa_recover(digest(message), sig)
     except Exception as e:  # eth-keys raises several kinds for garbage r or s
         raise SignatureError("no address can be recovered from the signature") from e
     return str(public.to_checksum_address())
 
 
-def verify(message: str, signature: str, address: str) -> None:
-    """Raise SignatureError unless `address` signed `message` (addresses compare case-blind)."""
+def verify(message: str, signature: str, address: str, *, hex_text_too: bool = False) -> None:
+    """Raise SignatureError unless `address` signed `message` (addresses compare case-blind).
+
+    `hex_text_too`: also accept the hash signed as hex text (Ocean Node's second form).
+    """
     signer = recover(message, signature)
+    if hex_text_too and signer.lower() != address.lower():
+        signer = recover(message, signature, hex_text_hash)
     if signer.lower() != address.lower():
         raise SignatureError(
             f"Invalid signature {signature} for ethereum address {address}, "
@@ -97,26 +112,43 @@ class ProviderKey:
     def __repr__(self) -> str:
         return f"<ProviderKey {self.address}>"
 
+    @property
+    def public_key(self) -> str:
+        """The compressed secp256k1 public key, hex (Ocean Node's nodePublicKey)."""
+        return "0x" + self._key.public_key.to_compressed_bytes().hex()
+
     @classmethod
     def load(cls, private_key: str, key_file: str, data_dir: Path) -> ProviderKey:
         """From the setting, else from the file, else one made once in data_dir (mode 0600)."""
         if private_key:
             return cls(_parse_key(private_key, "[provider] private_key"))
-        path = Path(key_file) if key_file else data_dir / "provider.key"
-        if not key_file and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if key_file:
+            path = Path(key_file)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process made it first: read theirs
-            else:
-                with os.fdopen(fd, "w") as f:
-                    f.write("0x" + secrets.token_bytes(32).hex() + "\n")
-        try:
-            text = path.read_text().strip()
-        except OSError as e:
-            raise ConfigError(f"cannot read the provider key file {path}: {e}") from e
+                text = path.read_text().strip()
+            except OSError as e:
+                raise ConfigError(f"cannot read the provider key file {path}: {e}") from e
+        else:
+            path = data_dir / "provider.key"
+            text = secret_file(path, "the provider key")
         return cls(_parse_key(text, str(path)))
+
+
+def secret_file(path: Path, what: str) -> str:
+    """The secret kept in `path`: 32 random bytes as hex, made once with mode 0600."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first: read theirs
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write("0x" + secrets.token_bytes(32).hex() + "\n")
+    try:
+        return path.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} from {path}: {e}") from e
 
 
 def _parse_key(text: str, source: str) -> bytes:

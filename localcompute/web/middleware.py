@@ -2,7 +2,8 @@
 
 The provider API (/api/services) answers validation and signature errors as
 {"errors": {field: [message]}, "message": "Validation error", "success": false}
-and refusals as {"error": …}; the operator API (/api/v1) always as {"error": "…"}.
+and refusals as {"error": …}; the operator API (/api/v1) and the node dialect
+([node] prefix) always as {"error": "…"}, a failed signature or token with 401.
 Bad input never gives a 500.
 """
 
@@ -26,6 +27,7 @@ from localcompute.core.errors import (
     RequestValidationError,
     SignatureError,
 )
+from localcompute.web.context import SETTINGS
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,7 +50,7 @@ def _provider_answer(e: LocalComputeError) -> web.Response:
     return _common_answer(e)
 
 
-def _operator_answer(e: LocalComputeError) -> web.Response:
+def _plain_answer(e: LocalComputeError) -> web.Response:
     if isinstance(e, RequestValidationError):
         text = "; ".join(m for messages in e.errors.values() for m in messages)
         return _json(400, {"error": text})
@@ -74,6 +76,13 @@ def _common_answer(e: LocalComputeError) -> web.Response:
     return _json(500, {"error": e.message})
 
 
+def _plain_errors(request: web.Request) -> bool:
+    """The operator API and the node dialect answer every error as {"error": "…"}."""
+    node = request.app[SETTINGS].node.prefix
+    path = request.path
+    return path.startswith(OPERATOR_PREFIX) or path == node or path.startswith(node + "/")
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -87,8 +96,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             response.headers["Allow"] = e.headers["Allow"]
         return response
     except LocalComputeError as e:
-        operator = request.path.startswith(OPERATOR_PREFIX)
-        return _operator_answer(e) if operator else _provider_answer(e)
+        return _plain_answer(e) if _plain_errors(request) else _provider_answer(e)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _json(500, {"error": "internal error; the server log says more"})

@@ -89,6 +89,16 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Error": {"type": "object", "properties": {"error": {}}},
+    "NodeJobList": {
+        "type": "array",
+        "items": {"type": "object", "description": "ocean.js 8's NodeComputeJob"},
+    },
+    "NodeEnvironments": {
+        "type": "array",
+        "items": {"type": "object", "description": "Ocean Node's ComputeEnvironment"},
+    },
+    "Token": {"type": "object", "properties": {"token": {"type": "string"}}},
+    "Success": {"type": "object", "properties": {"success": {"type": "boolean"}}},
 }
 
 
@@ -99,11 +109,11 @@ def _error(description: str, schema: str = "Error") -> dict[str, Any]:
     }
 
 
-def build_openapi() -> dict[str, Any]:
+def build_openapi(node_prefix: str = "/node") -> dict[str, Any]:
     from localcompute.web.routes import all_routes
 
     paths: dict[str, dict[str, Any]] = {}
-    for route in all_routes():
+    for route in all_routes(node_prefix):
         operation: dict[str, Any] = {"operationId": route.name, "summary": route.summary}
         if route.model is not None:
             schema = route.model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
@@ -146,7 +156,8 @@ def build_openapi() -> dict[str, Any]:
             "title": "localcompute",
             "version": __version__,
             "description": "Ocean Protocol compute-to-data on one host: the provider compute "
-            "API (/api/services) and the Operator-Service API v1 (/api/v1).",
+            f"API (/api/services), the Operator-Service API v1 (/api/v1) and Ocean Node's "
+            f"dialect ({node_prefix}).",
         },
         "paths": paths,
         "components": {"schemas": SCHEMAS},
@@ -154,4 +165,6 @@ def build_openapi() -> dict[str, Any]:
 
 
 async def openapi_handler(request: web.Request) -> web.Response:
-    return web.json_response(build_openapi())
+    from localcompute.web.context import SETTINGS
+
+    return web.json_response(build_openapi(request.app[SETTINGS].node.prefix))

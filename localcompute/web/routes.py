@@ -9,7 +9,14 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from localcompute import __version__
-from localcompute.web import operator, operator_requests, provider, provider_requests
+from localcompute.web import (
+    node,
+    node_requests,
+    operator,
+    operator_requests,
+    provider,
+    provider_requests,
+)
 from localcompute.web.context import PROVIDER_KEY, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -199,9 +206,155 @@ def _operator_routes() -> tuple[Route, ...]:
 
 OPERATOR_ROUTES = _operator_routes()
 
+# Ocean Node's dialect, at paths relative to its prefix ([node] prefix, /node by
+# default): ocean.js 8 builds each URL from the node URI and these paths.
+NODE_ROUTES: tuple[Route, ...] = (
+    Route(
+        "nonce",
+        "GET",
+        "/api/services/nonce",
+        node.nonce,
+        "The last nonce accepted from userAddress in this dialect, as a string.",
+        node_requests.NonceRequest,
+        "Nonce",
+    ),
+    Route(
+        "computeEnvironments",
+        "GET",
+        "/api/services/computeEnvironments",
+        node.environments,
+        "The environments in Ocean Node's shape (resources in cores and GB, a free block).",
+        node_requests.EnvironmentsRequest,
+        "NodeEnvironments",
+    ),
+    Route(
+        "freeCompute",
+        "POST",
+        "/api/services/freeCompute",
+        node.free_compute,
+        "Start a free job. Signed: consumerAddress + nonce + freeStartCompute, or a token.",
+        node_requests.FreeComputeRequest,
+        "NodeJobList",
+    ),
+    Route(
+        "computeStart",
+        "POST",
+        "/api/services/compute",
+        node.compute_start,
+        "Paid compute needs a chain: always a 400 that says so.",
+        None,
+        "Error",
+    ),
+    Route(
+        "initializeCompute",
+        "POST",
+        "/api/services/initializeCompute",
+        node.initialize_compute,
+        "Paid compute needs a chain: always a 400 that says so.",
+        None,
+        "Error",
+    ),
+    Route(
+        "computeStatus",
+        "GET",
+        "/api/services/compute",
+        node.status,
+        "The owner's jobs: by jobId, or all of them with a token.",
+        node_requests.StatusRequest,
+        "NodeJobList",
+    ),
+    Route(
+        "computeStop",
+        "PUT",
+        "/api/services/compute",
+        node.stop,
+        "Stop a job. Signed: consumerAddress + nonce + stopCompute, or a token.",
+        node_requests.StopRequest,
+        "NodeJobList",
+    ),
+    Route(
+        "computeDelete",
+        "DELETE",
+        "/api/services/compute",
+        node.compute_delete,
+        "Not part of the dialect: always a 400 that says so.",
+        None,
+        "Error",
+    ),
+    Route(
+        "computeResult",
+        "GET",
+        "/api/services/computeResult",
+        node.result,
+        "Download result `index` of the status's results list (Range supported). Signed: "
+        "consumerAddress + nonce + getComputeResult, or see [node] unsigned_results.",
+        node_requests.ResultRequest,
+        "File",
+    ),
+    Route(
+        "computeStreamableLogs",
+        "GET",
+        "/api/services/computeStreamableLogs",
+        node.logs,
+        "The running algorithm's stdout and stderr, live (text/plain, chunked); 404 when "
+        "it is not running. Signed: consumerAddress + nonce + getComputeStreamableLogs.",
+        node_requests.LogsRequest,
+        "Logs",
+    ),
+    Route(
+        "generateAuthToken",
+        "POST",
+        "/api/services/auth/token",
+        node.create_token,
+        "An auth token (a JWT whose payload holds the address). Signed: address + nonce + "
+        "createAuthToken.",
+        node_requests.CreateTokenRequest,
+        "Token",
+    ),
+    Route(
+        "invalidateAuthToken",
+        "POST",
+        "/api/services/auth/token/invalidate",
+        node.invalidate_token,
+        "Invalidate a token for good. Signed by its owner: address + nonce "
+        "(+ invalidateAuthToken).",
+        node_requests.InvalidateTokenRequest,
+        "Success",
+    ),
+    Route(
+        "directCommand",
+        "POST",
+        "/directCommand",
+        node.direct_command,
+        'Only {"command": "status"}: the node\'s id and public key.',
+        node_requests.DirectCommandRequest,
+        "Error",
+    ),
+)
 
-def all_routes() -> tuple[Route, ...]:
-    return PROVIDER_ROUTES + OPERATOR_ROUTES
+
+def node_routes(prefix: str) -> tuple[Route, ...]:
+    """The node dialect's routes mounted under `prefix`, named node<Name>."""
+    return tuple(
+        Route(
+            "node" + r.name[0].upper() + r.name[1:],
+            r.method,
+            prefix + r.path,
+            r.handler,
+            r.summary,
+            r.model,
+            r.returns,
+        )
+        for r in NODE_ROUTES
+    )
+
+
+def node_service_endpoints() -> dict[str, list[str]]:
+    return {r.name: [r.method, r.path] for r in NODE_ROUTES}
+
+
+def all_routes(node_prefix: str = "/node") -> tuple[Route, ...]:
+    return PROVIDER_ROUTES + OPERATOR_ROUTES + node_routes(node_prefix)
 
 
 def service_endpoints() -> dict[str, list[str]]:
@@ -224,7 +377,10 @@ async def root(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", root)
-    for route in all_routes():
+    prefix = app[SETTINGS].node.prefix
+    app.router.add_get(prefix, node.root)
+    app.router.add_get(prefix + "/", node.root)
+    for route in all_routes(prefix):
         if route.method == "GET":
             # No implicit HEAD: a HEAD must not consume a nonce or stream a result.
             app.router.add_get(route.path, route.handler, allow_head=False)
