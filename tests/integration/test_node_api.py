@@ -459,3 +459,27 @@ async def test_a_job_started_meanwhile_is_counted_in_the_environment(
     code, _ = await client.stop(job["jobId"])
     assert code == 200
     await client.wait(job["jobId"])
+
+
+async def test_with_unsigned_results_never_a_token_session_must_sign_its_downloads(
+    tmp_path_factory: pytest.TempPathFactory, session: aiohttp.ClientSession
+) -> None:
+    strict = '[node]\nprefix = "/ocean"\nunsigned_results = "never"\n'
+    async with fake_server(tmp_path_factory.mktemp("strict"), extra=strict) as served:
+        client = NodeClient(session, served.base_url)
+        client.uri = served.base_url + "/ocean"
+        port = served.extra["files"].server_port
+        files = [
+            {"fileObject": {"type": "url", "url": f"http://127.0.0.1:{port}/d", "method": "GET"}}
+        ]
+        token = await client.token()
+        body = client.body(raw_algorithm(WRITES), files)
+        code, answer = await client.post(
+            "/api/services/freeCompute", body, {"Authorization": token}
+        )
+        assert code == 200, answer
+        done = await client.wait(answer[0]["jobId"])
+        code, _, _ = await client.result(done["jobId"], 1, signed=False)
+        assert code == 401
+        code, log, _ = await client.result(done["jobId"], 1)
+        assert (code, log) == (200, b"hello\n")
