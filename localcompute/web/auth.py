@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -29,13 +29,27 @@ def message_hash(message: str) -> bytes:
     return keccak(_EIP191_PREFIX + keccak(message.encode("utf-8")))
 
 
+def _eip191(payload: bytes) -> bytes:
+    return keccak(b"\x19Ethereum Signed Message:\n" + str(len(payload)).encode() + payload)
+
+
+def zero_stripped_hash(message: str) -> bytes:
+    """The digest ocean.js 8 really signs: it turns keccak(message) into bytes with
+    ethers.toBeArray, which drops leading zero bytes, so one hash in 256 is signed as
+    31 bytes or fewer (Ocean Node refuses those; we accept them)."""
+    return _eip191(keccak(message.encode("utf-8")).lstrip(b"\0"))
+
+
 def hex_text_hash(message: str) -> bytes:
     """The digest when keccak(message) was signed as the 66-character text "0x…".
 
     Ocean Node accepts this form besides the raw 32 bytes; some wallets sign so.
     """
-    text = ("0x" + keccak(message.encode("utf-8")).hex()).encode("ascii")
-    return keccak(b"\x19Ethereum Signed Message:\n" + str(len(text)).encode() + text)
+    return _eip191(("0x" + keccak(message.encode("utf-8")).hex()).encode("ascii"))
+
+
+NODE_DIGESTS = (message_hash, zero_stripped_hash, hex_text_hash)
+"""The forms of a node-dialect signature: the 32 bytes, ocean.js 8's stripped bytes, hex text."""
 
 
 def recover(message: str, signature: str, digest: Callable[[str], bytes] = message_hash) -> str:
@@ -57,14 +71,19 @@ def recover(message: str, signature: str, digest: Callable[[str], bytes] = messa
     return str(public.to_checksum_address())
 
 
-def verify(message: str, signature: str, address: str, *, hex_text_too: bool = False) -> None:
-    """Raise SignatureError unless `address` signed `message` (addresses compare case-blind).
-
-    `hex_text_too`: also accept the hash signed as hex text (Ocean Node's second form).
-    """
+def verify(
+    message: str,
+    signature: str,
+    address: str,
+    digests: Sequence[Callable[[str], bytes]] = (message_hash,),
+) -> None:
+    """Raise SignatureError unless `address` signed `message` in one of the `digests`
+    forms (addresses compare case-blind)."""
+    for digest in digests:
+        signer = recover(message, signature, digest)
+        if signer.lower() == address.lower():
+            return
     signer = recover(message, signature)
-    if hex_text_too and signer.lower() != address.lower():
-        signer = recover(message, signature, hex_text_hash)
     if signer.lower() != address.lower():
         raise SignatureError(
             f"Invalid signature {signature} for ethereum address {address}, "

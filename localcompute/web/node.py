@@ -120,7 +120,7 @@ async def authenticate(
     if req.signature and req.nonce is not None and address:
         nonce = _digits(req.nonce)
         message = f"{address}{str(req.nonce).strip()}{command}"
-        auth.verify(message, req.signature, address, hex_text_too=True)
+        auth.verify(message, req.signature, address, digests=auth.NODE_DIGESTS)
         last = await request.app[ENGINE].last_nonce(nonce_account(address))
         if nonce <= last:
             raise SignatureError(f"nonce: {nonce} is not a valid nonce: the last one was {last}")
@@ -224,9 +224,11 @@ async def invalidate_token(request: web.Request) -> web.Response:
     nonce = _digits(req.nonce)
     message = f"{req.address}{str(req.nonce).strip()}"
     try:
-        auth.verify(message + "invalidateAuthToken", req.signature, req.address, hex_text_too=True)
+        auth.verify(
+            message + "invalidateAuthToken", req.signature, req.address, digests=auth.NODE_DIGESTS
+        )
     except SignatureError:
-        auth.verify(message, req.signature, req.address, hex_text_too=True)
+        auth.verify(message, req.signature, req.address, digests=auth.NODE_DIGESTS)
     signed = Preconditions.signed(nonce_account(req.address), nonce)
     await request.app[ENGINE].revoke_token(claims.token_id, claims.expires_at, requires=signed)
     return web.json_response({"success": True})

@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from localcompute.core.errors import SignatureError, TokenError
-from localcompute.web.auth import recover, verify
+from localcompute.web.auth import NODE_DIGESTS, recover, verify
 from localcompute.web.tokens import SECRET_FILE, TokenIssuer
 
 ADDRESS = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
@@ -29,17 +29,25 @@ WIRE = [
         "0x507d640f24deab2ac6b0cb192e5873559e8a77603d9447cbc751ea3f6bfda1010945bf94046aaba2"
         "7f4fd2f5d33eb16a112803e139e85853e8f28411cdebeb171b",
     ),
+    # keccak of this message starts with a zero byte, which ocean.js 8.6.2 drops before
+    # signing (ethers.toBeArray): captured from the real client against this server.
+    (
+        "2",
+        "getComputeStreamableLogs",
+        "0x6ecb10433d52761218e4fdd9feb70fb24a083bf4beabe734e4d1b6ca220c7d1b00c0fcdb18149d"
+        "281c1e4d6b51541265c4281202678a0fc33c1f20498fb1242d1b",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("nonce", "command", "signature"), WIRE)
 def test_the_wire_signatures_of_ocean_js_8_verify(nonce: str, command: str, signature: str) -> None:
-    verify(f"{ADDRESS}{nonce}{command}", signature, ADDRESS, hex_text_too=True)
+    verify(f"{ADDRESS}{nonce}{command}", signature, ADDRESS, digests=NODE_DIGESTS)
     # The address is part of the message as sent: lower-cased, it is another message.
     with pytest.raises(SignatureError):
         verify(f"{ADDRESS.lower()}{nonce}{command}", signature, ADDRESS)
     with pytest.raises(SignatureError):
-        verify(f"{ADDRESS}{nonce}stopCompute", signature, ADDRESS, hex_text_too=True)
+        verify(f"{ADDRESS}{nonce}stopCompute", signature, ADDRESS, digests=NODE_DIGESTS)
 
 
 def test_read_as_hex_text_the_vector_recovers_the_reference_s_other_address() -> None:
