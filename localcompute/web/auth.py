@@ -36,7 +36,7 @@ def _eip191(payload: bytes) -> bytes:
 def zero_stripped_hash(message: str) -> bytes:
     """The digest ocean.js 8 really signs: it turns keccak(message) into bytes with
     ethers.toBeArray, which drops leading zero bytes, so one hash in 256 is signed as
-    31 bytes or fewer (Ocean Node refuses those; we accept them)."""
+    31 bytes or fewer (Ocean Node verifies through the same toBeArray)."""
     return _eip191(keccak(message.encode("utf-8")).lstrip(b"\0"))
 
 

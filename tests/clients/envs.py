@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".envs"
 OCEAN_PY_VERSION = "3.1.2"
 OCEAN_PY_CONSTRAINTS = HERE / "ocean-py-constraints.txt"
-OCEAN_JS_VERSIONS = ("3.1.4", "3.3.0", "3.4.6")
+OCEAN_JS_VERSIONS = ("3.1.4", "3.3.0", "3.4.6", "8.0.0", "8.6.2")
 STAMP = ".localcompute-built-from"
 INSTALL_TIMEOUT = 900
 
