@@ -1,100 +1,40 @@
-"""Who signed a request, and whether its nonce is new.
+"""Who signed a request, and whether its nonce is new: the web layer's side of signing.
 
-Ocean's clients sign keccak256 of the UTF-8 message with EIP-191 over that 32-byte
-hash (personal_sign of the hash, not of the text). `v` may be 0, 1, 27 or 28.
-Recovery uses coincurve through eth-keys (about 0.1 ms a signature).
+The signatures themselves are core's (localcompute.core.signing), shared with the
+client; here are how a request's nonce reads and the provider's own key.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from eth_keys.backends.coincurve import CoinCurveECCBackend
-from eth_keys.main import KeyAPI
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
-
 from localcompute.core.errors import ConfigError, SignatureError
+from localcompute.core.signing import (
+    NODE_DIGESTS,
+    Key,
+    hex_text_hash,
+    message_hash,
+    recover,
+    secret_file,
+    sign,
+    verify,
+    zero_stripped_hash,
+)
 
-_KEYS = KeyAPI(CoinCurveECCBackend)
-_EIP191_PREFIX = b"\x19Ethereum Signed Message:\n32"
-
-
-def message_hash(message: str) -> bytes:
-    """The digest a client signs for `message`."""
-    return keccak(_EIP191_PREFIX + keccak(message.encode("utf-8")))
-
-
-def _eip191(payload: bytes) -> bytes:
-    return keccak(b"\x19Ethereum Signed Message:\n" + str(len(payload)).encode() + payload)
-
-
-def zero_stripped_hash(message: str) -> bytes:
-    """The digest ocean.js 8 really signs: it turns keccak(message) into bytes with
-    ethers.toBeArray, which drops leading zero bytes, so one hash in 256 is signed as
-    31 bytes or fewer (Ocean Node verifies through the same toBeArray)."""
-    return _eip191(keccak(message.encode("utf-8")).lstrip(b"\0"))
-
-
-def hex_text_hash(message: str) -> bytes:
-    """The digest when keccak(message) was signed as the 66-character text "0x…".
-
-    Ocean Node accepts this form besides the raw 32 bytes; some wallets sign so.
-    """
-    return _eip191(("0x" + keccak(message.encode("utf-8")).hex()).encode("ascii"))
-
-
-NODE_DIGESTS = (message_hash, zero_stripped_hash, hex_text_hash)
-"""The forms of a node-dialect signature: the 32 bytes, ocean.js 8's stripped bytes, hex text."""
-
-
-def recover(message: str, signature: str, digest: Callable[[str], bytes] = message_hash) -> str:
-    """The checksummed address that signed `message`; SignatureError when none can be found."""
-    try:
-        raw = bytes.fromhex(signature.removeprefix("0x"))
-    except ValueError as e:
-        raise SignatureError("the signature is not hex") from e
-    if len(raw) != 65:
-        raise SignatureError("the signature must be 65 bytes: r, s and v")
-    v = raw[64] - 27 if raw[64] in (27, 28) else raw[64]
-    if v not in (0, 1):
-        raise SignatureError(f"the signature's v byte must be 0, 1, 27 or 28, not {raw[64]}")
-    try:
-        sig = _KEYS.Signature(raw[:64] + bytes([v]))
-        public = _KEYS.ecdsa_recover(digest(message), sig)
-    except Exception as e:  # eth-keys raises several kinds for garbage r or s
-        raise SignatureError("no address can be recovered from the signature") from e
-    return str(public.to_checksum_address())
-
-
-def verify(
-    message: str,
-    signature: str,
-    address: str,
-    digests: Sequence[Callable[[str], bytes]] = (message_hash,),
-) -> None:
-    """Raise SignatureError unless `address` signed `message` in one of the `digests`
-    forms (addresses compare case-blind)."""
-    for digest in digests:
-        signer = recover(message, signature, digest)
-        if signer.lower() == address.lower():
-            return
-    signer = recover(message, signature)
-    if signer.lower() != address.lower():
-        raise SignatureError(
-            f"Invalid signature {signature} for ethereum address {address}, "
-            f"message {message}. Got {signer}"
-        )
-
-
-def sign(message: str, private_key: bytes) -> str:
-    """Sign as ocean.py does (v = 0 or 1): for tests and for provider-to-operator calls."""
-    sig = _KEYS.ecdsa_sign(message_hash(message), _KEYS.PrivateKey(private_key))
-    return "0x" + sig.to_bytes().hex()
+__all__ = [
+    "NODE_DIGESTS",
+    "ProviderKey",
+    "hex_text_hash",
+    "message_hash",
+    "nonce_text",
+    "parse_nonce",
+    "recover",
+    "secret_file",
+    "sign",
+    "verify",
+    "zero_stripped_hash",
+]
 
 
 def parse_nonce(value: object) -> Decimal:
@@ -115,66 +55,19 @@ def nonce_text(value: object) -> str:
     return str(value)
 
 
-class ProviderKey:
+class ProviderKey(Key):
     """The provider's key: answers GET / with its address, signs what the provider signs."""
-
-    def __init__(self, private_key: bytes) -> None:
-        self._key = _KEYS.PrivateKey(private_key)
-
-    @property
-    def address(self) -> str:
-        return str(to_checksum_address(self._key.public_key.to_canonical_address()))
-
-    def sign(self, message: str) -> str:
-        return sign(message, self._key.to_bytes())
-
-    def __repr__(self) -> str:
-        return f"<ProviderKey {self.address}>"
-
-    @property
-    def public_key(self) -> str:
-        """The compressed secp256k1 public key, hex (Ocean Node's nodePublicKey)."""
-        return "0x" + self._key.public_key.to_compressed_bytes().hex()
 
     @classmethod
     def load(cls, private_key: str, key_file: str, data_dir: Path) -> ProviderKey:
         """From the setting, else from the file, else one made once in data_dir (mode 0600)."""
         if private_key:
-            return cls(_parse_key(private_key, "[provider] private_key"))
+            return cls.from_hex(private_key, "[provider] private_key")
         if key_file:
             path = Path(key_file)
             try:
                 text = path.read_text().strip()
             except OSError as e:
                 raise ConfigError(f"cannot read the provider key file {path}: {e}") from e
-        else:
-            path = data_dir / "provider.key"
-            text = secret_file(path, "the provider key")
-        return cls(_parse_key(text, str(path)))
-
-
-def secret_file(path: Path, what: str) -> str:
-    """The secret kept in `path`: 32 random bytes as hex, made once with mode 0600."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: read theirs
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write("0x" + secrets.token_bytes(32).hex() + "\n")
-    try:
-        return path.read_text().strip()
-    except OSError as e:
-        raise ConfigError(f"cannot read {what} from {path}: {e}") from e
-
-
-def _parse_key(text: str, source: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError as e:
-        raise ConfigError(f"{source}: the provider key is not hex") from e
-    if len(raw) != 32:
-        raise ConfigError(f"{source}: the provider key must be 32 bytes")
-    return raw
+            return cls.from_hex(text, str(path))
+        return cls.made_once(data_dir / "provider.key", "the provider key")

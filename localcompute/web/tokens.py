@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 
 from localcompute.core.errors import ConfigError, TokenError
-from localcompute.web.auth import secret_file
+from localcompute.core.signing import secret_file
 
 ALGORITHM = "HS256"
 SECRET_FILE = "node-token.secret"
