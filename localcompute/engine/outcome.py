@@ -28,6 +28,7 @@ class Ending:
     status: JobStatus = JobStatus.JOB_COMPLETED  # 31 or 32 for a provisioning failure
     reason: TerminationReason | None = None  # STOPPED, or ERROR for a system failure
     detail: str = ""  # the sentence that says why, kept in `detail` and shown for ERROR
+    logged: bool = False  # the sentence is a line of configure.log already
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ def resolve(job: Job, ending: Ending | None) -> Outcome:
     else:
         reason, detail = job.termination_reason or TerminationReason.COMPLETED, ""
     return Outcome(JobStatus.JOB_COMPLETED, reason, detail)
+
+
+def first_failure(fetch_log: str) -> str:
+    """The fetch helper's first line that says what failed ("input 0 (did:…) file 0:
+    download failed: HTTP 404 Not Found"): the reason a provisioning failure shows.
+    The helper never writes a source's URL or path, so the line is the consumer's to see."""
+    return next((line for line in fetch_log.splitlines() if " failed" in line), "")
 
 
 def algorithm_outcome(exit_: ContainerExit, interrupt: Interrupt | None) -> TerminationReason:

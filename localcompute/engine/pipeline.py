@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from localcompute.core.errors import (
@@ -33,6 +33,7 @@ from localcompute.engine.outcome import (
     Outcome,
     algorithm_outcome,
     fetch_ending,
+    first_failure,
     resolve,
 )
 from localcompute.engine.publish import build_results
@@ -150,6 +151,11 @@ class Pipeline:
             )
             ending = fetch_ending(exit_, interrupt, self.settings.docker.fetch_timeout)
             if ending is not None:
+                if ending.status != JobStatus.JOB_COMPLETED and not ending.detail:
+                    fetch_log = await asyncio.to_thread(
+                        _read_text, ctx.workspace.admin_log("configure.log")
+                    )
+                    ending = replace(ending, detail=first_failure(fetch_log), logged=True)
                 return ending
             pull_error = await pull
         finally:
@@ -306,7 +312,8 @@ class Pipeline:
         outcome = resolve(job, ending)
         ws = self.context(job).workspace
         try:
-            if outcome.detail and outcome.status != JobStatus.JOB_COMPLETED:
+            logged = ending is not None and ending.logged
+            if outcome.detail and outcome.status != JobStatus.JOB_COMPLETED and not logged:
                 await asyncio.to_thread(_append_line, ws.admin_log("configure.log"), outcome.detail)
             if await asyncio.to_thread(ws.adminlogs.exists):
                 results = await asyncio.to_thread(
@@ -364,6 +371,13 @@ def _read_and_remove(path: Path) -> bytes:
     data = path.read_bytes()
     path.unlink()
     return data
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _append_line(path: Path, line: str) -> None:

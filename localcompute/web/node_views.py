@@ -147,7 +147,7 @@ def node_job(job: Job) -> dict[str, Any]:
             "OOMKilled": (job.termination_reason is TerminationReason.OOM) if final else None,
             # Beyond the node's: how and why it ended, in localcompute's words.
             "reason": None if job.termination_reason is None else str(job.termination_reason),
-            "detail": job.status_text if final else None,
+            "detail": (job.detail or job.status_text) if final else None,
         },
         "payment": None,
         "queueMaxWaitTime": 0,

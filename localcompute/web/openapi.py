@@ -41,6 +41,7 @@ _STATUS_OBJECT: dict[str, Any] = {
         "algoDID": {"type": "string"},
         "inputDID": {"type": "array", "items": {"type": "string"}},
         "exitCode": {"type": "integer", "nullable": True},
+        "terminationDetail": {"type": "string", "nullable": True},
         "terminationReason": {
             "type": "string",
             "nullable": True,

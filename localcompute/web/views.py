@@ -46,6 +46,9 @@ def common_fields(job: Job) -> dict[str, Any]:
         "terminationReason": None
         if job.termination_reason is None
         else str(job.termination_reason),
+        # Beyond Ocean's fields: why it ended, in one line ("input 0 (did:…) file 0:
+        # download failed: HTTP 404 Not Found"), when there is more to say than the status.
+        "terminationDetail": job.detail or None,
     }
 
 

@@ -483,3 +483,21 @@ async def test_with_unsigned_results_never_a_token_session_must_sign_its_downloa
         assert code == 401
         code, log, _ = await client.result(done["jobId"], 1)
         assert (code, log) == (200, b"hello\n")
+
+
+async def test_a_failed_download_says_which_input_and_why_in_one_line(
+    client: NodeClient,
+) -> None:
+    from tests.served import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/gone.csv"  # nothing listens there
+    files = [{"fileObject": {"type": "url", "url": dead, "method": "GET"}}]
+    code, [job] = await client.start(raw_algorithm("true"), files)
+    assert code == 200
+    done = await client.wait(job["jobId"])
+    assert (done["status"], done["statusText"]) == (31, "Data provisioning failed")
+    detail = done["terminationDetails"]["detail"]
+    assert detail.startswith("input 0 (did:op:") and "download failed" in detail
+    assert "127.0.0.1" not in detail  # the helper never says where an input lives
+    code, log, _ = await client.result(job["jobId"], 0)
+    assert code == 200 and log.decode().count(detail) == 1
