@@ -94,5 +94,14 @@ class ImageNotFoundError(LocalComputeError):
     """The image is not on this host and could not be pulled."""
 
 
+class RemoteError(LocalComputeError):
+    """The server refused the request; `status` is its HTTP status, `body` its answer."""
+
+    def __init__(self, message: str, *, status: int, body: object = None) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(message)
+
+
 class ContainerError(LocalComputeError):
     """A Docker call about a container failed."""

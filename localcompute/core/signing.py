@@ -119,6 +119,11 @@ class Key:
         return "0x" + self._key.public_key.to_compressed_bytes().hex()
 
     @classmethod
+    def random(cls) -> Self:
+        """A key that lives as long as this object: nothing is stored."""
+        return cls(secrets.token_bytes(32))
+
+    @classmethod
     def from_hex(cls, text: str, source: str) -> Self:
         return cls(parse_key(text, source))
 

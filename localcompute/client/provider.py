@@ -1,0 +1,353 @@
+"""An async client of the provider compute API (/api/services): signing and nonces handled.
+
+It speaks what ocean.py and ocean.js 3.x speak, so it works against localcompute
+and against any classic Ocean provider that serves raw algorithms. Every refusal
+raises RemoteError with the server's own message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from localcompute.client.models import RemoteJob
+from localcompute.core.errors import RemoteError
+from localcompute.core.signing import Key
+
+StatusCallback = Callable[[RemoteJob], Awaitable[None] | None]
+CHUNK = 64 * 1024
+
+
+class Client:
+    """One consumer (a key) talking to one provider.
+
+    Nonces: the server wants each greater than the last it accepted from this
+    address. The client keeps its own counter, never below the time in milliseconds
+    nor below the server's last, so calls need no extra round trip and clients of
+    the same key in other processes do not collide in practice; a refused nonce is
+    re-read from the server and the call tried once more.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key: Key | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 60,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.key = key or Key.random()
+        self._session = session
+        self._own_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        self._nonce_lock = asyncio.Lock()
+        self._last_nonce = 0
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url} as {self.address}>"
+
+    @property
+    def address(self) -> str:
+        return self.key.address
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    # -- plumbing ----------------------------------------------------------------
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        async with self.session.request(method, self.url + path, **kwargs) as r:
+            if r.status >= 400:
+                raise await _refusal(r)
+            return await r.json()
+
+    async def server_nonce(self) -> Decimal:
+        """The last nonce the server accepted from this address."""
+        answer = await self._json(
+            "GET", "/api/services/nonce", params={"userAddress": self.address}
+        )
+        return Decimal(str(answer["nonce"]))
+
+    async def _next_nonce(self, *, reread: bool = False) -> int:
+        async with self._nonce_lock:
+            if reread or self._last_nonce == 0:
+                self._last_nonce = max(self._last_nonce, int(await self.server_nonce()))
+            self._last_nonce = max(self._last_nonce + 1, time.time_ns() // 1_000_000)
+            return self._last_nonce
+
+    async def _signed(self, call: Callable[[int], Awaitable[Any]]) -> Any:
+        """`call(nonce)`, once more with a nonce re-read from the server if it is refused."""
+        try:
+            return await call(await self._next_nonce())
+        except RemoteError as e:
+            if "nonce" not in e.message.lower():
+                raise
+        return await call(await self._next_nonce(reread=True))
+
+    # -- environments ---------------------------------------------------------------
+
+    async def environments(self) -> list[dict[str, Any]]:
+        """The provider's environments (those of its first chain)."""
+        answer = await self._json("GET", "/api/services/computeEnvironments")
+        if isinstance(answer, dict):
+            return list(next(iter(answer.values()), []))
+        return list(answer)
+
+    async def free_environment(self) -> str:
+        for env in await self.environments():
+            if env.get("priceMin", 0) == 0 or env.get("free"):
+                return str(env["id"])
+        raise RemoteError(f"{self.url} has no free environment", status=0)
+
+    # -- jobs -------------------------------------------------------------------------
+
+    async def start(
+        self,
+        datasets: list[str],
+        *,
+        rawcode: str | None = None,
+        algorithm_did: str | None = None,
+        image: str = "",
+        tag: str = "latest",
+        entrypoint: str = "",
+        environment: str | None = None,
+        algocustomdata: Any = None,
+    ) -> RemoteJob:
+        """Start a job on the datasets (DIDs) with raw code in a container, or a published
+        algorithm; in `environment`, else the first free one."""
+        if not datasets:
+            raise ValueError("a job needs at least one dataset DID")
+        env = environment or await self.free_environment()
+        algorithm: dict[str, Any] = {}
+        if rawcode is not None:
+            container = {"image": image, "tag": tag, "entrypoint": entrypoint, "checksum": ""}
+            algorithm["meta"] = {"rawcode": rawcode, "container": container}
+        elif algorithm_did is not None:
+            algorithm["documentId"] = algorithm_did
+        else:
+            raise ValueError("give rawcode (with image and entrypoint) or an algorithm_did")
+        if algocustomdata is not None:
+            algorithm["algocustomdata"] = algocustomdata
+
+        async def call(nonce: int) -> Any:
+            body = {
+                "dataset": {"documentId": datasets[0], "serviceId": "", "transferTxId": ""},
+                "additionalDatasets": [{"documentId": d} for d in datasets[1:]],
+                "algorithm": algorithm,
+                "environment": env,
+                "consumerAddress": self.address,
+                "nonce": nonce,
+                "signature": self.key.sign(f"{self.address}{datasets[0]}{nonce}"),
+            }
+            return await self._json("POST", "/api/services/compute", json=body)
+
+        [job] = await self._signed(call)
+        return RemoteJob.parse(job)
+
+    async def jobs(self) -> list[RemoteJob]:
+        """Every job of this consumer, oldest first."""
+        answer = await self._json(
+            "GET", "/api/services/compute", params={"consumerAddress": self.address}
+        )
+        return [RemoteJob.parse(j) for j in answer]
+
+    async def status(self, job_id: str) -> RemoteJob:
+        answer = await self._json(
+            "GET",
+            "/api/services/compute",
+            params={"consumerAddress": self.address, "jobId": job_id},
+        )
+        if not answer:
+            raise RemoteError(f"no job {job_id} for {self.address}", status=404)
+        return RemoteJob.parse(answer[0])
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        on_status: StatusCallback | None = None,
+        poll: float = 0.25,
+        max_wait: float | None = None,
+    ) -> RemoteJob:
+        """The job once final; `on_status(job)` at each new status along the way."""
+        deadline = None if max_wait is None else time.monotonic() + max_wait
+        seen: tuple[int, str] | None = None
+        while True:
+            job = await self.status(job_id)
+            if (job.status, job.status_text) != seen:
+                seen = (job.status, job.status_text)
+                if on_status is not None:
+                    outcome = on_status(job)
+                    if outcome is not None:
+                        await outcome
+            if job.is_final:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still at {job.status} after {max_wait} s")
+            await asyncio.sleep(poll)
+
+    async def logs(self, job_id: str) -> AsyncGenerator[str]:
+        """The running algorithm's output, line by line as it is printed, until it exits.
+
+        Nothing when the algorithm is not running (not yet, or any more).
+        """
+
+        async def call(nonce: int) -> aiohttp.ClientResponse:
+            params = {
+                "consumerAddress": self.address,
+                "jobId": job_id,
+                "nonce": str(nonce),
+                "signature": self.key.sign(f"{self.address}{job_id}{nonce}"),
+            }
+            response = await self.session.get(
+                self.url + "/api/services/computeStreamableLogs", params=params
+            )
+            if response.status >= 400:
+                error = await _refusal(response)
+                response.release()
+                raise error
+            return response
+
+        try:
+            response = await self._signed(call)
+        except RemoteError as e:
+            if e.status == 404:
+                return
+            raise
+        pending = b""
+        try:
+            async for chunk in response.content.iter_any():
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", errors="replace")
+            if pending:
+                yield pending.decode("utf-8", errors="replace")
+        finally:
+            response.release()
+
+    async def download(
+        self, job_id: str, which: int | str, dest: Path, *, resume: bool = True
+    ) -> Path:
+        """Result `which` (its index or file name) into `dest` (a file, or a folder to put
+        it in under its own name). A partial file is resumed with an HTTP Range."""
+        job = await self.status(job_id)
+        index = job.result_index(which)
+        result = job.results[index]
+        target = dest / result.filename if await asyncio.to_thread(dest.is_dir) else dest
+        offset = await asyncio.to_thread(_size, target) if resume else 0
+        if offset > result.filesize:
+            offset = 0
+        if offset == result.filesize:
+            return target
+
+        async def call(nonce: int) -> None:
+            params = {
+                "consumerAddress": self.address,
+                "jobId": job_id,
+                "index": str(index),
+                "nonce": str(nonce),
+                "signature": self.key.sign(f"{self.address}{job_id}{index}{nonce}"),
+            }
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            async with self.session.get(
+                self.url + "/api/services/computeResult", params=params, headers=headers
+            ) as r:
+                if r.status >= 400:
+                    raise await _refusal(r)
+                append = offset > 0 and r.status == 206
+                await _write(r, target, append)
+
+        await self._signed(call)
+        size = await asyncio.to_thread(_size, target)
+        if size != result.filesize:
+            raise RemoteError(f"{result.filename}: got {size} bytes of {result.filesize}", status=0)
+        return target
+
+    async def stop(self, job_id: str) -> RemoteJob:
+        return await self._stop_or_delete("PUT", job_id)
+
+    async def delete(self, job_id: str) -> RemoteJob:
+        return await self._stop_or_delete("DELETE", job_id)
+
+    async def _stop_or_delete(self, method: str, job_id: str) -> RemoteJob:
+        async def call(nonce: int) -> Any:
+            params = {
+                "consumerAddress": self.address,
+                "jobId": job_id,
+                "nonce": str(nonce),
+                "signature": self.key.sign(f"{self.address}{job_id}{nonce}"),
+            }
+            return await self._json(method, "/api/services/compute", params=params)
+
+        answer = await self._signed(call)
+        if not answer:
+            raise RemoteError(f"no job {job_id} for {self.address}", status=404)
+        return RemoteJob.parse(answer[0])
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def _write(response: aiohttp.ClientResponse, target: Path, append: bool) -> None:
+    """The body into `target`, through a bounded thread so the loop never blocks on disk."""
+    handle = await asyncio.to_thread(open, target, "ab" if append else "wb")
+    try:
+        async for chunk in response.content.iter_chunked(CHUNK):
+            await asyncio.to_thread(handle.write, chunk)
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+async def _refusal(response: aiohttp.ClientResponse) -> RemoteError:
+    """The server's reason, in one line: Ocean's answers are {"error": …} or
+    {"errors": {field: [message]}, "message": …}."""
+    text = await response.text()
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        body = text
+    return RemoteError(
+        _reason(body) or f"HTTP {response.status}", status=response.status, body=body
+    )
+
+
+def _reason(body: Any) -> str:
+    if isinstance(body, dict):
+        if isinstance(body.get("errors"), dict):
+            return "; ".join(
+                f"{field}: {' '.join(map(str, m)) if isinstance(m, list) else m}"
+                for field, m in body["errors"].items()
+            )
+        if "error" in body:
+            error = body["error"]
+            if isinstance(error, dict):  # Ocean's codes: {"dataset": "did_not_found"}
+                return "; ".join(f"{where}: {code}" for where, code in error.items())
+            return error if isinstance(error, str) else json.dumps(error)
+    return str(body)[:500]

@@ -1,0 +1,112 @@
+"""localcompute.client against the served provider API, over the FakeRuntime: what a
+program using the client sees, including the server's refusals and a nonce race."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from localcompute.client import Client, Key, RemoteError, RemoteJob, SyncClient
+from tests.served import ENV, LOCAL_DID, URL_DID, Consumer, Served, fake_server
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+SHELL = {"image": "localcompute/busybox", "tag": "latest", "entrypoint": "sh $ALGO"}
+TALKS = "for i in 1 2 3; do echo line $i; sleep 0.3; done; echo out > $OUTPUTS/out.txt"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    async with fake_server(tmp_path_factory.mktemp("client")) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def client(served: Served) -> AsyncIterator[Client]:
+    async with Client(served.base_url, Key.random()) as c:
+        yield c
+
+
+async def test_start_follow_wait_and_download(client: Client, tmp_path: Path) -> None:
+    job = await client.start([LOCAL_DID], rawcode=TALKS, **SHELL)
+    assert job.owner == client.address and job.environment == ENV and not job.is_final
+    seen: list[int] = []
+    lines: list[str] = []
+
+    async def follow() -> None:
+        while (await client.status(job.job_id)).status < 40:
+            await asyncio.sleep(0.05)
+        lines.extend([line async for line in client.logs(job.job_id)])
+
+    follower = asyncio.create_task(follow())
+    done = await client.wait(job.job_id, on_status=lambda j: seen.append(j.status), poll=0.05)
+    await follower
+    assert lines == ["line 1", "line 2", "line 3"]
+    assert seen[-1] == 70 and seen == sorted(seen) and 40 in seen
+    assert (done.status, done.exit_code, done.termination_reason) == (70, 0, "completed")
+    assert done.reason == "Job completed"
+
+    path = await client.download(job.job_id, "out.txt", tmp_path)
+    assert path == tmp_path / "out.txt" and path.read_text() == "out\n"
+    # A partial file is resumed from where it stopped (an HTTP Range), not started over.
+    log = tmp_path / "algorithm.log"
+    log.write_bytes(b"line 1\n")
+    await client.download(job.job_id, "algorithm.log", log)
+    assert log.read_text() == "line 1\nline 2\nline 3\n"
+    assert [j.job_id for j in await client.jobs()] == [job.job_id]
+
+
+async def test_refusals_carry_the_server_s_reason(client: Client) -> None:
+    with pytest.raises(RemoteError) as refused:
+        await client.start([URL_DID], rawcode="true", **SHELL)  # raw code not allowed there
+    assert (refused.value.status, refused.value.message) == (
+        400,
+        "dataset: no_raw_algo_allowed",
+    )
+    with pytest.raises(RemoteError, match="does not exist"):
+        await client.start([LOCAL_DID], rawcode="true", environment="nope", **SHELL)
+    with pytest.raises(RemoteError) as missing:
+        await client.status("no-such-job")
+    assert missing.value.status == 404
+    with pytest.raises(KeyError):
+        RemoteJob.parse({"jobId": "j", "status": 70}).result_index("x")
+
+
+async def test_a_nonce_the_server_moved_ahead_is_reread_and_the_call_retried(
+    client: Client, served: Served
+) -> None:
+    job = await client.start([LOCAL_DID], rawcode="sleep 30", **SHELL)
+    # Another program with the same key signs a nonce far ahead of this client's counter.
+    async with aiohttp.ClientSession() as session:
+        other = Consumer(session, served.base_url, client.key._key.to_bytes())
+        ahead = 10**15
+        status, _ = await other.start({"documentId": "x"}, nonce=ahead)  # refused, nonce unused
+        assert status == 400
+        stop = other.stop_query(job.job_id, ahead)
+        async with session.put(served.base_url + "/api/services/compute", params=stop) as r:
+            assert r.status == 200
+    stopped = await client.stop(job.job_id)  # its first nonce is refused, the retry is not
+    assert stopped.job_id == job.job_id
+    done = await client.wait(job.job_id)
+    assert done.termination_reason == "stopped"
+    deleted = await client.delete(job.job_id)
+    assert deleted.removed == 1
+
+
+async def test_the_blocking_client_does_the_same(served: Served, tmp_path: Path) -> None:
+    # In a thread of its own: this server runs on the test's event loop.
+    await asyncio.to_thread(blocking_flow, served.base_url, tmp_path)
+
+
+def blocking_flow(url: str, tmp_path: Path) -> None:
+    with SyncClient(url) as client:
+        job = client.start([LOCAL_DID], rawcode="echo hi > $OUTPUTS/hi.txt", **SHELL)
+        done = client.wait(job.job_id, poll=0.05)
+        assert done.status == 70
+        assert client.download(job.job_id, "hi.txt", tmp_path).read_text() == "hi\n"
+        assert list(client.logs(job.job_id)) == []  # not running any more
