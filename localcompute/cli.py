@@ -51,23 +51,11 @@ async def _with_docker(action: Callable[[DockerRuntime], Awaitable[None]]) -> No
 
 
 def _serve(config: Path | None) -> None:
-    from aiohttp import web
-
-    from localcompute.web.app import create_app
+    from localcompute.web.serving import serve_until_signalled
 
     settings = load_settings(config)
-    log.info(
-        "data in %s, listening on %s:%d",
-        settings.data_dir,
-        settings.server.host,
-        settings.server.port,
-    )
-    web.run_app(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        print=lambda msg: log.info("%s", msg),
-    )
+    log.info("data in %s", settings.data_dir)
+    asyncio.run(serve_until_signalled(settings))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,15 @@ from localcompute.core.settings import Settings
 from localcompute.engine import Engine
 from localcompute.web.auth import ProviderKey
 from localcompute.web.catalog import Catalog
-from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS, TOKENS
+from localcompute.web.context import (
+    CATALOG,
+    ENGINE,
+    PROVIDER_KEY,
+    PUBLIC_URL,
+    SETTINGS,
+    TOKENS,
+    PublicUrl,
+)
 from localcompute.web.middleware import cors, json_errors
 from localcompute.web.openapi import openapi_handler
 from localcompute.web.routes import setup_routes
@@ -24,6 +32,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
         middlewares=[cors, json_errors], client_max_size=settings.server.max_body_bytes
     )
     app[SETTINGS] = settings
+    app[PUBLIC_URL] = PublicUrl(settings.server.base_url)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         app[CATALOG] = await asyncio.to_thread(Catalog.load, settings)

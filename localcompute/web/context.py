@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
 
 from localcompute.core.settings import Settings
@@ -17,6 +19,17 @@ PROVIDER_KEY = web.AppKey("provider_key", ProviderKey)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 
 
+@dataclass
+class PublicUrl:
+    """Where clients reach this server. With port 0 it is known only once the socket is
+    bound, so the serve loop sets it then; until then it is the configured one."""
+
+    value: str
+
+
+PUBLIC_URL = web.AppKey("public_url", PublicUrl)
+
+
 def base_url(request: web.Request) -> str:
     """Where clients reach this server: the start of every URL in a status object."""
-    return request.app[SETTINGS].server.base_url
+    return request.app[PUBLIC_URL].value
