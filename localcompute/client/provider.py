@@ -80,7 +80,7 @@ class Client:
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         async with self.session.request(method, self.url + path, **kwargs) as r:
             if r.status >= 400:
-                raise await _refusal(r)
+                raise await refusal(r)
             return await r.json()
 
     async def server_nonce(self) -> Decimal:
@@ -225,7 +225,7 @@ class Client:
                 self.url + "/api/services/computeStreamableLogs", params=params
             )
             if response.status >= 400:
-                error = await _refusal(response)
+                error = await refusal(response)
                 response.release()
                 raise error
             return response
@@ -276,7 +276,7 @@ class Client:
                 self.url + "/api/services/computeResult", params=params, headers=headers
             ) as r:
                 if r.status >= 400:
-                    raise await _refusal(r)
+                    raise await refusal(r)
                 append = offset > 0 and r.status == 206
                 await _write(r, target, append)
 
@@ -325,7 +325,7 @@ async def _write(response: aiohttp.ClientResponse, target: Path, append: bool) -
         await asyncio.to_thread(handle.close)
 
 
-async def _refusal(response: aiohttp.ClientResponse) -> RemoteError:
+async def refusal(response: aiohttp.ClientResponse) -> RemoteError:
     """The server's reason, in one line: Ocean's answers are {"error": …} or
     {"errors": {field: [message]}, "message": …}."""
     text = await response.text()

@@ -1,4 +1,4 @@
-"""The `localcompute` command: serve, and make the images it needs."""
+"""The `localcompute` command: serve, run an algorithm, see and steer jobs, make images."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from localcompute import images
+from localcompute.cli import jobs, run
 from localcompute.core.errors import ConfigError, LocalComputeError
 from localcompute.core.settings import load_settings
 from localcompute.runtime.docker import DockerRuntime
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     base.add_argument("--mirror", help="Debian mirror (default: the one apt uses here)")
     busybox = img_sub.add_parser("busybox", help="make a tiny busybox image from busybox-static")
     busybox.add_argument("--tag", default="localcompute/busybox:latest")
+    run.add_parser(sub)
+    jobs.add_parser(sub)
     return parser
 
 
@@ -60,9 +63,15 @@ def _serve(config: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    quiet = args.command in ("run", "jobs")  # a person reads these: only warnings in between
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "run":
+        return run.main(args)
+    if args.command == "jobs":
+        return jobs.main(args)
     try:
         if args.command == "serve":
             _serve(args.config)
