@@ -1,23 +1,33 @@
-"""localcompute: Ocean Protocol compute-to-data on one host, with Docker and SQLite."""
+"""localcompute: Ocean Protocol compute-to-data on one host, with Docker and SQLite.
+
+The names below are imported when first used, so that `import localcompute` (and
+every command of the CLI) pays only for what it touches.
+"""
 
 from __future__ import annotations
 
-from localcompute.core.errors import LocalComputeError
-from localcompute.core.models import (
-    AlgorithmSpec,
-    FileSource,
-    InputSpec,
-    Job,
-    JobQuery,
-    JobSpec,
-    Preconditions,
-    ResultFile,
-)
-from localcompute.core.settings import Settings, load_settings
-from localcompute.core.status import JobStatus, StopRequest, TerminationReason
-from localcompute.engine import Engine
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "AlgorithmSpec": "localcompute.core.models",
+    "FileSource": "localcompute.core.models",
+    "InputSpec": "localcompute.core.models",
+    "Job": "localcompute.core.models",
+    "JobQuery": "localcompute.core.models",
+    "JobSpec": "localcompute.core.models",
+    "Preconditions": "localcompute.core.models",
+    "ResultFile": "localcompute.core.models",
+    "Engine": "localcompute.engine",
+    "LocalComputeError": "localcompute.core.errors",
+    "Settings": "localcompute.core.settings",
+    "load_settings": "localcompute.core.settings",
+    "JobStatus": "localcompute.core.status",
+    "StopRequest": "localcompute.core.status",
+    "TerminationReason": "localcompute.core.status",
+}
 
 __all__ = [
     "AlgorithmSpec",
@@ -37,3 +47,27 @@ __all__ = [
     "__version__",
     "load_settings",
 ]
+
+if TYPE_CHECKING:
+    from localcompute.core.errors import LocalComputeError
+    from localcompute.core.models import (
+        AlgorithmSpec,
+        FileSource,
+        InputSpec,
+        Job,
+        JobQuery,
+        JobSpec,
+        Preconditions,
+        ResultFile,
+    )
+    from localcompute.core.settings import Settings, load_settings
+    from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+    from localcompute.engine import Engine
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'localcompute' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

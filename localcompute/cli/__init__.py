@@ -8,12 +8,14 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from localcompute import images
 from localcompute.cli import jobs, run
 from localcompute.core.errors import ConfigError, LocalComputeError
 from localcompute.core.settings import load_settings
-from localcompute.runtime.docker import DockerRuntime
+
+if TYPE_CHECKING:
+    from localcompute.runtime.docker import DockerRuntime
 
 log = logging.getLogger("localcompute")
 
@@ -45,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _with_docker(action: Callable[[DockerRuntime], Awaitable[None]]) -> None:
+    from localcompute.runtime.docker import DockerRuntime
+
     runtime = DockerRuntime()
     await runtime.open()
     try:
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return run.main(args)
     if args.command == "jobs":
         return jobs.main(args)
+    from localcompute import images
+
     try:
         if args.command == "serve":
             _serve(args.config)
