@@ -7,6 +7,7 @@ waiting, live logs and resumable downloads handled.
         async for line in client.logs(job.job_id): ...
         done = await client.wait(job.job_id)
 
+`NodeClient` does the same in Ocean Node's dialect (a URL ending in /node);
 `SyncClient` offers the same calls, blocking. Refusals raise RemoteError with the
 server's message.
 """
@@ -16,8 +17,18 @@ from __future__ import annotations
 from localcompute.client.blocking import SyncClient
 from localcompute.client.keys import load_key
 from localcompute.client.models import RemoteJob, RemoteResult
+from localcompute.client.node import NodeClient
 from localcompute.client.provider import Client
 from localcompute.core.errors import RemoteError
 from localcompute.core.signing import Key
 
-__all__ = ["Client", "Key", "RemoteError", "RemoteJob", "RemoteResult", "SyncClient", "load_key"]
+__all__ = [
+    "Client",
+    "Key",
+    "NodeClient",
+    "RemoteError",
+    "RemoteJob",
+    "RemoteResult",
+    "SyncClient",
+    "load_key",
+]

@@ -43,6 +43,26 @@ class RemoteJob(BaseModel):
     def parse(cls, data: dict[str, Any]) -> RemoteJob:
         return cls.model_validate({**data, "raw": data})
 
+    @classmethod
+    def from_node(cls, data: dict[str, Any]) -> RemoteJob:
+        """A job of Ocean Node's dialect (ocean.js 8's NodeComputeJob), in the same terms:
+        its system-failure states (41, 61) read as a final 70 that ended in "error"."""
+        details = data.get("terminationDetails") or {}
+        status = int(data["status"])
+        system_failed = bool(data.get("dateFinished")) and status not in FINAL_STATUSES
+        failed = system_failed or status in (31, 32)
+        return cls.model_validate(
+            {
+                **data,
+                "status": 70 if system_failed else status,
+                "exitCode": details.get("exitCode"),
+                "terminationReason": "error" if system_failed else details.get("reason"),
+                "terminationDetail": details.get("detail") if failed else None,
+                "inputDID": data.get("inputDID") or [],
+                "raw": data,
+            }
+        )
+
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES

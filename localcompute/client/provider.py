@@ -97,6 +97,18 @@ class Client:
             self._last_nonce = max(self._last_nonce + 1, time.time_ns() // 1_000_000)
             return self._last_nonce
 
+    def _credentials(self, nonce: int, message: str, command: str) -> dict[str, str]:
+        """consumerAddress, nonce and the signature of a call: over `message` in this
+        dialect (Ocean Node's signs address + nonce + `command` instead)."""
+        return {
+            "consumerAddress": self.address,
+            "nonce": str(nonce),
+            "signature": self.key.sign(message),
+        }
+
+    def _job(self, data: dict[str, Any]) -> RemoteJob:
+        return RemoteJob.parse(data)
+
     async def _signed(self, call: Callable[[int], Awaitable[Any]]) -> Any:
         """`call(nonce)`, once more with a nonce re-read from the server if it is refused."""
         try:
@@ -164,14 +176,14 @@ class Client:
             return await self._json("POST", "/api/services/compute", json=body)
 
         [job] = await self._signed(call)
-        return RemoteJob.parse(job)
+        return self._job(job)
 
     async def jobs(self) -> list[RemoteJob]:
         """Every job of this consumer, oldest first."""
         answer = await self._json(
             "GET", "/api/services/compute", params={"consumerAddress": self.address}
         )
-        return [RemoteJob.parse(j) for j in answer]
+        return [self._job(j) for j in answer]
 
     async def status(self, job_id: str) -> RemoteJob:
         answer = await self._json(
@@ -181,7 +193,7 @@ class Client:
         )
         if not answer:
             raise RemoteError(f"no job {job_id} for {self.address}", status=404)
-        return RemoteJob.parse(answer[0])
+        return self._job(answer[0])
 
     async def wait(
         self,
@@ -216,10 +228,10 @@ class Client:
 
         async def call(nonce: int) -> aiohttp.ClientResponse:
             params = {
-                "consumerAddress": self.address,
                 "jobId": job_id,
-                "nonce": str(nonce),
-                "signature": self.key.sign(f"{self.address}{job_id}{nonce}"),
+                **self._credentials(
+                    nonce, f"{self.address}{job_id}{nonce}", "getComputeStreamableLogs"
+                ),
             }
             response = await self.session.get(
                 self.url + "/api/services/computeStreamableLogs", params=params
@@ -265,11 +277,11 @@ class Client:
 
         async def call(nonce: int) -> None:
             params = {
-                "consumerAddress": self.address,
                 "jobId": job_id,
                 "index": str(index),
-                "nonce": str(nonce),
-                "signature": self.key.sign(f"{self.address}{job_id}{index}{nonce}"),
+                **self._credentials(
+                    nonce, f"{self.address}{job_id}{index}{nonce}", "getComputeResult"
+                ),
             }
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             async with self.session.get(
@@ -295,17 +307,15 @@ class Client:
     async def _stop_or_delete(self, method: str, job_id: str) -> RemoteJob:
         async def call(nonce: int) -> Any:
             params = {
-                "consumerAddress": self.address,
                 "jobId": job_id,
-                "nonce": str(nonce),
-                "signature": self.key.sign(f"{self.address}{job_id}{nonce}"),
+                **self._credentials(nonce, f"{self.address}{job_id}{nonce}", "stopCompute"),
             }
             return await self._json(method, "/api/services/compute", params=params)
 
         answer = await self._signed(call)
         if not answer:
             raise RemoteError(f"no job {job_id} for {self.address}", status=404)
-        return RemoteJob.parse(answer[0])
+        return self._job(answer[0])
 
 
 def _size(path: Path) -> int:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from localcompute.client import Client, Key, RemoteError, RemoteJob, SyncClient
+from localcompute.client import Client, Key, NodeClient, RemoteError, RemoteJob, SyncClient
 from tests.served import ENV, LOCAL_DID, URL_DID, Consumer, Served, fake_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -110,3 +110,42 @@ def blocking_flow(url: str, tmp_path: Path) -> None:
         assert done.status == 70
         assert client.download(job.job_id, "hi.txt", tmp_path).read_text() == "hi\n"
         assert list(client.logs(job.job_id)) == []  # not running any more
+
+
+async def test_the_node_client_does_the_same_in_ocean_node_s_dialect(
+    served: Served, tmp_path: Path
+) -> None:
+    port = served.extra["files"].server_port
+    async with NodeClient(served.base_url + "/node", Key.random()) as client:
+        job = await client.start(
+            [LOCAL_DID, f"http://127.0.0.1:{port}/data.csv"],
+            rawcode='echo "mode=$MODE"; cat /data/inputs/*/0 > $OUTPUTS/all.txt',
+            resources={"cpu": 1},
+            max_duration=30,
+            envs={"MODE": "node"},
+            **SHELL,
+        )
+        assert job.environment == ENV and job.raw["maxJobDuration"] == 30
+        done = await client.wait(job.job_id, poll=0.05)
+        assert (done.status, done.exit_code, done.termination_reason) == (70, 0, "completed")
+        assert [r.filename for r in done.results] == [
+            "configuration.log",
+            "algorithm.log",
+            "outputs.tar",
+        ]
+        log = await client.download(job.job_id, "algorithm.log", tmp_path)
+        assert log.read_text() == "mode=node\n"
+        tar = await client.download(job.job_id, "outputs.tar", tmp_path)
+        assert tar.stat().st_size == done.results[2].filesize
+        assert [j.job_id for j in await client.jobs()] == [job.job_id]  # with a token
+
+        sleeper = await client.start([LOCAL_DID], rawcode="sleep 30", **SHELL)
+        await client.stop(sleeper.job_id)
+        stopped = await client.wait(sleeper.job_id, poll=0.05)
+        assert stopped.termination_reason == "stopped"
+        with pytest.raises(RemoteError, match="no delete"):
+            await client.delete(sleeper.job_id)
+
+        dead = await client.start(["http://127.0.0.1:9/gone.csv"], rawcode="true", **SHELL)
+        failed = await client.wait(dead.job_id, poll=0.05)
+        assert failed.status == 31 and "download failed" in failed.reason
