@@ -123,7 +123,8 @@ async def test_the_node_client_does_the_same_in_ocean_node_s_dialect(
             resources={"cpu": 1},
             max_duration=30,
             envs={"MODE": "node"},
-            **SHELL,
+            image="localcompute/busybox",
+            entrypoint="sh $ALGO",
         )
         assert job.environment == ENV and job.raw["maxJobDuration"] == 30
         done = await client.wait(job.job_id, poll=0.05)
@@ -139,13 +140,20 @@ async def test_the_node_client_does_the_same_in_ocean_node_s_dialect(
         assert tar.stat().st_size == done.results[2].filesize
         assert [j.job_id for j in await client.jobs()] == [job.job_id]  # with a token
 
-        sleeper = await client.start([LOCAL_DID], rawcode="sleep 30", **SHELL)
+        sleeper = await client.start(
+            [LOCAL_DID], rawcode="sleep 30", image="localcompute/busybox", entrypoint="sh $ALGO"
+        )
         await client.stop(sleeper.job_id)
         stopped = await client.wait(sleeper.job_id, poll=0.05)
         assert stopped.termination_reason == "stopped"
         with pytest.raises(RemoteError, match="no delete"):
             await client.delete(sleeper.job_id)
 
-        dead = await client.start(["http://127.0.0.1:9/gone.csv"], rawcode="true", **SHELL)
+        dead = await client.start(
+            ["http://127.0.0.1:9/gone.csv"],
+            rawcode="true",
+            image="localcompute/busybox",
+            entrypoint="sh $ALGO",
+        )
         failed = await client.wait(dead.job_id, poll=0.05)
         assert failed.status == 31 and "download failed" in failed.reason
