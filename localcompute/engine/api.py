@@ -26,6 +26,7 @@ from localcompute.core.errors import (
 from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus, StopRequest
+from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.engine.scheduler import Scheduler
@@ -57,6 +58,7 @@ class Engine:
             long_workers=settings.total_slots * 2 + 4,
         )
         self._scheduler: Scheduler | None = None
+        self._lock = DataDirLock(settings.data_dir)
         self.cpu_types: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -65,9 +67,14 @@ class Engine:
     # -- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store and Docker, check the helper image, reconcile, admit."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await self.store.open()
+        """Lock the data folder, open the store and Docker, check the helper image,
+        reconcile, admit."""
+        await asyncio.to_thread(self._lock.acquire)
+        try:
+            await self.store.open()
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             await self.runtime.open()
             await images.ensure_helper_image(self.runtime, self.settings.docker)
@@ -104,6 +111,7 @@ class Engine:
             await self._scheduler.close()
         await self.runtime.close()
         await self.store.close()
+        self._lock.release()
 
     @property
     def scheduler(self) -> Scheduler:

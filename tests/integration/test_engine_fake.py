@@ -104,3 +104,19 @@ async def test_a_stop_before_the_filter_still_filters_the_partial_outputs(
 
     assert job.termination_reason == TerminationReason.STOPPED
     assert "p.txt" in [r.filename for r in job.results]
+
+
+async def test_a_second_engine_on_the_same_data_folder_refuses_and_names_the_holder(
+    engine: Engine, tmp_path: Path
+) -> None:
+    import os
+
+    from localcompute.core.errors import ConfigError
+
+    second = Engine(engine.settings, runtime=FakeRuntime())
+    with pytest.raises(ConfigError, match=f"in use by process {os.getpid()}"):
+        await second.start()
+    await engine.close()  # the folder is free again once the first one is closed
+    third = Engine(engine.settings, runtime=FakeRuntime())
+    await third.start()
+    await third.close()
