@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -24,11 +24,19 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def default_data_dir() -> Path:
+    """Without a configuration file: the user's data folder, wherever the server starts
+    ($XDG_DATA_HOME/localcompute, else ~/.local/share/localcompute)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "localcompute"
+
+
 class ServerSettings(_Section):
     host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
     port: int = Field(8030, ge=0, le=65535, description="TCP port of the HTTP server.")
     data_dir: Path = Field(
-        Path("./var"), description="The SQLite file, job folders and results live here."
+        default_factory=default_data_dir,
+        description="The SQLite file, job folders and results; relative to the config file.",
     )
     public_url: str = Field(
         "", description="Base of URLs in answers; empty means http://<host>:<port>."
@@ -266,8 +274,40 @@ def parse_settings(data: dict[str, object], source: str) -> Settings:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e
 
 
+# Where a configuration file holds paths: (table or array of tables, key).
+_PATH_KEYS = (
+    ("server", "data_dir"),
+    ("provider", "private_key_file"),
+    ("provider", "dataset_roots"),
+    ("datasets", "files"),
+    ("datasets", "ddo"),
+    ("algorithms", "file"),
+)
+
+
+def _anchor(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Every path in a configuration file, relative to that file's folder (and ~ expanded):
+    a server started from / must not write /var/localcompute.sqlite."""
+
+    def at(value: Any) -> Any:
+        if not isinstance(value, str) or not value or value.startswith(("http://", "https://")):
+            return value
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() else folder / path)
+
+    for section, key in _PATH_KEYS:
+        holder = data.get(section)
+        for entry in holder if isinstance(holder, list) else [holder]:
+            if isinstance(entry, dict) and key in entry:
+                value = entry[key]
+                entry[key] = [at(v) for v in value] if isinstance(value, list) else at(value)
+    return data
+
+
 def load_settings(path: Path | None = None) -> Settings:
-    """Settings from `path`, else $LOCALCOMPUTE_CONFIG, else the built-in defaults."""
+    """Settings from `path`, else $LOCALCOMPUTE_CONFIG, else the built-in defaults.
+
+    Paths in the file are relative to the file's folder."""
     if path is None and os.environ.get(CONFIG_ENV_VAR):
         path = Path(os.environ[CONFIG_ENV_VAR])
     if path is None:
@@ -279,4 +319,4 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(f"{path}: no such configuration file") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return parse_settings(data, str(path))
+    return parse_settings(_anchor(data, path.resolve().parent), str(path))

@@ -12,13 +12,43 @@ from localcompute.core.settings import CONFIG_ENV_VAR, Settings, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_example_file_equals_the_built_in_defaults() -> None:
-    assert load_settings(ROOT / "config.example.toml") == Settings()
+def test_example_file_equals_the_built_in_defaults_but_for_its_data_dir() -> None:
+    example = load_settings(ROOT / "config.example.toml")
+    assert example.server.data_dir == ROOT / "var"  # "./var", next to the file
+    defaults = Settings()
+    assert example.model_copy(update={"server": defaults.server}) == defaults
+    assert example.server.model_copy(update={"data_dir": defaults.server.data_dir}) == (
+        defaults.server
+    )
 
 
-def test_no_file_means_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_file_means_defaults_and_a_data_dir_that_is_not_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv(CONFIG_ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    monkeypatch.chdir("/")
     assert load_settings(None) == Settings()
+    assert Settings().data_dir == tmp_path / "share" / "localcompute"
+
+
+def test_paths_in_a_file_are_relative_to_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "a.csv").write_text("x")
+    (folder / "c.toml").write_text(
+        '[server]\ndata_dir = "var"\n'
+        '[provider]\nprivate_key_file = "keys/p.key"\ndataset_roots = ["data"]\n'
+        '[[datasets]]\ndid = "did:op:aa"\nfiles = ["data/a.csv", "https://x/y.csv"]\n'
+    )
+    monkeypatch.chdir("/")  # started from anywhere, it reads and writes beside the file
+    settings = load_settings(folder / "c.toml")
+    assert settings.data_dir == folder / "var"
+    assert settings.provider.private_key_file == str(folder / "keys" / "p.key")
+    assert settings.provider.dataset_roots == [folder / "data"]
+    assert settings.datasets[0].files == [str(folder / "data" / "a.csv"), "https://x/y.csv"]
 
 
 def test_environment_variable_names_the_file(
