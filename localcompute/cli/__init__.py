@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP server and the engine")
     serve.add_argument("--config", type=Path, help="TOML file (default: $LOCALCOMPUTE_CONFIG)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--log-format", default="text", choices=("text", "json"))
 
     img = sub.add_parser("images", help="make the images localcompute needs")
     img_sub = img.add_subparsers(dest="images_command", required=True)
@@ -61,17 +63,18 @@ def _serve(config: Path | None) -> None:
     from localcompute.web.serving import serve_until_signalled
 
     settings = load_settings(config)
-    log.info("data in %s", settings.data_dir)
+    log.info("configuration %s", config or "built in (no --config)")
     asyncio.run(serve_until_signalled(settings))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    quiet = args.command in ("run", "jobs")  # a person reads these: only warnings in between
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from localcompute.web.logs import configure
+
+    if args.command == "serve":
+        configure(args.log_level, args.log_format)
+    else:  # a person reads run and jobs: only warnings in between
+        configure("warning" if args.command in ("run", "jobs") else "info")
     if args.command == "run":
         return run.main(args)
     if args.command == "jobs":

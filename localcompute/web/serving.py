@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -12,10 +14,16 @@ from typing import Any
 
 from aiohttp import web
 
+from localcompute import __version__
+from localcompute.core.errors import ConfigError
+from localcompute.core.models import JobQuery
 from localcompute.core.settings import Settings
 from localcompute.engine import Engine
 from localcompute.web.app import create_app
-from localcompute.web.context import PUBLIC_URL
+from localcompute.web.context import ENGINE, PROVIDER_KEY, PUBLIC_URL
+from localcompute.web.logs import RedactingAccessLogger
+
+log = logging.getLogger("localcompute")
 
 URL_FILE = "server.url"
 
@@ -31,15 +39,44 @@ async def serving(settings: Settings, *, engine: Engine | None = None) -> AsyncI
     """The server running; yields the URL clients reach it at. Port 0 takes a free port,
     and every URL the server hands out (results, logs) then carries the one it got."""
     app = create_app(settings, engine=engine)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
     await runner.setup()
     try:
-        await web.TCPSite(runner, settings.server.host, settings.server.port).start()
+        host, port = settings.server.host, settings.server.port
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as e:
+            why = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {why} (set [server] host and port)"
+            ) from None
         url = settings.server.public_url.rstrip("/") or bound_url(runner.addresses)
         app[PUBLIC_URL].value = url
+        await _log_start(app, settings, url)
         yield url
     finally:
         await runner.cleanup()
+
+
+async def _log_start(app: web.Application, settings: Settings, url: str) -> None:
+    """One block that says what this server is: version, data, key, environments, jobs."""
+    address = app[PROVIDER_KEY].address
+    unfinished = await app[ENGINE].find(JobQuery(unfinished=True))
+    lines = [
+        f"localcompute {__version__} at {url}",
+        f"  data_dir     {settings.data_dir}",
+        f"  provider     {address} on chains {', '.join(map(str, settings.provider.chain_ids))}",
+        f"  node dialect {url}{settings.node.prefix}",
+    ]
+    for env in settings.environments:
+        gpus = f", {env.gpu_count} GPU" if env.gpu_count else ""
+        lines.append(
+            f"  environment  {env.id}: {env.max_jobs} at once, {env.cpu:g} CPU, "
+            f"{env.ram_gb:g} GiB{gpus}, {env.max_job_duration:g} s, "
+            f"network {'on' if env.algorithm_network else 'off'}"
+        )
+    lines.append(f"  jobs         {len(unfinished)} unfinished, resumed from where they were")
+    log.info("\n".join(lines))
 
 
 async def serve_until_signalled(settings: Settings) -> None:
@@ -49,7 +86,8 @@ async def serve_until_signalled(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _stopping, sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, _hangup)
     async with serving(settings) as url:
         url_file = settings.data_dir / URL_FILE
         await asyncio.to_thread(_write, url_file, url + "\n")
@@ -58,6 +96,20 @@ async def serve_until_signalled(settings: Settings) -> None:
             await stop.wait()
         finally:
             await asyncio.to_thread(url_file.unlink, missing_ok=True)
+
+
+def _stopping(sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info(
+        "%s: stopping; running algorithms go on and are re-attached at the next start", sig.name
+    )
+    stop.set()
+
+
+def _hangup() -> None:
+    log.warning(
+        "SIGHUP: the configuration is not reloaded while running; restart the server to "
+        "apply changes (running jobs are re-attached, none is lost)"
+    )
 
 
 def _write(path: Path, text: str) -> None:
