@@ -13,7 +13,8 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from localcompute.store import JobStore, Store
 
 log = logging.getLogger(__name__)
 
+# How long one health check may take before it counts as failed.
+HEALTH_TIMEOUT = 2.0
 # How often finished jobs are checked against their environment's storage_expiry.
 EXPIRY_SWEEP_SECONDS = 60.0
 
@@ -216,6 +219,28 @@ class Engine:
         async with self.store.transaction() as tx:
             await tx.consume_nonce(address, nonce)
 
+    # -- health -----------------------------------------------------------------
+
+    async def health(self) -> dict[str, Check]:
+        """Whether the store, the Docker engine and the helper image are usable now,
+        each with how long asking took. Three cheap calls: fit to poll every second."""
+        helper = self.settings.docker.helper_image
+
+        async def store() -> str | None:
+            await self.store.instance_id()
+            return None
+
+        async def docker() -> str | None:
+            return None if await self.runtime.ping() else "the Docker engine does not answer"
+
+        async def image() -> str | None:
+            if await self.runtime.image_exists(helper):
+                return None
+            return f"the helper image {helper} is missing: run `localcompute images build`"
+
+        checks = {"store": store, "docker": docker, "helper_image": image}
+        return {name: await _timed(probe) for name, probe in checks.items()}
+
     # -- auth tokens (the node dialect) ----------------------------------------
 
     async def revoke_token(
@@ -273,6 +298,24 @@ class Engine:
         if expired:
             log.info("results of %d jobs expired", len(expired))
         return expired
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    ms: float
+    error: str | None = None
+
+
+async def _timed(probe: Callable[[], Awaitable[str | None]]) -> Check:
+    start = time.perf_counter()
+    try:
+        error = await asyncio.wait_for(probe(), HEALTH_TIMEOUT)
+    except TimeoutError:
+        error = f"no answer within {HEALTH_TIMEOUT:g} s"
+    except Exception as e:  # a health check reports every failure, it never raises
+        error = f"{type(e).__name__}: {e}"
+    return Check(error is None, round((time.perf_counter() - start) * 1000, 2), error)
 
 
 def _container_user(setting: str) -> str:

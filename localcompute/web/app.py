@@ -20,6 +20,7 @@ from localcompute.web.context import (
     TOKENS,
     PublicUrl,
 )
+from localcompute.web.health import healthz
 from localcompute.web.middleware import cors, json_errors
 from localcompute.web.openapi import openapi_handler
 from localcompute.web.routes import setup_routes
@@ -53,4 +54,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
     app.cleanup_ctx.append(resources)
     setup_routes(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/health", healthz)
     return app

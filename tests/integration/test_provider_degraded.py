@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -42,3 +43,32 @@ async def test_docker_down_refuses_starts_but_serves_status_and_results(tmp_path
                 assert r.status == 200 and await r.read() == b"result\n"
         finally:
             runtime.down = False
+
+
+async def test_healthz_says_which_check_failed_and_answers_503(tmp_path: Path) -> None:
+    async with fake_server(tmp_path) as served, aiohttp.ClientSession() as session:
+        runtime = served.extra["runtime"]
+        assert isinstance(runtime, FakeRuntime)
+
+        async def health(path: str = "/healthz") -> tuple[int, dict[str, Any]]:
+            async with session.get(served.base_url + path) as r:
+                return r.status, await r.json()
+
+        code, body = await health()
+        assert (code, body["status"]) == (200, "ok")
+        assert set(body["checks"]) == {"store", "docker", "helper_image"}
+        assert all(c["ok"] and c["ms"] >= 0 and c["error"] is None for c in body["checks"].values())
+        assert (await health("/health"))[0] == 200
+
+        runtime.missing_images.add("localcompute/helper:latest")
+        code, body = await health()
+        assert (code, body["status"]) == (503, "unavailable")
+        assert "localcompute images build" in body["checks"]["helper_image"]["error"]
+        assert body["checks"]["store"]["ok"]
+        runtime.missing_images.clear()
+
+        runtime.down = True
+        code, body = await health()
+        assert code == 503 and not body["checks"]["docker"]["ok"]
+        runtime.down = False
+        assert (await health())[0] == 200
