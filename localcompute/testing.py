@@ -111,6 +111,10 @@ class FakeRuntime:
         if ref in self.missing_images:
             raise ImageNotFoundError(f"image {ref} is not on this host (fake)")
 
+    async def pullable(self, ref: str) -> str | None:
+        self._answering()
+        return f"no registry has {ref} (fake)" if ref in self.missing_images else None
+
     async def build_image(
         self, context: Path, tag: str, *, buildargs: dict[str, str], labels: dict[str, str]
     ) -> None:

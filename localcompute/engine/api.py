@@ -21,6 +21,7 @@ from pathlib import Path
 from localcompute import images
 from localcompute.core.errors import (
     DockerUnavailableError,
+    ImageNotFoundError,
     InvalidJobError,
     TransitionRefusedError,
 )
@@ -135,9 +136,7 @@ class Engine:
         agreement that must be unused): if it fails, nothing is stored.
         """
         env = self.settings.require_environment(spec.environment)
-        for path in spec.local_paths:
-            if not await asyncio.to_thread(Path(path).is_file):
-                raise InvalidJobError(f"local file {path} does not exist")
+        await self.check_files(spec)
         if not await self.runtime.ping():
             raise DockerUnavailableError("the Docker engine does not answer; no job can start")
         limit = env.max_job_duration
@@ -149,6 +148,32 @@ class Engine:
         log.info("job %s accepted in %s", job_id, env.id)
         await self.scheduler.admit(env.id)
         return job_id
+
+    async def check_files(self, spec: JobSpec) -> None:
+        """InvalidJobError when a local file of the job is missing; the message names the
+        dataset by DID, never the file's path, which is the provider's to know."""
+        for item in spec.inputs:
+            for source in item.files:
+                if source.path is not None and not await asyncio.to_thread(
+                    Path(source.path).is_file
+                ):
+                    raise InvalidJobError(f"a file of dataset {item.did} is missing on this host")
+        algo = spec.algorithm
+        local_algorithm = algo.path is not None and not algo.uses_rawcode
+        if local_algorithm and not await asyncio.to_thread(Path(str(algo.path)).is_file):
+            raise InvalidJobError(f"the file of algorithm {algo.did} is missing on this host")
+
+    async def check_image(self, ref: str) -> None:
+        """ImageNotFoundError unless `ref` is here or can be pulled under the pull policy
+        (the registry is asked; nothing is pulled)."""
+        policy = self.settings.docker.pull_policy
+        if policy != "always" and await self.runtime.image_exists(ref):
+            return
+        if policy == "never":
+            raise ImageNotFoundError(f"image {ref} is not on this host and pull_policy is 'never'")
+        why = await self.runtime.pullable(ref)
+        if why is not None:
+            raise ImageNotFoundError(f"image {ref} is not on this host and cannot be pulled: {why}")
 
     async def get(self, job_id: str) -> Job:
         return await self.store.get(job_id)

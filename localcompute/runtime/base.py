@@ -82,6 +82,9 @@ class ContainerRuntime(Protocol):
     async def ensure_image(self, ref: str, pull_policy: str) -> None:
         """Make `ref` present as the policy says, or raise ImageNotFoundError."""
 
+    async def pullable(self, ref: str) -> str | None:
+        """None when `ref`'s registry has it (asked, nothing pulled); else why not."""
+
     async def build_image(
         self, context: Path, tag: str, *, buildargs: dict[str, str], labels: dict[str, str]
     ) -> None: ...

@@ -226,6 +226,15 @@ class DockerRuntime:
             task.add_done_callback(lambda _: self._pulls.pop(ref, None))
         await asyncio.shield(task)
 
+    async def pullable(self, ref: str) -> str | None:
+        try:
+            await self._short(lambda: self._api.inspect_distribution(ref))
+        except DockerUnavailableError:
+            raise
+        except LocalComputeError as e:  # the registry's refusal, or no way to reach it
+            return e.message
+        return None
+
     async def _pull(self, ref: str) -> None:
         def pull() -> None:
             for event in self._long_api.pull(ref, stream=True, decode=True):

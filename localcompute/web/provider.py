@@ -13,7 +13,13 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from localcompute.core.errors import JobNotFoundError, RefusedError, SignatureError
+from localcompute.core.errors import (
+    ImageNotFoundError,
+    InvalidJobError,
+    JobNotFoundError,
+    RefusedError,
+    SignatureError,
+)
 from localcompute.core.models import AlgorithmSpec, InputSpec, Job, JobQuery, JobSpec, Preconditions
 from localcompute.web import auth
 from localcompute.web.catalog import Catalog
@@ -131,7 +137,8 @@ async def initialize(request: web.Request) -> web.Response:
         if valid_until <= time.time():
             raise RefusedError("The validUntil value is not correct.")
     algorithm = algorithm_spec(catalog, req.algorithm)
-    _inputs(catalog, req.datasets, algorithm)
+    inputs = _inputs(catalog, req.datasets, algorithm)
+    await _check_runnable(request, inputs, algorithm, env_id)
     answer: dict[str, Any] = {
         "datasets": [{"validOrder": d.transferTxId or _placeholder_order(d)} for d in req.datasets]
     }
@@ -140,6 +147,22 @@ async def initialize(request: web.Request) -> web.Response:
             "validOrder": req.algorithm.transferTxId or "0x" + "0" * 64,
         }
     return web.json_response(answer)
+
+
+async def _check_runnable(
+    request: web.Request, inputs: list[InputSpec], algorithm: AlgorithmSpec, env_id: str
+) -> None:
+    """What a start would find only once it ran: a missing dataset file, an image that is
+    neither here nor pullable. Refused now, in Ocean's shape, naming no path or URL."""
+    engine = request.app[ENGINE]
+    try:
+        await engine.check_files(JobSpec(environment=env_id, inputs=inputs, algorithm=algorithm))
+    except InvalidJobError as e:
+        raise RefusedError({"dataset": f"file_unavailable: {e.message}"}) from e
+    try:
+        await engine.check_image(algorithm.image_ref)
+    except ImageNotFoundError as e:
+        raise RefusedError({"algorithm": f"image_unavailable: {e.message}"}) from e
 
 
 def _placeholder_order(dataset: DatasetRef) -> str:

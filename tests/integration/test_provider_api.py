@@ -364,3 +364,41 @@ async def test_the_algorithms_output_streams_live_to_its_owner_only(
     ) as r:
         assert r.status == 404
         assert (await r.json())["error"] == "Job not found or not running"
+
+
+async def test_initialize_refuses_an_image_that_cannot_be_had_and_a_missing_file(
+    consumer: Consumer, served: Served, session: aiohttp.ClientSession
+) -> None:
+    runtime = served.extra["runtime"]
+    body = {
+        "datasets": [{"documentId": LOCAL_DID, "serviceId": "s"}],
+        "algorithm": RAW,
+        "compute": {"env": ENV},
+        "consumerAddress": consumer.address,
+    }
+    runtime.missing_images.add("localcompute/busybox:latest")
+    try:
+        async with session.post(
+            served.base_url + "/api/services/initializeCompute", json=body
+        ) as r:
+            assert r.status == 400
+            error = (await r.json())["error"]
+        assert error["algorithm"].startswith("image_unavailable: image localcompute/busybox:latest")
+    finally:
+        runtime.missing_images.clear()
+
+    dataset = served.root / "datasets" / "local.csv"
+    hidden = dataset.with_suffix(".away")
+    dataset.rename(hidden)
+    try:
+        async with session.post(
+            served.base_url + "/api/services/initializeCompute", json=body
+        ) as r:
+            assert r.status == 400
+            error = (await r.json())["error"]
+        assert error == {
+            "dataset": f"file_unavailable: a file of dataset {LOCAL_DID} is missing on this host"
+        }
+        assert str(dataset) not in str(error)  # the provider's path stays the provider's
+    finally:
+        hidden.rename(dataset)
