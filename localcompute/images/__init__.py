@@ -1,7 +1,7 @@
 """The images localcompute makes for itself, none of which needs a container registry.
 
 * helper.py: the helper image, which runs the fetch and filter steps. It is built
-  from images/helper/Dockerfile plus the standard-library programs in
+  from dockerfiles/helper.Dockerfile plus the standard-library programs in
   localcompute/helper, and labelled with a digest of those files so that a server
   notices (and rebuilds) an image that no longer matches its code.
 * base.py (with mirror.py): a Python base image made with debootstrap from the

@@ -1,7 +1,8 @@
 """The helper image: the image that runs the fetch and filter steps of every job.
 
-It is built from images/helper/Dockerfile (at the top of a source checkout, not
-this package) plus the standard-library programs in localcompute/helper, and
+It is built from dockerfiles/helper.Dockerfile (package data: an installed wheel
+builds it too; images/helper/Dockerfile in a checkout links to it) plus the
+standard-library programs in localcompute/helper, and
 labelled with a digest of those files so that a server notices (and rebuilds) an
 image that no longer matches its code. This module owns locating those files,
 the digest, the build, and the start-up check (`ensure_helper_image`).
@@ -31,8 +32,8 @@ DEFAULT_BASE = "python:3.12-slim"
 # The localcompute package: this file is localcompute/images/helper.py.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 HELPER_DIR = PACKAGE_DIR / "helper"
-# Only a source checkout (or an editable install) has the Dockerfile next to the package.
-DOCKERFILE = PACKAGE_DIR.parent / "images" / "helper" / "Dockerfile"
+# Package data, so that an installed wheel can build the image as a checkout can.
+DOCKERFILE = PACKAGE_DIR / "images" / "dockerfiles" / "helper.Dockerfile"
 # The programs the engine runs; a build without them would give an image that fails every job.
 HELPER_PROGRAMS = ("fetch.py", "filter.py")
 
@@ -46,7 +47,7 @@ def _dockerfile() -> Path:
     if not DOCKERFILE.is_file():
         raise ConfigError(
             f"the helper image's Dockerfile is missing: expected {DOCKERFILE} "
-            "(images/ exists only in a source checkout or an editable install of localcompute)"
+            "(this installation of localcompute is incomplete: reinstall it)"
         )
     return DOCKERFILE
 
