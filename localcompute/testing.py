@@ -14,6 +14,7 @@ names images that cannot be had.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import re
@@ -64,6 +65,7 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.down = False
         self.missing_images: set[str] = set()
+        self.failed_calls: collections.Counter[str] = collections.Counter()
         # Seconds a stage's containers wait before they start their work, to catch a
         # job in that stage ({"filter": 30}); a stop ends the wait like the work.
         self.slow_stages: dict[str, float] = {}
@@ -76,6 +78,7 @@ class FakeRuntime:
 
     def _answering(self) -> None:
         if self.down:
+            self.failed_calls["DockerUnavailableError"] += 1
             raise DockerUnavailableError("the fake Docker engine is down")
 
     # -- lifecycle and images ------------------------------------------------
@@ -88,6 +91,10 @@ class FakeRuntime:
         for name in list(self.containers):
             await self._kill(self.containers[name], grace=0)
         await asyncio.to_thread(_remove_tree, self._scratch)
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return dict(self.failed_calls)
 
     async def ping(self) -> bool:
         return not self.down

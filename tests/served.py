@@ -82,6 +82,7 @@ host = "127.0.0.1"
 port = {port}
 data_dir = "{root / "var"}"
 max_body_bytes = {overrides.get("max_body_bytes", 65536)}
+{overrides.get("server_extra", "")}
 
 [docker]
 pull_policy = "never"

@@ -7,12 +7,20 @@ names the file and the key path.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from localcompute.core.errors import ConfigError, UnknownEnvironmentError
 from localcompute.core.models import Container
@@ -44,6 +52,17 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(
         1024 * 1024, gt=0, description="Request bodies larger than this are refused with 413."
     )
+    metrics_allow: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description='Networks that may read /metrics; ["0.0.0.0/0", "::/0"] for all.',
+    )
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return networks
 
     @property
     def base_url(self) -> str:

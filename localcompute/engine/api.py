@@ -30,6 +30,7 @@ from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.livelog import LiveLog
+from localcompute.engine.metrics import Metrics
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.engine.scheduler import Scheduler
 from localcompute.runtime import ContainerRuntime, hostinfo
@@ -63,6 +64,7 @@ class Engine:
         )
         self._scheduler: Scheduler | None = None
         self._lock = DataDirLock(settings.data_dir)
+        self.metrics = Metrics()
         self.cpu_types: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -97,6 +99,7 @@ class Engine:
                     fetch_network=network,
                     algorithm_network="bridge" if has_bridge else "host",
                 ),
+                self.metrics,
             )
             self._scheduler = Scheduler(self.store, self.runtime, self.settings, pipeline)
             await self._scheduler.reconcile()
@@ -243,6 +246,15 @@ class Engine:
         """Accept a nonce for a call that writes nothing else (a signed read)."""
         async with self.store.transaction() as tx:
             await tx.consume_nonce(address, nonce)
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus exposition, its gauges read from the store and runtime now."""
+        self.metrics.refresh(
+            await self.store.count_jobs(),
+            {env.id: env.max_jobs for env in self.settings.environments},
+            self.runtime.errors,
+        )
+        return self.metrics.exposition()
 
     # -- health -----------------------------------------------------------------
 

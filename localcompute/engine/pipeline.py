@@ -27,6 +27,7 @@ from localcompute.core.models import Job
 from localcompute.core.settings import EnvironmentSettings, Settings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine.livelog import LiveLog, move_log
+from localcompute.engine.metrics import Metrics
 from localcompute.engine.outcome import (
     Ending,
     Interrupt,
@@ -70,7 +71,9 @@ class Pipeline:
         runtime: ContainerRuntime,
         settings: Settings,
         defaults: ContainerDefaults,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.runtime = runtime
         self.settings = settings
@@ -169,10 +172,12 @@ class Pipeline:
     async def _pull_algorithm_image(self, job: Job) -> str | None:
         """None when the algorithm's image is ready, else why it is not."""
         ref = job.spec.algorithm.image_ref
+        start = time.monotonic()
         try:
             await self.runtime.ensure_image(ref, self.settings.docker.pull_policy)
         except ImageNotFoundError as e:
             return f"algorithm image {ref} is not available: {e.message}"
+        self.metrics.pulled(time.monotonic() - start)
         return None
 
     async def _algorithm(self, job: Job, stop: asyncio.Event) -> Job | Ending:
@@ -359,12 +364,14 @@ class Pipeline:
             )
         )
         try:
-            return await asyncio.shield(write)
+            final = await asyncio.shield(write)
         except asyncio.CancelledError:
             await asyncio.wait({write})
             raise
         except TransitionRefusedError:
             return await self.store.get(job.job_id)
+        self.metrics.job_finished(final)
+        return final
 
 
 def _read_and_remove(path: Path) -> bytes:

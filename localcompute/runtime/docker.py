@@ -10,6 +10,7 @@ be re-attached to them later. "Not found" on stop or remove counts as done.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -113,6 +114,7 @@ class DockerRuntime:
     """Containers and images of one Docker engine, awaited without blocking the loop."""
 
     def __init__(self, *, short_workers: int = 8, long_workers: int = 8) -> None:
+        self._errors: collections.Counter[str] = collections.Counter()
         self._short_workers = short_workers
         self._long_slots = asyncio.Semaphore(long_workers)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -150,6 +152,10 @@ class DockerRuntime:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
+    @property
+    def errors(self) -> dict[str, int]:
+        return dict(self._errors)
+
     async def ping(self) -> bool:
         try:
             return bool(await self._short(lambda: self._api.ping()))
@@ -165,7 +171,9 @@ class DockerRuntime:
         try:
             return await loop.run_in_executor(self._pool, call)
         except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
-            raise _translate(e) from e
+            error = _translate(e)
+            self._errors[type(error).__name__] += 1
+            raise error from e
 
     async def _long(self, call: Callable[[], T], name: str) -> T:
         """Run `call` on a daemon thread: it may block for as long as a container runs."""

@@ -172,6 +172,13 @@ class MemoryStore:
             waiting.update(status=JobStatus.JOB_STARTED)
             return _job(waiting)
 
+    async def count_jobs(self) -> list[tuple[str, int, int]]:
+        counts: dict[tuple[str, int], int] = {}
+        for row in self._state.jobs.values():
+            key = (row["environment"], int(row["status"]))
+            counts[key] = counts.get(key, 0) + 1
+        return [(env, status, n) for (env, status), n in sorted(counts.items())]
+
     async def slots_in_use(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for row in self._state.jobs.values():

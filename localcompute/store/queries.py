@@ -164,6 +164,7 @@ RETURNING *
 SQL_COUNT_SLOTS = (
     f"SELECT environment, COUNT(*) FROM jobs WHERE status IN ({SLOT_LIST}) GROUP BY environment"
 )
+SQL_COUNT_JOBS = "SELECT environment, status, COUNT(*) FROM jobs GROUP BY environment, status"
 SQL_ACTIVE_JOBS = f"SELECT * FROM jobs WHERE status IN ({SLOT_LIST}) ORDER BY seq"
 SQL_REQUEST_STOP = f"""
 UPDATE jobs SET stopreq = :stopreq

@@ -36,6 +36,7 @@ from localcompute.store.queries import (
     SETTABLE,
     SQL_ACTIVE_JOBS,
     SQL_ADMIT_NEXT,
+    SQL_COUNT_JOBS,
     SQL_COUNT_SLOTS,
     SQL_GET_JOB,
     SQL_GET_META,
@@ -184,6 +185,11 @@ class JobStore:
     async def slots_in_use(self) -> dict[str, int]:
         rows = await self._fetch_all(SQL_COUNT_SLOTS)
         return {str(r[0]): int(r[1]) for r in rows}
+
+    async def count_jobs(self) -> list[tuple[str, int, int]]:
+        """(environment, status, how many) for every pair that has jobs."""
+        rows = await self._fetch_all(SQL_COUNT_JOBS)
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def pending_deletes(self) -> list[Job]:
         """Finished jobs whose delete was recorded but whose files are not removed yet."""

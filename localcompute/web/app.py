@@ -21,6 +21,7 @@ from localcompute.web.context import (
     PublicUrl,
 )
 from localcompute.web.health import healthz
+from localcompute.web.metrics import count_requests, count_result_bytes, metrics
 from localcompute.web.middleware import cors, json_errors
 from localcompute.web.openapi import openapi_handler
 from localcompute.web.routes import setup_routes
@@ -30,7 +31,8 @@ from localcompute.web.tokens import TokenIssuer
 def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Application:
     """Build the application; the catalog, keys and engine open and close with it."""
     app = web.Application(
-        middlewares=[cors, json_errors], client_max_size=settings.server.max_body_bytes
+        middlewares=[count_requests, cors, json_errors],
+        client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[PUBLIC_URL] = PublicUrl(settings.server.base_url)
@@ -56,4 +58,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
     app.router.add_get("/api/openapi.json", openapi_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/health", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.on_response_prepare.append(count_result_bytes)
     return app

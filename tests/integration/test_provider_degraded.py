@@ -72,3 +72,37 @@ async def test_healthz_says_which_check_failed_and_answers_503(tmp_path: Path) -
         assert code == 503 and not body["checks"]["docker"]["ok"]
         runtime.down = False
         assert (await health())[0] == 200
+
+
+async def test_metrics_count_jobs_phases_requests_and_bytes_for_allowed_readers_only(
+    tmp_path: Path,
+) -> None:
+    async with fake_server(tmp_path / "a") as served, aiohttp.ClientSession() as session:
+        consumer = Consumer(session, served.base_url)
+        status, body = await consumer.start(RAW)
+        assert status == 200, body
+        job_id = body[0]["jobId"]
+        await consumer.wait_final(job_id)
+        nonce = await consumer.next_nonce()
+        async with session.get(
+            served.base_url + "/api/services/computeResult",
+            params=consumer.result_query(job_id, 0, nonce),
+        ) as r:
+            size = len(await r.read())
+        async with session.get(served.base_url + "/metrics") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+            text = await r.text()
+        assert 'localcompute_jobs{environment="test",status="70"} 1.0' in text
+        assert 'localcompute_slots{environment="test"} 2.0' in text
+        assert 'localcompute_phase_seconds_count{phase="algorithm"} 1.0' in text
+        assert f"localcompute_result_bytes_total {float(size)}" in text
+        assert 'route="/api/services/compute"' in text and job_id not in text
+        assert "signature" not in text.lower()
+
+    strict = 'metrics_allow = ["10.0.0.0/8"]'
+    async with (
+        fake_server(tmp_path / "b", server_extra=strict) as served,
+        aiohttp.ClientSession() as s,
+        s.get(served.base_url + "/metrics") as r,
+    ):
+        assert r.status == 401 and "metrics_allow" in (await r.json())["error"]

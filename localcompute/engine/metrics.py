@@ -1,0 +1,107 @@
+"""The server's Prometheus metrics, in a registry of its own (one per engine, so that
+many engines in one process, as in the tests, never clash). Nothing secret: counts,
+durations and sizes, labelled by environment, status, phase and route."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from localcompute.core.models import Job
+
+# Seconds: from a trivial step to the hour a job may run.
+PHASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, float("inf"))
+PHASES = ("fetch", "algorithm", "filter", "publish")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.jobs = Gauge(
+            "localcompute_jobs",
+            "Jobs in the store by environment and status.",
+            ["environment", "status"],
+            registry=r,
+        )
+        self.queued = Gauge(
+            "localcompute_queue_length", "Jobs waiting for a slot.", ["environment"], registry=r
+        )
+        self.slots = Gauge(
+            "localcompute_slots_in_use", "Jobs holding a slot.", ["environment"], registry=r
+        )
+        self.slots_total = Gauge(
+            "localcompute_slots", "max_jobs of each environment.", ["environment"], registry=r
+        )
+        self.phase_seconds = Histogram(
+            "localcompute_phase_seconds",
+            "How long each phase of a job took.",
+            ["phase"],
+            buckets=PHASE_BUCKETS,
+            registry=r,
+        )
+        self.docker_errors = Gauge(
+            "localcompute_docker_errors",
+            "Failed Docker calls since start, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "localcompute_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "localcompute_http_request_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.result_bytes = Counter(
+            "localcompute_result_bytes", "Bytes of results served.", registry=r
+        )
+
+    def job_finished(self, job: Job) -> None:
+        """Each phase the job went through, from its recorded timestamps."""
+        for phase in PHASES:
+            started = getattr(job, f"{phase}_started_at")
+            finished = getattr(job, f"{phase}_finished_at")
+            if started is not None and finished is not None and finished >= started:
+                self.phase_seconds.labels(phase).observe(finished - started)
+
+    def pulled(self, seconds: float) -> None:
+        self.phase_seconds.labels("pull").observe(seconds)
+
+    def refresh(
+        self,
+        counts: Iterable[tuple[str, int, int]],
+        max_jobs: Mapping[str, int],
+        docker_errors: Mapping[str, int],
+    ) -> None:
+        """The gauges as the store and the runtime say now (at each scrape)."""
+        from localcompute.core.status import SLOT_STATUSES, JobStatus
+
+        self.jobs.clear()
+        queued = dict.fromkeys(max_jobs, 0)
+        slots = dict.fromkeys(max_jobs, 0)
+        for environment, status, count in counts:
+            self.jobs.labels(environment, str(status)).set(count)
+            if status == JobStatus.WARMING_UP:
+                queued[environment] = queued.get(environment, 0) + count
+            elif status in SLOT_STATUSES:
+                slots[environment] = slots.get(environment, 0) + count
+        for environment, count in queued.items():
+            self.queued.labels(environment).set(count)
+        for environment, count in slots.items():
+            self.slots.labels(environment).set(count)
+        for environment, count in max_jobs.items():
+            self.slots_total.labels(environment).set(count)
+        for kind, count in docker_errors.items():
+            self.docker_errors.labels(kind).set(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
