@@ -60,11 +60,15 @@ async def _with_docker(action: Callable[[DockerRuntime], Awaitable[None]]) -> No
 
 
 def _serve(config: Path | None) -> None:
+    import uvloop
+
     from localcompute.web.serving import serve_until_signalled
 
     settings = load_settings(config)
     log.info("configuration %s", config or "built in (no --config)")
-    asyncio.run(serve_until_signalled(settings))
+    # uvloop: about a third more requests a second than asyncio's own loop (bench/status_load.py).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve_until_signalled(settings))
 
 
 def main(argv: list[str] | None = None) -> int:

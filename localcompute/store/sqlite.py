@@ -51,6 +51,9 @@ from localcompute.store.queries import (
 )
 from localcompute.store.transaction import Transaction, rows_of
 
+# Finished jobs kept in memory for status reads (about 2 KB each).
+FINISHED_CACHE_SIZE = 50_000
+
 
 class JobStore:
     """Jobs, their statuses and the instance identity, in one SQLite file."""
@@ -61,6 +64,13 @@ class JobStore:
         # aiosqlite serialises statements, not transactions: the lock keeps one
         # coroutine's BEGIN…COMMIT from interleaving with another's statements.
         self._tx_lock = asyncio.Lock()
+        # Finished jobs, by id: they change only through this store's own writes (their
+        # results, removal, a delete request), which refresh or drop them here. Status
+        # polls of finished jobs, most of a server's traffic, then touch no SQL.
+        self._finished: dict[str, Job] = {}
+        # Slots in use per environment, as last counted; any status write drops it.
+        self._slots: dict[str, int] | None = None
+        self._writes = 0  # status writes so far: a count read across one is not kept
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,12 +117,17 @@ class JobStore:
         async with self._tx_lock:
             db = self.db
             await rows_of(db, "BEGIN IMMEDIATE")
+            tx = Transaction(db)
             try:
-                yield Transaction(db)
+                yield tx
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
             await rows_of(db, "COMMIT")
+            for job_id in tx.touched:
+                self._finished.pop(job_id, None)
+            if tx.touched:
+                self._slots_changed()
 
     async def _fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         async with self._tx_lock:
@@ -133,16 +148,42 @@ class JobStore:
 
     # -- jobs -----------------------------------------------------------------
 
+    def _slots_changed(self) -> None:
+        self._slots = None
+        self._writes += 1
+
+    def _written(self, row: Any) -> Job:
+        """The job of a row just written: counted slots may have changed."""
+        self._slots_changed()
+        return self._seen(row)
+
+    def _seen(self, row: Any) -> Job:
+        """The job of a row just read or written; a finished one is kept for later reads."""
+        job = Job.from_row(row)
+        if job.is_final:
+            if len(self._finished) >= FINISHED_CACHE_SIZE:
+                self._finished.pop(next(iter(self._finished)))  # the oldest entry goes
+            self._finished[job.job_id] = job
+        else:
+            self._finished.pop(job.job_id, None)
+        return job
+
     async def get(self, job_id: str) -> Job:
+        cached = self._finished.get(job_id)
+        if cached is not None:
+            return cached
         row = await self._fetch_one(SQL_GET_JOB, (job_id,))
         if row is None:
             raise JobNotFoundError(f"no job {job_id}")
-        return Job.from_row(row)
+        return self._seen(row)
 
     async def find(self, query: JobQuery) -> list[Job]:
         """Jobs matching every filter of `query`, oldest first."""
+        cached = None if query.job_id is None else self._finished.get(query.job_id)
+        if cached is not None:
+            return [cached] if query.matches(cached) else []
         sql, params = select_jobs(query)
-        jobs = [Job.from_row(r) for r in await self._fetch_all(sql, params)]
+        jobs = [self._seen(r) for r in await self._fetch_all(sql, params)]
         return [j for j in jobs if query.matches(j)]
 
     async def transition(
@@ -167,7 +208,7 @@ class JobStore:
             raise TransitionRefusedError(
                 f"job {job_id} is at {int(current.status)}: cannot move to {int(to)}"
             )
-        return Job.from_row(row)
+        return self._written(row)
 
     async def admit_next(self, environment: str, max_jobs: int) -> Job | None:
         """Give the oldest waiting job of `environment` a slot, if one is free."""
@@ -180,11 +221,16 @@ class JobStore:
                 "max_jobs": max_jobs,
             },
         )
-        return None if row is None else Job.from_row(row)
+        return None if row is None else self._written(row)
 
     async def slots_in_use(self) -> dict[str, int]:
-        rows = await self._fetch_all(SQL_COUNT_SLOTS)
-        return {str(r[0]): int(r[1]) for r in rows}
+        if self._slots is not None:
+            return dict(self._slots)
+        writes = self._writes
+        counted = {str(r[0]): int(r[1]) for r in await self._fetch_all(SQL_COUNT_SLOTS)}
+        if writes == self._writes:  # no status changed while counting: keep it
+            self._slots = counted
+        return counted
 
     async def count_jobs(self) -> list[tuple[str, int, int]]:
         """(environment, status, how many) for every pair that has jobs."""
@@ -209,7 +255,7 @@ class JobStore:
         row = await self._fetch_one(SQL_SET_RESULTS, (payload, job_id))
         if row is None:
             raise JobNotFoundError(f"no job {job_id}")
-        return Job.from_row(row)
+        return self._seen(row)
 
     async def mark_removed(self, job_id: str) -> Job:
         row = await self._fetch_one(SQL_MARK_REMOVED, (job_id,))
@@ -218,7 +264,7 @@ class JobStore:
             raise TransitionRefusedError(
                 f"job {job_id} is at {int(current.status)}: only a finished job can be removed"
             )
-        return Job.from_row(row)
+        return self._seen(row)
 
     # -- nonces -------------------------------------------------------------
 

@@ -40,6 +40,7 @@ class Transaction:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self.touched: set[str] = set()  # jobs this transaction wrote: stale in any cache
 
     async def _sql(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         return await rows_of(self._db, sql, params)
@@ -87,15 +88,18 @@ class Transaction:
             "spec": spec.model_dump_json(),
         }
         await self._sql(SQL_INSERT_JOB, params)
+        self.touched.add(job_id)
         return job_id
 
     async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
         """Record a stop or time-limit request on an unfinished job; None if it had one."""
+        self.touched.add(job_id)
         rows = await self._sql(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
         return Job.from_row(rows[0]) if rows else None
 
     async def request_delete(self, job_id: str) -> None:
         """Record that the job's containers, folder and results are to be removed."""
+        self.touched.add(job_id)
         await self._sql(SQL_REQUEST_DELETE, (job_id,))
 
 

@@ -14,6 +14,7 @@ from localcompute.web.catalog import Catalog
 from localcompute.web.context import (
     CATALOG,
     ENGINE,
+    POLL_CACHE,
     PROVIDER_KEY,
     PUBLIC_URL,
     SETTINGS,
@@ -36,6 +37,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
     )
     app[SETTINGS] = settings
     app[PUBLIC_URL] = PublicUrl(settings.server.base_url)
+    app[POLL_CACHE] = {}
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         app[CATALOG] = await asyncio.to_thread(Catalog.load, settings)

@@ -28,6 +28,9 @@ class PublicUrl:
 
 
 PUBLIC_URL = web.AppKey("public_url", PublicUrl)
+# Answers that clients poll and that change only with the jobs in slots: the bytes of
+# the last one, by what they depend on (see provider.environments).
+POLL_CACHE = web.AppKey("poll_cache", dict)
 
 
 def base_url(request: web.Request) -> str:

@@ -28,6 +28,11 @@ def redact_query(query: str) -> str:
 class RedactingAccessLogger(AbstractAccessLogger):
     """One line per request: who, what (query redacted), status, size, milliseconds."""
 
+    @property
+    def enabled(self) -> bool:
+        """Nothing is built for a request when INFO is off (--log-level warning)."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
         query = request.query_string
         target = request.path + (f"?{redact_query(query)}" if query else "")

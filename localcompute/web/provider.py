@@ -6,6 +6,7 @@ serialise; refusals use Ocean's codes ({"error": {"dataset": "did_not_found"}}).
 
 from __future__ import annotations
 
+import json
 import time
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,14 @@ from localcompute.core.errors import (
 from localcompute.core.models import AlgorithmSpec, InputSpec, Job, JobQuery, JobSpec, Preconditions
 from localcompute.web import auth
 from localcompute.web.catalog import Catalog
-from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS, base_url
+from localcompute.web.context import (
+    CATALOG,
+    ENGINE,
+    POLL_CACHE,
+    PROVIDER_KEY,
+    SETTINGS,
+    base_url,
+)
 from localcompute.web.params import (
     parse,
     read_params,
@@ -107,9 +115,19 @@ async def nonce(request: web.Request) -> web.Response:
 async def environments(request: web.Request) -> web.Response:
     wanted = parse(EnvironmentsRequest, await read_params(request)).chainId
     settings = request.app[SETTINGS]
-    chains = [c for c in settings.provider.chain_ids if wanted is None or c == wanted]
-    envs = await environment_list(request)
-    return web.json_response({str(c): envs for c in chains})
+    # Polled all the time and the same until a slot changes or the second turns (its
+    # lastSeen): the bytes are made once for each such state.
+    slots = await request.app[ENGINE].current_jobs()
+    key = (wanted, tuple(sorted(slots.items())), int(time.time()))
+    cache = request.app[POLL_CACHE].setdefault("environments", {})
+    body = cache.get(key)
+    if body is None:
+        chains = [c for c in settings.provider.chain_ids if wanted is None or c == wanted]
+        envs = await environment_list(request)
+        body = json.dumps({str(c): envs for c in chains}).encode()
+        cache.clear()
+        cache[key] = body
+    return web.Response(body=body, content_type="application/json")
 
 
 async def environment_list(request: web.Request) -> list[dict[str, Any]]:
@@ -220,7 +238,29 @@ async def compute_status(request: web.Request) -> web.Response:
     jobs = await _owned_jobs(
         request, req.consumerAddress, req.jobId, req.documentId, must_exist=False
     )
+    if len(jobs) == 1 and jobs[0].is_final:
+        return web.Response(
+            body=_finished_status(request, jobs[0]), content_type="application/json"
+        )
     return web.json_response([provider_status(j, base_url(request)) for j in jobs])
+
+
+FINISHED_VIEWS = 20_000
+
+
+def _finished_status(request: web.Request, job: Job) -> bytes:
+    """The answer for one finished job, made once: what clients poll most. The store hands
+    out the same Job object until the job changes (results, removal), so the bytes are
+    reused only while it is that very object."""
+    views = request.app[POLL_CACHE].setdefault("finished", {})
+    entry = views.get(job.job_id)
+    if entry is not None and entry[0] is job:
+        return bytes(entry[1])
+    body = json.dumps([provider_status(job, base_url(request))]).encode()
+    if len(views) >= FINISHED_VIEWS:
+        views.pop(next(iter(views)))
+    views[job.job_id] = (job, body)
+    return body
 
 
 async def compute_stop(request: web.Request) -> web.Response:
