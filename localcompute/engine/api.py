@@ -75,7 +75,7 @@ class Engine:
     async def start(self) -> None:
         """Lock the data folder, open the store and Docker, check the helper image,
         reconcile, admit."""
-        await asyncio.to_thread(self._lock.acquire)
+        await self.claim_data_dir()
         try:
             await self.store.open()
         except BaseException:
@@ -111,6 +111,13 @@ class Engine:
         for env in self.settings.environments:
             await self.scheduler.admit(env.id)
         self.scheduler.in_background(self._expiry_loop())
+
+    async def claim_data_dir(self) -> None:
+        """Create and lock the data folder (ConfigError naming the holder if another
+        engine has it). start() does it first; a server does it before anything else
+        that touches the folder (its keys)."""
+        if not self._lock.held:
+            await asyncio.to_thread(self._lock.acquire)
 
     async def close(self) -> None:
         """Stop watching jobs; their containers run on and are re-attached at the next start."""

@@ -25,6 +25,10 @@ class DataDirLock:
     def __repr__(self) -> str:
         return f"<DataDirLock {self.path} {'held' if self._fd is not None else 'free'}>"
 
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
     def acquire(self) -> None:
         """Take the folder, or ConfigError naming the process that has it."""
         folder = self.path.parent

@@ -40,18 +40,25 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
     app[POLL_CACHE] = {}
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        # In the order a person fixes them: configuration, data folder (created, writable,
+        # locked), keys, then store, Docker and the helper image (engine.start).
         app[CATALOG] = await asyncio.to_thread(Catalog.load, settings)
-        app[PROVIDER_KEY] = await asyncio.to_thread(
-            ProviderKey.load,
-            settings.provider.private_key,
-            settings.provider.private_key_file,
-            settings.data_dir,
-        )
-        app[TOKENS] = await asyncio.to_thread(
-            TokenIssuer.load, settings.data_dir, settings.node.token_lifetime
-        )
         app[ENGINE] = engine or Engine(settings)
-        await app[ENGINE].start()
+        await app[ENGINE].claim_data_dir()
+        try:
+            app[PROVIDER_KEY] = await asyncio.to_thread(
+                ProviderKey.load,
+                settings.provider.private_key,
+                settings.provider.private_key_file,
+                settings.data_dir,
+            )
+            app[TOKENS] = await asyncio.to_thread(
+                TokenIssuer.load, settings.data_dir, settings.node.token_lifetime
+            )
+            await app[ENGINE].start()
+        except BaseException:
+            await app[ENGINE].close()  # lets go of the data folder
+            raise
         yield
         await app[ENGINE].close()
 
