@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -50,6 +51,8 @@ from localcompute.store.queries import (
     update_status,
 )
 from localcompute.store.transaction import Transaction, rows_of
+
+log = logging.getLogger("localcompute.jobs")
 
 # Finished jobs kept in memory for status reads (about 2 KB each).
 FINISHED_CACHE_SIZE = 50_000
@@ -153,9 +156,12 @@ class JobStore:
         self._writes += 1
 
     def _written(self, row: Any) -> Job:
-        """The job of a row just written: counted slots may have changed."""
+        """The job of a row just written: counted slots may have changed. Every status
+        change passes here, so here each is logged, once, with its job id."""
         self._slots_changed()
-        return self._seen(row)
+        job = self._seen(row)
+        log.info("job %s at %d: %s", job.job_id, int(job.status), job.status_text)
+        return job
 
     def _seen(self, row: Any) -> Job:
         """The job of a row just read or written; a finished one is kept for later reads."""
