@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     base.add_argument("--mirror", help="Debian mirror (default: the one apt uses here)")
     busybox = img_sub.add_parser("busybox", help="make a tiny busybox image from busybox-static")
     busybox.add_argument("--tag", default="localcompute/busybox:latest")
+    server = img_sub.add_parser(
+        "server", help="build localcompute itself as an image (the host's Docker runs its jobs)"
+    )
+    server.add_argument("--tag", default="localcompute/server:latest")
+    server.add_argument(
+        "--base", default="localcompute/python-base:stable", help="an image with python3"
+    )
     run.add_parser(sub)
     jobs.add_parser(sub)
     return parser
@@ -101,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             print(f"made {args.tag}")
+        elif args.images_command == "server":
+            from localcompute.images.server import build_server_image
+
+            asyncio.run(_with_docker(lambda rt: build_server_image(rt, args.tag, args.base)))
+            print(f"built {args.tag} on {args.base}")
         elif args.images_command == "busybox":
             asyncio.run(_with_docker(lambda rt: images.import_busybox(rt, args.tag)))
             print(f"made {args.tag}")

@@ -234,6 +234,11 @@ class DockerRuntime:
             task.add_done_callback(lambda _: self._pulls.pop(ref, None))
         await asyncio.shield(task)
 
+    async def container_mounts(self, name: str) -> list[tuple[str, str]]:
+        """(host source, path inside) of each mount of a container."""
+        info = await self._short(lambda: self._api.inspect_container(name))
+        return [(m.get("Source", ""), m.get("Destination", "")) for m in info.get("Mounts") or []]
+
     async def pullable(self, ref: str) -> str | None:
         try:
             await self._short(lambda: self._api.inspect_distribution(ref))
