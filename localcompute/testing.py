@@ -66,6 +66,8 @@ class FakeRuntime:
         self.down = False
         self.missing_images: set[str] = set()
         self.failed_calls: collections.Counter[str] = collections.Counter()
+        # Stage → Docker's refusal, raised by start(): a GPU driver the engine lacks, say.
+        self.start_errors: dict[str, str] = {}
         # Seconds a stage's containers wait before they start their work, to catch a
         # job in that stage ({"filter": 30}); a stop ends the wait like the work.
         self.slow_stages: dict[str, float] = {}
@@ -149,6 +151,9 @@ class FakeRuntime:
         container = self._get(name)
         if container.state != "created":
             return
+        refusal = self.start_errors.get(container.spec.labels.get(LABEL_STAGE, ""))
+        if refusal is not None:
+            raise ContainerError(refusal, status=500)
         argv, env = await asyncio.to_thread(self._host_command, container.spec)
         delay = self.slow_stages.get(container.spec.labels.get(LABEL_STAGE, ""))
         if delay:

@@ -117,6 +117,11 @@ class EnvironmentSettings(_Section):
         default_factory=list, description="GPU device IDs given to every job."
     )
     gpu_type: str = Field("", description="GPU model shown to clients.")
+    gpu_driver: Literal["nvidia", "cdi"] = Field(
+        "nvidia",
+        description="How containers get GPUs: the NVIDIA runtime (the Container Toolkit), or "
+        "CDI device names such as nvidia.com/gpu=0 in gpu_devices (Docker >= 25, CDI on).",
+    )
     max_jobs: int = Field(1, ge=1, description="Jobs of this environment that run at once.")
     max_job_duration: float = Field(
         3600, gt=0, description="Seconds an algorithm may run, from its container's start."
@@ -128,6 +133,15 @@ class EnvironmentSettings(_Section):
     algorithm_network: bool = Field(
         False, description="Whether the algorithm container gets a network."
     )
+
+    @model_validator(mode="after")
+    def _cdi_names_devices(self) -> EnvironmentSettings:
+        if self.gpu_driver == "cdi" and self.gpus and not self.gpu_devices:
+            raise ValueError(
+                "gpu_driver 'cdi' takes device names in gpu_devices (e.g. nvidia.com/gpu=0), "
+                "not a count: Docker refuses a count with the CDI driver"
+            )
+        return self
 
     @property
     def gpu_count(self) -> int:

@@ -221,7 +221,16 @@ class Pipeline:
             job = await self.store.transition(
                 job.job_id, JobStatus.RUNNING_ALGORITHM, algorithm_started_at=time.time()
             )
-            await self.runtime.start(name)
+            try:
+                await self.runtime.start(name)
+            except ContainerError as e:
+                # Docker refused to start it (a GPU driver it lacks, a device it cannot
+                # resolve): say so in one line, and leave no container behind.
+                await self.runtime.remove(name)
+                await live.close()
+                log.warning("job %s: the algorithm container could not start: %s", job.job_id, e)
+                why = f"the algorithm container could not start: {e.message}"
+                return await self._algorithm_ended(job, None, TerminationReason.ERROR, why)
         else:
             try:
                 state = await self.runtime.state(name)

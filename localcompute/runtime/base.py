@@ -44,6 +44,7 @@ class ContainerSpec:
     pids_limit: int | None = None
     gpu_count: int = 0
     gpu_device_ids: tuple[str, ...] = ()
+    gpu_driver: str = "nvidia"  # or "cdi": device ids are CDI names (nvidia.com/gpu=0)
     log_max_bytes: int = 10 * 1024 * 1024
 
 

@@ -155,6 +155,8 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
             "INPUTS": "/data/inputs",
             "OUTPUTS": "/data/outputs",
             "secret": job.secret,
+            # Which GPUs the job got, by the names the host gives them.
+            **({"LOCALCOMPUTE_GPUS": ",".join(env.gpu_devices[:gpus])} if env.gpu_devices else {}),
         },
         network_mode=ctx.algorithm_network if env.algorithm_network else "none",
         user=ctx.user,
@@ -163,6 +165,7 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
         pids_limit=ctx.docker_settings.pids_limit,
         gpu_count=gpus if not env.gpu_devices else 0,
         gpu_device_ids=tuple(env.gpu_devices[:gpus]),
+        gpu_driver=env.gpu_driver,
         log_max_bytes=ctx.docker_settings.log_max_bytes,
     )
 

@@ -64,7 +64,12 @@ def _epoch(docker_time: str | None) -> float | None:
 def create_kwargs(spec: ContainerSpec, api: Any) -> dict[str, Any]:
     """The arguments of APIClient.create_container for `spec`: limits and hardening included."""
     device_requests = []
-    if spec.gpu_device_ids:
+    if spec.gpu_device_ids and spec.gpu_driver == "cdi":
+        # CDI names the devices; Docker refuses a count or capabilities with it.
+        device_requests.append(
+            docker.types.DeviceRequest(driver="cdi", device_ids=list(spec.gpu_device_ids))
+        )
+    elif spec.gpu_device_ids:
         device_requests.append(
             docker.types.DeviceRequest(device_ids=list(spec.gpu_device_ids), capabilities=[["gpu"]])
         )

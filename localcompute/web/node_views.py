@@ -69,11 +69,10 @@ def node_status(job: Job) -> NodeStatus:
     if job.status != JobStatus.JOB_COMPLETED:
         return _WHILE_RUNNING[job.status]
     if job.termination_reason is TerminationReason.ERROR:
-        return (
-            NodeStatus.ALGORITHM_FAILED
-            if job.filter_started_at is None
-            else (NodeStatus.OUTPUTS_FAILED)
-        )
+        # No exit code: the algorithm never ran to an end (it could not start, or was
+        # lost); with one, what failed came after it (collecting its outputs).
+        ran = job.exit_code is not None
+        return NodeStatus.OUTPUTS_FAILED if ran else NodeStatus.ALGORITHM_FAILED
     return NodeStatus.FINISHED
 
 

@@ -120,3 +120,28 @@ async def test_a_second_engine_on_the_same_data_folder_refuses_and_names_the_hol
     third = Engine(engine.settings, runtime=FakeRuntime())
     await third.start()
     await third.close()
+
+
+async def test_a_container_docker_will_not_start_ends_the_job_in_one_line_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    runtime = FakeRuntime()
+    refusal = 'could not select device driver "" with capabilities: [[gpu]]'
+    runtime.start_errors[Stage.ALGORITHM] = refusal
+    engine = Engine(make_settings(tmp_path / "var"), runtime=runtime, store=MemoryStore())
+    await engine.start()
+    try:
+        job = await engine.wait(await engine.submit(shell("echo never")))
+        assert (job.status, job.termination_reason) == (
+            JobStatus.JOB_COMPLETED,
+            TerminationReason.ERROR,
+        )
+        assert job.status_text == f"the algorithm container could not start: {refusal}"
+        assert job.exit_code is None
+        left = [c.spec.name for c in runtime.containers.values()]
+        assert container_name(engine.instance, job.job_id, Stage.ALGORITHM) not in left
+        from localcompute.web.node_views import node_job
+
+        assert node_job(job)["statusText"] == "Failed to run algorithm"
+    finally:
+        await engine.close()

@@ -187,3 +187,26 @@ def test_node_jobs_ask_the_filter_for_one_archive() -> None:
     assert "--archive" not in filter_container(context(base)).command
     node = base.model_copy(update={"spec": base.spec.model_copy(update={"output_archive": True})})
     assert filter_container(context(node)).command[-1] == "--archive"
+
+
+def test_cdi_gpus_are_asked_by_name_with_the_cdi_driver_and_named_to_the_job() -> None:
+    env = EnvironmentSettings(
+        id="e", gpu_driver="cdi", gpu_devices=["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
+    )
+    spec = algorithm_container(context(job()), env)
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    [request] = create_kwargs(spec, api)["host_config"]["DeviceRequests"]
+    api.close()
+    # Docker refuses a count (or capabilities) with the CDI driver.
+    assert request["Driver"] == "cdi"
+    assert request["DeviceIDs"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
+    assert not request.get("Count") and not request.get("Capabilities")
+    assert spec.environment["LOCALCOMPUTE_GPUS"] == "nvidia.com/gpu=0,nvidia.com/gpu=1"
+
+
+def test_cdi_without_device_names_is_refused_in_the_configuration() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="device names in gpu_devices"):
+        EnvironmentSettings(id="e", gpu_driver="cdi", gpus=1)

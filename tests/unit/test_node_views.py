@@ -78,6 +78,7 @@ def test_a_failure_of_the_system_is_a_failure_state_by_where_it_happened() -> No
     after = job(
         status=JobStatus.JOB_COMPLETED,
         termination_reason=TerminationReason.ERROR,
+        exit_code=0,
         filter_started_at=1.0,
     )
     assert node_status(after) is NodeStatus.OUTPUTS_FAILED
