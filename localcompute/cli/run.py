@@ -161,7 +161,8 @@ async def _run(args: argparse.Namespace) -> int:
             return await _job(client, args, algorithm, args.input, args.env, console)
     if args.env:
         raise ConfigError("--env picks a provider's environment: use it with --server")
-    datasets = [_local_dataset(i) for i in args.input]
+    # Hashing a large input takes a while: off the loop, like every other file read.
+    datasets = [await asyncio.to_thread(_local_dataset, i) for i in args.input]
     for did, source in datasets:
         console.phase(f"input {did}  ← {source}")
     async with _local_engine(args, datasets) as url, Client(url, Key.random()) as client:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from localcompute.client.models import RemoteJob
-from localcompute.client.provider import Client
+from localcompute.client.provider import Client, algorithm_body
 from localcompute.core.errors import RemoteError
 
 
@@ -47,16 +47,7 @@ class NodeClient(Client):
         """Datasets are DIDs the node serves or http(s) URLs of files; `resources`
         ({"cpu": 1, "ram": 2}) and `max_duration` can only lower the environment's."""
         env = environment or await self.free_environment()
-        algorithm: dict[str, Any] = {}
-        if rawcode is not None:
-            container = {"image": image, "tag": tag, "entrypoint": entrypoint}
-            algorithm["meta"] = {"rawcode": rawcode, "container": container}
-        elif algorithm_did is not None:
-            algorithm["documentId"] = algorithm_did
-        else:
-            raise ValueError("give rawcode (with image and entrypoint) or an algorithm_did")
-        if algocustomdata is not None:
-            algorithm["algocustomdata"] = algocustomdata
+        algorithm = algorithm_body(rawcode, algorithm_did, image, tag, entrypoint, algocustomdata)
         if envs:
             algorithm["envs"] = envs
         assets = [

@@ -152,16 +152,9 @@ class Client:
         if not datasets:
             raise ValueError("a job needs at least one dataset DID")
         env = environment or await self.free_environment()
-        algorithm: dict[str, Any] = {}
-        if rawcode is not None:
-            container = {"image": image, "tag": tag, "entrypoint": entrypoint, "checksum": ""}
-            algorithm["meta"] = {"rawcode": rawcode, "container": container}
-        elif algorithm_did is not None:
-            algorithm["documentId"] = algorithm_did
-        else:
-            raise ValueError("give rawcode (with image and entrypoint) or an algorithm_did")
-        if algocustomdata is not None:
-            algorithm["algocustomdata"] = algocustomdata
+        algorithm = algorithm_body(rawcode, algorithm_did, image, tag, entrypoint, algocustomdata)
+        if "meta" in algorithm:  # ocean.py sends it empty: classic providers expect the key
+            algorithm["meta"]["container"]["checksum"] = ""
 
         async def call(nonce: int) -> Any:
             body = {
@@ -316,6 +309,29 @@ class Client:
         if not answer:
             raise RemoteError(f"no job {job_id} for {self.address}", status=404)
         return self._job(answer[0])
+
+
+def algorithm_body(
+    rawcode: str | None,
+    algorithm_did: str | None,
+    image: str,
+    tag: str,
+    entrypoint: str,
+    algocustomdata: Any,
+) -> dict[str, Any]:
+    """The `algorithm` of a start request, in either dialect: raw code in a container,
+    or a published algorithm by DID."""
+    algorithm: dict[str, Any] = {}
+    if rawcode is not None:
+        container = {"image": image, "tag": tag, "entrypoint": entrypoint}
+        algorithm["meta"] = {"rawcode": rawcode, "container": container}
+    elif algorithm_did is not None:
+        algorithm["documentId"] = algorithm_did
+    else:
+        raise ValueError("give rawcode (with image and entrypoint) or an algorithm_did")
+    if algocustomdata is not None:
+        algorithm["algocustomdata"] = algocustomdata
+    return algorithm
 
 
 def _size(path: Path) -> int:

@@ -9,16 +9,20 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 
 
-class JobStatus(IntEnum):
-    """Where a job is. The value is Ocean's status number; `text` its statusText."""
+class NumberedText(IntEnum):
+    """A status number with its text: members are declared as `NAME = number, "text"`."""
 
     text: str
 
-    def __new__(cls, value: int, text: str) -> JobStatus:
+    def __new__(cls, value: int, text: str) -> NumberedText:
         member = int.__new__(cls, value)
         member._value_ = value
         member.text = text
         return member
+
+
+class JobStatus(NumberedText):
+    """Where a job is. The value is Ocean's status number; `text` its statusText."""
 
     WARMING_UP = 1, "Warming up"
     JOB_STARTED = 10, "Job started"

@@ -11,26 +11,17 @@ import hashlib
 import platform
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 from localcompute.core.models import Job, ResultFile
 from localcompute.core.settings import EnvironmentSettings
-from localcompute.core.status import JobStatus, TerminationReason
+from localcompute.core.status import JobStatus, NumberedText, TerminationReason
 from localcompute.web.views import epoch_text
 
 
-class NodeStatus(IntEnum):
+class NodeStatus(NumberedText):
     """Ocean Node's status numbers; `text` is its exact statusText (clients match
     "Running algorithm", "failed" and "error" in it, so the trailing space stays)."""
-
-    text: str
-
-    def __new__(cls, value: int, text: str) -> NodeStatus:
-        member = int.__new__(cls, value)
-        member._value_ = value
-        member.text = text
-        return member
 
     QUEUED = 1, "Job queued"
     PULLING_IMAGE = 10, "Pulling algorithm image"

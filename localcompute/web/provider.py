@@ -252,10 +252,10 @@ def _finished_status(request: web.Request, job: Job) -> bytes:
     """The answer for one finished job, made once: what clients poll most. The store hands
     out the same Job object until the job changes (results, removal), so the bytes are
     reused only while it is that very object."""
-    views = request.app[POLL_CACHE].setdefault("finished", {})
+    views: dict[str, tuple[Job, bytes]] = request.app[POLL_CACHE].setdefault("finished", {})
     entry = views.get(job.job_id)
     if entry is not None and entry[0] is job:
-        return bytes(entry[1])
+        return entry[1]
     body = json.dumps([provider_status(job, base_url(request))]).encode()
     if len(views) >= FINISHED_VIEWS:
         views.pop(next(iter(views)))
