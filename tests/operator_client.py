@@ -72,11 +72,13 @@ DOCUMENT_EXAMPLE: dict[str, Any] = {
 OPERATOR_CONFIG = f"""
 [[environments]]
 id = "withgpu"
+cpu = 0.5
 max_jobs = 2
 max_job_duration = 60
 
 [[environments]]
 id = "short"
+cpu = 0.5
 max_jobs = 2
 max_job_duration = 3
 

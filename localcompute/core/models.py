@@ -312,6 +312,26 @@ class ResultFile(_Frozen):
     path: str  # relative to the job folder; never shown to clients
 
 
+class Allocation(_Frozen):
+    """What the host pool gave one job at admission: held until its containers are gone.
+
+    Stored with the job, so the pool after a restart is the sum of the stored ones."""
+
+    cpu: float = Field(gt=0, description="CPUs (NanoCpus); whole cores when pinned.")
+    cpuset: list[int] = Field(default_factory=list, description="Cores the job runs on.")
+    ram_bytes: int = Field(gt=0)
+    disk_bytes: int = Field(ge=0)
+    gpus: list[str] = Field(default_factory=list, description="GPU devices, by host name.")
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.cpuset) and float(self.cpu).is_integer() and len(self.cpuset) == self.cpu
+
+    @property
+    def cpuset_text(self) -> str:
+        return ",".join(str(c) for c in self.cpuset)
+
+
 class Job(_Frozen):
     job_id: str
     environment: str
@@ -338,12 +358,15 @@ class Job(_Frozen):
     filter_finished_at: float | None
     publish_started_at: float | None
     publish_finished_at: float | None
+    allocation: Allocation | None = None  # from admission; None while it waits
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
         data = {key: row[key] for key in row.keys()}  # noqa: SIM118 - sqlite rows
         data["spec"] = JobSpec.model_validate_json(data["spec"])
         data["results"] = json.loads(data["results"] or "[]")
+        raw = data.get("allocation")
+        data["allocation"] = Allocation.model_validate_json(raw) if raw else None
         data.pop("seq", None)
         return cls.model_validate(data)
 

@@ -111,10 +111,16 @@ class EnvironmentSettings(_Section):
     cpu: float = Field(1.0, gt=0, description="CPUs per job (may be fractional).")
     cpu_type: str = Field("", description="CPU model shown to clients; read from the host.")
     ram_gb: float = Field(1.0, gt=0, description="Memory per job in GiB; no swap.")
-    disk_gb: float = Field(1.0, gt=0, description="Disk per job in GiB (advertised).")
-    gpus: int = Field(0, ge=0, description="GPUs per job, by count.")
+    disk_gb: float = Field(
+        1.0, gt=0, description="Disk per job in GiB: everything the job writes, enforced."
+    )
+    gpus: int = Field(
+        0, ge=0, description="GPUs per job; 0 with gpu_devices: as many as gpu_devices names."
+    )
     gpu_devices: list[str] = Field(
-        default_factory=list, description="GPU device IDs given to every job."
+        default_factory=list,
+        description="GPU devices this environment's jobs are given from, one job at a time "
+        "each; empty: the [pool] gpus.",
     )
     gpu_type: str = Field("", description="GPU model shown to clients.")
     gpu_driver: Literal["nvidia", "cdi"] = Field(
@@ -134,18 +140,41 @@ class EnvironmentSettings(_Section):
         False, description="Whether the algorithm container gets a network."
     )
 
-    @model_validator(mode="after")
-    def _cdi_names_devices(self) -> EnvironmentSettings:
-        if self.gpu_driver == "cdi" and self.gpus and not self.gpu_devices:
-            raise ValueError(
-                "gpu_driver 'cdi' takes device names in gpu_devices (e.g. nvidia.com/gpu=0), "
-                "not a count: Docker refuses a count with the CDI driver"
-            )
-        return self
-
     @property
     def gpu_count(self) -> int:
-        return len(self.gpu_devices) or self.gpus
+        """GPUs one job gets."""
+        return self.gpus or len(self.gpu_devices)
+
+    @property
+    def pins_cores(self) -> bool:
+        """Whole CPUs are pinned cores; a fraction is a share of the cores (NanoCpus)."""
+        return float(self.cpu).is_integer()
+
+
+class PoolSettings(_Section):
+    """The host's capacity, shared by every environment; each cap leaves the rest to the host."""
+
+    cpus: str = Field(
+        "",
+        pattern=r"^$|^\d+(-\d+)?(,\d+(-\d+)?)*$",
+        description="Cores jobs may use, as a cpuset list (0-3,6); empty: all the server may.",
+    )
+    ram_gb: float = Field(
+        0, ge=0, description="Memory jobs may hold in GiB; 0: the host's (or the cgroup's)."
+    )
+    disk_gb: float = Field(
+        0, ge=0, description="Disk jobs may hold in GiB; 0: what is free under data_dir at start."
+    )
+    gpus: list[str] = Field(
+        default_factory=list,
+        description="GPU devices of the pool; empty: those the environments name, else the "
+        "host's /dev/nvidiaN (as 0, 1, …).",
+    )
+    disk_quota: Literal["auto", "xfs", "loop", "watch"] = Field(
+        "auto",
+        description="How a job's disk is limited; auto: XFS project quota if data_dir has it, "
+        "else a loop-mounted image (root), else a watcher (soft).",
+    )
 
 
 class ProviderSettings(_Section):
@@ -243,6 +272,7 @@ class Settings(_Section):
     )
     provider: ProviderSettings = Field(default_factory=ProviderSettings)
     operator: OperatorSettings = Field(default_factory=OperatorSettings)
+    pool: PoolSettings = Field(default_factory=PoolSettings)
     node: NodeSettings = Field(default_factory=NodeSettings)
     datasets: list[DatasetSettings] = Field(default_factory=list)
     algorithms: list[AlgorithmSettings] = Field(default_factory=list)
@@ -254,6 +284,17 @@ class Settings(_Section):
             if env.id in seen:
                 raise ValueError(f"environment id {env.id!r} is declared twice")
             seen.add(env.id)
+        return self
+
+    @model_validator(mode="after")
+    def _cdi_names_devices(self) -> Settings:
+        for env in self.environments:
+            if env.gpu_driver == "cdi" and env.gpus and not (env.gpu_devices or self.pool.gpus):
+                raise ValueError(
+                    f"environment {env.id!r}: gpu_driver 'cdi' gives devices by name "
+                    "(e.g. nvidia.com/gpu=0) in gpu_devices or [pool] gpus, not by count: "
+                    "Docker refuses a count with the CDI driver"
+                )
         return self
 
     @model_validator(mode="after")

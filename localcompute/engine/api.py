@@ -28,10 +28,12 @@ from localcompute.core.errors import (
 from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus, StopRequest
+from localcompute.engine.capacity import measure
 from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
+from localcompute.engine.pool import Capacity, Pool
 from localcompute.engine.scheduler import Scheduler
 from localcompute.runtime import ContainerRuntime, hostinfo
 from localcompute.runtime.docker import DockerRuntime
@@ -66,6 +68,7 @@ class Engine:
         self._lock = DataDirLock(settings.data_dir)
         self.metrics = Metrics()
         self.cpu_types: dict[str, str] = {}
+        self.pool = Pool(Capacity((), 0, 0, ()), settings.environment)  # measured at start
 
     def __repr__(self) -> str:
         return f"<Engine {self.settings.data_dir} {self._scheduler!r}>"
@@ -77,6 +80,10 @@ class Engine:
         reconcile, admit."""
         await self.claim_data_dir()
         try:
+            capacity = await asyncio.to_thread(measure, self.settings)
+            self.pool = Pool(capacity, self.settings.environment)
+            self.pool.check(self.settings.environments)
+            log.info("pool: %s", capacity.describe())
             await self.store.open()
         except BaseException:
             self._lock.release()
@@ -101,15 +108,16 @@ class Engine:
                 ),
                 self.metrics,
             )
-            self._scheduler = Scheduler(self.store, self.runtime, self.settings, pipeline)
+            self._scheduler = Scheduler(
+                self.store, self.runtime, self.settings, pipeline, self.pool
+            )
             await self._scheduler.reconcile()
             host_cpu = await asyncio.to_thread(hostinfo.cpu_model)
             self.cpu_types = {e.id: e.cpu_type or host_cpu for e in self.settings.environments}
         except BaseException:
             await self.close()
             raise
-        for env in self.settings.environments:
-            await self.scheduler.admit(env.id)
+        await self.scheduler.admit()
         self.scheduler.in_background(self._expiry_loop())
 
     async def claim_data_dir(self) -> None:
@@ -156,7 +164,7 @@ class Engine:
             await tx.check(requires or Preconditions())
             job_id = await tx.insert_job(spec, max_duration=limit)
         log.info("job %s accepted in %s", job_id, env.id)
-        await self.scheduler.admit(env.id)
+        await self.scheduler.admit()
         return job_id
 
     async def check_files(self, spec: JobSpec) -> None:

@@ -1,8 +1,8 @@
-"""Which jobs run: admission per environment, one supervised task per admitted job,
+"""Which jobs run: admission from the host pool, one supervised task per admitted job,
 reconciliation with the runtime at start-up, and the clean-up a deleted job's end brings.
 
-Admission is event-driven: a job is admitted when it is submitted and when another
-job of its environment ends. No polling loop is on a job's path.
+Admission is event-driven: jobs are admitted when one is submitted and when one
+ends (its resources and slot freed). No polling loop is on a job's path.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from collections.abc import Coroutine
 from typing import Any
 
 from localcompute.core.errors import DockerUnavailableError, TransitionRefusedError
-from localcompute.core.models import Job
+from localcompute.core.models import Allocation, Job
 from localcompute.core.settings import Settings
 from localcompute.engine.pipeline import Pipeline
+from localcompute.engine.pool import Pool
 from localcompute.engine.steps import stage_at
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import Stage, container_name
@@ -30,9 +31,15 @@ DOCKER_RETRY_SECONDS = 5.0
 
 class Scheduler:
     def __init__(
-        self, store: Store, runtime: ContainerRuntime, settings: Settings, pipeline: Pipeline
+        self,
+        store: Store,
+        runtime: ContainerRuntime,
+        settings: Settings,
+        pipeline: Pipeline,
+        pool: Pool,
     ) -> None:
         self.store = store
+        self.pool = pool
         self.runtime = runtime
         self.settings = settings
         self.pipeline = pipeline
@@ -77,12 +84,18 @@ class Scheduler:
         except TransitionRefusedError:
             return await self.store.get(job.job_id)
 
-    async def admit(self, env_id: str) -> None:
-        env = self.settings.environment(env_id)
-        if env is None or self._closing:
+    async def admit(self) -> None:
+        """Admit every waiting job the pool and the environments' slots allow now."""
+        if self._closing:
             return
-        while (job := await self.store.admit_next(env.id, env.max_jobs)) is not None:
-            log.info("job %s admitted in %s", job.job_id, env.id)
+        for job in await self.store.admit(self.pool.plan):
+            allocation = job.allocation
+            log.info(
+                "job %s admitted in %s: %s",
+                job.job_id,
+                job.environment,
+                "nothing held" if allocation is None else _held(allocation),
+            )
             self._spawn(job)
 
     def _spawn(self, job: Job) -> None:
@@ -113,9 +126,9 @@ class Scheduler:
             self._tasks.pop(job.job_id, None)
             self._stops.pop(job.job_id, None)
             if not self._closing:
-                self.in_background(self._after(job.job_id, job.environment))
+                self.in_background(self._after(job.job_id))
 
-    async def _after(self, job_id: str, env_id: str) -> None:
+    async def _after(self, job_id: str) -> None:
         """A job's task has ended: remove its files if it was deleted, admit the next."""
         try:
             job = await self.store.get(job_id)
@@ -123,7 +136,7 @@ class Scheduler:
                 await self.remove_files(job)
         except Exception:
             log.exception("job %s: removing its files failed; the next start tries again", job_id)
-        await self.admit(env_id)
+        await self.admit()
 
     def in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -150,3 +163,12 @@ class Scheduler:
         for job in await self.store.pending_deletes():
             log.info("removing the files of deleted job %s", job.job_id)
             await self.remove_files(job)
+
+
+def _held(allocation: Allocation) -> str:
+    cores = f"cores {allocation.cpuset_text}" if allocation.pinned else f"{allocation.cpu:g} CPU"
+    gpus = f", GPUs {', '.join(allocation.gpus)}" if allocation.gpus else ""
+    return (
+        f"{cores}, {allocation.ram_bytes / 1024**3:g} GiB RAM, "
+        f"{allocation.disk_bytes / 1024**3:g} GiB disk{gpus}"
+    )

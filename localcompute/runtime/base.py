@@ -40,6 +40,7 @@ class ContainerSpec:
     entrypoint: list[str] | None = None
     working_dir: str | None = None
     nano_cpus: int | None = None
+    cpuset_cpus: str | None = None  # pinned cores, "0-1,4"
     memory_bytes: int | None = None
     pids_limit: int | None = None
     gpu_count: int = 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from localcompute.core.models import FileSource, Job, did_folder
+from localcompute.core.models import Allocation, FileSource, Job, did_folder
 from localcompute.core.settings import DockerSettings, EnvironmentSettings
 from localcompute.runtime import (
     LABEL_INSTANCE,
@@ -47,6 +47,25 @@ class JobContext:
 
     def name(self, stage: Stage) -> str:
         return container_name(self.instance, self.job.job_id, stage)
+
+    @property
+    def cpuset(self) -> str | None:
+        """The job's cores: its helper containers run on them too, off other jobs' cores."""
+        allocation = self.job.allocation
+        return allocation.cpuset_text if allocation is not None and allocation.cpuset else None
+
+    def allocation(self, env: EnvironmentSettings) -> Allocation:
+        """What the pool gave the job; the environment's amounts for one admitted before."""
+        if self.job.allocation is not None:
+            return self.job.allocation
+        wanted = self.job.spec.resources
+        return Allocation(
+            cpu=env.cpu if wanted.cpu is None else min(env.cpu, wanted.cpu),
+            ram_bytes=int(
+                (env.ram_gb if wanted.ram_gb is None else min(env.ram_gb, wanted.ram_gb)) * 1024**3
+            ),
+            disk_bytes=int(env.disk_gb * 1024**3),
+        )
 
     def labels(self, stage: Stage) -> dict[str, str]:
         return {
@@ -119,6 +138,7 @@ def fetch_container(ctx: JobContext) -> ContainerSpec:
         ),
         network_mode=ctx.fetch_network,
         user=ctx.user,
+        cpuset_cpus=ctx.cpuset,
         pids_limit=ctx.docker_settings.pids_limit,
         log_max_bytes=ctx.docker_settings.log_max_bytes,
     )
@@ -128,10 +148,10 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
     job, ws = ctx.job, ctx.workspace
     algo = job.spec.algorithm
     script = algo.entrypoint.replace("$ALGO", ALGORITHM_PATH)
-    wanted = job.spec.resources
-    cpu = env.cpu if wanted.cpu is None else min(env.cpu, wanted.cpu)
-    ram_gb = env.ram_gb if wanted.ram_gb is None else min(env.ram_gb, wanted.ram_gb)
-    gpus = env.gpu_count if wanted.gpus is None else min(env.gpu_count, wanted.gpus)
+    held = ctx.allocation(env)
+    gpus = tuple(held.gpus)
+    # A job admitted before the pool had no devices named: the runtime's count form.
+    gpu_count = 0 if gpus else env.gpu_count if job.allocation is None else 0
     return ContainerSpec(
         name=ctx.name(Stage.ALGORITHM),
         image=algo.image_ref,
@@ -156,15 +176,16 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
             "OUTPUTS": "/data/outputs",
             "secret": job.secret,
             # Which GPUs the job got, by the names the host gives them.
-            **({"LOCALCOMPUTE_GPUS": ",".join(env.gpu_devices[:gpus])} if env.gpu_devices else {}),
+            **({"LOCALCOMPUTE_GPUS": ",".join(gpus)} if gpus else {}),
         },
         network_mode=ctx.algorithm_network if env.algorithm_network else "none",
         user=ctx.user,
-        nano_cpus=int(cpu * 1_000_000_000),
-        memory_bytes=int(ram_gb * 1024**3),
+        nano_cpus=int(held.cpu * 1_000_000_000),
+        cpuset_cpus=held.cpuset_text or None,
+        memory_bytes=held.ram_bytes,
         pids_limit=ctx.docker_settings.pids_limit,
-        gpu_count=gpus if not env.gpu_devices else 0,
-        gpu_device_ids=tuple(env.gpu_devices[:gpus]),
+        gpu_count=gpu_count,
+        gpu_device_ids=gpus,
         gpu_driver=env.gpu_driver,
         log_max_bytes=ctx.docker_settings.log_max_bytes,
     )
@@ -193,6 +214,7 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
         ),
         network_mode="none",
         user=ctx.user,
+        cpuset_cpus=ctx.cpuset,
         pids_limit=ctx.docker_settings.pids_limit,
         log_max_bytes=ctx.docker_settings.log_max_bytes,
     )

@@ -84,6 +84,7 @@ def create_kwargs(spec: ContainerSpec, api: Any) -> dict[str, Any]:
         ],
         network_mode=spec.network_mode,
         nano_cpus=spec.nano_cpus,
+        cpuset_cpus=spec.cpuset_cpus,
         mem_limit=spec.memory_bytes,
         # Equal to the memory limit: no swap, so the limit is real.
         memswap_limit=spec.memory_bytes,

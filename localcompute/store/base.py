@@ -2,18 +2,30 @@
 
 SQLite (sqlite.py) is the store; `localcompute.testing.MemoryStore` is another,
 for tests. Both keep the same promises: status changes are compare-and-set along
-the transition table, a finished job never changes, admission never exceeds an
-environment's max_jobs, and a transaction's writes land together or not at all.
+the transition table, a finished job never changes, admission reads
+what the running jobs hold and admits in the same transaction, and a
+transaction's writes land together or not at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from typing import Any, Protocol
 
-from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions, ResultFile
+from localcompute.core.models import (
+    Allocation,
+    Job,
+    JobQuery,
+    JobSpec,
+    Preconditions,
+    ResultFile,
+)
 from localcompute.core.status import JobStatus, StopRequest
+
+# Given the running and the waiting jobs (oldest first): which to admit, with what.
+AdmissionPlan = Callable[[Sequence[Job], Sequence[Job]], list[tuple[str, Allocation]]]
 
 
 class JobTransaction(Protocol):
@@ -36,7 +48,9 @@ class Store(Protocol):
     async def get(self, job_id: str) -> Job: ...
     async def find(self, query: JobQuery) -> list[Job]: ...
     async def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job: ...
-    async def admit_next(self, environment: str, max_jobs: int) -> Job | None: ...
+    async def admit(self, plan: AdmissionPlan) -> list[Job]:
+        """Admit the jobs `plan` picks, reading and writing in one transaction."""
+
     async def slots_in_use(self) -> dict[str, int]: ...
     async def count_jobs(self) -> list[tuple[str, int, int]]: ...
     async def active_jobs(self) -> list[Job]: ...

@@ -26,6 +26,7 @@ from localcompute.core.errors import (
 )
 from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions, ResultFile
 from localcompute.core.status import JobStatus, StopRequest, predecessors
+from localcompute.store.base import AdmissionPlan
 from localcompute.store.queries import SETTABLE
 
 
@@ -57,6 +58,7 @@ def new_row(spec: JobSpec, *, max_duration: float, **fields: Any) -> dict[str, A
         "secret": uuid.uuid4().hex,
         "spec": spec,
         "results": [],
+        "allocation": None,
         **{f"{p}_{e}_at": None for p in phases for e in ("started", "finished")},
         **fields,
     }
@@ -161,16 +163,20 @@ class MemoryStore:
             row.update(fields, status=to)
             return _job(row)
 
-    async def admit_next(self, environment: str, max_jobs: int) -> Job | None:
+    async def admit(self, plan: AdmissionPlan) -> list[Job]:
         async with self._lock:
-            rows = [r for r in self._state.jobs.values() if r["environment"] == environment]
-            if sum(r["status"].holds_slot for r in rows) >= max_jobs:
-                return None
-            waiting = next((r for r in rows if r["status"] == JobStatus.WARMING_UP), None)
-            if waiting is None:
-                return None
-            waiting.update(status=JobStatus.JOB_STARTED)
-            return _job(waiting)
+            rows = list(self._state.jobs.values())
+            active = [_job(r) for r in rows if r["status"].holds_slot]
+            waiting = [_job(r) for r in rows if r["status"] == JobStatus.WARMING_UP]
+            if not waiting:
+                return []
+            admitted = []
+            for job_id, allocation in plan(active, waiting):
+                row = self._state.jobs[job_id]
+                if row["status"] == JobStatus.WARMING_UP:
+                    row.update(status=JobStatus.JOB_STARTED, allocation=allocation)
+                    admitted.append(_job(row))
+            return admitted
 
     async def count_jobs(self) -> list[tuple[str, int, int]]:
         counts: dict[tuple[str, int], int] = {}

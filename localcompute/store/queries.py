@@ -119,6 +119,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX jobs_status_env ON jobs (status, environment);
     """,
+    # What the host pool gave a job at admission (cores, RAM, disk, GPUs), as JSON: the
+    # pool after a restart is the sum of what the running jobs hold.
+    """
+    ALTER TABLE jobs ADD COLUMN allocation TEXT;
+    """,
 )
 
 # Columns a transition may set besides the status.
@@ -155,16 +160,12 @@ VALUES (:job_id, :environment, :owner, :agreement_id, :status,
         :date_created, :max_duration, :secret, :spec)
 """
 SQL_GET_JOB = "SELECT * FROM jobs WHERE job_id = ?"
-# Admission: the oldest waiting job of an environment takes a slot only while fewer
-# than max_jobs hold one. One statement, so taking the slot and the status change
-# cannot be separated.
-SQL_ADMIT_NEXT = f"""
-UPDATE jobs SET status = :started
-WHERE job_id = (SELECT job_id FROM jobs WHERE environment = :env AND status = :waiting
-                ORDER BY seq LIMIT 1)
-  AND status = :waiting
-  AND (SELECT COUNT(*) FROM jobs WHERE environment = :env AND status IN ({SLOT_LIST}))
-      < :max_jobs
+# Admission reads the running and the waiting jobs and moves the chosen ones to 10 with
+# their allocation, all in one transaction; `status = :waiting` guards each move.
+SQL_WAITING_JOBS = "SELECT * FROM jobs WHERE status = ? ORDER BY seq LIMIT ?"
+SQL_ADMIT = """
+UPDATE jobs SET status = :started, allocation = :allocation
+WHERE job_id = :job_id AND status = :waiting
 RETURNING *
 """
 SQL_COUNT_SLOTS = (

@@ -32,11 +32,11 @@ from localcompute.core.status import (
     StopRequest,
     TerminationReason,
 )
+from localcompute.store.base import AdmissionPlan
 from localcompute.store.queries import (
     MIGRATIONS,
     SETTABLE,
     SQL_ACTIVE_JOBS,
-    SQL_ADMIT_NEXT,
     SQL_COUNT_JOBS,
     SQL_COUNT_SLOTS,
     SQL_GET_JOB,
@@ -216,18 +216,16 @@ class JobStore:
             )
         return self._written(row)
 
-    async def admit_next(self, environment: str, max_jobs: int) -> Job | None:
-        """Give the oldest waiting job of `environment` a slot, if one is free."""
-        row = await self._fetch_one(
-            SQL_ADMIT_NEXT,
-            {
-                "started": int(JobStatus.JOB_STARTED),
-                "env": environment,
-                "waiting": int(JobStatus.WARMING_UP),
-                "max_jobs": max_jobs,
-            },
-        )
-        return None if row is None else self._written(row)
+    async def admit(self, plan: AdmissionPlan) -> list[Job]:
+        """Admit the waiting jobs `plan` picks, with their allocations, in one transaction:
+        what the running jobs hold is read in the same transaction that adds to it."""
+        async with self.transaction() as tx:
+            waiting = await tx.waiting_jobs()
+            if not waiting:
+                return []
+            active = await tx.active_jobs()
+            rows = [await tx.admit(job_id, a) for job_id, a in plan(active, waiting)]
+        return [self._written(row) for row in rows if row is not None]
 
     async def slots_in_use(self) -> dict[str, int]:
         if self._slots is not None:

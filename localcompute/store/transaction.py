@@ -16,9 +16,11 @@ from typing import Any
 import aiosqlite
 
 from localcompute.core.errors import AgreementInUseError, NonceError, StoreError, TokenError
-from localcompute.core.models import Job, JobSpec, Preconditions
+from localcompute.core.models import Allocation, Job, JobSpec, Preconditions
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.store.queries import (
+    SQL_ACTIVE_JOBS,
+    SQL_ADMIT,
     SQL_AGREEMENT_IN_USE,
     SQL_FORGET_EXPIRED_TOKENS,
     SQL_GET_NONCE,
@@ -28,7 +30,11 @@ from localcompute.store.queries import (
     SQL_REVOKE_TOKEN,
     SQL_SET_NONCE,
     SQL_TOKEN_REVOKED,
+    SQL_WAITING_JOBS,
 )
+
+# Waiting jobs one admission looks at; the rest wait for the next.
+ADMISSION_WINDOW = 1000
 
 
 class Transaction:
@@ -96,6 +102,27 @@ class Transaction:
         self.touched.add(job_id)
         rows = await self._sql(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
         return Job.from_row(rows[0]) if rows else None
+
+    async def active_jobs(self) -> list[Job]:
+        return [Job.from_row(r) for r in await self._sql(SQL_ACTIVE_JOBS)]
+
+    async def waiting_jobs(self) -> list[Job]:
+        rows = await self._sql(SQL_WAITING_JOBS, (int(JobStatus.WARMING_UP), ADMISSION_WINDOW))
+        return [Job.from_row(r) for r in rows]
+
+    async def admit(self, job_id: str, allocation: Allocation) -> Any:
+        """Move a waiting job to 10 with what the pool gave it; the row, or None."""
+        self.touched.add(job_id)
+        rows = await self._sql(
+            SQL_ADMIT,
+            {
+                "started": int(JobStatus.JOB_STARTED),
+                "waiting": int(JobStatus.WARMING_UP),
+                "job_id": job_id,
+                "allocation": allocation.model_dump_json(),
+            },
+        )
+        return rows[0] if rows else None
 
     async def request_delete(self, job_id: str) -> None:
         """Record that the job's containers, folder and results are to be removed."""

@@ -21,9 +21,17 @@ from localcompute.core.errors import (
     TransitionRefusedError,
 )
 from localcompute.core.models import AlgorithmSpec, JobQuery, JobSpec, Preconditions
+from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.engine.pool import GIB, Capacity, Pool
 from localcompute.store import MIGRATIONS, JobStore, Store
 from localcompute.store.memory import MemoryStore
+
+
+def pool(max_jobs: int = 2, cores: int = 8) -> Pool:
+    """A pool of `cores` cores where each environment runs `max_jobs` one-core jobs."""
+    envs = {e: EnvironmentSettings(id=e, max_jobs=max_jobs) for e in ("env", "other")}
+    return Pool(Capacity(tuple(range(cores)), 64 * GIB, 64 * GIB, ()), envs.get)
 
 
 def spec(environment: str = "env") -> JobSpec:
@@ -60,8 +68,8 @@ async def test_transitions_are_compare_and_set(store: Store) -> None:
     with pytest.raises(TransitionRefusedError):
         await store.transition(job_id, JobStatus.RUNNING_ALGORITHM)
     assert (await store.get(job_id)).status == JobStatus.WARMING_UP
-    admitted = await store.admit_next("env", 1)
-    assert admitted is not None and admitted.status == JobStatus.JOB_STARTED
+    [admitted] = await store.admit(pool(max_jobs=1).plan)
+    assert admitted.status == JobStatus.JOB_STARTED and admitted.allocation is not None
     # Two actors race to move the same job: exactly one wins.
     outcomes = await asyncio.gather(
         store.transition(job_id, JobStatus.CONFIGURING_VOLUMES),
@@ -93,17 +101,43 @@ async def test_transition_refuses_unknown_columns(store: Store) -> None:
         await store.transition(job_id, JobStatus.JOB_STARTED, owner="someone else")
 
 
-async def test_admission_never_exceeds_max_jobs_and_is_fifo(store: Store) -> None:
+async def test_admission_never_exceeds_max_jobs_or_the_pool_and_is_fifo(store: Store) -> None:
     ids = [await insert(store, spec()) for _ in range(6)]
-    await insert(store, spec("other"))
-    admitted = await asyncio.gather(*(store.admit_next("env", 2) for _ in range(6)))
-    got = [j.job_id for j in admitted if j is not None]
-    assert got == ids[:2]
-    assert await store.slots_in_use() == {"env": 2}
-    # A job that ends frees its slot for the next in line.
+    other = await insert(store, spec("other"))
+    # Concurrent admissions: each reads what the others took, in its own transaction.
+    rounds = await asyncio.gather(*(store.admit(pool(cores=3).plan) for _ in range(6)))
+    got = [j.job_id for r in rounds for j in r]
+    assert got == [*ids[:2], other]
+    assert await store.slots_in_use() == {"env": 2, "other": 1}
+    cores = [c for r in rounds for j in r for c in (j.allocation.cpuset if j.allocation else [])]
+    assert sorted(cores) == [0, 1, 2]  # pinned, disjoint
+    # A job that ends frees its slot and its core for the next in line.
     await store.transition(ids[0], JobStatus.JOB_COMPLETED, date_finished=1.0)
-    nxt = await store.admit_next("env", 2)
-    assert nxt is not None and nxt.job_id == ids[2]
+    [nxt] = await store.admit(pool(cores=3).plan)
+    assert nxt.job_id == ids[2]
+    first = next(j for r in rounds for j in r if j.job_id == ids[0])
+    assert first.allocation is not None and nxt.allocation is not None
+    assert nxt.allocation.cpuset == first.allocation.cpuset
+
+
+async def test_the_pool_after_a_restart_is_what_the_store_holds(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    first = JobStore(path)
+    await first.open()
+    ids = [await insert(first, spec()) for _ in range(3)]
+    admitted = await first.admit(pool(max_jobs=3, cores=2).plan)
+    await first.close()
+    assert [j.job_id for j in admitted] == ids[:2]
+    again = JobStore(path)
+    await again.open()
+    try:
+        # Nothing freed: nothing more admitted, and no core counted twice or forgotten.
+        assert await again.admit(pool(max_jobs=3, cores=2).plan) == []
+        active = await again.active_jobs()
+        assert [j.allocation for j in active] == [j.allocation for j in admitted]
+        assert pool(cores=2).in_use(active)["cpu"] == 2
+    finally:
+        await again.close()
 
 
 async def test_stop_request_is_recorded_once(store: Store) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import docker
 
 from localcompute.core.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
-from localcompute.core.settings import DockerSettings, EnvironmentSettings
+from localcompute.core.settings import DockerSettings, EnvironmentSettings, PoolSettings, Settings
 from localcompute.core.status import JobStatus, StopRequest
+from localcompute.engine.pool import Capacity, Pool
 from localcompute.runtime.containers import (
     JobContext,
     Stage,
@@ -69,6 +70,13 @@ def job(**algorithm: object) -> Job:
     )
 
 
+def admitted(j: Job, env: EnvironmentSettings, cores: int = 8) -> Job:
+    """`j` as the pool admits it into an empty pool of `cores` cores and `env`'s GPUs."""
+    capacity = Capacity(tuple(range(cores)), 64 * 1024**3, 100 * 1024**3, tuple(env.gpu_devices))
+    [(_, allocation)] = Pool(capacity, lambda _: env).plan([], [j])
+    return j.model_copy(update={"allocation": allocation})
+
+
 def context(j: Job) -> JobContext:
     return JobContext(
         job=j,
@@ -83,7 +91,7 @@ def context(j: Job) -> JobContext:
 
 def test_algorithm_is_isolated_and_limited() -> None:
     env = EnvironmentSettings(id="e", cpu=1.5, ram_gb=2, gpus=2)
-    spec = algorithm_container(context(job()), env)
+    spec = algorithm_container(context(job()), env)  # admitted before the pool: no devices
     assert spec.name == "lc-inst-j1-algorithm"
     assert spec.labels == {
         "localcompute.job_id": "j1",
@@ -113,12 +121,15 @@ def test_algorithm_is_isolated_and_limited() -> None:
     api.close()
 
 
-def test_gpu_device_ids_win_over_a_count_and_network_can_be_allowed() -> None:
-    env = EnvironmentSettings(id="e", gpus=4, gpu_devices=["1", "3"], algorithm_network=True)
-    spec = algorithm_container(context(job()), env)
+def test_gpus_are_given_by_device_from_the_pool_and_network_can_be_allowed() -> None:
+    env = EnvironmentSettings(id="e", gpus=1, gpu_devices=["1", "3"], algorithm_network=True)
+    spec = algorithm_container(context(admitted(job(), env)), env)
     api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
     request = create_kwargs(spec, api)["host_config"]["DeviceRequests"][0]
-    assert request["DeviceIDs"] == ["1", "3"] and request["Count"] == 0
+    # One of the two devices, by name: the other is left for another job.
+    assert request["DeviceIDs"] == ["1"] and request["Count"] == 0
+    assert request["Capabilities"] == [["gpu"]]
+    assert spec.environment["LOCALCOMPUTE_GPUS"] == "1"
     assert spec.network_mode == "bridge"
     api.close()
 
@@ -168,7 +179,7 @@ def test_a_job_s_resources_lower_the_environment_s_and_never_raise_them() -> Non
             )
         }
     )
-    spec = algorithm_container(context(asked), env)
+    spec = algorithm_container(context(admitted(asked, env)), env)
     assert spec.nano_cpus == 500_000_000
     assert spec.memory_bytes == 4 * 1024**3  # asked 8, the environment gives 4 at most
     assert spec.gpu_device_ids == ("0",)
@@ -193,7 +204,7 @@ def test_cdi_gpus_are_asked_by_name_with_the_cdi_driver_and_named_to_the_job() -
     env = EnvironmentSettings(
         id="e", gpu_driver="cdi", gpu_devices=["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
     )
-    spec = algorithm_container(context(job()), env)
+    spec = algorithm_container(context(admitted(job(), env)), env)
     api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
     [request] = create_kwargs(spec, api)["host_config"]["DeviceRequests"]
     api.close()
@@ -208,5 +219,10 @@ def test_cdi_without_device_names_is_refused_in_the_configuration() -> None:
     import pytest
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="device names in gpu_devices"):
-        EnvironmentSettings(id="e", gpu_driver="cdi", gpus=1)
+    with pytest.raises(ValidationError, match=r"by name .* not by count"):
+        Settings(environments=[EnvironmentSettings(id="e", gpu_driver="cdi", gpus=1)])
+    # Named in the pool, a count picks from them.
+    Settings(
+        environments=[EnvironmentSettings(id="e", gpu_driver="cdi", gpus=1)],
+        pool=PoolSettings(gpus=["nvidia.com/gpu=0"]),
+    )

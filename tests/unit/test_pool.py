@@ -1,0 +1,159 @@
+"""The host pool: start-up checks, pinned and shared cores, waiting, reservations, GPUs."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from localcompute.core.errors import ConfigError
+from localcompute.core.models import AlgorithmSpec, Allocation, Job, JobResources, JobSpec
+from localcompute.core.settings import EnvironmentSettings
+from localcompute.core.status import JobStatus, StopRequest
+from localcompute.engine.pool import GIB, Capacity, Pool, cpuset_text, parse_cpuset
+
+_ids = itertools.count()
+
+
+def job(env: str, resources: JobResources | None = None) -> Job:
+    return Job(
+        job_id=f"j{next(_ids)}",
+        environment=env,
+        owner="o",
+        agreement_id="a",
+        status=JobStatus.WARMING_UP,
+        stopreq=StopRequest.NONE,
+        removed=False,
+        delete_requested=False,
+        exit_code=None,
+        termination_reason=None,
+        detail="",
+        date_created=0,
+        date_finished=None,
+        max_duration=60,
+        secret="s" * 32,
+        spec=JobSpec(
+            environment=env,
+            algorithm=AlgorithmSpec(image="i", tag="t", entrypoint="true", rawcode="x"),
+            resources=resources or JobResources(),
+        ),
+        results=[],
+        fetch_started_at=None,
+        fetch_finished_at=None,
+        algorithm_started_at=None,
+        algorithm_finished_at=None,
+        filter_started_at=None,
+        filter_finished_at=None,
+        publish_started_at=None,
+        publish_finished_at=None,
+    )
+
+
+def running(j: Job, allocation: Allocation) -> Job:
+    return j.model_copy(update={"status": JobStatus.RUNNING_ALGORITHM, "allocation": allocation})
+
+
+def make_pool(
+    *envs: EnvironmentSettings, cores: int = 4, ram_gb: float = 16, gpus: tuple[str, ...] = ()
+) -> Pool:
+    by_id = {e.id: e for e in envs}
+    return Pool(Capacity(tuple(range(cores)), int(ram_gb * GIB), 100 * GIB, gpus), by_id.get)
+
+
+def run_plan(pool: Pool, active: list[Job], waiting: list[Job]) -> list[Job]:
+    """Admit what the plan says; return the admitted jobs as running."""
+    chosen = dict(pool.plan(active, waiting))
+    return [running(j, chosen[j.job_id]) for j in waiting if j.job_id in chosen]
+
+
+def test_cpusets_round_trip() -> None:
+    assert parse_cpuset("0-3,6,8-9") == (0, 1, 2, 3, 6, 8, 9)
+    assert cpuset_text([9, 8, 6, 0, 1, 2, 3]) == "0-3,6,8-9"
+
+
+def test_environments_that_together_promise_more_than_the_host_are_refused() -> None:
+    envs = [EnvironmentSettings(id=f"e{i}", cpu=2, ram_gb=1) for i in range(3)]
+    with pytest.raises(ConfigError, match=r"'e2' cannot run one job alongside .*e0, e1: cpu"):
+        make_pool(*envs, cores=4).check(envs)
+    big_ram = [EnvironmentSettings(id="a", cpu=0.5, ram_gb=12), EnvironmentSettings(id="b")]
+    with pytest.raises(ConfigError, match=r"'c' cannot run .*ram: needs 5 GiB; 3\.00 GiB"):
+        make_pool(*big_ram, ram_gb=16).check([*big_ram, EnvironmentSettings(id="c", ram_gb=5)])
+    gpu = [EnvironmentSettings(id="g", gpus=2, gpu_devices=["0"])]
+    with pytest.raises(ConfigError, match="gpu: needs 2"):
+        make_pool(*gpu).check(gpu)
+    fits = [EnvironmentSettings(id=f"e{i}", cpu=1, max_jobs=8) for i in range(4)]
+    make_pool(*fits, cores=4).check(fits)  # max_jobs beyond the pool only means waiting
+
+
+def test_pinned_jobs_get_disjoint_cores_and_fractions_stay_off_them() -> None:
+    whole = EnvironmentSettings(id="whole", cpu=2, max_jobs=2)
+    part = EnvironmentSettings(id="part", cpu=0.5, max_jobs=4)
+    pool = make_pool(whole, part, cores=4)
+    first = run_plan(pool, [], [job("whole")])
+    assert first[0].allocation is not None and first[0].allocation.cpuset == [0, 1]
+    fractions = run_plan(pool, first, [job("part") for _ in range(4)])
+    assert len(fractions) == 4
+    for j in fractions:
+        assert j.allocation is not None and set(j.allocation.cpuset) <= {2, 3}
+    # Four halves fill cores 2 and 3: another pinned job must wait.
+    assert pool.plan([*first, *fractions], [job("whole")]) == []
+
+
+def test_a_job_waits_for_ram_held_by_others_and_runs_when_it_is_freed() -> None:
+    env = EnvironmentSettings(id="e", cpu=0.5, ram_gb=6, max_jobs=4)
+    pool = make_pool(env, ram_gb=16)
+    a, b, c = job("e"), job("e"), job("e")
+    started = run_plan(pool, [], [a, b, c])
+    assert [j.job_id for j in started] == [a.job_id, b.job_id]  # 12 of 16 GiB; c waits
+    assert [jid for jid, _ in pool.plan(started[1:], [c])] == [c.job_id]
+
+
+def test_a_big_job_is_not_starved_by_small_ones_behind_it() -> None:
+    big = EnvironmentSettings(id="big", cpu=3, max_jobs=1)
+    small = EnvironmentSettings(id="small", cpu=1, max_jobs=4)
+    pool = make_pool(big, small, cores=4)
+    held = run_plan(pool, [], [job("small"), job("small")])  # cores 0 and 1
+    waiting_big = job("big")
+    # The big job needs 3 cores; 2 are free. The small job behind it may not take them.
+    assert pool.plan(held, [waiting_big, job("small")]) == []
+    # One small job ends: the big one gets its three cores before any younger job.
+    admitted = pool.plan(held[1:], [waiting_big, job("small")])
+    assert [jid for jid, _ in admitted] == [waiting_big.job_id]
+
+
+def test_small_jobs_may_use_what_the_waiting_big_job_does_not_need() -> None:
+    gpu_env = EnvironmentSettings(id="gpu", cpu=1, gpus=1, gpu_devices=["0"], max_jobs=2)
+    cpu_env = EnvironmentSettings(id="cpu", cpu=1, max_jobs=4)
+    pool = make_pool(gpu_env, cpu_env, cores=4, gpus=("0",))
+    holder = run_plan(pool, [], [job("gpu")])
+    blocked, younger = job("gpu"), job("cpu")
+    # The GPU is taken, so the second GPU job waits; a CPU job may run on a core the
+    # GPU job would not have lacked (3 free, it needs 1).
+    assert [jid for jid, _ in pool.plan(holder, [blocked, younger])] == [younger.job_id]
+
+
+def test_a_gpu_goes_to_one_job_at_a_time() -> None:
+    env = EnvironmentSettings(id="g", cpu=0.5, gpus=1, gpu_devices=["a", "b"], max_jobs=3)
+    pool = make_pool(env, gpus=("a", "b"))
+    started = run_plan(pool, [], [job("g"), job("g"), job("g")])
+    assert [j.allocation.gpus for j in started if j.allocation] == [["a"], ["b"]]
+    # When the first ends, the third gets the device it left.
+    [(_, allocation)] = pool.plan(started[1:], [job("g")])
+    assert allocation.gpus == ["a"]
+
+
+def test_a_request_lowers_what_a_job_holds() -> None:
+    env = EnvironmentSettings(id="e", cpu=4, ram_gb=8, max_jobs=4)
+    pool = make_pool(env, cores=4)
+    [small] = run_plan(pool, [], [job("e", JobResources(cpu=1, ram_gb=2))])
+    assert small.allocation == Allocation(cpu=1, cpuset=[0], ram_bytes=2 * GIB, disk_bytes=GIB)
+    assert pool.in_use([small]) == {"cpu": 1, "ram": 2, "disk": 1, "gpu": 0}
+
+
+def test_max_jobs_holds_a_job_back_without_blocking_the_others() -> None:
+    one = EnvironmentSettings(id="one", cpu=1, max_jobs=1)
+    other = EnvironmentSettings(id="other", cpu=1, max_jobs=2)
+    pool = make_pool(one, other, cores=4)
+    held = run_plan(pool, [], [job("one")])
+    admitted = pool.plan(held, [job("one"), job("other")])
+    assert len(admitted) == 1 and admitted[0][1].cpuset == [1]
