@@ -109,6 +109,7 @@ class TerminationReason(StrEnum):
     STOPPED = "stopped", "Job stopped"
     TIMEOUT = "timeout", "Job timed out"
     OOM = "oom", "Out of memory"
+    DISK = "disk", "Disk quota exceeded"
     # The system failed, not the user's algorithm (a lost container, a helper that crashed).
     ERROR = "error", "Job failed"
 

@@ -35,7 +35,7 @@ from localcompute.engine.metrics import Metrics
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.engine.pool import Capacity, Pool
 from localcompute.engine.scheduler import Scheduler
-from localcompute.runtime import ContainerRuntime, hostinfo
+from localcompute.runtime import ContainerRuntime, disk, hostinfo
 from localcompute.runtime.docker import DockerRuntime
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore, Store
@@ -69,6 +69,7 @@ class Engine:
         self.metrics = Metrics()
         self.cpu_types: dict[str, str] = {}
         self.pool = Pool(Capacity((), 0, 0, ()), settings.environment)  # measured at start
+        self.disk: disk.DiskQuota = disk.WatchQuota()  # chosen at start
 
     def __repr__(self) -> str:
         return f"<Engine {self.settings.data_dir} {self._scheduler!r}>"
@@ -84,6 +85,15 @@ class Engine:
             self.pool = Pool(capacity, self.settings.environment)
             self.pool.check(self.settings.environments)
             log.info("pool: %s", capacity.describe())
+            self.disk, passed_over = await asyncio.to_thread(
+                disk.choose, self.settings.data_dir, self.settings.pool.disk_quota
+            )
+            log.info(
+                "disk quota per job: %s (%s)%s",
+                self.disk.mechanism,
+                "hard" if self.disk.hard else "soft: a watcher stops a job past it",
+                f"; passed over: {passed_over}" if passed_over else "",
+            )
             await self.store.open()
         except BaseException:
             self._lock.release()
@@ -107,6 +117,7 @@ class Engine:
                     algorithm_network="bridge" if has_bridge else "host",
                 ),
                 self.metrics,
+                self.disk,
             )
             self._scheduler = Scheduler(
                 self.store, self.runtime, self.settings, pipeline, self.pool

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -105,10 +107,28 @@ def _write(out: BinaryIO, data: bytes) -> None:
     out.flush()
 
 
-def move_log(live: Path, dest: Path) -> None:
-    """Append the finished live log to `dest` (after whatever the algorithm wrote there
-    itself), never through a link it planted, then remove the live copy."""
-    with live.open("rb") as source, open_regular(dest, append=True) as out:
-        while chunk := source.read(READ_CHUNK):
-            out.write(chunk)
+def move_log(live: Path, written: Path, dest: Path, limit: int) -> None:
+    """Make `dest`, the published algorithm.log: what the algorithm wrote to its own
+    algorithm.log (`written`, at most `limit` bytes, read only if it is a regular file,
+    never through a link it planted), then its captured output; the live copy goes."""
+    with open_regular(dest, append=False) as out:
+        own = _open_own(written)
+        if own is not None:
+            with own:
+                out.write(own.read(limit))
+        with live.open("rb") as source:
+            while chunk := source.read(READ_CHUNK):
+                out.write(chunk)
     live.unlink()
+
+
+def _open_own(path: Path) -> BinaryIO | None:
+    """`path` for reading if it is a regular file; None for a link, a FIFO or nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")

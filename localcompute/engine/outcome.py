@@ -19,6 +19,7 @@ from localcompute.runtime import ContainerExit
 class Interrupt(Enum):
     STOP = "stop"
     TIMEOUT = "timeout"
+    DISK = "disk"  # the watcher found the job's folder past its quota
 
 
 @dataclass(frozen=True)
@@ -66,23 +67,36 @@ def first_failure(fetch_log: str) -> str:
     return next((line for line in fetch_log.splitlines() if " failed" in line), "")
 
 
-def algorithm_outcome(exit_: ContainerExit, interrupt: Interrupt | None) -> TerminationReason:
-    """Why the algorithm ended; its exit code is kept beside this, never masked."""
+def algorithm_outcome(
+    exit_: ContainerExit, interrupt: Interrupt | None, *, disk_full: bool = False
+) -> TerminationReason:
+    """Why the algorithm ended; its exit code is kept beside this, never masked.
+    `disk_full`: what it wrote reached its disk quota."""
     if interrupt is Interrupt.TIMEOUT:
         return TerminationReason.TIMEOUT
     if interrupt is Interrupt.STOP:
         return TerminationReason.STOPPED
     if exit_.oom_killed:
         return TerminationReason.OOM
+    if interrupt is Interrupt.DISK or disk_full:
+        return TerminationReason.DISK
     if exit_.exit_code != 0:
         return TerminationReason.FAILED
     return TerminationReason.COMPLETED
 
 
 def fetch_ending(
-    exit_: ContainerExit, interrupt: Interrupt | None, fetch_timeout: float
+    exit_: ContainerExit,
+    interrupt: Interrupt | None,
+    fetch_timeout: float,
+    *,
+    disk_full: bool = False,
+    disk_limit: int = 0,
 ) -> Ending | None:
     """What the fetch container's end means; None when everything is in place."""
+    if interrupt is Interrupt.DISK or (disk_full and exit_.exit_code != 0):
+        note = f"the inputs do not fit the job's disk quota of {disk_limit / 1024**2:g} MiB"
+        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
     if interrupt is Interrupt.STOP:
         return Ending(reason=TerminationReason.STOPPED)
     if interrupt is Interrupt.TIMEOUT:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from localcompute.engine.steps import STEPS
 from localcompute.engine.watch import ContainerWatch
 from localcompute.runtime import ContainerExit, ContainerRuntime, containers
 from localcompute.runtime.containers import JobContext, Stage
+from localcompute.runtime.disk import DiskQuota, WatchQuota
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
 
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # How long the algorithm's log stream may take to end after the container did.
 LOG_DRAIN_SECONDS = 30.0
+# How often a soft disk quota (the watcher) measures a job's folder.
+DISK_WATCH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,10 @@ class Pipeline:
         settings: Settings,
         defaults: ContainerDefaults,
         metrics: Metrics | None = None,
+        disk: DiskQuota | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.disk: DiskQuota = disk or WatchQuota()
         self.store = store
         self.runtime = runtime
         self.settings = settings
@@ -140,19 +145,34 @@ class Pipeline:
         if stop.is_set():
             return Ending(reason=TerminationReason.STOPPED)
         ctx = self.context(job)
+        ws = ctx.workspace
         spec = containers.fetch_container(ctx)
         await self.runtime.remove(spec.name)
-        await asyncio.to_thread(ctx.workspace.prepare, containers.fetch_document(ctx))
+        limit = self.disk_limit(job)
+
+        def make_data(folder: Path) -> None:
+            self.disk.attach(folder, limit, job.job_id)
+
+        await asyncio.to_thread(ws.prepare, containers.fetch_document(ctx), make_data)
         pull = asyncio.ensure_future(self._pull_algorithm_image(job))
         try:
-            exit_, interrupt = await self.watch.run(
-                spec,
-                limit=self.settings.docker.fetch_timeout,
-                stop=stop,
-                log_to=ctx.workspace.admin_log("configure.log"),
-                append=True,
+            async with self._disk_watch(ws.data, limit) as over:
+                exit_, interrupt = await self.watch.run(
+                    spec,
+                    limit=self.settings.docker.fetch_timeout,
+                    stop=stop,
+                    log_to=ws.admin_log("configure.log"),
+                    append=True,
+                    disk_full=over,
+                )
+            full = exit_.exit_code != 0 and await self._disk_full(ws.data, limit)
+            ending = fetch_ending(
+                exit_,
+                interrupt,
+                self.settings.docker.fetch_timeout,
+                disk_full=full,
+                disk_limit=limit,
             )
-            ending = fetch_ending(exit_, interrupt, self.settings.docker.fetch_timeout)
             if ending is not None:
                 if ending.status != JobStatus.JOB_COMPLETED and not ending.detail:
                     fetch_log = await asyncio.to_thread(
@@ -168,6 +188,39 @@ class Pipeline:
         return await self.store.transition(
             job.job_id, JobStatus.PROVISIONING_SUCCESS, fetch_finished_at=time.time()
         )
+
+    def disk_limit(self, job: Job) -> int:
+        """Bytes the job may write on the host: what the pool gave it."""
+        if job.allocation is not None and job.allocation.disk_bytes:
+            return job.allocation.disk_bytes
+        env = self.settings.environment(job.environment)
+        return int((env.disk_gb if env else 1) * 1024**3)
+
+    async def _disk_full(self, folder: Path, limit: int) -> bool:
+        """Whether a hard quota was reached (a watched one stops the job itself)."""
+        return self.disk.hard and await asyncio.to_thread(self.disk.full, folder, limit)
+
+    @contextlib.asynccontextmanager
+    async def _disk_watch(self, folder: Path, limit: int) -> AsyncIterator[asyncio.Event | None]:
+        """Under a soft quota: an event set when `folder` passes `limit`, measured every
+        DISK_WATCH_SECONDS while the block runs. Under a hard one the kernel enforces it."""
+        if self.disk.hard:
+            yield None
+            return
+        over = asyncio.Event()
+
+        async def watch() -> None:
+            while True:
+                if await asyncio.to_thread(self.disk.full, folder, limit):
+                    over.set()
+                    return
+                await asyncio.sleep(DISK_WATCH_SECONDS)
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            yield over
+        finally:
+            watcher.cancel()
 
     async def _pull_algorithm_image(self, job: Job) -> str | None:
         """None when the algorithm's image is ready, else why it is not."""
@@ -239,20 +292,35 @@ class Pipeline:
                 return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
             if state.get("Status") == "created":
                 await self.runtime.start(name)
-        exit_, interrupt = await self._await_algorithm(job, name, live, stop)
+        ws, limit = ctx.workspace, self.disk_limit(job)
+        async with self._disk_watch(ws.data, limit) as over:
+            exit_, interrupt = await self._await_algorithm(job, name, live, stop, over)
         await live.close()
-        await asyncio.to_thread(move_log, live.path, ctx.workspace.algorithm_log)
+        await asyncio.to_thread(
+            move_log,
+            live.path,
+            ws.algorithm_log,
+            ws.published_algorithm_log,
+            self.settings.docker.log_max_bytes,
+        )
         if interrupt is Interrupt.TIMEOUT:
             await self.store.request_stop(job.job_id, StopRequest.TIME_LIMIT)
-        return await self._algorithm_ended(job, exit_, algorithm_outcome(exit_, interrupt), "")
+        full = await self._disk_full(ws.data, limit)
+        reason = algorithm_outcome(exit_, interrupt, disk_full=full)
+        return await self._algorithm_ended(job, exit_, reason, "")
 
     async def _await_algorithm(
-        self, job: Job, name: str, live: LiveLog, stop: asyncio.Event
+        self,
+        job: Job,
+        name: str,
+        live: LiveLog,
+        stop: asyncio.Event,
+        disk_full: asyncio.Event | None,
     ) -> tuple[ContainerExit, Interrupt | None]:
         """Wait for the algorithm while its output streams live into algorithm.log."""
         recorder = asyncio.ensure_future(live.record(self.runtime.follow_logs(name)))
         try:
-            exit_, interrupt = await self.watch.await_exit(name, job.deadline, stop)
+            exit_, interrupt = await self.watch.await_exit(name, job.deadline, stop, disk_full)
             # The stream ends with the container; a runtime that fails to end it
             # must not hold the job.
             with contextlib.suppress(TimeoutError):
@@ -339,12 +407,22 @@ class Pipeline:
                 )
                 await self.store.set_results(job.job_id, results)
             await asyncio.to_thread(ws.scrub)
+            await self.release_disk(job)
         except Exception:
             if ending is None or ending.reason is not TerminationReason.ERROR:
                 raise
             # Already failing: what logs there are could not be published either.
             log.exception("job %s: publishing its logs after a failure failed too", job.job_id)
         return await self._finish(job, outcome)
+
+    async def release_disk(self, job: Job) -> None:
+        """The job's data folder goes, and whatever enforced its quota (a mount, an image,
+        a project limit); on failure the next start's reconciliation tries again."""
+        ws = self.context(job).workspace
+        try:
+            await asyncio.to_thread(self.disk.detach, ws.data, job.job_id)
+        except OSError:
+            log.exception("job %s: releasing its disk failed; the next start retries", job.job_id)
 
     async def finish_waiting(self, job: Job) -> Job:
         """A job stopped before it got a slot ends without running."""

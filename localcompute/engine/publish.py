@@ -66,7 +66,7 @@ def build_results(
             continue
         add(ws.results / name, name, "output")
     if algorithm_ran and algorithm_log:
-        add(ws.algorithm_log, "algorithm.log", "algorithmLog")
+        add(ws.published_algorithm_log, "algorithm.log", "algorithmLog")
     for name, kind in LOG_TYPES:
         add(ws.admin_log(name), name, kind)
 

@@ -15,11 +15,13 @@ from typing import Any
 from localcompute.core.errors import DockerUnavailableError, TransitionRefusedError
 from localcompute.core.models import Allocation, Job
 from localcompute.core.settings import Settings
+from localcompute.core.status import JobStatus
 from localcompute.engine.pipeline import Pipeline
 from localcompute.engine.pool import Pool
 from localcompute.engine.steps import stage_at
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import Stage, container_name
+from localcompute.runtime.disk import mounted_folders
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
 
@@ -78,6 +80,7 @@ class Scheduler:
         """Remove a finished job's containers, folder and results; the row stays."""
         for stage in Stage:
             await self.runtime.remove(container_name(self.instance, job.job_id, stage))
+        await self.pipeline.release_disk(job)
         await asyncio.to_thread(Workspace.of(self.settings.data_dir, job.job_id).remove)
         try:
             return await self.store.mark_removed(job.job_id)
@@ -157,6 +160,15 @@ class Scheduler:
             if expected is None or container.stage != expected:
                 log.info("removing left-over container %s", container.name)
                 await self.runtime.remove(container.name)
+        disk = self.pipeline.disk
+        for folder in await asyncio.to_thread(mounted_folders, self.settings.data_dir / "jobs"):
+            job = active.get(folder.parent.name)
+            if job is None:
+                log.info("releasing the disk left by job %s", folder.parent.name)
+                await asyncio.to_thread(disk.detach, folder, folder.parent.name)
+            elif job.status >= JobStatus.PROVISIONING_SUCCESS:
+                # Its inputs are fetched: mounted again as they were (after a reboot).
+                await asyncio.to_thread(disk.reattach, folder, job.job_id)
         for job in active.values():
             log.info("resuming job %s at %d", job.job_id, job.status)
             self._spawn(job)

@@ -25,11 +25,12 @@ class ContainerWatch:
         stop: asyncio.Event,
         log_to: Path,
         append: bool,
+        disk_full: asyncio.Event | None = None,
     ) -> tuple[ContainerExit, Interrupt | None]:
         """Create, start and wait for a helper container; keep its log; remove it."""
         await self.runtime.create(spec)
         await self.runtime.start(spec.name)
-        exit_, interrupt = await self.await_exit(spec.name, time.time() + limit, stop)
+        exit_, interrupt = await self.await_exit(spec.name, time.time() + limit, stop, disk_full)
         await self.collect(spec.name, log_to, append=append)
         return exit_, interrupt
 
@@ -39,21 +40,34 @@ class ContainerWatch:
         await self.runtime.remove(name)
 
     async def await_exit(
-        self, name: str, deadline: float | None, stop: asyncio.Event
+        self,
+        name: str,
+        deadline: float | None,
+        stop: asyncio.Event,
+        disk_full: asyncio.Event | None = None,
     ) -> tuple[ContainerExit, Interrupt | None]:
-        """Wait for the container; at the deadline or on a stop, SIGTERM then SIGKILL it."""
+        """Wait for the container; at the deadline, on a stop, or when its disk watcher
+        fires, SIGTERM then SIGKILL it."""
         waiter = asyncio.ensure_future(self.runtime.wait(name))
         stopper = asyncio.ensure_future(stop.wait())
+        filler = asyncio.ensure_future((disk_full or asyncio.Event()).wait())
         try:
             timeout = None if deadline is None else max(0.0, deadline - time.time())
             done, _ = await asyncio.wait(
-                {waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {waiter, stopper, filler}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
             interrupt: Interrupt | None = None
             if waiter not in done:
-                interrupt = Interrupt.STOP if stopper in done else Interrupt.TIMEOUT
+                interrupt = (
+                    Interrupt.STOP
+                    if stopper in done
+                    else Interrupt.DISK
+                    if filler in done
+                    else Interrupt.TIMEOUT
+                )
                 await self.runtime.stop(name, self.docker_settings.stop_grace)
             return await waiter, interrupt
         finally:
             waiter.cancel()
             stopper.cancel()
+            filler.cancel()

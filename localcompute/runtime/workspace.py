@@ -2,12 +2,16 @@
 
     <data_dir>/jobs/<job_id>/
         spec/fetch.json       what the fetch container downloads (read-only to it)
+        data/                 everything the job's containers write: under its disk quota
+                              (a mounted image, an XFS project, or a watched folder)
         data/inputs/…         /data/inputs       read-only to the algorithm
         data/transformations  /data/transformations  read-only to the algorithm
         data/ddos             /data/ddos         read-only to the algorithm
         data/outputs          /data/outputs      writable by the algorithm, read-only to the filter
         data/logs             /data/logs         writable; algorithm.log
-        adminlogs/            configure.log, filter.log, publish.log: never mounted in the algorithm
+        disk.img              the quota's file system, when it is a loop-mounted image
+        adminlogs/            configure.log, algorithm.log (published), filter.log,
+                              publish.log: never mounted in a job container
         results/              the filtered outputs
         meta/                 the filter's manifest
 
@@ -20,6 +24,7 @@ import hashlib
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +75,14 @@ class Workspace:
 
     @property
     def algorithm_log(self) -> Path:
+        """The algorithm's own algorithm.log, in its reach (and its disk quota)."""
         return self.logs / "algorithm.log"
+
+    @property
+    def published_algorithm_log(self) -> Path:
+        """algorithm.log as published: what the algorithm wrote to its own, then its
+        output; out of its reach, and kept when the job's data goes."""
+        return self.adminlogs / "algorithm.log"
 
     @property
     def adminlogs(self) -> Path:
@@ -98,12 +110,15 @@ class Workspace:
     def admin_log(self, name: str) -> Path:
         return self.adminlogs / name
 
-    def prepare(self, fetch_spec: str) -> None:
-        """Lay out a clean folder for a fetch; what an earlier attempt left is removed."""
-        for path in (self.data, self.results, self.meta, self.spec, self.adminlogs):
+    def prepare(self, fetch_spec: str, make_data: Callable[[Path], None]) -> None:
+        """Lay out a clean folder for a fetch; what an earlier attempt left is removed.
+
+        `make_data` creates the empty data folder under the job's disk quota."""
+        for path in (self.results, self.meta, self.spec, self.adminlogs):
             _remove_tree(path)
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)
+        make_data(self.data)
         for path in (self.spec, self.adminlogs):
             path.mkdir(mode=0o700)
         for path in (
@@ -132,9 +147,9 @@ class Workspace:
             path.chmod(_SHARED_MODE)
 
     def scrub(self) -> None:
-        """After publishing: the inputs, the algorithm and the raw outputs go; results stay."""
-        for path in (self.inputs, self.transformations, self.ddos, self.outputs, self.spec):
-            _remove_tree(path)
+        """After publishing: the fetch instructions go (the data folder goes with its
+        quota); results and logs stay."""
+        _remove_tree(self.spec)
 
     def remove(self) -> None:
         _remove_tree(self.root)

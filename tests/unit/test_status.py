@@ -58,4 +58,5 @@ def test_termination_texts() -> None:
         "stopped": "Job stopped",
         "timeout": "Job timed out",
         "oom": "Out of memory",
+        "disk": "Disk quota exceeded",
     }
