@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from localcompute.core.settings import DockerSettings, EnvironmentSettings, ServerSettings, Settings
+from localcompute.core.settings import (
+    DockerSettings,
+    EnvironmentSettings,
+    PoolSettings,
+    ServerSettings,
+    Settings,
+)
 
 BUSYBOX_IMAGE = "localcompute/busybox:latest"
 LABEL_INSTANCE = "localcompute.instance"
@@ -22,11 +28,16 @@ STARTED_INSTANCES: set[str] = set()
 
 
 def make_settings(
-    data_dir: Path, *, environments: list[dict[str, Any]] | None = None, **docker: Any
+    data_dir: Path,
+    *,
+    environments: list[dict[str, Any]] | None = None,
+    pool: dict[str, Any] | None = None,
+    **docker: Any,
 ) -> Settings:
     """Settings for a test: its own data folder, host-network fetches, no pulls."""
     envs = environments or [{"id": "test", "max_jobs": 2, "max_job_duration": 120}]
     return Settings(
+        pool=PoolSettings(**(pool or {})),
         server=ServerSettings(host="127.0.0.1", port=0, data_dir=data_dir),
         docker=DockerSettings(
             **{"pull_policy": "never", "fetch_network": "host", "stop_grace": 2, **docker}

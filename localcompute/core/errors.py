@@ -30,6 +30,10 @@ class UnknownEnvironmentError(InvalidJobError):
     """No environment has that id."""
 
 
+class EnvironmentUnavailableError(InvalidJobError):
+    """The environment cannot run jobs on this host now."""
+
+
 class SignatureError(LocalComputeError):
     """Invalid signature provided. Please check the nonce or documentId."""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from localcompute import images
 from localcompute.core.errors import (
     DockerUnavailableError,
+    EnvironmentUnavailableError,
     ImageNotFoundError,
     InvalidJobError,
     TransitionRefusedError,
@@ -30,10 +31,11 @@ from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine.capacity import measure
 from localcompute.engine.datadir import DataDirLock
+from localcompute.engine.gpu_probe import probe_gpus
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
-from localcompute.engine.pool import Capacity, Pool
+from localcompute.engine.pool import GIB, Capacity, Pool
 from localcompute.engine.scheduler import Scheduler
 from localcompute.runtime import ContainerRuntime, disk, hostinfo
 from localcompute.runtime.docker import DockerRuntime
@@ -70,6 +72,8 @@ class Engine:
         self.cpu_types: dict[str, str] = {}
         self.pool = Pool(Capacity((), 0, 0, ()), settings.environment)  # measured at start
         self.disk: disk.DiskQuota = disk.WatchQuota()  # chosen at start
+        # Environment id → why it cannot run jobs here (its GPUs, probed at start).
+        self.unavailable: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<Engine {self.settings.data_dir} {self._scheduler!r}>"
@@ -123,6 +127,13 @@ class Engine:
                 self.store, self.runtime, self.settings, pipeline, self.pool
             )
             await self._scheduler.reconcile()
+            self.unavailable = await probe_gpus(
+                self.runtime,
+                self.settings,
+                self.pool.capacity.gpus,
+                instance=instance,
+                user=pipeline.defaults.user,
+            )
             host_cpu = await asyncio.to_thread(hostinfo.cpu_model)
             self.cpu_types = {e.id: e.cpu_type or host_cpu for e in self.settings.environments}
         except BaseException:
@@ -165,6 +176,11 @@ class Engine:
         agreement that must be unused): if it fails, nothing is stored.
         """
         env = self.settings.require_environment(spec.environment)
+        if env.id in self.unavailable:
+            raise EnvironmentUnavailableError(
+                f"Compute environment {env.id!r} is unavailable: {self.unavailable[env.id]}",
+                environment=env.id,
+            )
         await self.check_files(spec)
         if not await self.runtime.ping():
             raise DockerUnavailableError("the Docker engine does not answer; no job can start")
@@ -322,6 +338,28 @@ class Engine:
         await self.scheduler.wait(job_id)
         return await self.store.get(job_id)
 
+    async def environment_states(self) -> dict[str, EnvironmentState]:
+        """Per environment: what its running jobs hold of the pool, the pool's totals,
+        whether it can run jobs here, and how its disk limit is enforced."""
+        active = await self.store.active_jobs()
+        cap = self.pool.capacity
+        totals = {
+            "cpu": float(len(cap.cores)),
+            "ram": cap.ram_bytes / GIB,
+            "disk": cap.disk_bytes / GIB,
+            "gpu": float(len(cap.gpus)),
+        }
+        return {
+            env.id: EnvironmentState(
+                in_use=self.pool.in_use(j for j in active if j.environment == env.id),
+                pool_totals=totals,
+                unavailable=self.unavailable.get(env.id),
+                disk_quota=self.disk.mechanism,
+                disk_hard=self.disk.hard,
+            )
+            for env in self.settings.environments
+        }
+
     async def current_jobs(self) -> dict[str, int]:
         """Jobs that hold a slot, per environment."""
         return await self.store.slots_in_use()
@@ -361,6 +399,20 @@ class Engine:
         if expired:
             log.info("results of %d jobs expired", len(expired))
         return expired
+
+
+@dataclass(frozen=True)
+class EnvironmentState:
+    in_use: dict[str, float]  # cpu, ram (GiB), disk (GiB), gpu held by its running jobs
+    pool_totals: dict[str, float]  # what the whole pool has, in the same units
+    unavailable: str | None  # why it cannot run jobs here; None when it can
+    disk_quota: str  # xfs, loop or watch
+    disk_hard: bool
+
+    @property
+    def disk_limit(self) -> dict[str, object]:
+        """How a job's disk is limited, as the environment views show it."""
+        return {"mechanism": self.disk_quota, "hard": self.disk_hard}
 
 
 @dataclass(frozen=True)

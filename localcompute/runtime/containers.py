@@ -218,3 +218,27 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
         pids_limit=ctx.docker_settings.pids_limit,
         log_max_bytes=ctx.docker_settings.log_max_bytes,
     )
+
+
+def gpu_probe_container(
+    instance: str,
+    env: EnvironmentSettings,
+    devices: tuple[str, ...],
+    docker_settings: DockerSettings,
+    user: str,
+) -> ContainerSpec:
+    """A container that asks Docker for `env`'s GPUs as a job would, and does nothing:
+    whether Docker can give them is known at start-up, in Docker's own words."""
+    return ContainerSpec(
+        name=f"lc-{instance}-gpu-probe-{env.id}",
+        image=docker_settings.helper_image,
+        entrypoint=["true"],
+        command=[],
+        labels={LABEL_INSTANCE: instance, LABEL_STAGE: "gpu-probe"},
+        network_mode="none",
+        user=user,
+        pids_limit=docker_settings.pids_limit,
+        gpu_count=0 if devices else env.gpu_count,
+        gpu_device_ids=devices,
+        gpu_driver=env.gpu_driver,
+    )

@@ -177,9 +177,12 @@ async def environments(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     jobs = await engine.find(JobQuery(unfinished=True))
     address = request.app[PROVIDER_KEY].address
+    states = await engine.environment_states()
     return web.json_response(
         [
-            node_environment(env, jobs, engine.cpu_types.get(env.id, env.cpu_type), address)
+            node_environment(
+                env, jobs, engine.cpu_types.get(env.id, env.cpu_type), address, states[env.id]
+            )
             for env in settings.environments
         ]
     )

@@ -16,7 +16,8 @@ from typing import Any
 from localcompute.core.models import Job, ResultFile
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, NumberedText, TerminationReason
-from localcompute.web.views import epoch_text
+from localcompute.engine.api import EnvironmentState
+from localcompute.web.views import described, epoch_text
 
 
 class NodeStatus(NumberedText):
@@ -160,32 +161,24 @@ class Resource:
     total: float
 
 
-def resources_of(env: EnvironmentSettings) -> list[Resource]:
-    """An environment's resources in the node's units: cores, GiB, GPUs."""
+def resources_of(
+    env: EnvironmentSettings, pool_totals: dict[str, float] | None = None
+) -> list[Resource]:
+    """An environment's resources in the node's units: cores, GiB, GPUs; the total is
+    what max_jobs of its jobs would hold, never more than the pool has."""
+
+    def total(rid: str, per_job: float) -> float:
+        most = per_job * env.max_jobs
+        return most if pool_totals is None else min(most, pool_totals.get(rid, most))
+
     listed = [
-        Resource("cpu", env.cpu, min(1.0, env.cpu), env.cpu * env.max_jobs),
-        Resource("ram", env.ram_gb, min(1.0, env.ram_gb), env.ram_gb * env.max_jobs),
-        Resource("disk", env.disk_gb, 0, env.disk_gb * env.max_jobs),
+        Resource("cpu", env.cpu, min(1.0, env.cpu), total("cpu", env.cpu)),
+        Resource("ram", env.ram_gb, min(1.0, env.ram_gb), total("ram", env.ram_gb)),
+        Resource("disk", env.disk_gb, 0, total("disk", env.disk_gb)),
     ]
     if env.gpu_count:
-        listed.append(Resource("gpu", env.gpu_count, 0, env.gpu_count * env.max_jobs))
+        listed.append(Resource("gpu", env.gpu_count, 0, total("gpu", env.gpu_count)))
     return listed
-
-
-def job_amounts(job: Job, env: EnvironmentSettings) -> dict[str, float]:
-    """What `job` holds of each resource: what it asked for, else the environment's amount."""
-    wanted = job.spec.resources
-    amounts: dict[str, float | None] = {
-        "cpu": wanted.cpu,
-        "ram": wanted.ram_gb,
-        "disk": wanted.disk_gb,
-        "gpu": wanted.gpus,
-    }
-    held: dict[str, float] = {}
-    for r in resources_of(env):
-        given = amounts[r.id]
-        held[r.id] = r.max if given is None else given
-    return held
 
 
 def resource_amounts(job: Job) -> list[dict[str, Any]]:
@@ -204,18 +197,19 @@ def node_environment(
     jobs: Iterable[Job],
     cpu_type: str,
     address: str,
+    state: EnvironmentState,
 ) -> dict[str, Any]:
-    """ocean-node's environment object (§5.1 of the reference) for one of ours."""
+    """ocean-node's environment object (§5.1 of the reference) for one of ours.
+
+    `inUse` is what the environment's running jobs hold of the host pool; `total` what
+    its jobs could hold at most: max_jobs of them, within the pool."""
     unfinished = [j for j in jobs if j.environment == env.id and not j.is_final]
     running = [j for j in unfinished if j.status.holds_slot]
     queued = len(unfinished) - len(running)
-    in_use: dict[str, float] = {}
-    for job in running:
-        for rid, amount in job_amounts(job, env).items():
-            in_use[rid] = in_use.get(rid, 0) + amount
+    in_use = state.in_use
     free = env.price_min == 0
     resources = []
-    for r in resources_of(env):
+    for r in resources_of(env, state.pool_totals):
         entry: dict[str, Any] = {
             "id": r.id,
             "type": r.id,
@@ -232,7 +226,9 @@ def node_environment(
     access: dict[str, Any] = {"addresses": [], "accessLists": None}
     view: dict[str, Any] = {
         "id": env.id,
-        "description": env.description,
+        "description": described(env.description, state),
+        "available": state.unavailable is None,
+        "diskQuota": state.disk_limit,
         "consumerAddress": address,
         "platform": {"architecture": platform.machine(), "os": "linux"},
         "access": access,
@@ -267,7 +263,7 @@ def node_environment(
                     "total": _number(r.total),
                     "inUse": _number(in_use.get(r.id, 0)),
                 }
-                for r in resources_of(env)
+                for r in resources_of(env, state.pool_totals)
             ],
             "allowImageBuild": False,
         }

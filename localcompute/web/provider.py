@@ -137,6 +137,7 @@ async def environment_list(request: web.Request) -> list[dict[str, Any]]:
         engine.cpu_types,
         await engine.current_jobs(),
         request.app[PROVIDER_KEY].address,
+        await engine.environment_states(),
     )
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from localcompute.core.models import Job
 from localcompute.core.settings import Settings
+from localcompute.engine.api import EnvironmentState
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -98,14 +99,18 @@ def operator_status(job: Job, base_url: str) -> dict[str, Any]:
 
 
 def environment_views(
-    settings: Settings, cpu_types: dict[str, str], current: dict[str, int], address: str
+    settings: Settings,
+    cpu_types: dict[str, str],
+    current: dict[str, int],
+    address: str,
+    states: dict[str, EnvironmentState],
 ) -> list[dict[str, Any]]:
     """The environments as Ocean's clients read them (cpuNumber and the older nCPU, …)."""
     now = epoch_text(time.time())
     return [
         {
             "id": env.id,
-            "desc": env.description,
+            "desc": described(env.description, states.get(env.id)),
             "cpuNumber": _number(env.cpu),
             "nCPU": _number(env.cpu),
             "cpuType": cpu_types.get(env.id, env.cpu_type),
@@ -124,9 +129,21 @@ def environment_views(
             "lastSeen": now,
             "feeToken": ZERO_ADDRESS,
             "free": env.price_min == 0,
+            "available": env.id in states and states[env.id].unavailable is None,
+            "diskQuota": states[env.id].disk_limit if env.id in states else None,
         }
         for env in settings.environments
     ]
+
+
+def described(description: str, state: EnvironmentState | None) -> str:
+    """An environment's description, with what a client must know before it submits."""
+    notes = []
+    if state is not None and state.unavailable:
+        notes.append(f"unavailable: {state.unavailable}")
+    if state is not None and not state.disk_hard:
+        notes.append("disk limit is soft: a job past it is stopped within a second")
+    return " ".join([description, *(f"({n})" for n in notes)]).strip()
 
 
 def _number(value: float) -> int | float:
