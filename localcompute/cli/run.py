@@ -228,6 +228,9 @@ async def _local_engine(
             yield url
     finally:
         if own:
+            from localcompute.runtime.disk import release_all
+
+            await asyncio.to_thread(release_all, data_dir / "jobs")
             await asyncio.to_thread(shutil.rmtree, data_dir, True)
 
 

@@ -12,7 +12,7 @@ from enum import Enum
 
 from localcompute.core.models import Job
 from localcompute.core.status import JobStatus, TerminationReason, status_text
-from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
+from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED, EXIT_DISK_FULL
 from localcompute.runtime import ContainerExit
 
 
@@ -94,7 +94,8 @@ def fetch_ending(
     disk_limit: int = 0,
 ) -> Ending | None:
     """What the fetch container's end means; None when everything is in place."""
-    if interrupt is Interrupt.DISK or (disk_full and exit_.exit_code != 0):
+    full = disk_full and exit_.exit_code != 0
+    if interrupt is Interrupt.DISK or exit_.exit_code == EXIT_DISK_FULL or full:
         note = f"the inputs do not fit the job's disk quota of {disk_limit / 1024**2:g} MiB"
         return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
     if interrupt is Interrupt.STOP:

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 # How long the algorithm's log stream may take to end after the container did.
 LOG_DRAIN_SECONDS = 30.0
 # How often a soft disk quota (the watcher) measures a job's folder.
-DISK_WATCH_SECONDS = 1.0
+DISK_WATCH_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -197,8 +197,8 @@ class Pipeline:
         return int((env.disk_gb if env else 1) * 1024**3)
 
     async def _disk_full(self, folder: Path, limit: int) -> bool:
-        """Whether a hard quota was reached (a watched one stops the job itself)."""
-        return self.disk.hard and await asyncio.to_thread(self.disk.full, folder, limit)
+        """Whether what the job wrote reached its quota."""
+        return await asyncio.to_thread(self.disk.full, folder, limit)
 
     @contextlib.asynccontextmanager
     async def _disk_watch(self, folder: Path, limit: int) -> AsyncIterator[asyncio.Event | None]:

@@ -65,7 +65,9 @@ class ContainerWatch:
                     if filler in done
                     else Interrupt.TIMEOUT
                 )
-                await self.runtime.stop(name, self.docker_settings.stop_grace)
+                # Past its disk quota a job gets no grace: every second writes more.
+                grace = 0 if interrupt is Interrupt.DISK else self.docker_settings.stop_grace
+                await self.runtime.stop(name, grace)
             return await waiter, interrupt
         finally:
             waiter.cancel()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import http.client
 import json
 import os
@@ -30,6 +31,16 @@ from typing import Any, Protocol
 EXIT_OK = 0
 EXIT_DATA_FAILED = 31
 EXIT_ALGORITHM_FAILED = 32
+EXIT_DISK_FULL = 33  # a write failed because the job's disk quota is reached
+# The errors a full disk quota gives: a full file system (a loop image), a project quota.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class DiskState:
+    """Whether any write of this run hit the job's disk quota."""
+
+    full = False
+
 
 CHUNK_SIZE = 64 * 1024
 MAX_REDIRECTS = 5
@@ -201,6 +212,9 @@ def describe_error(exc: BaseException) -> str:
     OSError's text includes the file name, and some ssl and http.client errors carry
     the host or the URL, so only parts known to be safe are used.
     """
+    for cause in (exc, exc.__cause__):
+        if isinstance(cause, OSError) and cause.errno in DISK_FULL_ERRNOS:
+            DiskState.full = True
     if isinstance(exc, FetchError):
         return str(exc)
     if isinstance(exc, ssl.SSLError):
@@ -486,6 +500,9 @@ def run(spec: JobSpec, data_dir: Path) -> int:
     file_count = sum(len(item.files) for item in spec.inputs)
     log(f"fetch started: {len(spec.inputs)} inputs, {file_count} files")
     failures = fetch_inputs(spec.inputs, data_dir, spec.timeouts)
+    if failures and DiskState.full:
+        log(f"fetch finished: inputs failed ({failures} failures): the job's disk is full")
+        return EXIT_DISK_FULL
     if failures:
         log(f"fetch finished: inputs failed ({failures} failures), algorithm skipped")
         return EXIT_DATA_FAILED

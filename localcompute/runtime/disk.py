@@ -299,3 +299,10 @@ def mounted_folders(jobs_dir: Path) -> list[Path]:
         for p in jobs_dir.iterdir()
         if (p / IMAGE_NAME).exists() or os.path.ismount(p / "data")
     ]
+
+
+def release_all(jobs_dir: Path) -> None:
+    """Unmount and remove every job image under `jobs_dir` (a throw-away data folder)."""
+    for folder in mounted_folders(jobs_dir):
+        with contextlib.suppress(OSError):
+            LoopQuota().detach(folder, folder.parent.name)

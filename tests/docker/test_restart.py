@@ -3,76 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from localcompute import JobSpec, JobStatus, StopRequest, TerminationReason
-from tests.conftest import BUSYBOX_IMAGE, STARTED_INSTANCES, docker_ps
+from localcompute import JobStatus, StopRequest, TerminationReason
+from tests.conftest import BUSYBOX_IMAGE, docker_ps
 from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final
 
 pytestmark = pytest.mark.docker
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class KilledServer:
-    def __init__(self, instance: str, job_ids: list[str]) -> None:
-        self.instance = instance
-        self.job_ids = job_ids
-
-
-@pytest.fixture
-def kill_server(data_dir: Path, busybox_image: str) -> Iterator[object]:
-    """Run an engine in a child process, SIGKILL it while the first algorithm runs."""
-    children: list[subprocess.Popen[str]] = []
-
-    def run(specs: list[JobSpec], environments: list[dict[str, object]]) -> KilledServer:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.docker.engine_child",
-                str(data_dir),
-                json.dumps(environments),
-                *(s.model_dump_json() for s in specs),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        children.append(child)
-        assert child.stdout is not None
-        instance, job_ids = "", []
-        deadline = time.monotonic() + 60
-        for line in child.stdout:
-            word, _, value = line.strip().partition(" ")
-            if word == "instance":
-                instance = value
-                STARTED_INSTANCES.add(value)
-            elif word == "submitted":
-                job_ids.append(value)
-            elif word == "running":
-                break
-            assert time.monotonic() < deadline, "the child engine never ran the job"
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
-        child.stdout.close()
-        return KilledServer(instance, job_ids)
-
-    yield run
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
 
 
 ENV = [{"id": "test", "max_jobs": 1, "max_job_duration": 60}]
