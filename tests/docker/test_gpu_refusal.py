@@ -8,12 +8,16 @@ import pytest
 
 from localcompute import AlgorithmSpec, JobSpec
 from localcompute.core.errors import ConfigError, EnvironmentUnavailableError
+from localcompute.runtime import hostinfo
 from tests.conftest import BUSYBOX_IMAGE
 from tests.docker.conftest import EngineFactory
 
 pytestmark = pytest.mark.docker
 
 
+@pytest.mark.skipif(
+    bool(hostinfo.nvidia_devices()), reason="this host has GPUs: see test_gpu_jobs.py"
+)
 async def test_gpus_by_count_on_a_host_without_gpus_are_refused_at_start_up(
     engine_factory: EngineFactory,
 ) -> None:
