@@ -296,6 +296,9 @@ class Engine:
             {env.id: env.max_jobs for env in self.settings.environments},
             self.runtime.errors,
         )
+        states = await self.environment_states()
+        totals = next(iter(states.values())).pool_totals if states else {}
+        self.metrics.refresh_pool(totals, {env: s.in_use for env, s in states.items()})
         return self.metrics.exposition()
 
     # -- health -----------------------------------------------------------------

@@ -61,6 +61,18 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=r,
         )
+        self.pool_capacity = Gauge(
+            "localcompute_pool_capacity",
+            "What the host pool offers: cpu (cores), ram and disk (GiB), gpu (devices).",
+            ["resource"],
+            registry=r,
+        )
+        self.pool_in_use = Gauge(
+            "localcompute_pool_in_use",
+            "What running jobs hold of the pool, by environment, in the same units.",
+            ["environment", "resource"],
+            registry=r,
+        )
         self.result_bytes = Counter(
             "localcompute_result_bytes", "Bytes of results served.", registry=r
         )
@@ -102,6 +114,16 @@ class Metrics:
             self.slots_total.labels(environment).set(count)
         for kind, count in docker_errors.items():
             self.docker_errors.labels(kind).set(count)
+
+    def refresh_pool(
+        self, capacity: Mapping[str, float], in_use: Mapping[str, Mapping[str, float]]
+    ) -> None:
+        for resource, amount in capacity.items():
+            self.pool_capacity.labels(resource).set(amount)
+        self.pool_in_use.clear()
+        for environment, held in in_use.items():
+            for resource, amount in held.items():
+                self.pool_in_use.labels(environment, resource).set(amount)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
