@@ -4,9 +4,10 @@ Runs N trivial jobs one after another through the engine, and the same three
 containers bare (docker-py create, start, wait, remove: fetch, algorithm,
 filter), alternating the two in one run, and prints the median end-to-end
 latency of each and their ratio. The floor is the bare chain; the goal is a
-ratio of at most 1.3.
+ratio of at most 1.3. With several --disk-quota mechanisms, one engine each, all
+alternating in the same run: what each way of limiting a job's disk costs.
 
-    .venv/bin/python bench/job_overhead.py [-n 15]
+    .venv/bin/python bench/job_overhead.py [-n 15] [--disk-quota loop --disk-quota watch]
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from pathlib import Path
 import docker
 
 from localcompute import AlgorithmSpec, Engine, JobSpec, JobStatus
-from localcompute.core.settings import DockerSettings, EnvironmentSettings, ServerSettings, Settings
+from localcompute.core.settings import (
+    DockerSettings,
+    EnvironmentSettings,
+    PoolSettings,
+    ServerSettings,
+    Settings,
+)
 
 BUSYBOX = "localcompute/busybox"
 HELPER = "localcompute/helper:latest"
@@ -117,35 +124,54 @@ async def engine_job(engine: Engine) -> float:
     return elapsed
 
 
-async def main(n: int) -> None:
+async def main(n: int, quotas: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            server=ServerSettings(data_dir=Path(tmp) / "var"),
-            docker=DockerSettings(pull_policy="never", fetch_network="host"),
-            environments=[EnvironmentSettings(id="bench", max_jobs=1)],
-        )
-        engine = Engine(settings)
-        await engine.start()
+        engines: dict[str, Engine] = {}
+        for quota in quotas:
+            engine = Engine(
+                Settings(
+                    server=ServerSettings(data_dir=Path(tmp) / f"var-{quota}"),
+                    docker=DockerSettings(pull_policy="never", fetch_network="host"),
+                    environments=[EnvironmentSettings(id="bench", max_jobs=1)],
+                    pool=PoolSettings.model_validate({"disk_quota": quota}),
+                )
+            )
+            await engine.start()
+            engines[engine.disk.mechanism if quota == "auto" else quota] = engine
         client = docker.from_env()
-        engine_times: list[float] = []
+        engine_times: dict[str, list[float]] = {name: [] for name in engines}
         bare_times: list[float] = []
         try:
-            await engine_job(engine)  # warm-up: page cache, image layers
+            for engine in engines.values():
+                await engine_job(engine)  # warm-up: page cache, image layers
             await asyncio.to_thread(bare_chain, client, Path(tmp) / "warm")
             for i in range(n):
-                engine_times.append(await engine_job(engine))
+                for name, engine in engines.items():
+                    engine_times[name].append(await engine_job(engine))
                 bare_times.append(await asyncio.to_thread(bare_chain, client, Path(tmp) / f"b{i}"))
         finally:
             client.close()
-            await engine.close()
-    e, b = statistics.median(engine_times), statistics.median(bare_times)
+            for engine in engines.values():
+                await engine.close()
+    b = statistics.median(bare_times)
     print(f"jobs: {n} of each, alternating")
-    print(f"engine, end to end (submit → 70): median {e * 1000:.0f} ms")
     print(f"bare docker-py, same 3 containers: median {b * 1000:.0f} ms")
-    print(f"ratio engine / bare: {e / b:.2f} (goal ≤ 1.3)")
+    for name, times in engine_times.items():
+        e = statistics.median(times)
+        print(
+            f"engine, disk quota {name}, end to end (submit → 70): median {e * 1000:.0f} ms; "
+            f"ratio engine / bare: {e / b:.2f} (goal ≤ 1.3)"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=15, help="jobs of each kind")
-    asyncio.run(main(parser.parse_args().n))
+    parser.add_argument(
+        "--disk-quota",
+        action="append",
+        choices=["auto", "xfs", "loop", "watch"],
+        help="an engine with this disk quota (repeatable; default: auto)",
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.disk_quota or ["auto"]))
