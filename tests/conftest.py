@@ -137,6 +137,27 @@ def no_container_left_behind() -> Iterator[None]:
         pytest.fail(f"{len(left)} labelled containers were left behind: {left}")
 
 
+def mounts_under(folder: Path) -> list[str]:
+    """Mount points at or below `folder` (a job's loop-mounted data, say)."""
+    inside = str(folder.resolve())
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    return [p for p in points if p == inside or p.startswith(inside + "/")]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_mount_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the whole run no job disk of this session may still be mounted: an engine
+    releases a job's disk when the job ends, and a test that leaves one behind fails
+    the run (its mounts are released, so pytest can remove its temporary folders)."""
+    yield
+    left = mounts_under(tmp_path_factory.getbasetemp())
+    for point in sorted(left, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    if left:
+        pytest.fail(f"{len(left)} job disks were left mounted: {left}")
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

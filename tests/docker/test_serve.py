@@ -4,6 +4,7 @@ failure, signals handled, nothing secret in its log."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -62,6 +63,20 @@ def test_a_port_in_use_is_one_line_and_a_failed_exit(tmp_path: Path, busybox_ima
         done = serve(config)
     assert done.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in done.stderr
+    assert "Traceback" not in done.stderr and "listening on" not in done.stdout
+
+
+def test_environments_that_promise_more_than_the_host_are_one_line_and_a_failed_exit(
+    tmp_path: Path, busybox_image: str
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    three = "".join(f'[[environments]]\nid = "big{i}"\ncpu = {cores}\n\n' for i in range(3))
+    config = write_config(tmp_path, free_port(), "http://127.0.0.1:9/x", environments_first=three)
+    done = serve(config)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "environment 'big1' cannot run one job alongside one job each of big0: cpu:" in last
+    assert f"needs {cores} whole cores" in last and "[pool]" in last
     assert "Traceback" not in done.stderr and "listening on" not in done.stdout
 
 
