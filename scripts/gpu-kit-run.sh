@@ -6,8 +6,10 @@
 #       carry=[".gpu-kit"])
 set -eu
 say() { echo "[gpu-kit-run] $*" >&2; }
-if [ -d "$KIT/xfs/bin" ]; then
-    export PATH="$KIT/xfs/bin:$PATH"
+# xfsprogs, carried from the prepare machine when it was added to .gpu-kit as xfs.tar.xz.
+if [ -f "$KIT/xfs.tar.xz" ]; then
+    mkdir -p /tmp/xfskit && tar -C /tmp/xfskit -xJf "$KIT/xfs.tar.xz"
+    export PATH="/tmp/xfskit/bin:$PATH"
 fi
 say "mkfs.ext4: $(command -v mkfs.ext4 || echo missing); mkfs.xfs: $(command -v mkfs.xfs || echo missing);" \
     "xfs in kernel: $(grep -c xfs /proc/filesystems || true); loop: $(ls /dev/loop-control 2>/dev/null || echo none)"

@@ -137,7 +137,7 @@ def kill_server(data_dir: Path, busybox_image: str) -> Iterator[object]:
     """Run an engine in a child process, SIGKILL it while the first algorithm runs."""
     children: list[subprocess.Popen[str]] = []
 
-    def run(specs: list[JobSpec], environments: list[dict[str, object]]) -> KilledServer:
+    def run(specs: list[JobSpec], environments: object) -> KilledServer:
         child = subprocess.Popen(
             [
                 sys.executable,

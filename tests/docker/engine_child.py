@@ -1,6 +1,7 @@
 """An engine in a process of its own, for tests that kill it: `python -m tests.docker.engine_child`.
 
-Arguments: DATA_DIR ENVIRONMENTS_JSON SPEC_JSON [SPEC_JSON …]. Submits each spec,
+Arguments: DATA_DIR SETTINGS_JSON SPEC_JSON [SPEC_JSON …], SETTINGS_JSON being the
+environments (a list) or {"environments": [...], "pool": {...}}. Submits each spec,
 prints `submitted <job_id>`, then `running <job_id>` once the first job's
 algorithm runs, and waits to be killed.
 """
@@ -11,14 +12,17 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from localcompute import Engine, JobSpec, JobStatus
 from localcompute.runtime.containers import Stage, container_name
 from tests.conftest import make_settings
 
 
-async def main(data_dir: Path, environments: list[dict[str, object]], specs: list[str]) -> None:
-    engine = Engine(make_settings(data_dir, environments=environments))
+async def main(data_dir: Path, settings: Any, specs: list[str]) -> None:
+    if isinstance(settings, list):
+        settings = {"environments": settings}
+    engine = Engine(make_settings(data_dir, **settings))
     await engine.start()
     print(f"instance {engine.instance}", flush=True)
     job_ids = [await engine.submit(JobSpec.model_validate_json(s)) for s in specs]

@@ -69,9 +69,11 @@ async def test_after_a_kill_the_pool_and_the_job_disks_are_rebuilt_exactly(
 ) -> None:
     env = [{"id": "test", "cpu": 1, "max_jobs": 3, "max_job_duration": 60, "disk_gb": 0.05}]
     script = "echo before > $OUTPUTS/a.txt; sleep 3; echo after >> $OUTPUTS/a.txt"
-    killed = kill_server([raw_job(script), raw_job(script), raw_job(script)], env)  # type: ignore[operator]
+    two_cores = {"cpus": "0-1"}
+    specs = [raw_job(script) for _ in range(3)]
+    killed = kill_server(specs, {"environments": env, "pool": two_cores})  # type: ignore[operator]
     first, second, third = killed.job_ids
-    engine = await engine_factory(environments=env)
+    engine = await engine_factory(environments=env, pool=two_cores)
     held = {j.job_id: j.allocation for j in await engine.store.active_jobs()}
     # Two cores, two jobs: the third was never admitted, and is not admitted twice now.
     assert set(held) == {first, second}
