@@ -66,7 +66,7 @@ SEE_GPU = (
 async def test_a_gpu_job_gets_its_device_end_to_end(engine_factory: EngineFactory) -> None:
     engine = await engine_factory(environments=[gpu_env()])
     assert engine.unavailable == {}
-    job = await wait_final(engine, await engine.submit(raw_job(SEE_GPU, image=_image())))
+    job = await wait_final(engine, await engine.submit(raw_job(SEE_GPU, environment="gpu", image=_image())))
     log = result_text(engine, job, "algorithm.log")
     print(log)
     assert (job.status, job.termination_reason, job.exit_code) == (
@@ -84,8 +84,8 @@ async def test_a_second_job_for_the_same_gpu_waits_for_the_first(
 ) -> None:
     engine = await engine_factory(environments=[gpu_env()])
     image = _image()
-    first = await engine.submit(raw_job(f"{SEE_GPU}; sleep 3", image=image))
-    second = await engine.submit(raw_job(SEE_GPU, image=image))
+    first = await engine.submit(raw_job(f"{SEE_GPU}; sleep 3", environment="gpu", image=image))
+    second = await engine.submit(raw_job(SEE_GPU, environment="gpu", image=image))
     await wait_status(engine, first, JobStatus.RUNNING_ALGORITHM)
     # A slot is free (max_jobs 2); the one GPU is not.
     assert (await engine.get(second)).status == JobStatus.WARMING_UP
