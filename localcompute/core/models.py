@@ -332,6 +332,27 @@ class Allocation(_Frozen):
         return ",".join(str(c) for c in self.cpuset)
 
 
+class Claim(_Frozen):
+    """A job as admission sees it: what it asks for, and what it holds once admitted.
+    Read alone (not the whole job) so that a long queue costs admission little."""
+
+    job_id: str
+    environment: str
+    resources: JobResources = Field(default_factory=JobResources)
+    allocation: Allocation | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Claim:
+        return cls(
+            job_id=row["job_id"],
+            environment=row["environment"],
+            resources=JobResources.model_validate_json(row["resources"] or "{}"),
+            allocation=(
+                Allocation.model_validate_json(row["allocation"]) if row["allocation"] else None
+            ),
+        )
+
+
 class Job(_Frozen):
     job_id: str
     environment: str
@@ -383,6 +404,15 @@ class Job(_Frozen):
         """When the algorithm is killed: max_duration after it started."""
         started = self.algorithm_started_at
         return None if started is None else started + self.max_duration
+
+    @property
+    def claim(self) -> Claim:
+        return Claim(
+            job_id=self.job_id,
+            environment=self.environment,
+            resources=self.spec.resources,
+            allocation=self.allocation,
+        )
 
     @property
     def input_dids(self) -> list[str]:

@@ -354,7 +354,7 @@ class Engine:
         }
         return {
             env.id: EnvironmentState(
-                in_use=self.pool.in_use(j for j in active if j.environment == env.id),
+                in_use=self.pool.in_use(j.claim for j in active if j.environment == env.id),
                 pool_totals=totals,
                 unavailable=self.unavailable.get(env.id),
                 disk_quota=self.disk.mechanism,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from localcompute.core.errors import ConfigError
-from localcompute.core.models import Allocation, Job, JobResources
+from localcompute.core.models import Allocation, Claim, JobResources
 from localcompute.core.settings import EnvironmentSettings
 
 GIB = 1024**3
@@ -157,7 +157,7 @@ class Pool:
             gpu_choices=tuple(env.gpu_devices) or self.capacity.gpus,
         )
 
-    def held(self, job: Job) -> Allocation:
+    def held(self, job: Claim) -> Allocation:
         """What a running job holds: its stored allocation. A job admitted before the
         pool existed is counted at its environment's amounts, on no particular core."""
         if job.allocation is not None:
@@ -165,7 +165,7 @@ class Pool:
         env = self._environment(job.environment)
         if env is None:
             return Allocation(cpu=0.001, ram_bytes=1, disk_bytes=0)
-        d = self.demand(env, job.spec.resources)
+        d = self.demand(env, job.resources)
         return Allocation(cpu=d.cpu, ram_bytes=d.ram_bytes, disk_bytes=d.disk_bytes)
 
     # -- fitting -------------------------------------------------------------
@@ -242,12 +242,27 @@ class Pool:
 
     # -- admission -----------------------------------------------------------
 
-    def plan(self, active: Sequence[Job], waiting: Sequence[Job]) -> list[tuple[str, Allocation]]:
+    def full_environments(self, active: Sequence[Claim]) -> set[str]:
+        """Environments whose every slot is taken by a running job."""
+        slots = Counter(job.environment for job in active)
+        full = set()
+        for env_id, count in slots.items():
+            env = self._environment(env_id)
+            if env is not None and count >= env.max_jobs:
+                full.add(env_id)
+        return full
+
+    def plan(
+        self, active: Sequence[Claim], waiting: Sequence[Claim]
+    ) -> list[tuple[str, Allocation]]:
         """Which waiting jobs (oldest first) to admit now, and what each gets."""
         usage = Usage.of(self.held(job) for job in active)
         slots = Counter(job.environment for job in active)
         admitted: list[tuple[str, Allocation]] = []
         reserved: Demand | None = None
+        # A demand that did not fit will not fit later in this plan (use only grows): a
+        # long queue of alike jobs costs one fit, not one each.
+        refused: set[Demand] = set()
         for job in waiting:
             env = self._environment(job.environment)
             if env is None:  # no longer configured: admitted to be ended by the pipeline
@@ -255,9 +270,10 @@ class Pool:
                 continue
             if slots[env.id] >= env.max_jobs:
                 continue  # waits for its own environment, not for the pool
-            d = self.demand(env, job.spec.resources)
-            allocation = self.fit(usage, d)
+            d = self.demand(env, job.resources)
+            allocation = None if d in refused else self.fit(usage, d)
             if allocation is None:
+                refused.add(d)
                 reserved = reserved or d
                 continue
             if reserved is not None and not self._leaves_room(usage, allocation, reserved):
@@ -295,7 +311,7 @@ class Pool:
                 )
             usage.add(allocation)
 
-    def in_use(self, active: Iterable[Job]) -> dict[str, float]:
+    def in_use(self, active: Iterable[Claim]) -> dict[str, float]:
         """What the running jobs hold: cores (CPU amount), RAM and disk in GiB, GPUs."""
         usage = Usage.of(self.held(job) for job in active)
         return {

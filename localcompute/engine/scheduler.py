@@ -91,7 +91,7 @@ class Scheduler:
         """Admit every waiting job the pool and the environments' slots allow now."""
         if self._closing:
             return
-        for job in await self.store.admit(self.pool.plan):
+        for job in await self.store.admit(self.pool):
             allocation = job.allocation
             log.info(
                 "job %s admitted in %s: %s",

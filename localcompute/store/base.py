@@ -9,13 +9,14 @@ transaction's writes land together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from typing import Any, Protocol
 
 from localcompute.core.models import (
     Allocation,
+    Claim,
     Job,
     JobQuery,
     JobSpec,
@@ -24,8 +25,18 @@ from localcompute.core.models import (
 )
 from localcompute.core.status import JobStatus, StopRequest
 
-# Given the running and the waiting jobs (oldest first): which to admit, with what.
-AdmissionPlan = Callable[[Sequence[Job], Sequence[Job]], list[tuple[str, Allocation]]]
+
+class Admission(Protocol):
+    """Who decides admission (the pool), as the store calls it inside one transaction."""
+
+    def full_environments(self, active: Sequence[Claim]) -> set[str]:
+        """With these jobs running, the environments without a free slot: their waiting
+        jobs are not even read."""
+
+    def plan(
+        self, active: Sequence[Claim], waiting: Sequence[Claim]
+    ) -> list[tuple[str, Allocation]]:
+        """Which waiting jobs (oldest first) to admit now, and what each gets."""
 
 
 class JobTransaction(Protocol):
@@ -48,8 +59,8 @@ class Store(Protocol):
     async def get(self, job_id: str) -> Job: ...
     async def find(self, query: JobQuery) -> list[Job]: ...
     async def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job: ...
-    async def admit(self, plan: AdmissionPlan) -> list[Job]:
-        """Admit the jobs `plan` picks, reading and writing in one transaction."""
+    async def admit(self, admission: Admission) -> list[Job]:
+        """Admit the jobs `admission` picks, reading and writing in one transaction."""
 
     async def slots_in_use(self) -> dict[str, int]: ...
     async def count_jobs(self) -> list[tuple[str, int, int]]: ...

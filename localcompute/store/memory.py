@@ -26,7 +26,7 @@ from localcompute.core.errors import (
 )
 from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions, ResultFile
 from localcompute.core.status import JobStatus, StopRequest, predecessors
-from localcompute.store.base import AdmissionPlan
+from localcompute.store.base import Admission
 from localcompute.store.queries import SETTABLE
 
 
@@ -163,15 +163,20 @@ class MemoryStore:
             row.update(fields, status=to)
             return _job(row)
 
-    async def admit(self, plan: AdmissionPlan) -> list[Job]:
+    async def admit(self, admission: Admission) -> list[Job]:
         async with self._lock:
             rows = list(self._state.jobs.values())
-            active = [_job(r) for r in rows if r["status"].holds_slot]
-            waiting = [_job(r) for r in rows if r["status"] == JobStatus.WARMING_UP]
+            active = [_job(r).claim for r in rows if r["status"].holds_slot]
+            full = admission.full_environments(active)
+            waiting = [
+                _job(r).claim
+                for r in rows
+                if r["status"] == JobStatus.WARMING_UP and r["environment"] not in full
+            ]
             if not waiting:
                 return []
             admitted = []
-            for job_id, allocation in plan(active, waiting):
+            for job_id, allocation in admission.plan(active, waiting):
                 row = self._state.jobs[job_id]
                 if row["status"] == JobStatus.WARMING_UP:
                     row.update(status=JobStatus.JOB_STARTED, allocation=allocation)

@@ -162,7 +162,16 @@ VALUES (:job_id, :environment, :owner, :agreement_id, :status,
 SQL_GET_JOB = "SELECT * FROM jobs WHERE job_id = ?"
 # Admission reads the running and the waiting jobs and moves the chosen ones to 10 with
 # their allocation, all in one transaction; `status = :waiting` guards each move.
-SQL_WAITING_JOBS = "SELECT * FROM jobs WHERE status = ? ORDER BY seq LIMIT ?"
+CLAIM_COLUMNS = "job_id, environment, json_extract(spec, '$.resources') AS resources, allocation"
+
+
+def waiting_claims(excluded: int) -> str:
+    """Waiting jobs, oldest first, but those of `excluded` environments (parameters: the
+    status, the environments, the limit)."""
+    skip = f" AND environment NOT IN ({','.join('?' * excluded)})" if excluded else ""
+    return f"SELECT {CLAIM_COLUMNS} FROM jobs WHERE status = ?{skip} ORDER BY seq LIMIT ?"
+
+
 SQL_ADMIT = """
 UPDATE jobs SET status = :started, allocation = :allocation
 WHERE job_id = :job_id AND status = :waiting
@@ -173,6 +182,7 @@ SQL_COUNT_SLOTS = (
 )
 SQL_COUNT_JOBS = "SELECT environment, status, COUNT(*) FROM jobs GROUP BY environment, status"
 SQL_ACTIVE_JOBS = f"SELECT * FROM jobs WHERE status IN ({SLOT_LIST}) ORDER BY seq"
+SQL_ACTIVE_CLAIMS = f"SELECT {CLAIM_COLUMNS} FROM jobs WHERE status IN ({SLOT_LIST}) ORDER BY seq"
 SQL_REQUEST_STOP = f"""
 UPDATE jobs SET stopreq = :stopreq
 WHERE job_id = :job_id AND status NOT IN ({FINAL_LIST}) AND stopreq = 0

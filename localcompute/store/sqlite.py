@@ -32,7 +32,7 @@ from localcompute.core.status import (
     StopRequest,
     TerminationReason,
 )
-from localcompute.store.base import AdmissionPlan
+from localcompute.store.base import Admission
 from localcompute.store.queries import (
     MIGRATIONS,
     SETTABLE,
@@ -216,15 +216,16 @@ class JobStore:
             )
         return self._written(row)
 
-    async def admit(self, plan: AdmissionPlan) -> list[Job]:
-        """Admit the waiting jobs `plan` picks, with their allocations, in one transaction:
-        what the running jobs hold is read in the same transaction that adds to it."""
+    async def admit(self, admission: Admission) -> list[Job]:
+        """Admit the waiting jobs `admission` picks, with their allocations, in one
+        transaction: what the running jobs hold is read in the one that adds to it."""
         async with self.transaction() as tx:
-            waiting = await tx.waiting_jobs()
+            active = await tx.active_claims()
+            waiting = await tx.waiting_claims(admission.full_environments(active))
             if not waiting:
                 return []
-            active = await tx.active_jobs()
-            rows = [await tx.admit(job_id, a) for job_id, a in plan(active, waiting)]
+            chosen = admission.plan(active, waiting)
+            rows = [await tx.admit(job_id, a) for job_id, a in chosen]
         return [self._written(row) for row in rows if row is not None]
 
     async def slots_in_use(self) -> dict[str, int]:

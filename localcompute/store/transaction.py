@@ -16,10 +16,10 @@ from typing import Any
 import aiosqlite
 
 from localcompute.core.errors import AgreementInUseError, NonceError, StoreError, TokenError
-from localcompute.core.models import Allocation, Job, JobSpec, Preconditions
+from localcompute.core.models import Allocation, Claim, Job, JobSpec, Preconditions
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.store.queries import (
-    SQL_ACTIVE_JOBS,
+    SQL_ACTIVE_CLAIMS,
     SQL_ADMIT,
     SQL_AGREEMENT_IN_USE,
     SQL_FORGET_EXPIRED_TOKENS,
@@ -30,7 +30,7 @@ from localcompute.store.queries import (
     SQL_REVOKE_TOKEN,
     SQL_SET_NONCE,
     SQL_TOKEN_REVOKED,
-    SQL_WAITING_JOBS,
+    waiting_claims,
 )
 
 # Waiting jobs one admission looks at; the rest wait for the next.
@@ -103,12 +103,16 @@ class Transaction:
         rows = await self._sql(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
         return Job.from_row(rows[0]) if rows else None
 
-    async def active_jobs(self) -> list[Job]:
-        return [Job.from_row(r) for r in await self._sql(SQL_ACTIVE_JOBS)]
+    async def active_claims(self) -> list[Claim]:
+        return [Claim.from_row(r) for r in await self._sql(SQL_ACTIVE_CLAIMS)]
 
-    async def waiting_jobs(self) -> list[Job]:
-        rows = await self._sql(SQL_WAITING_JOBS, (int(JobStatus.WARMING_UP), ADMISSION_WINDOW))
-        return [Job.from_row(r) for r in rows]
+    async def waiting_claims(self, excluded: set[str]) -> list[Claim]:
+        """The oldest waiting jobs of every environment but the `excluded` ones."""
+        envs = sorted(excluded)
+        rows = await self._sql(
+            waiting_claims(len(envs)), (int(JobStatus.WARMING_UP), *envs, ADMISSION_WINDOW)
+        )
+        return [Claim.from_row(r) for r in rows]
 
     async def admit(self, job_id: str, allocation: Allocation) -> Any:
         """Move a waiting job to 10 with what the pool gave it; the row, or None."""

@@ -66,7 +66,9 @@ SEE_GPU = (
 async def test_a_gpu_job_gets_its_device_end_to_end(engine_factory: EngineFactory) -> None:
     engine = await engine_factory(environments=[gpu_env()])
     assert engine.unavailable == {}
-    job = await wait_final(engine, await engine.submit(raw_job(SEE_GPU, environment="gpu", image=_image())))
+    job = await wait_final(
+        engine, await engine.submit(raw_job(SEE_GPU, environment="gpu", image=_image()))
+    )
     log = result_text(engine, job, "algorithm.log")
     print(log)
     assert (job.status, job.termination_reason, job.exit_code) == (

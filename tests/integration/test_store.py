@@ -68,7 +68,7 @@ async def test_transitions_are_compare_and_set(store: Store) -> None:
     with pytest.raises(TransitionRefusedError):
         await store.transition(job_id, JobStatus.RUNNING_ALGORITHM)
     assert (await store.get(job_id)).status == JobStatus.WARMING_UP
-    [admitted] = await store.admit(pool(max_jobs=1).plan)
+    [admitted] = await store.admit(pool(max_jobs=1))
     assert admitted.status == JobStatus.JOB_STARTED and admitted.allocation is not None
     # Two actors race to move the same job: exactly one wins.
     outcomes = await asyncio.gather(
@@ -105,7 +105,7 @@ async def test_admission_never_exceeds_max_jobs_or_the_pool_and_is_fifo(store: S
     ids = [await insert(store, spec()) for _ in range(6)]
     other = await insert(store, spec("other"))
     # Concurrent admissions: each reads what the others took, in its own transaction.
-    rounds = await asyncio.gather(*(store.admit(pool(cores=3).plan) for _ in range(6)))
+    rounds = await asyncio.gather(*(store.admit(pool(cores=3)) for _ in range(6)))
     got = [j.job_id for r in rounds for j in r]
     assert got == [*ids[:2], other]
     assert await store.slots_in_use() == {"env": 2, "other": 1}
@@ -113,7 +113,7 @@ async def test_admission_never_exceeds_max_jobs_or_the_pool_and_is_fifo(store: S
     assert sorted(cores) == [0, 1, 2]  # pinned, disjoint
     # A job that ends frees its slot and its core for the next in line.
     await store.transition(ids[0], JobStatus.JOB_COMPLETED, date_finished=1.0)
-    [nxt] = await store.admit(pool(cores=3).plan)
+    [nxt] = await store.admit(pool(cores=3))
     assert nxt.job_id == ids[2]
     first = next(j for r in rounds for j in r if j.job_id == ids[0])
     assert first.allocation is not None and nxt.allocation is not None
@@ -125,17 +125,17 @@ async def test_the_pool_after_a_restart_is_what_the_store_holds(tmp_path: Path) 
     first = JobStore(path)
     await first.open()
     ids = [await insert(first, spec()) for _ in range(3)]
-    admitted = await first.admit(pool(max_jobs=3, cores=2).plan)
+    admitted = await first.admit(pool(max_jobs=3, cores=2))
     await first.close()
     assert [j.job_id for j in admitted] == ids[:2]
     again = JobStore(path)
     await again.open()
     try:
         # Nothing freed: nothing more admitted, and no core counted twice or forgotten.
-        assert await again.admit(pool(max_jobs=3, cores=2).plan) == []
+        assert await again.admit(pool(max_jobs=3, cores=2)) == []
         active = await again.active_jobs()
         assert [j.allocation for j in active] == [j.allocation for j in admitted]
-        assert pool(cores=2).in_use(active)["cpu"] == 2
+        assert pool(cores=2).in_use(j.claim for j in active)["cpu"] == 2
     finally:
         await again.close()
 

@@ -73,7 +73,7 @@ def job(**algorithm: object) -> Job:
 def admitted(j: Job, env: EnvironmentSettings, cores: int = 8) -> Job:
     """`j` as the pool admits it into an empty pool of `cores` cores and `env`'s GPUs."""
     capacity = Capacity(tuple(range(cores)), 64 * 1024**3, 100 * 1024**3, tuple(env.gpu_devices))
-    [(_, allocation)] = Pool(capacity, lambda _: env).plan([], [j])
+    [(_, allocation)] = Pool(capacity, lambda _: env).plan([], [j.claim])
     return j.model_copy(update={"allocation": allocation})
 
 

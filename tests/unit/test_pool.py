@@ -7,50 +7,20 @@ import itertools
 import pytest
 
 from localcompute.core.errors import ConfigError
-from localcompute.core.models import AlgorithmSpec, Allocation, Job, JobResources, JobSpec
+from localcompute.core.models import Allocation, Claim, JobResources
 from localcompute.core.settings import EnvironmentSettings
-from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine.pool import GIB, Capacity, Pool, cpuset_text, parse_cpuset
 
 _ids = itertools.count()
 
 
-def job(env: str, resources: JobResources | None = None) -> Job:
-    return Job(
-        job_id=f"j{next(_ids)}",
-        environment=env,
-        owner="o",
-        agreement_id="a",
-        status=JobStatus.WARMING_UP,
-        stopreq=StopRequest.NONE,
-        removed=False,
-        delete_requested=False,
-        exit_code=None,
-        termination_reason=None,
-        detail="",
-        date_created=0,
-        date_finished=None,
-        max_duration=60,
-        secret="s" * 32,
-        spec=JobSpec(
-            environment=env,
-            algorithm=AlgorithmSpec(image="i", tag="t", entrypoint="true", rawcode="x"),
-            resources=resources or JobResources(),
-        ),
-        results=[],
-        fetch_started_at=None,
-        fetch_finished_at=None,
-        algorithm_started_at=None,
-        algorithm_finished_at=None,
-        filter_started_at=None,
-        filter_finished_at=None,
-        publish_started_at=None,
-        publish_finished_at=None,
-    )
+def job(env: str, resources: JobResources | None = None) -> Claim:
+    """A waiting job, as admission sees it."""
+    return Claim(job_id=f"j{next(_ids)}", environment=env, resources=resources or JobResources())
 
 
-def running(j: Job, allocation: Allocation) -> Job:
-    return j.model_copy(update={"status": JobStatus.RUNNING_ALGORITHM, "allocation": allocation})
+def running(j: Claim, allocation: Allocation) -> Claim:
+    return j.model_copy(update={"allocation": allocation})
 
 
 def make_pool(
@@ -60,7 +30,7 @@ def make_pool(
     return Pool(Capacity(tuple(range(cores)), int(ram_gb * GIB), 100 * GIB, gpus), by_id.get)
 
 
-def run_plan(pool: Pool, active: list[Job], waiting: list[Job]) -> list[Job]:
+def run_plan(pool: Pool, active: list[Claim], waiting: list[Claim]) -> list[Claim]:
     """Admit what the plan says; return the admitted jobs as running."""
     chosen = dict(pool.plan(active, waiting))
     return [running(j, chosen[j.job_id]) for j in waiting if j.job_id in chosen]
