@@ -221,11 +221,13 @@ class XfsQuota:
         return _hard_full(folder, limit)
 
 
-def _mount_of(path: Path) -> tuple[Path, str, str]:
+def mount_of(
+    path: Path, mountinfo: Path = Path("/proc/self/mountinfo")
+) -> tuple[Path, str, str]:
     """(mount point, file system type, super options) of the mount that holds `path`."""
     best: tuple[Path, str, str] = (Path("/"), "", "")
     resolved = path.resolve()
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+    with mountinfo.open(encoding="utf-8") as f:
         for line in f:
             head, _, tail = line.partition(" - ")
             point = Path(head.split()[4].replace("\\040", " "))
@@ -236,7 +238,7 @@ def _mount_of(path: Path) -> tuple[Path, str, str]:
 
 
 def _xfs(data_dir: Path) -> XfsQuota | str:
-    point, fstype, options = _mount_of(data_dir)
+    point, fstype, options = mount_of(data_dir)
     if fstype != "xfs":
         return f"{data_dir} is on {fstype or 'an unknown file system'}, not XFS"
     if not {"prjquota", "pquota"} & set(options.split(",")):
