@@ -221,9 +221,7 @@ class XfsQuota:
         return _hard_full(folder, limit)
 
 
-def mount_of(
-    path: Path, mountinfo: Path = Path("/proc/self/mountinfo")
-) -> tuple[Path, str, str]:
+def mount_of(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> tuple[Path, str, str]:
     """(mount point, file system type, super options) of the mount that holds `path`."""
     best: tuple[Path, str, str] = (Path("/"), "", "")
     resolved = path.resolve()
