@@ -65,6 +65,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
     app.cleanup_ctx.append(resources)
     setup_routes(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
+    app.router.add_get("/api/openapi/{dialect}.json", openapi_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/health", healthz)
     app.router.add_get("/metrics", metrics)

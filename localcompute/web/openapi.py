@@ -1,17 +1,32 @@
-"""The OpenAPI 3 document of every route, built from the route table and its models."""
+"""One OpenAPI 3.1 document per dialect, built from the route table and the very request
+models the handlers validate with, so that the documents cannot drift from the server.
+
+pydantic's JSON Schema (2020-12, which OpenAPI 3.1 uses as is) gives each request; its
+`$defs` are hoisted into `components/schemas`, so every `$ref` resolves. Answers are
+described by the schemas below, which the served answers are tested against (by
+schemathesis, in tests/integration/test_fuzz.py).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from localcompute import __version__
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine.publish import RESULT_TYPES
 
+Dialect = Literal["provider", "operator", "node"]
+DIALECTS: tuple[Dialect, ...] = ("provider", "operator", "node")
+SCHEMA_REF = "#/components/schemas/{model}"
+
+_TEXT_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
+
 _STATUS_OBJECT: dict[str, Any] = {
     "type": "object",
+    "required": ["jobId", "owner", "status", "statusText", "dateCreated", "results"],
     "properties": {
         "jobId": {"type": "string"},
         "owner": {"type": "string"},
@@ -19,16 +34,17 @@ _STATUS_OBJECT: dict[str, Any] = {
         "documentId": {"type": "string"},
         "environment": {"type": "string"},
         "dateCreated": {"type": "string", "description": "epoch seconds"},
-        "dateFinished": {"type": "string", "nullable": True},
+        "dateFinished": _TEXT_OR_NULL,
         "status": {"type": "integer", "enum": [int(s) for s in JobStatus]},
         "statusText": {"type": "string"},
         "results": {
             "type": "array",
             "items": {
                 "type": "object",
+                "required": ["filename", "filesize", "type"],
                 "properties": {
                     "filename": {"type": "string"},
-                    "filesize": {"type": "integer"},
+                    "filesize": {"type": "integer", "minimum": 0},
                     "type": {"type": "string", "enum": list(RESULT_TYPES)},
                 },
             },
@@ -40,17 +56,14 @@ _STATUS_OBJECT: dict[str, Any] = {
         "removed": {"type": "integer", "enum": [0, 1]},
         "algoDID": {"type": "string"},
         "inputDID": {"type": "array", "items": {"type": "string"}},
-        "exitCode": {"type": "integer", "nullable": True},
-        "terminationDetail": {"type": "string", "nullable": True},
-        "terminationReason": {
-            "type": "string",
-            "nullable": True,
-            "enum": [str(r) for r in TerminationReason],
-        },
+        "exitCode": {"type": ["integer", "null"]},
+        "terminationDetail": _TEXT_OR_NULL,
+        "terminationReason": {"enum": [*(str(r) for r in TerminationReason), None]},
     },
 }
 
-SCHEMAS: dict[str, Any] = {
+# Answers, per dialect: only the schemas a dialect's document references are put in it.
+RESPONSE_SCHEMAS: dict[str, Any] = {
     "Status": _STATUS_OBJECT,
     "StatusList": {"type": "array", "items": {"$ref": "#/components/schemas/Status"}},
     "OperatorStatus": {
@@ -72,52 +85,191 @@ SCHEMAS: dict[str, Any] = {
         "type": "array",
         "items": {"$ref": "#/components/schemas/OperatorStatus"},
     },
-    "Nonce": {"type": "object", "properties": {"nonce": {"type": "string"}}},
+    "Nonce": {
+        "type": "object",
+        "required": ["nonce"],
+        "properties": {"nonce": {"type": ["string", "integer"]}},
+    },
     "EnvironmentsByChain": {
         "type": "object",
-        "additionalProperties": {"type": "array", "items": {"type": "object"}},
+        "additionalProperties": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/Environment"},
+        },
     },
-    "Environments": {"type": "array", "items": {"type": "object"}},
+    "Environment": {
+        "type": "object",
+        "required": ["id", "cpuNumber", "ramGB", "diskGB", "maxJobs", "currentJobs"],
+        "properties": {
+            "id": {"type": "string"},
+            "desc": {"type": "string"},
+            "cpuNumber": {"type": "number"},
+            "gpuNumber": {"type": "integer"},
+            "ramGB": {"type": "number"},
+            "diskGB": {"type": "number"},
+            "priceMin": {"type": "number"},
+            "currentJobs": {"type": "integer", "minimum": 0},
+            "maxJobs": {"type": "integer", "minimum": 1},
+            "available": {"type": "boolean"},
+        },
+    },
+    "Environments": {"type": "array", "items": {"$ref": "#/components/schemas/Environment"}},
     "Initialize": {"type": "object"},
     "File": {"type": "string", "format": "binary"},
     "Logs": {"type": "string", "description": "stdout and stderr, as they come"},
     "ValidationError": {
         "type": "object",
+        "required": ["errors"],
         "properties": {
-            "errors": {"type": "object", "additionalProperties": {"type": "array"}},
+            "errors": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
             "message": {"type": "string"},
             "success": {"type": "boolean"},
         },
     },
-    "Error": {"type": "object", "properties": {"error": {}}},
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {}}},
     "NodeJobList": {
         "type": "array",
-        "items": {"type": "object", "description": "ocean.js 8's NodeComputeJob"},
+        "items": {
+            "type": "object",
+            "required": ["jobId", "status", "statusText"],
+            "properties": {
+                "jobId": {"type": "string"},
+                "owner": {"type": "string"},
+                "status": {"type": "integer", "enum": [int(s) for s in JobStatus]},
+                "statusText": {"type": "string"},
+            },
+            "description": "ocean.js 8's NodeComputeJob",
+        },
     },
     "NodeEnvironments": {
         "type": "array",
-        "items": {"type": "object", "description": "Ocean Node's ComputeEnvironment"},
+        "items": {
+            "type": "object",
+            "required": ["id", "resources"],
+            "properties": {
+                "id": {"type": "string"},
+                "resources": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "max", "min", "inUse"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "total": {"type": "number"},
+                            "max": {"type": "number"},
+                            "min": {"type": "number"},
+                            "inUse": {"type": "number"},
+                        },
+                    },
+                },
+            },
+            "description": "Ocean Node's ComputeEnvironment",
+        },
     },
-    "Token": {"type": "object", "properties": {"token": {"type": "string"}}},
+    "Token": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
     "Success": {"type": "object", "properties": {"success": {"type": "boolean"}}},
 }
 
+SIGNING: dict[Dialect, str] = {
+    "provider": (
+        "Signed operations carry `consumerAddress`, a `nonce` greater than the last one this "
+        "server accepted from that address (GET nonce says which; a decimal number, as "
+        "ocean.py sends it, or its string), and `signature`: an EIP-191 personal_sign "
+        "(`\\x19Ethereum Signed Message:\\n32` + keccak256(message)) by consumerAddress, "
+        "65 bytes as 0x-hex. The message of each operation is in its description; "
+        "`+` means plain concatenation of the texts."
+    ),
+    "operator": (
+        "Every operation but environments is called by a provider listed in [operator] "
+        "allowed_providers (loopback callers when the list is empty). It sends "
+        "`providerAddress`, `nonce` (greater than its last one) and `providerSignature`: "
+        "EIP-191 personal_sign of the message named in the operation's description."
+    ),
+    "node": (
+        "Ocean Node's dialect. Signed operations send `consumerAddress`, `nonce` (greater than "
+        "the last one accepted in this dialect) and `signature`: EIP-191 personal_sign of "
+        "the message named in the operation's description; or, instead, an auth token from "
+        "auth/token in the `Authorization` header."
+    ),
+}
 
-def _error(description: str, schema: str = "Error") -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
+TITLES: dict[Dialect, str] = {
+    "provider": "localcompute: the provider compute API (/api/services)",
+    "operator": "localcompute: the Operator-Service API v1 (/api/v1)",
+    "node": "localcompute: Ocean Node's compute dialect",
+}
 
 
-def build_openapi(node_prefix: str = "/node") -> dict[str, Any]:
-    from localcompute.web.routes import all_routes
+def _error(description: str, *schemas: str) -> dict[str, Any]:
+    refs = [{"$ref": SCHEMA_REF.format(model=s)} for s in schemas or ("Error",)]
+    schema = refs[0] if len(refs) == 1 else {"anyOf": refs}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
+
+def request_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    """`model`'s JSON Schema, its definitions hoisted into `components`."""
+    schema: dict[str, Any] = _nullable(
+        model.model_json_schema(by_alias=True, ref_template=SCHEMA_REF)
+    )
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    return schema
+
+
+def _nullable(value: Any) -> Any:
+    """pydantic's `anyOf: [{type: T, …}, {type: null}]` as `{type: [T, null], …}`: the same
+    set of values, in the form code generators turn into `T | None`."""
+    if isinstance(value, list):
+        return [_nullable(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    value = {k: _nullable(v) for k, v in value.items()}
+    options = value.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        [other] = [o for o in options if o != {"type": "null"}]
+        if isinstance(other.get("type"), str) and "$ref" not in other:
+            del value["anyOf"]
+            return {**other, **value, "type": [other["type"], "null"]}
+    return value
+
+
+def _referenced(value: Any) -> set[str]:
+    """Every component schema `value` refers to."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            found.add(ref.rsplit("/", 1)[1])
+        for item in value.values():
+            found |= _referenced(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _referenced(item)
+    return found
+
+
+def build_openapi(dialect: Dialect, node_prefix: str = "/node") -> dict[str, Any]:
+    from localcompute.web.routes import OPERATOR_ROUTES, PROVIDER_ROUTES, node_routes
+
+    routes = {
+        "provider": PROVIDER_ROUTES,
+        "operator": OPERATOR_ROUTES,
+        "node": node_routes(node_prefix),
+    }[dialect]
+    validation = ("Error", "ValidationError") if dialect == "provider" else ("Error",)
+    components: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
-    for route in all_routes(node_prefix):
-        operation: dict[str, Any] = {"operationId": route.name, "summary": route.summary}
+    for route in routes:
+        operation: dict[str, Any] = {
+            "operationId": route.name,
+            "summary": route.summary.split(". ")[0].rstrip("."),
+            "description": route.summary,
+        }
         if route.model is not None:
-            schema = route.model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+            schema = request_schema(route.model, components)
             if route.method == "GET":
                 required = set(schema.get("required", []))
                 operation["parameters"] = [
@@ -130,42 +282,61 @@ def build_openapi(node_prefix: str = "/node") -> dict[str, Any]:
                     for name, prop in schema.get("properties", {}).items()
                 ]
             else:
+                components[route.model.__name__] = schema
                 operation["requestBody"] = {
-                    "description": "A JSON body; the same fields are also read from the query.",
-                    "content": {"application/json": {"schema": schema}},
+                    "required": True,
+                    "description": "A JSON object; the same fields may come in the query.",
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": SCHEMA_REF.format(model=route.model.__name__)}
+                        }
+                    },
                 }
         content_type = {"File": "application/octet-stream", "Logs": "text/plain"}.get(
             route.returns, "application/json"
         )
-        operation["responses"] = {
-            "200": {
-                "description": "OK",
-                "content": {
-                    content_type: {"schema": {"$ref": f"#/components/schemas/{route.returns}"}}
-                },
-            },
-            "400": _error("Bad input, a bad signature or nonce, or a refused request"),
-            "401": _error("The caller may not use this API"),
+        ok: dict[str, Any] = {
+            "description": "OK",
+            "content": {content_type: {"schema": {"$ref": SCHEMA_REF.format(model=route.returns)}}},
+        }
+        responses: dict[str, Any] = {"200": ok}
+        if route.returns == "File":
+            responses["206"] = {**ok, "description": "The requested byte range"}
+            responses["416"] = _error("The range lies outside the file")
+        responses |= {
+            "400": _error("Bad input, a bad signature or nonce, or a refused request", *validation),
+            "401": _error("The caller may not use this API, or its signature or token is bad"),
             "404": _error("No such job or result for this caller"),
             "413": _error("The body is over the size limit"),
             "503": _error("The Docker engine does not answer"),
         }
+        operation["responses"] = responses
         paths.setdefault(route.path, {})[route.method.lower()] = operation
+    # Only the answers this dialect gives, and everything they refer to.
+    wanted = _referenced(paths)
+    while True:
+        more = _referenced([RESPONSE_SCHEMAS[n] for n in wanted if n in RESPONSE_SCHEMAS])
+        if more <= wanted:
+            break
+        wanted |= more
+    components |= {n: RESPONSE_SCHEMAS[n] for n in sorted(wanted) if n in RESPONSE_SCHEMAS}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
-            "title": "localcompute",
+            "title": TITLES[dialect],
             "version": __version__,
-            "description": "Ocean Protocol compute-to-data on one host: the provider compute "
-            f"API (/api/services), the Operator-Service API v1 (/api/v1) and Ocean Node's "
-            f"dialect ({node_prefix}).",
+            "description": SIGNING[dialect],
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": dict(sorted(components.items()))},
     }
 
 
 async def openapi_handler(request: web.Request) -> web.Response:
+    """/api/openapi.json (the provider API) and /api/openapi/<dialect>.json."""
     from localcompute.web.context import SETTINGS
 
-    return web.json_response(build_openapi(request.app[SETTINGS].node.prefix))
+    dialect = request.match_info.get("dialect", "provider")
+    if dialect not in DIALECTS:
+        raise web.HTTPNotFound(reason=f"no OpenAPI document {dialect!r}: {', '.join(DIALECTS)}")
+    return web.json_response(build_openapi(dialect, request.app[SETTINGS].node.prefix))
