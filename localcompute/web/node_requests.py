@@ -10,12 +10,19 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
 
 from localcompute.core.models import Container
-from localcompute.web.params import Nonce, OptionalText, RequestModel, absent_if_empty
+from localcompute.web.params import (
+    ADDRESS_PATTERN,
+    Nonce,
+    OptionalText,
+    RequestModel,
+    Signature,
+    absent_if_empty,
+)
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS = re.compile(ADDRESS_PATTERN)
 
 
 def _absent(value: Any) -> Any:
@@ -29,16 +36,20 @@ def _address(value: Any) -> Any:
     return value
 
 
+ADDRESS_SCHEMA = WithJsonSchema({"type": "string", "pattern": ADDRESS_PATTERN})
 Maybe = Annotated[str | None, BeforeValidator(_absent)]
+MaybeSignature = Annotated[Signature | None, BeforeValidator(_absent)]
 MaybeNonce = Annotated[Nonce | None, BeforeValidator(_absent)]
-Address = Annotated[str, BeforeValidator(_address)]
-MaybeAddress = Annotated[str | None, BeforeValidator(_address), BeforeValidator(_absent)]
+Address = Annotated[str, BeforeValidator(_address), ADDRESS_SCHEMA]
+MaybeAddress = Annotated[
+    Annotated[str, ADDRESS_SCHEMA] | None, BeforeValidator(_address), BeforeValidator(_absent)
+]
 
 
 class Signed(RequestModel):
     """A signature over consumerAddress + nonce + command, or none (then a token)."""
 
-    signature: Maybe = None
+    signature: MaybeSignature = None
     nonce: MaybeNonce = None
 
 

@@ -220,19 +220,25 @@ def request_schema(model: type[BaseModel], components: dict[str, Any]) -> dict[s
 
 
 def _nullable(value: Any) -> Any:
-    """pydantic's `anyOf: [{type: T, …}, {type: null}]` as `{type: [T, null], …}`: the same
-    set of values, in the form code generators turn into `T | None`."""
+    """pydantic's `anyOf: [{type: T, …}, {type: null}]` as `{type: [T, null], …}`, and
+    `(A | B) | None` as `A | B | None`: the same values, in the forms code generators
+    turn into `T | None`."""
     if isinstance(value, list):
         return [_nullable(v) for v in value]
     if not isinstance(value, dict):
         return value
-    value = {k: _nullable(v) for k, v in value.items()}
+    # "default": null says no more than "not required" does, and generators copy it
+    # into the member types of a union, where it is no valid value.
+    value = {k: _nullable(v) for k, v in value.items() if not (k == "default" and v is None)}
     options = value.get("anyOf")
     if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
         [other] = [o for o in options if o != {"type": "null"}]
         if isinstance(other.get("type"), str) and "$ref" not in other:
             del value["anyOf"]
             return {**other, **value, "type": [other["type"], "null"]}
+        if isinstance(other.get("anyOf"), list):  # (A | B) | None as A | B | None
+            inner = {k: v for k, v in other.items() if k != "anyOf"}
+            return {**inner, **value, "anyOf": [*other["anyOf"], {"type": "null"}]}
     return value
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from localcompute.web.params import Nonce, OptionalText, RequestModel, absent_if_empty
+from localcompute.web.params import Nonce, OptionalText, RequestModel, Signature, absent_if_empty
 from localcompute.web.provider_requests import ContainerRef
 
 
 class Signed(RequestModel):
-    signature: str | None = None
-    providerSignature: str | None = None
+    signature: Signature | None = None
+    providerSignature: Signature | None = None
     nonce: Nonce | None = None
 
     @property

@@ -11,7 +11,7 @@ import json
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from localcompute.core.errors import RequestValidationError
 
@@ -31,8 +31,36 @@ def absent_if_empty(value: Any) -> Any:
 OptionalText = Annotated[str | None, BeforeValidator(absent_if_empty)]
 """A string field where "" means the field was not sent."""
 
-Nonce = str | int | float
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+SIGNATURE_PATTERN = r"^(0x)?[0-9a-fA-F]{130}$"
+
+Nonce = Annotated[
+    str | int | float,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "Greater than the last nonce this server accepted from the signer.",
+        }
+    ),
+]
 """Clients send nonces as JSON numbers (ocean.py) or strings (ocean.js)."""
+
+AddressText = Annotated[str, Field(pattern=ADDRESS_PATTERN, description="An Ethereum address.")]
+
+Signature = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": SIGNATURE_PATTERN,
+            "description": "EIP-191 personal_sign of the operation's message: r, s, v as hex.",
+        }
+    ),
+]
+"""A signature as the document states it; checked (its bytes, its signer) when verified."""
 
 
 class RequestModel(BaseModel):

@@ -12,7 +12,14 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from localcompute.core.models import Container
-from localcompute.web.params import Nonce, OptionalText, RequestModel, absent_if_empty
+from localcompute.web.params import (
+    AddressText,
+    Nonce,
+    OptionalText,
+    RequestModel,
+    Signature,
+    absent_if_empty,
+)
 
 
 def _json_object(value: Any) -> Any:
@@ -62,15 +69,15 @@ class StartRequest(RequestModel):
     algorithm: AlgorithmRef
     additionalDatasets: list[DatasetRef] = Field(default_factory=list, alias="additionalInputs")
     environment: str = Field(min_length=1)
-    consumerAddress: str = Field(min_length=1)
+    consumerAddress: AddressText
     nonce: Nonce
-    signature: str = Field(min_length=1)
+    signature: Signature
 
     _parse_json = field_validator("dataset", "algorithm", mode="before")(_json_object)
 
 
 class StatusRequest(RequestModel):
-    consumerAddress: str = Field(min_length=1)
+    consumerAddress: AddressText
     # Clients send absent filters as empty strings (and sign them as such).
     jobId: OptionalText = None
     documentId: OptionalText = None
@@ -79,11 +86,11 @@ class StatusRequest(RequestModel):
 
 
 class StopJobRequest(RequestModel):
-    consumerAddress: str = Field(min_length=1)
+    consumerAddress: AddressText
     jobId: OptionalText = None
     documentId: OptionalText = None
     nonce: Nonce
-    signature: str = Field(min_length=1)
+    signature: Signature
 
 
 class DeleteRequest(StopJobRequest):
@@ -94,13 +101,13 @@ class DeleteRequest(StopJobRequest):
 class ResultRequest(RequestModel):
     jobId: str = Field(min_length=1)
     index: int = Field(ge=0)
-    consumerAddress: str = Field(min_length=1)
+    consumerAddress: AddressText
     nonce: Nonce
-    signature: str = Field(min_length=1)
+    signature: Signature
 
 
 class NonceRequest(RequestModel):
-    userAddress: str = Field(min_length=1)
+    userAddress: AddressText
 
 
 class EnvironmentsRequest(RequestModel):
@@ -111,11 +118,11 @@ class InitializeRequest(RequestModel):
     datasets: list[DatasetRef] = Field(min_length=1)
     algorithm: AlgorithmRef
     compute: dict[str, Any]
-    consumerAddress: str = Field(min_length=1)
+    consumerAddress: AddressText
 
 
 class LogsRequest(RequestModel):
-    consumerAddress: str = Field(min_length=1)
+    consumerAddress: AddressText
     jobId: str = Field(min_length=1)
     nonce: Nonce
-    signature: str = Field(min_length=1)
+    signature: Signature

@@ -117,7 +117,8 @@ async def test_a_client_generated_from_the_documents_imports_and_type_checks(
             "from generated import provider, operator, node\n"
             "provider.Status(jobId='j', owner='0x1', status=70, statusText='Job completed',"
             " dateCreated='1', results=[])\n"
-            "node.Nonce(nonce='3')\n",
+            "node.NodeEnvironments.model_validate([{'id': 'e', 'resources': []}])\n"
+            "operator.OperatorStatusList.model_validate([])\n",
         ],
         cwd=tmp_path,
         capture_output=True,

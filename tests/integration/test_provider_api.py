@@ -277,7 +277,8 @@ async def test_the_openapi_document_describes_what_the_server_answers(
                 assert r.content_type == "application/json"
     # What the server says is missing from an empty start is what the document requires.
     start = doc["paths"]["/api/services/compute"]["post"]
-    schema = start["requestBody"]["content"]["application/json"]["schema"]
+    ref = start["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
     async with session.post(served.base_url + "/api/services/compute", json={}) as r:
         missing = set((await r.json())["errors"])
     assert missing == set(schema["required"])
