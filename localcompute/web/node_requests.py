@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, WithJsonSchema, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from localcompute.core.models import Container
+from localcompute.web.examples import NODE_FREE_COMPUTE, examples
 from localcompute.web.params import (
     ADDRESS_PATTERN,
     Nonce,
@@ -103,6 +104,8 @@ class ResourceAmount(RequestModel):
 
 
 class FreeComputeRequest(Signed):
+    model_config = ConfigDict(**Signed.model_config, json_schema_extra=examples(NODE_FREE_COMPUTE))
+
     consumerAddress: Address
     environment: str = Field(min_length=1)
     datasets: list[Asset] = Field(default_factory=list)

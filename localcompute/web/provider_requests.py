@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from localcompute.core.models import Container
+from localcompute.web.examples import PROVIDER_START, examples
 from localcompute.web.params import (
     AddressText,
     Nonce,
@@ -65,6 +66,10 @@ class AlgorithmRef(RequestModel):
 
 
 class StartRequest(RequestModel):
+    model_config = ConfigDict(
+        **RequestModel.model_config, json_schema_extra=examples(PROVIDER_START)
+    )
+
     dataset: DatasetRef
     algorithm: AlgorithmRef
     additionalDatasets: list[DatasetRef] = Field(default_factory=list, alias="additionalInputs")
