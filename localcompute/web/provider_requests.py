@@ -46,7 +46,19 @@ class ContainerRef(Container, RequestModel):
     """The request's container: the fields of core's Container, other keys ignored."""
 
 
+def _one_of_present(*fields: str) -> dict[str, Any]:
+    """JSON Schema for "at least one of `fields`, not blank", as the handler checks it."""
+    present = {"type": "string", "pattern": r"\S"}
+    return {"anyOf": [{"required": [f], "properties": {f: present}} for f in fields]}
+
+
 class AlgorithmMeta(RequestModel):
+    """Raw code to run, or a URL to fetch it from; raw code wins when both are sent."""
+
+    model_config = ConfigDict(
+        **RequestModel.model_config, json_schema_extra=_one_of_present("rawcode", "url")
+    )
+
     rawcode: OptionalText = None
     url: OptionalText = None
     container: ContainerRef
@@ -55,6 +67,18 @@ class AlgorithmMeta(RequestModel):
 
 
 class AlgorithmRef(RequestModel):
+    """A published algorithm by its DID, or one given in `meta`; meta wins."""
+
+    model_config = ConfigDict(
+        **RequestModel.model_config,
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["meta"]},
+                {"required": ["documentId"], "properties": {"documentId": {"minLength": 1}}},
+            ]
+        },
+    )
+
     documentId: OptionalText = None
     meta: AlgorithmMeta | None = None
     serviceId: OptionalText = None
