@@ -1,0 +1,84 @@
+"""A longer fuzzing run than CI's: schemathesis against the three OpenAPI documents of a
+served localcompute (the fake runtime: nothing runs in Docker), with a seed of its own.
+
+Prints, per document, how many requests were sent and how many failed any of the checks
+CI runs (no server error; status codes, content types and bodies as documented), and
+each failure's report. Exit status 1 when anything failed.
+
+    .venv/bin/python bench/fuzz.py [--examples 2000] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from localcompute.web.openapi import DIALECTS
+from tests.integration.test_fuzz import CHECKS, NOBODY
+from tests.served import fake_server
+
+
+async def fuzz(base_url: str, dialect: str, examples: int, seed: int) -> tuple[int, bool, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{base_url}/api/openapi/{dialect}.json",
+        "--url",
+        base_url,
+        "--checks",
+        CHECKS,
+        "--mode",
+        "all",
+        "--max-examples",
+        str(examples),
+        "--seed",
+        str(seed),
+        "--workers",
+        "1",
+        "--no-color",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await process.communicate()
+    text = out.decode(errors="replace")
+    found = re.search(r"(\d+) generated", text)
+    return (int(found.group(1)) if found else 0), process.returncode == 0, text
+
+
+async def main(examples: int, seed: int) -> int:
+    extra = f'[operator]\nallowed_providers = ["{NOBODY}"]\n'
+    with tempfile.TemporaryDirectory() as tmp:
+        async with fake_server(Path(tmp), extra=extra) as served:
+            start = time.monotonic()
+            runs = await asyncio.gather(
+                *(fuzz(served.base_url, d, examples, seed) for d in DIALECTS)
+            )
+            elapsed = time.monotonic() - start
+    failed = False
+    for dialect, (count, ok, text) in zip(DIALECTS, runs, strict=True):
+        print(f"{dialect}: {count} requests, {'no failure' if ok else 'FAILURES'}")
+        if not ok:
+            failed = True
+            print(text[text.find("FAILURES") :] if "FAILURES" in text else text[-4000:])
+    total = sum(count for count, _, _ in runs)
+    print(
+        f"all: {total} requests in {elapsed:.0f} s, seed {seed}, {examples} examples per operation"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--examples", type=int, default=2000, help="per operation")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.examples, args.seed)))
