@@ -45,6 +45,8 @@ async def fuzz(base_url: str, dialect: str, examples: int, seed: int) -> tuple[i
         "--workers",
         "1",
         "--no-color",
+        # Its cache (.schemathesis/) goes to a temporary folder, not the checkout.
+        cwd=tempfile.gettempdir(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -157,6 +158,8 @@ async def fuzz(served: Served, dialect: str) -> tuple[int, str]:
         "--workers",
         "1",
         "--no-color",
+        # Its cache (.schemathesis/) goes to a temporary folder, not the checkout.
+        cwd=tempfile.gettempdir(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
