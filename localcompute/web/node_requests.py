@@ -16,6 +16,7 @@ from localcompute.core.models import Container
 from localcompute.web.examples import NODE_FREE_COMPUTE, examples
 from localcompute.web.params import (
     ADDRESS_PATTERN,
+    META_OR_DOCUMENT_ID,
     Nonce,
     OptionalText,
     RequestModel,
@@ -86,6 +87,10 @@ class AlgorithmMeta(RequestModel):
 
 
 class Algorithm(RequestModel):
+    """Raw code (or a url fileObject) in `meta`'s container, or a configured algorithm's DID."""
+
+    model_config = ConfigDict(**RequestModel.model_config, json_schema_extra=META_OR_DOCUMENT_ID)
+
     meta: AlgorithmMeta | None = None
     fileObject: FileObject | None = None
     documentId: OptionalText = None

@@ -48,6 +48,14 @@ Nonce = Annotated[
 ]
 """Clients send nonces as JSON numbers (ocean.py) or strings (ocean.js)."""
 
+# An algorithm is given in `meta` or named by `documentId` (meta wins), in both dialects.
+META_OR_DOCUMENT_ID: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["meta"]},
+        {"required": ["documentId"], "properties": {"documentId": {"minLength": 1}}},
+    ]
+}
+
 AddressText = Annotated[str, Field(pattern=ADDRESS_PATTERN, description="An Ethereum address.")]
 
 Signature = Annotated[

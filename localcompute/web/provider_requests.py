@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, field_validator
 from localcompute.core.models import Container
 from localcompute.web.examples import PROVIDER_START, examples
 from localcompute.web.params import (
+    META_OR_DOCUMENT_ID,
     AddressText,
     Nonce,
     OptionalText,
@@ -69,15 +70,7 @@ class AlgorithmMeta(RequestModel):
 class AlgorithmRef(RequestModel):
     """A published algorithm by its DID, or one given in `meta`; meta wins."""
 
-    model_config = ConfigDict(
-        **RequestModel.model_config,
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["meta"]},
-                {"required": ["documentId"], "properties": {"documentId": {"minLength": 1}}},
-            ]
-        },
-    )
+    model_config = ConfigDict(**RequestModel.model_config, json_schema_extra=META_OR_DOCUMENT_ID)
 
     documentId: OptionalText = None
     meta: AlgorithmMeta | None = None
