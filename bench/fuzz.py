@@ -58,20 +58,26 @@ async def fuzz(base_url: str, dialect: str, examples: int, seed: int) -> tuple[i
 
 async def main(examples: int, seed: int) -> int:
     extra = f'[operator]\nallowed_providers = ["{NOBODY}"]\n'
+    failed = False
+    total = 0
     with tempfile.TemporaryDirectory() as tmp:
         async with fake_server(Path(tmp), extra=extra) as served:
             start = time.monotonic()
-            runs = await asyncio.gather(
-                *(fuzz(served.base_url, d, examples, seed) for d in DIALECTS)
-            )
+
+            async def one(dialect: str) -> tuple[str, int, bool, str]:
+                return (dialect, *await fuzz(served.base_url, dialect, examples, seed))
+
+            # Each document's result as soon as it is in, so a long run shows its progress.
+            for finished in asyncio.as_completed([one(d) for d in DIALECTS]):
+                dialect, count, ok, text = await finished
+                total += count
+                failed = failed or not ok
+                print(
+                    f"{dialect}: {count} requests, {'no failure' if ok else 'FAILURES'}", flush=True
+                )
+                if not ok:
+                    print(text[text.find("FAILURES") :] if "FAILURES" in text else text[-4000:])
             elapsed = time.monotonic() - start
-    failed = False
-    for dialect, (count, ok, text) in zip(DIALECTS, runs, strict=True):
-        print(f"{dialect}: {count} requests, {'no failure' if ok else 'FAILURES'}")
-        if not ok:
-            failed = True
-            print(text[text.find("FAILURES") :] if "FAILURES" in text else text[-4000:])
-    total = sum(count for count, _, _ in runs)
     print(
         f"all: {total} requests in {elapsed:.0f} s, seed {seed}, {examples} examples per operation"
     )
