@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import tempfile
 import time
@@ -21,39 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localcompute.web.openapi import DIALECTS
-from tests.integration.test_fuzz import CHECKS, NOBODY
+from tests.integration.test_fuzz import NOBODY, run_schemathesis
 from tests.served import fake_server
-
-
-async def fuzz(base_url: str, dialect: str, examples: int, seed: int) -> tuple[int, bool, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "run",
-        f"{base_url}/api/openapi/{dialect}.json",
-        "--url",
-        base_url,
-        "--checks",
-        CHECKS,
-        "--mode",
-        "all",
-        "--max-examples",
-        str(examples),
-        "--seed",
-        str(seed),
-        "--workers",
-        "1",
-        "--no-color",
-        # Its cache (.schemathesis/) goes to a temporary folder, not the checkout.
-        cwd=tempfile.gettempdir(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await process.communicate()
-    text = out.decode(errors="replace")
-    found = re.search(r"(\d+) generated", text)
-    return (int(found.group(1)) if found else 0), process.returncode == 0, text
 
 
 async def main(examples: int, seed: int) -> int:
@@ -65,7 +33,7 @@ async def main(examples: int, seed: int) -> int:
             start = time.monotonic()
 
             async def one(dialect: str) -> tuple[str, int, bool, str]:
-                return (dialect, *await fuzz(served.base_url, dialect, examples, seed))
+                return (dialect, *await run_schemathesis(served.base_url, dialect, examples, seed))
 
             # Each document's result as soon as it is in, so a long run shows its progress.
             for finished in asyncio.as_completed([one(d) for d in DIALECTS]):
