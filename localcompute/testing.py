@@ -135,8 +135,8 @@ class FakeRuntime:
     async def create(self, spec: ContainerSpec) -> None:
         self._answering()
         await self.ensure_image(spec.image, "never")
-        if spec.name in self.containers:
-            raise ContainerError(f"container {spec.name} exists", status=409)
+        # As Docker's runtime does: one left over under the same name is replaced.
+        await self.remove(spec.name)
         self.containers[spec.name] = FakeContainer(spec)
         self.created.append(spec.name)
 

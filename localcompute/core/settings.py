@@ -103,6 +103,12 @@ class DockerSettings(_Section):
     log_max_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="Most bytes kept of one container's log."
     )
+    reconcile_interval: float = Field(
+        60,
+        gt=0,
+        description="Seconds between sweeps that remove containers and mounts of this "
+        "server that belong to no running job (a crash's leftovers).",
+    )
 
 
 class EnvironmentSettings(_Section):

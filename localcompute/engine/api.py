@@ -29,6 +29,7 @@ from localcompute.core.errors import (
 from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus, StopRequest
+from localcompute.engine import failpoints
 from localcompute.engine.capacity import measure
 from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.gpu_probe import probe_gpus
@@ -83,6 +84,7 @@ class Engine:
     async def start(self) -> None:
         """Lock the data folder, open the store and Docker, check the helper image,
         reconcile, admit."""
+        failpoints.armed()  # a misspelt failpoint fails the start, not silently the test
         await self.claim_data_dir()
         try:
             capacity = await asyncio.to_thread(measure, self.settings)
@@ -110,9 +112,13 @@ class Engine:
             network = self.settings.docker.fetch_network
             if network == "auto":
                 network = "bridge" if has_bridge else "host"
+            # The store and runtime the jobs' steps use: with their failpoints in a test
+            # that arms one, themselves otherwise.
+            store = failpoints.watch_store(self.store)
+            runtime = failpoints.watch_runtime(self.runtime)
             pipeline = Pipeline(
-                self.store,
-                self.runtime,
+                store,
+                runtime,
                 self.settings,
                 ContainerDefaults(
                     instance=instance,
@@ -123,9 +129,7 @@ class Engine:
                 self.metrics,
                 self.disk,
             )
-            self._scheduler = Scheduler(
-                self.store, self.runtime, self.settings, pipeline, self.pool
-            )
+            self._scheduler = Scheduler(store, runtime, self.settings, pipeline, self.pool)
             await self._scheduler.reconcile()
             self.unavailable = await probe_gpus(
                 self.runtime,
@@ -141,6 +145,7 @@ class Engine:
             raise
         await self.scheduler.admit()
         self.scheduler.in_background(self._expiry_loop())
+        self.scheduler.in_background(self.scheduler.sweep_forever())
 
     async def claim_data_dir(self) -> None:
         """Create and lock the data folder (ConfigError naming the holder if another
@@ -271,6 +276,7 @@ class Engine:
             for job_id in job_ids:
                 await tx.request_stop(job_id, StopRequest.STOP)
                 await tx.request_delete(job_id)
+        failpoints.hit("delete.after_request")
         answered = []
         for job in await self._stopped(job_ids):
             if job.is_final and not job.removed and not self.scheduler.is_running(job.job_id):
@@ -397,6 +403,7 @@ class Engine:
             if env is None or env.storage_expiry == 0 or job.date_finished is None:
                 continue
             if job.date_finished + env.storage_expiry <= now:
+                failpoints.hit("expiry.before_delete")
                 await self.delete(job.job_id)
                 expired.append(job.job_id)
         if expired:

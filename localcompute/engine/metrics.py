@@ -73,6 +73,12 @@ class Metrics:
             ["environment", "resource"],
             registry=r,
         )
+        self.reconciled = Counter(
+            "localcompute_reconciled",
+            "Leftovers of crashes removed: containers, mounts, deleted jobs' files.",
+            ["kind"],
+            registry=r,
+        )
         self.result_bytes = Counter(
             "localcompute_result_bytes", "Bytes of results served.", registry=r
         )
@@ -84,6 +90,10 @@ class Metrics:
             finished = getattr(job, f"{phase}_finished_at")
             if started is not None and finished is not None and finished >= started:
                 self.phase_seconds.labels(phase).observe(finished - started)
+
+    def swept(self, kind: str, count: int) -> None:
+        if count:
+            self.reconciled.labels(kind).inc(count)
 
     def pulled(self, seconds: float) -> None:
         self.phase_seconds.labels("pull").observe(seconds)

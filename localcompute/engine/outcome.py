@@ -85,6 +85,32 @@ def algorithm_outcome(
     return TerminationReason.COMPLETED
 
 
+def interrupt_while_away(
+    exit_: ContainerExit, stop_requested: bool, deadline: float | None
+) -> Interrupt | None:
+    """For an algorithm that exited while no server watched it (or while Docker was
+    away): whether the server had stopped it or its deadline had, so that the job says
+    "stopped" or "timed out" rather than blaming the algorithm for the signal."""
+    if exit_.exit_code == 0:
+        return None
+    if stop_requested:
+        return Interrupt.STOP
+    if deadline is not None and exit_.finished_at is not None and exit_.finished_at >= deadline:
+        return Interrupt.TIMEOUT
+    return None
+
+
+def killed_by_docker_restart(
+    exit_: ContainerExit, interrupt: Interrupt | None, docker_lost_at: float
+) -> bool:
+    """Whether the algorithm ended because the Docker engine went away under it: Docker
+    kills running containers when it starts again (without live-restore), which looks
+    like a SIGKILL that came after the engine stopped answering."""
+    if interrupt is not None or exit_.oom_killed or exit_.exit_code not in (137, 255):
+        return False
+    return exit_.finished_at is None or exit_.finished_at >= docker_lost_at - 1.0
+
+
 def fetch_ending(
     exit_: ContainerExit,
     interrupt: Interrupt | None,

@@ -26,6 +26,7 @@ from localcompute.core.errors import (
 from localcompute.core.models import Job
 from localcompute.core.settings import EnvironmentSettings, Settings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.engine import failpoints
 from localcompute.engine.livelog import LiveLog, move_log
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.outcome import (
@@ -35,6 +36,8 @@ from localcompute.engine.outcome import (
     algorithm_outcome,
     fetch_ending,
     first_failure,
+    interrupt_while_away,
+    killed_by_docker_restart,
     resolve,
 )
 from localcompute.engine.publish import build_results
@@ -86,6 +89,8 @@ class Pipeline:
         self.watch = ContainerWatch(runtime, settings.docker)
         # The output of every algorithm running now, for readers that follow it live.
         self.live_logs: dict[str, LiveLog] = {}
+        # Job id → when Docker stopped answering while its algorithm ran.
+        self._docker_lost: dict[str, float] = {}
         self._steps: dict[Stage, StepRun] = {
             Stage.FETCH: self._fetch,
             Stage.ALGORITHM: self._algorithm,
@@ -146,8 +151,10 @@ class Pipeline:
             return Ending(reason=TerminationReason.STOPPED)
         ctx = self.context(job)
         ws = ctx.workspace
+        # A fetch left by a crash is run again from a clean folder: it only reads
+        # sources and writes the job's data, so running it twice is safe (the
+        # algorithm is never run twice). create() replaces a container of the same name.
         spec = containers.fetch_container(ctx)
-        await self.runtime.remove(spec.name)
         limit = self.disk_limit(job)
 
         def make_data(folder: Path) -> None:
@@ -241,8 +248,6 @@ class Pipeline:
                 reason=TerminationReason.ERROR,
                 detail=f"environment {job.environment} is no longer configured",
             )
-        if job.status == JobStatus.PROVISIONING_SUCCESS and stop.is_set():
-            return Ending(reason=TerminationReason.STOPPED)
         # Open to readers before the job says "Running algorithm": a client that starts
         # following when it sees 40 must find the log, not a 404.
         ws = ctx.workspace
@@ -264,37 +269,54 @@ class Pipeline:
         live: LiveLog,
         stop: asyncio.Event,
     ) -> Job | Ending:
+        """Create, start and await the algorithm, or carry on with the container Docker has.
+
+        A container that exists is continued whatever its state: created is started
+        (never made again), running is re-attached, exited is carried on to the filter.
+        So the algorithm runs at most once, and is lost only when Docker has no trace
+        of it. The container goes only after its exit is written (40 → 50).
+        """
         name = ctx.name(Stage.ALGORITHM)
+        state = await self._container_status(name)
+        resumed = state in ("running", "exited", "dead")
         if job.status == JobStatus.PROVISIONING_SUCCESS:
-            try:
-                await self.runtime.create(containers.algorithm_container(ctx, env))
-            except ImageNotFoundError as e:
-                note = f"algorithm image {job.spec.algorithm.image_ref}: {e.message}"
-                return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=note)
+            if stop.is_set():
+                await self.runtime.remove(name)
+                return Ending(reason=TerminationReason.STOPPED)
+            if state is None:
+                try:
+                    await self.runtime.create(containers.algorithm_container(ctx, env))
+                except ImageNotFoundError as e:
+                    note = f"algorithm image {job.spec.algorithm.image_ref}: {e.message}"
+                    return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=note)
+                state = "created"
             job = await self.store.transition(
                 job.job_id, JobStatus.RUNNING_ALGORITHM, algorithm_started_at=time.time()
             )
+        if state is None:
+            lost = "Job failed: the algorithm container was lost while the server was down"
+            return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
+        if state == "created":
             try:
                 await self.runtime.start(name)
             except ContainerError as e:
                 # Docker refused to start it (a GPU driver it lacks, a device it cannot
                 # resolve): say so in one line, and leave no container behind.
-                await self.runtime.remove(name)
                 await live.close()
                 log.warning("job %s: the algorithm container could not start: %s", job.job_id, e)
                 why = f"the algorithm container could not start: {e.message}"
-                return await self._algorithm_ended(job, None, TerminationReason.ERROR, why)
-        else:
-            try:
-                state = await self.runtime.state(name)
-            except ContainerError:
-                lost = "Job failed: the algorithm container was lost while the server was down"
-                return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
-            if state.get("Status") == "created":
-                await self.runtime.start(name)
+                ended = await self._algorithm_ended(job, None, TerminationReason.ERROR, why)
+                await self.runtime.remove(name)
+                return ended
         ws, limit = ctx.workspace, self.disk_limit(job)
-        async with self._disk_watch(ws.data, limit) as over:
-            exit_, interrupt = await self._await_algorithm(job, name, live, stop, over)
+        try:
+            async with self._disk_watch(ws.data, limit) as over:
+                exit_, interrupt = await self._await_algorithm(job, name, live, stop, over)
+        except DockerUnavailableError:
+            # Docker went away under a running algorithm: when it comes back the job
+            # resumes here and reads what became of the container.
+            self._docker_lost.setdefault(job.job_id, time.time())
+            raise
         await live.close()
         await asyncio.to_thread(
             move_log,
@@ -303,11 +325,34 @@ class Pipeline:
             ws.published_algorithm_log,
             self.settings.docker.log_max_bytes,
         )
+        if resumed and interrupt is None:
+            interrupt = interrupt_while_away(exit_, stop.is_set(), job.deadline)
         if interrupt is Interrupt.TIMEOUT:
             await self.store.request_stop(job.job_id, StopRequest.TIME_LIMIT)
         full = await self._disk_full(ws.data, limit)
         reason = algorithm_outcome(exit_, interrupt, disk_full=full)
-        return await self._algorithm_ended(job, exit_, reason, "")
+        detail = ""
+        lost_at = self._docker_lost.pop(job.job_id, None)
+        if lost_at is not None and killed_by_docker_restart(exit_, interrupt, lost_at):
+            reason = TerminationReason.ERROR
+            detail = (
+                "Job failed: the Docker engine restarted while the algorithm ran and killed it "
+                f"(exit code {exit_.exit_code}); Docker's live-restore keeps jobs running "
+                "across its restarts"
+            )
+        ended = await self._algorithm_ended(job, exit_, reason, detail)
+        await self.runtime.remove(name)
+        return ended
+
+    async def _container_status(self, name: str) -> str | None:
+        """Docker's status of the container (created, running, exited…); None: no such one."""
+        try:
+            state = await self.runtime.state(name)
+        except ContainerError as e:
+            if e.details.get("status") == 404:
+                return None
+            raise
+        return str(state.get("Status") or "")
 
     async def _await_algorithm(
         self,
@@ -334,7 +379,6 @@ class Pipeline:
         limit = self.settings.docker.log_max_bytes
         await self.runtime.logs_to_file(name, complete, limit=limit, append=False)
         await live.catch_up(await asyncio.to_thread(_read_and_remove, complete))
-        await self.runtime.remove(name)
         return exit_, interrupt
 
     async def _algorithm_ended(
@@ -356,7 +400,6 @@ class Pipeline:
     async def _filter(self, job: Job, stop: asyncio.Event) -> Job | Ending:
         ws = self.context(job).workspace
         spec = containers.filter_container(self.context(job))
-        await self.runtime.remove(spec.name)
         await asyncio.to_thread(ws.reset_results)
         # A stop the algorithm obeyed must not cut the filter of its partial outputs;
         # after an algorithm that ended on its own, a stop ends the filter. What the
@@ -408,6 +451,7 @@ class Pipeline:
                 await self.store.set_results(job.job_id, results)
             await asyncio.to_thread(ws.scrub)
             await self.release_disk(job)
+            failpoints.hit("publish.before_final")
         except Exception:
             if ending is None or ending.reason is not TerminationReason.ERROR:
                 raise

@@ -16,6 +16,7 @@ from localcompute.core.errors import DockerUnavailableError, TransitionRefusedEr
 from localcompute.core.models import Allocation, Job
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus
+from localcompute.engine import failpoints
 from localcompute.engine.pipeline import Pipeline
 from localcompute.engine.pool import Pool
 from localcompute.engine.steps import stage_at
@@ -48,6 +49,7 @@ class Scheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stops: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._removing: set[str] = set()
         self._closing = False
 
     def __repr__(self) -> str:
@@ -58,12 +60,14 @@ class Scheduler:
         return self.pipeline.defaults.instance
 
     async def close(self) -> None:
-        """Stop watching jobs; their containers run on and are re-attached at the next start."""
+        """Stop watching jobs: their algorithms run on and are re-attached at the next
+        start; nothing else of this instance stays on the engine."""
         self._closing = True
         tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.remove_helpers()
 
     def is_running(self, job_id: str) -> bool:
         return job_id in self._tasks
@@ -78,10 +82,21 @@ class Scheduler:
 
     async def remove_files(self, job: Job) -> Job:
         """Remove a finished job's containers, folder and results; the row stays."""
+        if job.job_id in self._removing:  # the sweep and the job's own end may meet here
+            return await self.store.get(job.job_id)
+        self._removing.add(job.job_id)
+        try:
+            return await self._remove_files(job)
+        finally:
+            self._removing.discard(job.job_id)
+
+    async def _remove_files(self, job: Job) -> Job:
         for stage in Stage:
             await self.runtime.remove(container_name(self.instance, job.job_id, stage))
+        failpoints.hit("delete.after_containers")
         await self.pipeline.release_disk(job)
         await asyncio.to_thread(Workspace.of(self.settings.data_dir, job.job_id).remove)
+        failpoints.hit("delete.after_files")
         try:
             return await self.store.mark_removed(job.job_id)
         except TransitionRefusedError:
@@ -147,34 +162,90 @@ class Scheduler:
         task.add_done_callback(self._background.discard)
 
     async def reconcile(self) -> None:
-        """Make Docker agree with the store after a restart.
+        """Make Docker agree with the store at start-up, then resume every active job
+        from its status (its algorithm container re-attached, whatever its state)."""
+        active = await self.sweep(resuming=True)
+        for job in active:
+            log.info("resuming job %s at %d", job.job_id, job.status)
+            self._spawn(job)
 
-        A job that holds a slot is resumed from its status (its container
-        re-attached when it still runs); a container labelled with this instance
-        that belongs to no such job is removed; other instances' are not touched.
+    async def sweep(self, *, resuming: bool = False) -> list[Job]:
+        """Remove what belongs to no running job: safe while jobs run, so it runs on a
+        timer as well as at start-up. Returns the active jobs it read.
+
+        - a container labelled with this instance whose job is not active, or that
+          belongs to a step its job has passed (other instances' are not touched);
+        - the disk (mount, image) of a job that is not active;
+        - the files of deleted jobs whose removal a crash cut short.
+        Each list is read before the store, so a job that moves on meanwhile is seen
+        at its newer status: what it creates next is not in the list. Mounts of jobs
+        past their fetch are mounted again when `resuming` (after a reboot).
         """
-        active = {job.job_id: job for job in await self.store.active_jobs()}
-        for container in await self.runtime.list_labelled(self.instance):
+        containers = await self.runtime.list_labelled(self.instance)
+        folders = await asyncio.to_thread(mounted_folders, self.settings.data_dir / "jobs")
+        jobs = await self.store.active_jobs()
+        active = {job.job_id: job for job in jobs}
+        removed = 0
+        for container in containers:
             job = active.get(container.job_id)
-            expected = None if job is None else stage_at(job.status)
-            if expected is None or container.stage != expected:
-                log.info("removing left-over container %s", container.name)
-                await self.runtime.remove(container.name)
+            if job is not None and not _passed(container.stage, job.status):
+                continue
+            log.info("removing left-over container %s", container.name)
+            await self.runtime.remove(container.name)
+            removed += 1
+        self.pipeline.metrics.swept("container", removed)
+        released = 0
         disk = self.pipeline.disk
-        for folder in await asyncio.to_thread(mounted_folders, self.settings.data_dir / "jobs"):
+        for folder in folders:
             job = active.get(folder.parent.name)
             if job is None:
                 log.info("releasing the disk left by job %s", folder.parent.name)
                 await asyncio.to_thread(disk.detach, folder, folder.parent.name)
-            elif job.status >= JobStatus.PROVISIONING_SUCCESS:
+                released += 1
+            elif resuming and job.status >= JobStatus.PROVISIONING_SUCCESS:
                 # Its inputs are fetched: mounted again as they were (after a reboot).
                 await asyncio.to_thread(disk.reattach, folder, job.job_id)
-        for job in active.values():
-            log.info("resuming job %s at %d", job.job_id, job.status)
-            self._spawn(job)
+        self.pipeline.metrics.swept("mount", released)
+        deleted = 0
         for job in await self.store.pending_deletes():
+            if job.job_id in self._tasks:
+                continue  # its own task removes them when it ends
             log.info("removing the files of deleted job %s", job.job_id)
             await self.remove_files(job)
+            deleted += 1
+        self.pipeline.metrics.swept("deleted_job", deleted)
+        return jobs
+
+    async def sweep_forever(self) -> None:
+        interval = self.settings.docker.reconcile_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except DockerUnavailableError as e:
+                log.warning("the sweep for left-over containers waits for Docker: %s", e)
+            except Exception:
+                log.exception("the sweep for left-over containers failed; trying again later")
+
+    async def remove_helpers(self) -> None:
+        """On a clean shutdown: fetch and filter containers go (they are run again from
+        the start at the next start); algorithm containers stay, to be re-attached."""
+        try:
+            for container in await self.runtime.list_labelled(self.instance):
+                if container.stage != Stage.ALGORITHM:
+                    await self.runtime.remove(container.name)
+        except DockerUnavailableError as e:
+            log.warning("helper containers left for the next start: %s", e)
+
+
+def _passed(stage: str, status: JobStatus) -> bool:
+    """Whether a job at `status` is past the step whose container this is. A container
+    of a later step is kept: a step may create its container ahead of its status."""
+    current = stage_at(status)
+    order = list(Stage)
+    if current is None:  # publishing: every step is done
+        return True
+    return stage not in order or order.index(Stage(stage)) < order.index(current)
 
 
 def _held(allocation: Allocation) -> str:
