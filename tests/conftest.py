@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import uuid
@@ -57,6 +58,7 @@ class FileServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.requests: list[str] = []
+        self.delays: dict[str, float] = {}  # name → seconds before it is answered
         self.base_url = ""
 
     def add(self, name: str, body: bytes | str) -> str:
@@ -69,6 +71,8 @@ class FileServer:
     async def handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         self.requests.append(name)
+        if name in self.delays:
+            await asyncio.sleep(self.delays[name])
         if name not in self.files:
             return web.Response(status=404, text="not found")
         return web.Response(body=self.files[name])

@@ -5,12 +5,20 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from localcompute import JobStatus, StopRequest, TerminationReason
-from tests.conftest import BUSYBOX_IMAGE, docker_ps
-from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final
+from tests.conftest import BUSYBOX_IMAGE, FileServer, docker_ps
+from tests.docker.conftest import (
+    EngineFactory,
+    raw_job,
+    result_text,
+    url_input,
+    wait_final,
+    wait_status,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -140,3 +148,97 @@ async def test_leftover_containers_of_this_instance_only_are_removed(
         assert docker_ps(f"id={theirs}") != []
     finally:
         subprocess.run(["docker", "rm", "-f", ours, theirs], capture_output=True)
+
+
+def _labelled_container(owner: str, job_id: str, stage: str = "algorithm") -> str:
+    return subprocess.run(
+        [
+            "docker",
+            "create",
+            "--label",
+            f"localcompute.instance={owner}",
+            "--label",
+            f"localcompute.job_id={job_id}",
+            "--label",
+            f"localcompute.stage={stage}",
+            BUSYBOX_IMAGE,
+            "sleep",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+async def test_a_running_server_sweeps_leftovers_on_its_timer(
+    engine_factory: EngineFactory, data_dir: Path
+) -> None:
+    engine = await engine_factory(reconcile_interval=0.3)
+    ours = _labelled_container(engine.instance, "no-such-job", "fetch")
+    theirs = _labelled_container("another-instance", "their-job")
+    # A job folder with a quota image and no job: what a crash mid-release leaves.
+    ghost = data_dir / "jobs" / "ghost-job"
+    (ghost / "data").mkdir(parents=True)
+    (ghost / "disk.img").write_bytes(b"")
+    try:
+        deadline = time.monotonic() + 10
+        while docker_ps(f"id={ours}") and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert docker_ps(f"id={ours}") == [], "the sweep never removed the leftover container"
+        assert docker_ps(f"id={theirs}") != [], "another instance's container was touched"
+        while (ghost / "disk.img").exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not (ghost / "disk.img").exists()
+        metrics = (await engine.metrics_text()).decode()
+        assert 'localcompute_reconciled_total{kind="container"} 1.0' in metrics
+        assert 'localcompute_reconciled_total{kind="mount"} 1.0' in metrics
+    finally:
+        subprocess.run(["docker", "rm", "-f", ours, theirs], capture_output=True)
+
+
+async def test_a_clean_shutdown_leaves_no_helper_and_the_next_start_finishes(
+    engine_factory: EngineFactory, file_server: FileServer
+) -> None:
+    """Closed mid-fetch: nothing of the instance stays; the next start fetches again."""
+    file_server.delays["slow.csv"] = 3
+    spec = raw_job(
+        "cat /data/inputs/*/0 > $OUTPUTS/out.txt",
+        inputs=[url_input("did:op:" + "b" * 64, file_server.add("slow.csv", "slow\n"))],
+    )
+    engine = await engine_factory(environments=ENV)
+    job_id = await engine.submit(spec)
+    deadline = time.monotonic() + 20
+    while not docker_ps(f"label=localcompute.job_id={job_id}", "label=localcompute.stage=fetch"):
+        assert time.monotonic() < deadline, "the fetch never started"
+        await asyncio.sleep(0.05)
+    await engine.close()
+    assert docker_ps(f"label=localcompute.instance={engine.instance}") == []
+    file_server.delays.clear()
+    again = await engine_factory(environments=ENV)
+    job = await wait_final(again, job_id)
+    assert (job.status, job.termination_reason) == (
+        JobStatus.JOB_COMPLETED,
+        TerminationReason.COMPLETED,
+    ), job.status_text
+    assert result_text(again, job, "out.txt") == "slow\n"
+
+
+async def test_a_clean_shutdown_keeps_the_running_algorithm_for_the_next_start(
+    engine_factory: EngineFactory,
+) -> None:
+    engine = await engine_factory(environments=ENV)
+    job_id = await engine.submit(raw_job("echo run >> $OUTPUTS/runs.txt; sleep 2"))
+    await wait_status(engine, job_id, JobStatus.RUNNING_ALGORITHM)
+    running = [f"label=localcompute.job_id={job_id}", "status=running"]
+    deadline = time.monotonic() + 10
+    while not docker_ps(*running):
+        assert time.monotonic() < deadline, "the algorithm never ran"
+        await asyncio.sleep(0.05)
+    await engine.close()
+    left = docker_ps(f"label=localcompute.instance={engine.instance}")
+    assert left == docker_ps(*running) and len(left) == 1
+    again = await engine_factory(environments=ENV)
+    job = await wait_final(again, job_id)
+    assert job.termination_reason == TerminationReason.COMPLETED, job.status_text
+    assert result_text(again, job, "runs.txt") == "run\n"
