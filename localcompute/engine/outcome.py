@@ -104,9 +104,9 @@ def killed_by_docker_restart(
     exit_: ContainerExit, interrupt: Interrupt | None, docker_lost_at: float
 ) -> bool:
     """Whether the algorithm ended because the Docker engine went away under it: Docker
-    kills running containers when it starts again (without live-restore), which looks
-    like a SIGKILL that came after the engine stopped answering."""
-    if interrupt is not None or exit_.oom_killed or exit_.exit_code not in (137, 255):
+    stops running containers when it starts again (without live-restore), which looks
+    like a SIGTERM or SIGKILL that came after the engine stopped answering."""
+    if interrupt is not None or exit_.oom_killed or exit_.exit_code not in (137, 143, 255):
         return False
     return exit_.finished_at is None or exit_.finished_at >= docker_lost_at - 1.0
 

@@ -25,6 +25,7 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+import urllib3.exceptions
 
 from localcompute.core.errors import (
     ContainerError,
@@ -45,6 +46,14 @@ from localcompute.runtime.pump import pumped
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# What a call to the engine raises when the engine fails it or goes away: a refused
+# connection, or a stream (wait, logs, pull) cut off midway when dockerd dies.
+_ENGINE_ERRORS = (
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    docker.errors.DockerException,
+)
 
 SHORT_CALL_TIMEOUT = 60
 # docker-py passes the timeout to requests, where None means no limit: for wait,
@@ -176,7 +185,7 @@ class DockerRuntime:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, call)
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
+        except _ENGINE_ERRORS as e:
             error = _translate(e)
             self._errors[type(error).__name__] += 1
             raise error from e
@@ -208,8 +217,10 @@ class DockerRuntime:
             threading.Thread(target=runner, name=f"docker-{name}", daemon=True).start()
             try:
                 return await future
-            except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
-                raise _translate(e) from e
+            except _ENGINE_ERRORS as e:
+                error = _translate(e)
+                self._errors[type(error).__name__] += 1
+                raise error from e
 
     # -- images -------------------------------------------------------------
 
@@ -382,10 +393,13 @@ class DockerRuntime:
         """Copy the container's stdout and stderr into `path`, at most `limit` bytes."""
 
         def copy() -> int:
-            chunks: Iterator[bytes] = self._long_api.logs(
+            chunks: Any = self._long_api.logs(
                 name, stdout=True, stderr=True, stream=True, follow=False
             )
-            return write_capped(chunks, path, limit=limit, append=append)
+            try:
+                return write_capped(chunks, path, limit=limit, append=append)
+            finally:
+                chunks.close()  # its socket, even when the engine cut the stream off
 
         return await self._long(copy, f"logs-{name}")
 

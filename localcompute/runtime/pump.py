@@ -39,8 +39,9 @@ async def pumped(
             loop.call_soon_threadsafe(ready.set)
 
     def pump() -> None:
+        stream = open_stream()
         try:
-            for chunk in open_stream():
+            for chunk in stream:
                 with room:
                     while buffered[0] >= buffer_bytes:
                         if abandoned.is_set():
@@ -52,6 +53,11 @@ async def pumped(
                     buffered[0] += len(chunk)
                 wake()
         finally:
+            # A stream cut off midway (the engine died) still holds its socket.
+            close = getattr(stream, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
             ended.set()
             wake()
 

@@ -67,6 +67,7 @@ def test_an_algorithm_signalled_while_no_server_watched_is_not_blamed() -> None:
 
 def test_a_kill_after_docker_went_away_is_docker_s() -> None:
     assert killed_by_docker_restart(_exit(137, 100.0), None, docker_lost_at=95.0)
+    assert killed_by_docker_restart(_exit(143, 100.0), None, docker_lost_at=95.0)
     assert not killed_by_docker_restart(_exit(137, 80.0), None, docker_lost_at=95.0)
     assert not killed_by_docker_restart(_exit(1, 100.0), None, docker_lost_at=95.0)
     assert not killed_by_docker_restart(_exit(137, 100.0, oom=True), None, docker_lost_at=95.0)
