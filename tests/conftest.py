@@ -109,25 +109,29 @@ def docker_engine() -> None:
         pytest.fail(f"the Docker engine does not answer (run scripts/run test): {probe.stderr}")
 
 
+def ensure_busybox_image() -> None:
+    """Import BUSYBOX_IMAGE from the host's busybox-static unless the engine has it."""
+    exists = subprocess.run(["docker", "image", "inspect", BUSYBOX_IMAGE], capture_output=True)
+    if exists.returncode == 0:
+        return
+    from localcompute.images import import_busybox
+    from localcompute.runtime.docker import DockerRuntime
+
+    async def make() -> None:
+        runtime = DockerRuntime()
+        await runtime.open()
+        try:
+            await import_busybox(runtime, BUSYBOX_IMAGE)
+        finally:
+            await runtime.close()
+
+    asyncio.run(make())
+
+
 @pytest.fixture(scope="session")
 def busybox_image(docker_engine: None) -> str:
     """A tiny image from the host's busybox-static, made once and kept between runs."""
-    exists = subprocess.run(["docker", "image", "inspect", BUSYBOX_IMAGE], capture_output=True)
-    if exists.returncode != 0:
-        import asyncio
-
-        from localcompute.images import import_busybox
-        from localcompute.runtime.docker import DockerRuntime
-
-        async def make() -> None:
-            runtime = DockerRuntime()
-            await runtime.open()
-            try:
-                await import_busybox(runtime, BUSYBOX_IMAGE)
-            finally:
-                await runtime.close()
-
-        asyncio.run(make())
+    ensure_busybox_image()
     return BUSYBOX_IMAGE
 
 
