@@ -1,5 +1,5 @@
 # Shortcuts: scripts/run does the set-up (venv, Docker, helper image); CI runs `scripts/run test`.
-.PHONY: setup test test-fast test-clients serve lint format typecheck bench check
+.PHONY: setup test test-fast test-clients serve lint format typecheck bench bench-chaos check
 
 setup:
 	scripts/run setup
@@ -29,5 +29,9 @@ typecheck:
 
 bench:
 	.venv/bin/python bench/job_overhead.py
+
+# A long chaos run: random kills of a server under 400 jobs (a random seed, printed).
+bench-chaos:
+	.venv/bin/python bench/chaos.py --rounds 100 --jobs 400
 
 check: lint typecheck test-fast

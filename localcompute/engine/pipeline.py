@@ -478,6 +478,7 @@ class Pipeline:
         The write runs to its end even when this task is cancelled: the
         cancellation waits for it, so the engine never closes the store beneath it.
         """
+        self._docker_lost.pop(job.job_id, None)
         now = time.time()
         phase = (
             "fetch_finished_at"
