@@ -29,6 +29,7 @@ from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine import failpoints
 from localcompute.engine.livelog import LiveLog, move_log
 from localcompute.engine.metrics import Metrics
+from localcompute.engine.offpath import OffPath
 from localcompute.engine.outcome import (
     Ending,
     Interrupt,
@@ -87,6 +88,7 @@ class Pipeline:
         self.settings = settings
         self.defaults = defaults
         self.watch = ContainerWatch(runtime, settings.docker)
+        self.offpath = OffPath(runtime)
         # The output of every algorithm running now, for readers that follow it live.
         self.live_logs: dict[str, LiveLog] = {}
         # Job id → when Docker stopped answering while its algorithm ran.
@@ -96,6 +98,9 @@ class Pipeline:
             Stage.ALGORITHM: self._algorithm,
             Stage.FILTER: self._filter,
         }
+
+    async def close(self) -> None:
+        await self.offpath.close()
 
     def context(self, job: Job) -> JobContext:
         return JobContext(
@@ -161,7 +166,7 @@ class Pipeline:
             self.disk.attach(folder, limit, job.job_id)
 
         await asyncio.to_thread(ws.prepare, containers.fetch_document(ctx), make_data)
-        pull = asyncio.ensure_future(self._pull_algorithm_image(job))
+        pull = asyncio.ensure_future(self._provision_algorithm(job))
         try:
             async with self._disk_watch(ws.data, limit) as over:
                 exit_, interrupt = await self.watch.run(
@@ -180,6 +185,7 @@ class Pipeline:
                 disk_full=full,
                 disk_limit=limit,
             )
+            self.offpath.remove_later(job.job_id, spec.name)
             if ending is not None:
                 if ending.status != JobStatus.JOB_COMPLETED and not ending.detail:
                     fetch_log = await asyncio.to_thread(
@@ -229,8 +235,9 @@ class Pipeline:
         finally:
             watcher.cancel()
 
-    async def _pull_algorithm_image(self, job: Job) -> str | None:
-        """None when the algorithm's image is ready, else why it is not."""
+    async def _provision_algorithm(self, job: Job) -> str | None:
+        """While fetch runs: pull the algorithm's image, then create its container ahead.
+        None when the image is ready, else why it is not."""
         ref = job.spec.algorithm.image_ref
         start = time.monotonic()
         try:
@@ -238,6 +245,10 @@ class Pipeline:
         except ImageNotFoundError as e:
             return f"algorithm image {ref} is not available: {e.message}"
         self.metrics.pulled(time.monotonic() - start)
+        env = self.settings.environment(job.environment)
+        if env is not None:
+            ctx = self.context(job)
+            self.offpath.create_ahead(job.job_id, containers.algorithm_container(ctx, env))
         return None
 
     async def _algorithm(self, job: Job, stop: asyncio.Event) -> Job | Ending:
@@ -277,7 +288,7 @@ class Pipeline:
         of it. The container goes only after its exit is written (40 → 50).
         """
         name = ctx.name(Stage.ALGORITHM)
-        state = await self._container_status(name)
+        state = await self._algorithm_state(name)
         resumed = state in ("running", "exited", "dead")
         if job.status == JobStatus.PROVISIONING_SUCCESS:
             if stop.is_set():
@@ -306,8 +317,10 @@ class Pipeline:
                 log.warning("job %s: the algorithm container could not start: %s", job.job_id, e)
                 why = f"the algorithm container could not start: {e.message}"
                 ended = await self._algorithm_ended(job, None, TerminationReason.ERROR, why)
-                await self.runtime.remove(name)
+                self.offpath.remove_later(job.job_id, name)
                 return ended
+        # The filter's container is made while the algorithm runs.
+        self.offpath.create_ahead(job.job_id, containers.filter_container(ctx))
         ws, limit = ctx.workspace, self.disk_limit(job)
         try:
             async with self._disk_watch(ws.data, limit) as over:
@@ -334,15 +347,18 @@ class Pipeline:
         detail = ""
         lost_at = self._docker_lost.pop(job.job_id, None)
         if lost_at is not None and killed_by_docker_restart(exit_, interrupt, lost_at):
-            reason = TerminationReason.ERROR
-            detail = (
-                "Job failed: the Docker engine restarted while the algorithm ran and killed it "
-                f"(exit code {exit_.exit_code}); Docker's live-restore keeps jobs running "
-                "across its restarts"
-            )
+            reason, detail = TerminationReason.ERROR, _killed_by_docker(exit_)
         ended = await self._algorithm_ended(job, exit_, reason, detail)
-        await self.runtime.remove(name)
+        self.offpath.remove_later(job.job_id, name)
         return ended
+
+    async def _algorithm_state(self, name: str) -> str | None:
+        """The algorithm container's status: "created" when it was made ahead while
+        fetch ran (nothing to ask Docker), else Docker's answer; None: no such one."""
+        ahead = self.offpath.take(name)
+        if ahead is not None and await ahead:
+            return "created"
+        return await self._container_status(name)
 
     async def _container_status(self, name: str) -> str | None:
         """Docker's status of the container (created, running, exited…); None: no such one."""
@@ -412,7 +428,9 @@ class Pipeline:
             stop=fresh_stop,
             log_to=ws.admin_log("filter.log"),
             append=False,
+            ahead=self.offpath.take(spec.name),
         )
+        self.offpath.remove_later(job.job_id, spec.name)
         detail = ""
         if interrupt is not None or exit_.exit_code != 0:
             # Without a complete filter run no output may leave: publish the logs only.
@@ -479,6 +497,9 @@ class Pipeline:
         cancellation waits for it, so the engine never closes the store beneath it.
         """
         self._docker_lost.pop(job.job_id, None)
+        # Nothing of a finished job stays on the engine: what was removed off the path
+        # is done, and what was made ahead for a step it never reached goes.
+        await self.offpath.settle(job.job_id)
         now = time.time()
         phase = (
             "fetch_finished_at"
@@ -504,6 +525,14 @@ class Pipeline:
             return await self.store.get(job.job_id)
         self.metrics.job_finished(final)
         return final
+
+
+def _killed_by_docker(exit_: ContainerExit) -> str:
+    return (
+        "Job failed: the Docker engine restarted while the algorithm ran and killed it "
+        f"(exit code {exit_.exit_code}); Docker's live-restore keeps jobs running "
+        "across its restarts"
+    )
 
 
 def _read_and_remove(path: Path) -> bytes:

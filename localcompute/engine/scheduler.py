@@ -12,7 +12,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from localcompute.core.errors import DockerUnavailableError, TransitionRefusedError
+from localcompute.core.errors import (
+    DockerUnavailableError,
+    LocalComputeError,
+    TransitionRefusedError,
+)
 from localcompute.core.models import Allocation, Job
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus
@@ -61,12 +65,15 @@ class Scheduler:
 
     async def close(self) -> None:
         """Stop watching jobs: their algorithms run on and are re-attached at the next
-        start; nothing else of this instance stays on the engine."""
+        start; nothing else of this instance stays on the engine. Closing twice is once."""
+        if self._closing:
+            return
         self._closing = True
         tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.pipeline.close()
         await self.remove_helpers()
 
     def is_running(self, job_id: str) -> bool:
@@ -228,14 +235,21 @@ class Scheduler:
                 log.exception("the sweep for left-over containers failed; trying again later")
 
     async def remove_helpers(self) -> None:
-        """On a clean shutdown: fetch and filter containers go (they are run again from
-        the start at the next start); algorithm containers stay, to be re-attached."""
+        """On a clean shutdown every container of this instance goes but the algorithms
+        of jobs at 40, which the next start re-attaches (or reads the exit of). The
+        rest is made again: fetch and filter run again from the start, and an
+        algorithm container created ahead for a job before 40 never ran."""
         try:
+            running = {
+                job.job_id
+                for job in await self.store.active_jobs()
+                if job.status == JobStatus.RUNNING_ALGORITHM
+            }
             for container in await self.runtime.list_labelled(self.instance):
-                if container.stage != Stage.ALGORITHM:
+                if container.stage != Stage.ALGORITHM or container.job_id not in running:
                     await self.runtime.remove(container.name)
-        except DockerUnavailableError as e:
-            log.warning("helper containers left for the next start: %s", e)
+        except LocalComputeError as e:  # Docker gone, say: the next start's sweep does it
+            log.warning("containers left for the next start's sweep: %s", e)
 
 
 def _passed(stage: str, status: JobStatus) -> bool:

@@ -1,10 +1,11 @@
 """Running one container to its end: started, awaited, killed at a deadline or on a stop
-(SIGTERM, then SIGKILL after the grace), its log kept, the container removed."""
+(SIGTERM, then SIGKILL after the grace), its log kept."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 from localcompute.core.settings import DockerSettings
@@ -26,18 +27,19 @@ class ContainerWatch:
         log_to: Path,
         append: bool,
         disk_full: asyncio.Event | None = None,
+        ahead: Awaitable[bool] | None = None,
     ) -> tuple[ContainerExit, Interrupt | None]:
-        """Create, start and wait for a helper container; keep its log; remove it."""
-        await self.runtime.create(spec)
+        """Start a helper container (created now, or `ahead` of time when that worked),
+        wait for it and keep its log. Removing it is the caller's, once its status
+        has moved on: off the job's critical path."""
+        if ahead is None or not await ahead:
+            await self.runtime.create(spec)
         await self.runtime.start(spec.name)
         exit_, interrupt = await self.await_exit(spec.name, time.time() + limit, stop, disk_full)
-        await self.collect(spec.name, log_to, append=append)
+        await self.runtime.logs_to_file(
+            spec.name, log_to, limit=self.docker_settings.log_max_bytes, append=append
+        )
         return exit_, interrupt
-
-    async def collect(self, name: str, log_to: Path, *, append: bool) -> None:
-        limit = self.docker_settings.log_max_bytes
-        await self.runtime.logs_to_file(name, log_to, limit=limit, append=append)
-        await self.runtime.remove(name)
 
     async def await_exit(
         self,

@@ -131,6 +131,7 @@ class DockerRuntime:
     def __init__(self, *, short_workers: int = 8, long_workers: int = 8) -> None:
         self._errors: collections.Counter[str] = collections.Counter()
         self._short_workers = short_workers
+        self._long_workers = long_workers
         self._long_slots = asyncio.Semaphore(long_workers)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._api: Any = None  # short calls, with a timeout
@@ -144,13 +145,23 @@ class DockerRuntime:
             max_workers=self._short_workers, thread_name_prefix="docker"
         )
         try:
+            # A connection per thread that may call at once: with fewer, urllib3 drops
+            # the spare ones and every call past the pool's size opens a new socket.
             self._api = await self._short(
                 lambda: docker.APIClient(
-                    base_url=_base_url(), version="auto", timeout=SHORT_CALL_TIMEOUT
+                    base_url=_base_url(),
+                    version="auto",
+                    timeout=SHORT_CALL_TIMEOUT,
+                    max_pool_size=self._short_workers,
                 )
             )
             self._long_api = await self._short(
-                lambda: docker.APIClient(base_url=_base_url(), version="auto", timeout=NO_TIMEOUT)
+                lambda: docker.APIClient(
+                    base_url=_base_url(),
+                    version="auto",
+                    timeout=NO_TIMEOUT,
+                    max_pool_size=self._long_workers,
+                )
             )
         except DockerUnavailableError:
             await self.close()
