@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import uuid
@@ -78,19 +79,26 @@ class FileServer:
         return web.Response(body=self.files[name])
 
 
-@pytest.fixture
-async def file_server() -> AsyncIterator[FileServer]:
+@contextlib.asynccontextmanager
+async def serving_files() -> AsyncIterator[FileServer]:
+    """A FileServer listening on 127.0.0.1 (a free port) until the block ends."""
     server = FileServer()
     app = web.Application()
     app.router.add_get("/{name:.+}", server.handle)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    server.base_url = f"http://127.0.0.1:{port}"
-    yield server
-    await runner.cleanup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    server.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def file_server() -> AsyncIterator[FileServer]:
+    async with serving_files() as server:
+        yield server
 
 
 def docker_ps(*filters: str) -> list[str]:

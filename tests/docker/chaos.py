@@ -29,16 +29,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from aiohttp import web
 
 from localcompute import Engine, Job, JobSpec
 from localcompute.core.status import FINAL_STATUSES, TerminationReason
 from localcompute.runtime.workspace import Workspace
-from tests.conftest import FileServer, docker_ps, make_settings, mounts_under
+from tests.conftest import FileServer, docker_ps, make_settings, mounts_under, serving_files
 from tests.docker.conftest import ROOT, raw_job
 
 SMALL = {"cpu": 0.5, "ram_gb": 0.25, "disk_gb": 0.05, "max_job_duration": 60}
@@ -91,22 +89,6 @@ class ChaosReport:
             if items
         ]
         return "\n".join(parts)
-
-
-@contextlib.asynccontextmanager
-async def counting_server() -> AsyncIterator[FileServer]:
-    """The test server each algorithm run fetches its URL from: it counts the runs."""
-    server = FileServer()
-    app = web.Application()
-    app.router.add_get("/{name:.+}", server.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    server.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
 
 
 class _Child:
@@ -200,7 +182,8 @@ async def run_chaos(
     deletes: set[str] = set()
     seen_final: dict[str, tuple[int, float, str]] = {}
     instance = ""
-    async with counting_server() as server:
+    # Each algorithm run fetches its own URL of this server: it counts the runs.
+    async with serving_files() as server:
         while (report.rounds < min_rounds or report.jobs < min_jobs) and (
             time.monotonic() - began < time_limit
         ):

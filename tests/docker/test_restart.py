@@ -120,28 +120,8 @@ async def test_leftover_containers_of_this_instance_only_are_removed(
     instance = engine.instance
     await engine.close()
 
-    def labelled(owner: str, job_id: str) -> str:
-        return subprocess.run(
-            [
-                "docker",
-                "create",
-                "--label",
-                f"localcompute.instance={owner}",
-                "--label",
-                f"localcompute.job_id={job_id}",
-                "--label",
-                "localcompute.stage=algorithm",
-                BUSYBOX_IMAGE,
-                "sleep",
-                "30",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-
-    ours = labelled(instance, "no-such-job")
-    theirs = labelled("another-instance", "their-job")
+    ours = _labelled_container(instance, "no-such-job")
+    theirs = _labelled_container("another-instance", "their-job")
     try:
         await engine_factory()
         assert docker_ps(f"id={ours}") == []
