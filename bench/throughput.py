@@ -66,9 +66,6 @@ async def run_jobs(engine: Engine, n: int) -> tuple[float, list[tuple[float, Job
 
     async def one(at: float, job_id: str) -> tuple[float, Job]:
         job = await engine.wait(job_id)
-        while not job.is_final:  # waiting for a slot: no task to await yet
-            await asyncio.sleep(0.02)
-            job = await engine.wait(job_id)
         assert job.status == JobStatus.JOB_COMPLETED, job.status_text
         return time.perf_counter() - at, job
 

@@ -253,7 +253,7 @@ class Engine:
             job = await self.store.get(job_id)
             if job.status == JobStatus.WARMING_UP:
                 with contextlib.suppress(TransitionRefusedError):
-                    job = await self.scheduler.pipeline.finish_waiting(job)
+                    job = await self.scheduler.finish_waiting(job)
             if not job.is_final:
                 self.scheduler.signal_stop(job_id)
             stopped.append(await self.store.get(job_id))
@@ -343,7 +343,8 @@ class Engine:
         return await self.store.token_revoked(token_id)
 
     async def wait(self, job_id: str) -> Job:
-        """Wait until the job's task ends (for tests and the CLI)."""
+        """The job once its task has ended, or once it ended waiting for a slot (for
+        tests, benches and embedding programs)."""
         await self.scheduler.wait(job_id)
         return await self.store.get(job_id)
 

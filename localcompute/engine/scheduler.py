@@ -55,6 +55,11 @@ class Scheduler:
         self._background: set[asyncio.Task[None]] = set()
         self._removing: set[str] = set()
         self._closing = False
+        # Callers of wait() on a job still waiting for a slot, woken when it is admitted
+        # or ends without running; `_moves` counts the wakes, so that a caller sees one
+        # that happened while it read the job.
+        self._slot_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._moves = 0
 
     def __repr__(self) -> str:
         return f"<Scheduler running={len(self._tasks)}>"
@@ -69,6 +74,8 @@ class Scheduler:
         if self._closing:
             return
         self._closing = True
+        for job_id in list(self._slot_waiters):
+            self._wake(job_id)
         tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
@@ -83,9 +90,42 @@ class Scheduler:
         self._stop_event(job_id).set()
 
     async def wait(self, job_id: str) -> None:
-        task = self._tasks.get(job_id)
-        if task is not None:
-            await asyncio.shield(task)
+        """Until the job's task ends. A job still waiting for a slot is waited for, without
+        polling, until it is admitted and its task ends, or until it ends without running."""
+        while not self._closing:
+            task = self._tasks.get(job_id)
+            if task is not None:
+                await asyncio.shield(task)
+                return
+            moves = self._moves
+            job = await self.store.get(job_id)
+            if job.status != JobStatus.WARMING_UP:
+                return  # ended, or its task ended without ending it: nothing to wait for
+            if moves != self._moves or job_id in self._tasks:
+                continue  # it moved while it was read
+            woken = asyncio.get_running_loop().create_future()
+            waiters = self._slot_waiters.setdefault(job_id, [])
+            waiters.append(woken)
+            try:
+                await woken
+            finally:
+                if woken in waiters:
+                    waiters.remove(woken)
+                if not waiters:
+                    self._slot_waiters.pop(job_id, None)
+
+    def _wake(self, job_id: str) -> None:
+        self._moves += 1
+        for woken in self._slot_waiters.pop(job_id, []):
+            if not woken.done():
+                woken.set_result(None)
+
+    async def finish_waiting(self, job: Job) -> Job:
+        """End a job stopped before it got a slot, without running it."""
+        try:
+            return await self.pipeline.finish_waiting(job)
+        finally:
+            self._wake(job.job_id)
 
     async def remove_files(self, job: Job) -> Job:
         """Remove a finished job's containers, folder and results; the row stays."""
@@ -126,6 +166,7 @@ class Scheduler:
     def _spawn(self, job: Job) -> None:
         task = asyncio.create_task(self._supervise(job), name=f"job-{job.job_id}")
         self._tasks[job.job_id] = task
+        self._wake(job.job_id)
 
     def _stop_event(self, job_id: str) -> asyncio.Event:
         return self._stops.setdefault(job_id, asyncio.Event())

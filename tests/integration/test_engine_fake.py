@@ -11,6 +11,7 @@ import pytest
 
 from localcompute import AlgorithmSpec, Engine, JobSpec, JobStatus, StopRequest, TerminationReason
 from localcompute.core.models import Job
+from localcompute.core.settings import Settings
 from localcompute.runtime.containers import Stage, container_name
 from localcompute.runtime.workspace import Workspace
 from localcompute.store.memory import MemoryStore
@@ -104,6 +105,74 @@ async def test_a_stop_before_the_filter_still_filters_the_partial_outputs(
 
     assert job.termination_reason == TerminationReason.STOPPED
     assert "p.txt" in [r.filename for r in job.results]
+
+
+def one_slot_settings(tmp_path: Path) -> Settings:
+    # Jobs left running at close keep their disk for the next start: a watched quota
+    # has no mount to leave behind.
+    return make_settings(
+        tmp_path / "var",
+        environments=[{"id": "test", "max_jobs": 1, "max_job_duration": 120}],
+        pool={"disk_quota": "watch"},
+    )
+
+
+@pytest.fixture
+async def one_slot(tmp_path: Path) -> AsyncIterator[Engine]:
+    settings = one_slot_settings(tmp_path)
+    engine = Engine(settings, runtime=FakeRuntime(), store=MemoryStore())
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+async def test_waiting_on_a_queued_job_returns_it_finished_once_its_turn_came(
+    one_slot: Engine,
+) -> None:
+    first = await one_slot.submit(shell("sleep 0.3"))
+    queued = await one_slot.submit(shell("echo second > $OUTPUTS/o.txt"))
+    assert (await one_slot.get(queued)).status == JobStatus.WARMING_UP
+
+    job = await asyncio.wait_for(one_slot.wait(queued), 20)
+
+    assert job.status == JobStatus.JOB_COMPLETED
+    assert job.termination_reason == TerminationReason.COMPLETED
+    assert (await one_slot.get(first)).is_final, "the queued job ran before the first ended"
+
+
+async def test_waiting_on_a_queued_job_that_is_stopped_returns_it_ended_without_running(
+    one_slot: Engine,
+) -> None:
+    blocker = await one_slot.submit(shell("sleep 60"))
+    queued = await one_slot.submit(shell("echo never"))
+    waiter = asyncio.create_task(one_slot.wait(queued))
+    await asyncio.sleep(0.1)
+    assert not waiter.done(), "wait() returned while the job still waited for a slot"
+
+    await one_slot.stop(queued)
+    job = await asyncio.wait_for(waiter, 5)
+
+    assert (job.status, job.termination_reason) == (
+        JobStatus.JOB_COMPLETED,
+        TerminationReason.STOPPED,
+    )
+    assert job.algorithm_started_at is None
+    assert not (await one_slot.get(blocker)).is_final
+    await one_slot.stop(blocker)
+
+
+async def test_waiting_on_a_queued_job_ends_when_the_engine_closes(tmp_path: Path) -> None:
+    settings = one_slot_settings(tmp_path)
+    engine = Engine(settings, runtime=FakeRuntime(), store=MemoryStore())
+    await engine.start()
+    await engine.submit(shell("sleep 60"))
+    queued = await engine.submit(shell("echo never"))
+    waiter = asyncio.create_task(engine.scheduler.wait(queued))
+    await asyncio.sleep(0.1)
+
+    await engine.close()
+
+    await asyncio.wait_for(waiter, 5)  # returns instead of hanging on a closed engine
 
 
 async def test_a_second_engine_on_the_same_data_folder_refuses_and_names_the_holder(
