@@ -148,7 +148,8 @@ class Pipeline:
     # -- steps: each does its work and returns the job moved on, or an Ending ---
 
     async def _fetch(self, job: Job, stop: asyncio.Event) -> Job | Ending:
-        if job.status == JobStatus.JOB_STARTED:
+        resumed = job.status == JobStatus.CONFIGURING_VOLUMES
+        if not resumed:
             job = await self.store.transition(
                 job.job_id, JobStatus.CONFIGURING_VOLUMES, fetch_started_at=time.time()
             )
@@ -158,8 +159,11 @@ class Pipeline:
         ws = ctx.workspace
         # A fetch left by a crash is run again from a clean folder: it only reads
         # sources and writes the job's data, so running it twice is safe (the
-        # algorithm is never run twice). create() replaces a container of the same name.
+        # algorithm is never run twice). The one left behind may still be running and
+        # writing: it goes before the folder is cleaned, not after.
         spec = containers.fetch_container(ctx)
+        if resumed:
+            await self.runtime.remove(spec.name)
         limit = self.disk_limit(job)
 
         def make_data(folder: Path) -> None:
@@ -416,6 +420,11 @@ class Pipeline:
     async def _filter(self, job: Job, stop: asyncio.Event) -> Job | Ending:
         ws = self.context(job).workspace
         spec = containers.filter_container(self.context(job))
+        ahead = self.offpath.take(spec.name)
+        if ahead is None:
+            # Resumed after a crash: a filter left behind may still be writing results.
+            # It goes before they are emptied, not after.
+            await self.runtime.remove(spec.name)
         await asyncio.to_thread(ws.reset_results)
         # A stop the algorithm obeyed must not cut the filter of its partial outputs;
         # after an algorithm that ended on its own, a stop ends the filter. What the
@@ -428,7 +437,7 @@ class Pipeline:
             stop=fresh_stop,
             log_to=ws.admin_log("filter.log"),
             append=False,
-            ahead=self.offpath.take(spec.name),
+            ahead=ahead,
         )
         self.offpath.remove_later(job.job_id, spec.name)
         detail = ""
