@@ -1,5 +1,5 @@
 # Shortcuts: scripts/run does the set-up (venv, Docker, helper image); CI runs `scripts/run test`.
-.PHONY: setup test test-fast test-clients serve lint format typecheck bench bench-chaos check
+.PHONY: setup test test-fast test-clients serve lint format typecheck bench bench-throughput bench-chaos check
 
 setup:
 	scripts/run setup
@@ -29,6 +29,11 @@ typecheck:
 
 bench:
 	.venv/bin/python bench/job_overhead.py
+
+# Parallel jobs against bare Docker's threaded rate, then 1,000 jobs queued at once
+# (about 20 minutes on 2 cores).
+bench-throughput:
+	.venv/bin/python bench/throughput.py --case 16x4 --case 64x8 --queue 1000
 
 # A long chaos run: random kills of a server under 400 jobs (a random seed, printed).
 bench-chaos:

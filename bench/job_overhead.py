@@ -17,12 +17,16 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import docker
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import verdict
 from localcompute import AlgorithmSpec, Engine, Job, JobSpec, JobStatus
 from localcompute.core.settings import (
     DockerSettings,
@@ -224,7 +228,8 @@ async def main(n: int, quotas: list[str]) -> None:
         e = statistics.median(times)
         print(
             f"engine, disk quota {name}, end to end (submit → 70): median {e * 1000:.0f} ms; "
-            f"ratio to the faster floor: {e / floor:.2f} (to the high-level one: {e / b:.2f})"
+            f"ratio to the faster floor: {e / floor:.2f} (to the high-level one: {e / b:.2f}); "
+            f"≤ 1.00: {verdict(e / floor <= 1.0)}"
         )
         print(f"  phases: {phase_line(engine_jobs[name])}")
 
