@@ -6,20 +6,27 @@ two floors, docker-py's high-level API and the low-level one, all alternating in
 one run, and prints the median end-to-end latency of each, the engine's ratio to
 the faster floor (the goal is at most 1.00), and where the engine's time went.
 With several --disk-quota mechanisms, one engine each, all
-alternating in the same run: what each way of limiting a job's disk costs.
+alternating in the same run: what each way of limiting a job's disk costs. With
+--http, also through the HTTP API, black-box: a `localcompute serve` process, the
+job started in Ocean Node's dialect (signed) and its status polled every 20 ms, as
+a client sees it.
 
-    .venv/bin/python bench/job_overhead.py [-n 15] [--disk-quota loop --disk-quota watch]
+    .venv/bin/python bench/job_overhead.py [-n 15] [--http] [--disk-quota loop --disk-quota watch]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -28,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import verdict
 from localcompute import AlgorithmSpec, Engine, Job, JobSpec, JobStatus
+from localcompute.client import Key, NodeClient
 from localcompute.core.settings import (
     DockerSettings,
     EnvironmentSettings,
@@ -169,6 +177,40 @@ async def engine_job(engine: Engine) -> tuple[float, Job]:
     return elapsed, job
 
 
+@contextlib.contextmanager
+def served(work: Path) -> Iterator[str]:
+    """A `localcompute serve` process of its own, as a user starts it; its URL."""
+    work.mkdir(parents=True)
+    config = work / "bench.toml"
+    config.write_text(
+        '[server]\nport = 0\ndata_dir = "var"\n'
+        '[docker]\npull_policy = "never"\nfetch_network = "host"\n'
+        '[[environments]]\nid = "bench"\nmax_jobs = 1\n'
+    )
+    command = [sys.executable, "-m", "localcompute", "serve", "--config", str(config)]
+    server = subprocess.Popen(
+        [*command, "--log-level", "warning"], stdout=subprocess.PIPE, text=True, cwd=work
+    )
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().split()[-1]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+
+
+async def http_job(client: NodeClient) -> float:
+    """Submit to 70 as a client sees it: a signed start, then its status every 20 ms."""
+    start = time.perf_counter()
+    job = await client.start(
+        [], rawcode=SCRIPT, image=BUSYBOX, entrypoint="sh $ALGO", environment="bench"
+    )
+    done = await client.wait(job.job_id, poll=0.02)
+    elapsed = time.perf_counter() - start
+    assert done.status == JobStatus.JOB_COMPLETED, done.status_text
+    return elapsed
+
+
 def phase_line(jobs: list[Job]) -> str:
     parts = []
     for name, begin, end in PHASES:
@@ -182,43 +224,56 @@ def phase_line(jobs: list[Job]) -> str:
     return ", ".join(parts) + " (ms, medians)"
 
 
-async def main(n: int, quotas: list[str]) -> None:
+async def main(n: int, quotas: list[str], http: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        engines: dict[str, Engine] = {}
-        for quota in quotas:
-            engine = Engine(
-                Settings(
-                    server=ServerSettings(data_dir=Path(tmp) / f"var-{quota}"),
-                    docker=DockerSettings(pull_policy="never", fetch_network="host"),
-                    environments=[EnvironmentSettings(id="bench", max_jobs=1)],
-                    pool=PoolSettings.model_validate({"disk_quota": quota}),
-                )
+        async with contextlib.AsyncExitStack() as stack:
+            node = None
+            if http:
+                url = stack.enter_context(served(Path(tmp) / "http"))
+                node = await stack.enter_async_context(NodeClient(url + "/node", Key.random()))
+            await measure(Path(tmp), n, quotas, node, stack)
+
+
+async def measure(
+    tmp: Path, n: int, quotas: list[str], node: NodeClient | None, stack: contextlib.AsyncExitStack
+) -> None:
+    engines: dict[str, Engine] = {}
+    for quota in quotas:
+        engine = Engine(
+            Settings(
+                server=ServerSettings(data_dir=tmp / f"var-{quota}"),
+                docker=DockerSettings(pull_policy="never", fetch_network="host"),
+                environments=[EnvironmentSettings(id="bench", max_jobs=1)],
+                pool=PoolSettings.model_validate({"disk_quota": quota}),
             )
-            await engine.start()
-            engines[engine.disk.mechanism if quota == "auto" else quota] = engine
-        client = docker.from_env()
-        api = docker.APIClient(version="auto")
-        engine_times: dict[str, list[float]] = {name: [] for name in engines}
-        engine_jobs: dict[str, list[Job]] = {name: [] for name in engines}
-        bare_times: list[float] = []
-        lean_times: list[float] = []
-        try:
-            for engine in engines.values():
-                await engine_job(engine)  # warm-up: page cache, image layers
-            await asyncio.to_thread(bare_chain, client, Path(tmp) / "warm")
-            await asyncio.to_thread(lean_chain, api, Path(tmp) / "warm-lean")
-            for i in range(n):
-                for name, engine in engines.items():
-                    elapsed, job = await engine_job(engine)
-                    engine_times[name].append(elapsed)
-                    engine_jobs[name].append(job)
-                bare_times.append(await asyncio.to_thread(bare_chain, client, Path(tmp) / f"b{i}"))
-                lean_times.append(await asyncio.to_thread(lean_chain, api, Path(tmp) / f"l{i}"))
-        finally:
-            client.close()
-            api.close()
-            for engine in engines.values():
-                await engine.close()
+        )
+        await engine.start()
+        stack.push_async_callback(engine.close)
+        engines[engine.disk.mechanism if quota == "auto" else quota] = engine
+    client = docker.from_env()
+    stack.callback(client.close)
+    api = docker.APIClient(version="auto")
+    stack.callback(api.close)
+    engine_times: dict[str, list[float]] = {name: [] for name in engines}
+    engine_jobs: dict[str, list[Job]] = {name: [] for name in engines}
+    http_times: list[float] = []
+    bare_times: list[float] = []
+    lean_times: list[float] = []
+    for engine in engines.values():
+        await engine_job(engine)  # warm-up: page cache, image layers
+    if node is not None:
+        await http_job(node)
+    await asyncio.to_thread(bare_chain, client, tmp / "warm")
+    await asyncio.to_thread(lean_chain, api, tmp / "warm-lean")
+    for i in range(n):
+        for name, engine in engines.items():
+            elapsed, job = await engine_job(engine)
+            engine_times[name].append(elapsed)
+            engine_jobs[name].append(job)
+        if node is not None:
+            http_times.append(await http_job(node))
+        bare_times.append(await asyncio.to_thread(bare_chain, client, tmp / f"b{i}"))
+        lean_times.append(await asyncio.to_thread(lean_chain, api, tmp / f"l{i}"))
     b, lean = statistics.median(bare_times), statistics.median(lean_times)
     floor = min(b, lean)
     print(f"jobs: {n} of each, alternating")
@@ -232,6 +287,13 @@ async def main(n: int, quotas: list[str]) -> None:
             f"≤ 1.00: {verdict(e / floor <= 1.0)}"
         )
         print(f"  phases: {phase_line(engine_jobs[name])}")
+    if http_times:
+        h = statistics.median(http_times)
+        print(
+            f"HTTP, a served process, signed start + status polled every 20 ms: median "
+            f"{h * 1000:.0f} ms; ratio to the faster floor: {h / floor:.2f}; "
+            f"≤ 1.00: {verdict(h / floor <= 1.0)}"
+        )
 
 
 if __name__ == "__main__":
@@ -243,5 +305,8 @@ if __name__ == "__main__":
         choices=["auto", "xfs", "loop", "watch"],
         help="an engine with this disk quota (repeatable; default: auto)",
     )
+    parser.add_argument(
+        "--http", action="store_true", help="also through the HTTP API of a served process"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.disk_quota or ["auto"]))
+    asyncio.run(main(args.n, args.disk_quota or ["auto"], args.http))

@@ -125,8 +125,10 @@ async def queue(tmp: Path, m: int, parallel: int) -> None:
 
     first, last = done[:10], done[-10:]
     rate = m / wall
+    submitting = done[-1][1].date_created - done[0][1].date_created
     print(
-        f"{m} jobs queued at once, P={parallel}: all at 70 after {wall:.1f} s ({rate:.2f} jobs/s)"
+        f"{m} jobs queued at once, P={parallel}: submitted in {submitting:.1f} s, "
+        f"all at 70 after {wall:.1f} s ({rate:.2f} jobs/s)"
     )
     print(f"  phases, first 10: {phase_line([j for _, j in first])}")
     print(f"  phases, last 10:  {phase_line([j for _, j in last])}")
