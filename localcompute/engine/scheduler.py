@@ -109,10 +109,10 @@ class Scheduler:
             try:
                 await woken
             finally:
-                if woken in waiters:
+                if woken in waiters:  # cancelled before it was woken
                     waiters.remove(woken)
-                if not waiters:
-                    self._slot_waiters.pop(job_id, None)
+                    if not waiters and self._slot_waiters.get(job_id) is waiters:
+                        del self._slot_waiters[job_id]
 
     def _wake(self, job_id: str) -> None:
         self._moves += 1

@@ -140,6 +140,22 @@ async def test_waiting_on_a_queued_job_returns_it_finished_once_its_turn_came(
     assert (await one_slot.get(first)).is_final, "the queued job ran before the first ended"
 
 
+async def test_several_waiters_on_a_queued_job_all_return_and_a_cancelled_one_leaves_none(
+    one_slot: Engine,
+) -> None:
+    await one_slot.submit(shell("sleep 0.3"))
+    queued = await one_slot.submit(shell("true"))
+    waiters = [asyncio.create_task(one_slot.wait(queued)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    waiters[0].cancel()
+
+    done = await asyncio.wait_for(asyncio.gather(*waiters[1:]), 20)
+
+    assert [job.status for job in done] == [JobStatus.JOB_COMPLETED] * 2
+    assert waiters[0].cancelled()
+    assert one_slot.scheduler._slot_waiters == {}
+
+
 async def test_waiting_on_a_queued_job_that_is_stopped_returns_it_ended_without_running(
     one_slot: Engine,
 ) -> None:
