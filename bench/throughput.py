@@ -66,17 +66,13 @@ SPEC = JobSpec(
 )
 
 
-async def run_jobs(engine: Engine, n: int) -> tuple[float, list[tuple[float, Job]]]:
-    """Submit n jobs at once; the wall time to the last at 70, and each (latency, job)."""
+async def run_jobs(engine: Engine, n: int) -> tuple[float, list[Job]]:
+    """Submit n jobs at once; the wall time to the last at 70, and the jobs."""
     start = time.perf_counter()
-    submitted = [(time.perf_counter(), await engine.submit(SPEC)) for _ in range(n)]
-
-    async def one(at: float, job_id: str) -> tuple[float, Job]:
-        job = await engine.wait(job_id)
+    submitted = [await engine.submit(SPEC) for _ in range(n)]
+    done = await asyncio.gather(*(engine.wait(job_id) for job_id in submitted))
+    for job in done:
         assert job.status == JobStatus.JOB_COMPLETED, job.status_text
-        return time.perf_counter() - at, job
-
-    done = await asyncio.gather(*(one(at, job_id) for at, job_id in submitted))
     return time.perf_counter() - start, list(done)
 
 
@@ -97,7 +93,7 @@ async def throughput(tmp: Path, n: int, parallel: int, repeats: int) -> None:
         await run_jobs(engine, parallel)  # warm-up
         for r in range(repeats):
             wall, done = await run_jobs(engine, n)
-            jobs += [job for _, job in done]
+            jobs += done
             engine_rates.append(n / wall)
             bare = await asyncio.to_thread(bare_parallel, api, tmp / f"bare-{n}-{r}", n, parallel)
             bare_rates.append(n / bare)
@@ -120,7 +116,7 @@ async def queue(tmp: Path, m: int, parallel: int) -> None:
         wall, done = await run_jobs(engine, m)
     finally:
         await engine.close()
-    done.sort(key=lambda item: item[1].date_created)
+    done.sort(key=lambda job: job.date_created)
 
     def latency(job: Job) -> float:
         return (job.date_finished or 0) - job.date_created
@@ -130,19 +126,19 @@ async def queue(tmp: Path, m: int, parallel: int) -> None:
 
     first, last = done[:10], done[-10:]
     rate = m / wall
-    submitting = done[-1][1].date_created - done[0][1].date_created
+    submitting = done[-1].date_created - done[0].date_created
     print(
         f"{m} jobs queued at once, P={parallel}: submitted in {submitting:.1f} s, "
         f"all at 70 after {wall:.1f} s ({rate:.2f} jobs/s)"
     )
-    print(f"  phases, first 10: {phase_line([j for _, j in first])}")
-    print(f"  phases, last 10:  {phase_line([j for _, j in last])}")
+    print(f"  phases, first 10: {phase_line(first)}")
+    print(f"  phases, last 10:  {phase_line(last)}")
     # From the jobs' own timestamps: this bench only starts waiting once all are submitted.
-    lat_first = statistics.median(latency(j) for _, j in first)
-    lat_last = statistics.median(latency(j) for _, j in last)
+    lat_first = statistics.median(latency(j) for j in first)
+    lat_last = statistics.median(latency(j) for j in last)
     print(f"  latency submit → 70: first 10 median {lat_first:.2f} s, last 10 {lat_last:.2f} s")
-    own_first = statistics.median(own(j) for _, j in first) * 1000
-    own_last = statistics.median(own(j) for _, j in last) * 1000
+    own_first = statistics.median(own(j) for j in first) * 1000
+    own_last = statistics.median(own(j) for j in last) * 1000
     # Flat: the last jobs of the queue take no longer than the first, within noise.
     print(
         f"  own time admission → 70: first 10 median {own_first:.0f} ms, "

@@ -8,14 +8,15 @@ after the folder was prepared.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from localcompute.core.models import AlgorithmSpec, JobSpec
+from localcompute.core.models import AlgorithmSpec, Job, JobSpec
 from localcompute.core.status import JobStatus, TerminationReason
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
-from localcompute.runtime import containers
+from localcompute.runtime import ContainerSpec, containers
 from localcompute.runtime.containers import Stage
 from localcompute.runtime.disk import WatchQuota
 from localcompute.runtime.workspace import Workspace
@@ -42,63 +43,74 @@ class Watching(WatchQuota):
         super().attach(folder, limit, key)
 
 
-async def test_a_resumed_fetch_removes_the_fetch_left_running_before_it_cleans_the_folder(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+async def parts() -> AsyncIterator[tuple[MemoryStore, FakeRuntime]]:
+    """A store and a runtime, closed after the test."""
     store, runtime = MemoryStore(), FakeRuntime()
     await store.open()
-    disk = Watching(runtime)
-    pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS, disk=disk)
+    yield store, runtime
+    await runtime.close()
+    await store.close()
+
+
+async def started_job(store: MemoryStore, rawcode: str) -> Job:
     spec = JobSpec(
         environment="test",
-        algorithm=AlgorithmSpec(
-            image="busybox", entrypoint="sh $ALGO", rawcode="echo ok > $OUTPUTS/o.txt"
-        ),
+        algorithm=AlgorithmSpec(image="busybox", entrypoint="sh $ALGO", rawcode=rawcode),
     )
     async with store.transaction() as tx:
         job_id = await tx.insert_job(spec, max_duration=60)
-    await store.transition(job_id, JobStatus.JOB_STARTED)
-    job = await store.transition(job_id, JobStatus.CONFIGURING_VOLUMES)
-    # What the dead server left: its fetch, still running.
+    return await store.transition(job_id, JobStatus.JOB_STARTED)
+
+
+async def leave_running(runtime: FakeRuntime, spec: ContainerSpec, stage: Stage) -> None:
+    """What the dead server left: the step's container, still running (for a minute)."""
+    runtime.slow_stages[stage] = 60
+    await runtime.create(spec)
+    await runtime.start(spec.name)
+    runtime.slow_stages.clear()
+
+
+async def run_to_the_end(pipeline: Pipeline, job: Job) -> Job:
+    try:
+        done = await asyncio.wait_for(pipeline.run(job, asyncio.Event()), 30)
+    finally:
+        await pipeline.close()
+    assert (done.status, done.termination_reason) == (
+        JobStatus.JOB_COMPLETED,
+        TerminationReason.COMPLETED,
+    ), done.status_text
+    return done
+
+
+async def test_a_resumed_fetch_removes_the_fetch_left_running_before_it_cleans_the_folder(
+    tmp_path: Path, parts: tuple[MemoryStore, FakeRuntime]
+) -> None:
+    store, runtime = parts
+    disk = Watching(runtime)
+    pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS, disk=disk)
+    job = await started_job(store, "echo ok > $OUTPUTS/o.txt")
+    job = await store.transition(job.job_id, JobStatus.CONFIGURING_VOLUMES)
     ctx = pipeline.context(job)
     await asyncio.to_thread(
         ctx.workspace.prepare,
         containers.fetch_document(ctx),
-        lambda folder: disk.attach(folder, 10**8, job_id),
+        lambda folder: disk.attach(folder, 10**8, job.job_id),
     )
-    left = containers.fetch_container(ctx)
-    runtime.slow_stages[Stage.FETCH] = 60
-    await runtime.create(left)
-    await runtime.start(left.name)
-    runtime.slow_stages.clear()
+    await leave_running(runtime, containers.fetch_container(ctx), Stage.FETCH)
     disk.running_at_attach.clear()
-    try:
-        done = await asyncio.wait_for(pipeline.run(job, asyncio.Event()), 30)
 
-        assert (done.status, done.termination_reason) == (
-            JobStatus.JOB_COMPLETED,
-            TerminationReason.COMPLETED,
-        ), done.status_text
-        assert disk.running_at_attach == [[]], "the folder was cleaned under a running fetch"
-    finally:
-        await pipeline.close()
-        await runtime.close()
-        await store.close()
+    await run_to_the_end(pipeline, job)
+
+    assert disk.running_at_attach == [[]], "the folder was cleaned under a running fetch"
 
 
 async def test_a_resumed_filter_removes_the_filter_left_running_before_it_empties_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, parts: tuple[MemoryStore, FakeRuntime], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, runtime = MemoryStore(), FakeRuntime()
-    await store.open()
+    store, runtime = parts
     pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS)
-    spec = JobSpec(
-        environment="test",
-        algorithm=AlgorithmSpec(image="busybox", entrypoint="sh $ALGO", rawcode="true"),
-    )
-    async with store.transaction() as tx:
-        job_id = await tx.insert_job(spec, max_duration=60)
-    job = await store.transition(job_id, JobStatus.JOB_STARTED)
+    job = await started_job(store, "true")
     ctx = pipeline.context(job)
     await asyncio.to_thread(
         ctx.workspace.prepare,
@@ -111,21 +123,16 @@ async def test_a_resumed_filter_removes_the_filter_left_running_before_it_emptie
         JobStatus.PROVISIONING_SUCCESS,
         JobStatus.RUNNING_ALGORITHM,
     ):
-        await store.transition(job_id, status)
+        await store.transition(job.job_id, status)
     job = await store.transition(
-        job_id,
+        job.job_id,
         JobStatus.FILTERING_RESULTS,
         exit_code=0,
         termination_reason=TerminationReason.COMPLETED,
         algorithm_started_at=1.0,
         algorithm_finished_at=2.0,
     )
-    # What the dead server left: its filter, still running.
-    left = containers.filter_container(ctx)
-    runtime.slow_stages[Stage.FILTER] = 60
-    await runtime.create(left)
-    await runtime.start(left.name)
-    runtime.slow_stages.clear()
+    await leave_running(runtime, containers.filter_container(ctx), Stage.FILTER)
     running_at_reset: list[list[str]] = []
     reset = Workspace.reset_results
 
@@ -134,16 +141,8 @@ async def test_a_resumed_filter_removes_the_filter_left_running_before_it_emptie
         reset(ws)
 
     monkeypatch.setattr(Workspace, "reset_results", noting)
-    try:
-        done = await asyncio.wait_for(pipeline.run(job, asyncio.Event()), 30)
 
-        assert (done.status, done.termination_reason) == (
-            JobStatus.JOB_COMPLETED,
-            TerminationReason.COMPLETED,
-        ), done.status_text
-        assert "o.txt" in [r.filename for r in done.results]
-        assert running_at_reset == [[]], "results were emptied under a running filter"
-    finally:
-        await pipeline.close()
-        await runtime.close()
-        await store.close()
+    done = await run_to_the_end(pipeline, job)
+
+    assert "o.txt" in [r.filename for r in done.results]
+    assert running_at_reset == [[]], "results were emptied under a running filter"
