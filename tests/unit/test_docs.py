@@ -1,5 +1,6 @@
-"""The documentation's own links: every relative link and #anchor in README.md and
-docs/*.md leads somewhere, so that moving a section cannot silently break another page.
+"""The documentation's own links: every relative link and #anchor in README.md,
+docs/*.md and the examples' READMEs leads somewhere, so that moving a section cannot
+silently break another page.
 
 Anchors are GitHub's: a heading's text, lower-cased, without punctuation, spaces made
 hyphens, and -1, -2, … after a repeated one.
@@ -16,7 +17,11 @@ import pytest
 from localcompute.web.openapi import build_openapi
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "examples").glob("*/README.md")),
+]
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
