@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localcompute.cli import jobs, run
+from localcompute.cli import config, jobs, run
 from localcompute.core.errors import ConfigError, LocalComputeError
 from localcompute.core.settings import load_settings
 
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_parser(sub)
     jobs.add_parser(sub)
+    config.add_parser(sub)
     return parser
 
 
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return run.main(args)
     if args.command == "jobs":
         return jobs.main(args)
+    if args.command == "config":
+        return config.main(args)
     from localcompute import images
 
     try:

@@ -155,8 +155,8 @@ def _operator_routes() -> tuple[Route, ...]:
             "GET",
             "runningjobs",
             operator.running_jobs,
-            "Every unfinished job. Signed: nonce.",
-            operator_requests.Signed,
+            "Every unfinished job, or one owner's when owner is sent. Signed: owner + nonce.",
+            operator_requests.OwnerFilter,
         ),
         (
             "GetResult",

@@ -1,5 +1,6 @@
 """An installed wheel has everything the commands need: built, installed into a fresh
-venv outside the source tree, it builds the helper image and runs a job."""
+venv outside the source tree, it builds the helper image, runs a job, and prints the
+example configuration."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from localcompute.core.settings import load_settings
 from tests.conftest import BUSYBOX_IMAGE, unique
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
@@ -24,9 +26,10 @@ def sh(*command: str | Path, cwd: Path) -> str:
     return done.stdout
 
 
-def test_a_wheel_installed_elsewhere_builds_the_helper_and_runs_a_job(
-    tmp_path: Path, busybox_image: str
-) -> None:
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `localcompute` command of a wheel built from this checkout, installed elsewhere."""
+    folder = tmp_path_factory.mktemp("wheel")
     sh(
         sys.executable,
         "-m",
@@ -35,15 +38,19 @@ def test_a_wheel_installed_elsewhere_builds_the_helper_and_runs_a_job(
         "-q",
         "--no-deps",
         "-w",
-        tmp_path / "dist",
+        folder / "dist",
         REPO,
-        cwd=tmp_path,
+        cwd=folder,
     )
-    [wheel] = (tmp_path / "dist").glob("localcompute-*.whl")
-    sh(sys.executable, "-m", "venv", tmp_path / "venv", cwd=tmp_path)
-    sh(tmp_path / "venv" / "bin" / "pip", "install", "-q", wheel, cwd=tmp_path)
-    command = tmp_path / "venv" / "bin" / "localcompute"
+    [wheel] = (folder / "dist").glob("localcompute-*.whl")
+    sh(sys.executable, "-m", "venv", folder / "venv", cwd=folder)
+    sh(folder / "venv" / "bin" / "pip", "install", "-q", wheel, cwd=folder)
+    return folder / "venv" / "bin" / "localcompute"
 
+
+def test_a_wheel_installed_elsewhere_builds_the_helper_and_runs_a_job(
+    tmp_path: Path, busybox_image: str, installed: Path
+) -> None:
     # On the base the set-up built the helper on: no registry is needed.
     base = sh(
         "docker",
@@ -57,7 +64,7 @@ def test_a_wheel_installed_elsewhere_builds_the_helper_and_runs_a_job(
     tag = f"localcompute/helper:{unique('wheel')}"
     try:
         out = sh(
-            command,
+            installed,
             "images",
             "build",
             "--tag",
@@ -73,7 +80,7 @@ def test_a_wheel_installed_elsewhere_builds_the_helper_and_runs_a_job(
     (tmp_path / "data.csv").write_text("from the wheel\n")
     (tmp_path / "algo.sh").write_text("cat /data/inputs/*/0 > /data/outputs/copy.txt\n")
     sh(
-        command,
+        installed,
         "run",
         "algo.sh",
         "--image",
@@ -85,3 +92,16 @@ def test_a_wheel_installed_elsewhere_builds_the_helper_and_runs_a_job(
         cwd=tmp_path,
     )
     assert (tmp_path / "out" / "copy.txt").read_text() == "from the wheel\n"
+
+
+def test_a_wheel_installed_elsewhere_prints_the_example_configuration(
+    tmp_path: Path, installed: Path
+) -> None:
+    text = sh(installed, "config", "example", cwd=tmp_path)
+    # The repository's file itself, not a copy that could drift from it.
+    assert text == (REPO / "config.example.toml").read_text()
+    saved = tmp_path / "etc" / "config.toml"
+    saved.parent.mkdir()
+    saved.write_text(text)
+    settings = load_settings(saved)
+    assert settings.data_dir == saved.parent / "var"  # "./var", beside the saved file

@@ -1,0 +1,28 @@
+"""The build step pyproject.toml cannot express: the wheel carries config.example.toml.
+
+The file stays at the repository's root, where `scripts/run serve` and people read it;
+this copies it into the built package, where `localcompute config example` finds it.
+Everything else about the package is in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+EXAMPLE = "config.example.toml"
+
+
+class BuildPyWithExample(build_py):
+    def run(self) -> None:
+        super().run()
+        # An editable install builds into a scratch folder that is thrown away: it reads
+        # the root file instead (localcompute/cli/config.py), so nothing is lost here.
+        target = Path(self.build_lib) / "localcompute" / EXAMPLE
+        self.mkpath(str(target.parent))
+        self.copy_file(EXAMPLE, str(target))
+
+
+setup(cmdclass={"build_py": BuildPyWithExample})
