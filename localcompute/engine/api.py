@@ -89,8 +89,10 @@ class Engine:
         try:
             capacity = await asyncio.to_thread(measure, self.settings)
             self.pool = Pool(capacity, self.settings.environment)
-            self.pool.check(self.settings.environments)
+            contentions = self.pool.check(self.settings.environments)
             log.info("pool: %s", capacity.describe())
+            for line in contentions:
+                log.info("pool: %s", line)
             self.disk, passed_over = await asyncio.to_thread(
                 disk.choose, self.settings.data_dir, self.settings.pool.disk_quota
             )

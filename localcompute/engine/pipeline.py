@@ -425,6 +425,13 @@ class Pipeline:
             # Resumed after a crash: a filter left behind may still be writing results.
             # It goes before they are emptied, not after.
             await self.runtime.remove(spec.name)
+            if await asyncio.to_thread(ws.holds_results):
+                # It had begun moving the outputs: what is left of them is not all of them.
+                await asyncio.to_thread(ws.reset_results)
+                return await self._filtered(
+                    job,
+                    "Job failed: the output filter was cut short by a restart; outputs withheld",
+                )
         await asyncio.to_thread(ws.reset_results)
         # A stop the algorithm obeyed must not cut the filter of its partial outputs;
         # after an algorithm that ended on its own, a stop ends the filter. What the
@@ -448,6 +455,9 @@ class Pipeline:
                 return Ending(reason=TerminationReason.STOPPED)
             why = "timed out" if interrupt else f"ended with exit code {exit_.exit_code}"
             detail = f"Job failed: the output filter {why}; outputs withheld"
+        return await self._filtered(job, detail)
+
+    async def _filtered(self, job: Job, detail: str) -> Job:
         now = time.time()
         return await self.store.transition(
             job.job_id,

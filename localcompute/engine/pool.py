@@ -14,11 +14,14 @@ Admission is first come, first served over the jobs whose environment has a free
 slot. The oldest job that does not fit holds a reservation: a younger job is
 admitted only if, after it, every resource the blocked job needs is still as
 available as before (up to what it needs). So small jobs fill what a big job
-cannot use, and never what it waits for.
+cannot use, and never what it waits for. That is also why environments whose jobs
+cannot all run at once are accepted (a "whole machine" one beside a "small" one): their
+jobs wait for each other, and the start-up log names each pair that contends.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -199,24 +202,34 @@ class Pool:
 
     def shortage(self, usage: Usage, d: Demand) -> str | None:
         """Which resource `d` lacks with `usage` held, in words; None when it fits."""
+        short = self.shortages(usage, d)
+        return short[0] if short else None
+
+    def shortages(self, usage: Usage, d: Demand) -> list[str]:
+        """Every resource `d` lacks with `usage` held, each in words starting with its name."""
         cap = self.capacity
+        short: list[str] = []
         if self._cores_for(usage, d) is None:
             kind = f"{int(d.cpu)} whole cores" if d.pinned else f"{d.cpu:g} of a core's time"
             free = sum(1 for c in cap.cores if usage.core_milli[c] == 0)
-            return f"cpu: needs {kind}; {free} of the pool's {len(cap.cores)} cores are free"
+            short.append(f"cpu: needs {kind}; {free} of the pool's {len(cap.cores)} cores are free")
         if usage.ram_bytes + d.ram_bytes > cap.ram_bytes:
             left = (cap.ram_bytes - usage.ram_bytes) / GIB
-            return f"ram: needs {d.ram_bytes / GIB:g} GiB; {left:.2f} GiB of the pool is free"
+            short.append(
+                f"ram: needs {d.ram_bytes / GIB:g} GiB; {left:.2f} GiB of the pool is free"
+            )
         if usage.disk_bytes + d.disk_bytes > cap.disk_bytes:
             left = (cap.disk_bytes - usage.disk_bytes) / GIB
-            return f"disk: needs {d.disk_bytes / GIB:g} GiB; {left:.2f} GiB of the pool is free"
+            short.append(
+                f"disk: needs {d.disk_bytes / GIB:g} GiB; {left:.2f} GiB of the pool is free"
+            )
         free_gpus = [g for g in d.gpu_choices if g not in usage.gpus]
         if len(free_gpus) < d.gpus:
-            return (
+            short.append(
                 f"gpu: needs {d.gpus}; {len(free_gpus)} of "
                 f"{', '.join(d.gpu_choices) or 'no devices'} are free"
             )
-        return None
+        return short
 
     def _room(self, usage: Usage, d: Demand) -> tuple[int, int, int, int]:
         """How much of each resource `d` cares about is available now."""
@@ -295,21 +308,36 @@ class Pool:
 
     # -- start-up ------------------------------------------------------------
 
-    def check(self, environments: Sequence[EnvironmentSettings]) -> None:
-        """ConfigError unless every environment can run one job, all at once, in the pool."""
-        usage = Usage.of([])
-        for i, env in enumerate(environments):
+    def check(self, environments: Sequence[EnvironmentSettings]) -> list[str]:
+        """ConfigError unless one job of each environment fits the pool alone.
+
+        Environments whose jobs cannot all run at once are accepted: their jobs wait for
+        each other, and the reservation keeps a big job from starving behind small ones.
+        Returned: one line per pair of environments whose two jobs do not fit together,
+        naming the resources they contend for."""
+        empty = Usage.of([])
+        alone: list[Allocation] = []
+        for env in environments:
             d = self.demand(env)
-            allocation = self.fit(usage, d)
+            allocation = self.fit(empty, d)
             if allocation is None:
-                others = ", ".join(e.id for e in environments[:i])
-                alongside = f" alongside one job each of {others}" if others else ""
                 raise ConfigError(
-                    f"environment {env.id!r} cannot run one job{alongside}: "
-                    f"{self.shortage(usage, d)} (pool: {self.capacity.describe()}). "
+                    f"environment {env.id!r} cannot run one job: {self.shortage(empty, d)} "
+                    f"(pool: {self.capacity.describe()}). "
                     "Lower the environment's amounts, or give the pool more in [pool]."
                 )
-            usage.add(allocation)
+            alone.append(allocation)
+        contentions: list[str] = []
+        pairs = itertools.combinations(zip(environments, alone, strict=True), 2)
+        for (first, held), (second, _) in pairs:
+            short = self.shortages(Usage.of([held]), self.demand(second))
+            if short:
+                resources = " and ".join(s.partition(":")[0] for s in short)
+                contentions.append(
+                    f"environments {first.id!r} and {second.id!r} contend for {resources}: "
+                    "one job of each does not fit the pool at once, so they wait for each other"
+                )
+        return contentions
 
     def in_use(self, active: Iterable[Claim]) -> dict[str, float]:
         """What the running jobs hold: cores (CPU amount), RAM and disk in GiB, GPUs."""

@@ -1,8 +1,8 @@
 """Turn a job's outputs folder into the results the consumer may download.
 
 Runs as a plain script inside the helper container (standard library only, nothing
-else from localcompute), as a non-root user, over the algorithm's outputs mounted
-read-only. The algorithm is untrusted: it may leave symlinks to host files, FIFOs
+else from localcompute), as a non-root user, over the algorithm's outputs. The
+algorithm is untrusted: it may leave symlinks to host files, FIFOs
 that would block a reader, or names crafted to break log lines. So nothing is ever
 followed, and anything but regular files and directories with sane names is refused
 (left out and logged) rather than failing the whole job.
@@ -12,11 +12,18 @@ are packed together into one uncompressed PAX tar. With --archive (Ocean Node's 
 the whole folder becomes the one result outputs.tar, its entries under outputs/.
 A JSON manifest lists the results with their sizes and sha256 sums, and the
 refusals. Stdout becomes filter.log.
+
+The outputs lie under the job's disk quota and the results outside it, so the outputs
+are moved, not copied: each file is copied last chunk first and cut short behind the
+copy, and the two together never hold more than one chunk twice. Chunks of zeros are
+left as holes, so a sparse file cannot become more on the host than in the quota.
+A file the filter may not write to (the algorithm made it read-only) is copied as is.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -35,6 +42,9 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 
 CHUNK_SIZE = 64 * 1024
+# What a move holds twice at most; the outputs shrink by this much at a time.
+MOVE_CHUNK = 4 * 1024 * 1024
+_ZEROS = memoryview(bytes(MOVE_CHUNK))
 MAX_NAME_BYTES = 255
 TAR_STEM = "outputs"
 # C0/C1 controls and the Unicode line and paragraph separators: any of them in a name
@@ -42,7 +52,7 @@ TAR_STEM = "outputs"
 UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # O_NOFOLLOW: a symlink swapped in after lstat is not followed. O_NONBLOCK: a FIFO
 # swapped in would otherwise block open() forever; it does nothing to regular files.
-OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class Unreadable(Exception):
@@ -173,16 +183,20 @@ def inspect(entry: os.DirEntry[str], rel: str, report: Report) -> os.stat_result
     return info
 
 
-def open_regular(path: str, expected: os.stat_result) -> BinaryIO:
+def open_regular(path: str, expected: os.stat_result) -> tuple[BinaryIO, bool]:
     """Open a file that lstat found regular, and check it still is that very file.
+    Also whether it was opened for writing too, so that a move may cut it short.
 
-    The outputs are read-only and the algorithm has stopped, so nothing should change
-    between lstat and open; checking anyway costs one fstat.
+    The algorithm has stopped, so nothing should change between lstat and open;
+    checking anyway costs one fstat.
     """
     try:
-        fd = os.open(path, OPEN_FLAGS)
-    except OSError as exc:
-        raise Unreadable(cannot_read(exc)) from exc
+        fd, movable = os.open(path, os.O_RDWR | OPEN_FLAGS), True
+    except OSError:
+        try:
+            fd, movable = os.open(path, os.O_RDONLY | OPEN_FLAGS), False
+        except OSError as exc:
+            raise Unreadable(cannot_read(exc)) from exc
     try:
         found = os.fstat(fd)
         if not stat.S_ISREG(found.st_mode) or (found.st_dev, found.st_ino) != (
@@ -190,42 +204,58 @@ def open_regular(path: str, expected: os.stat_result) -> BinaryIO:
             expected.st_ino,
         ):
             raise Unreadable("changed while being read")
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "r+b" if movable else "rb"), movable
     except BaseException:
         os.close(fd)
         raise
 
 
-def read_chunks(source: BinaryIO) -> Iterator[bytes]:
-    while True:
+def transfer(source: BinaryIO, movable: bool, size: int, out: BinaryIO, at: int) -> None:
+    """Write the `size` bytes of `source` into `out` from offset `at`.
+
+    Movable: last chunk first, cutting `source` short behind each, so the pair holds
+    one chunk twice at most. Otherwise first chunk first, `source` left as it was.
+    Chunks of zeros are never written: `out` keeps a hole there.
+    """
+    out.flush()
+    src, dst = source.fileno(), out.fileno()
+    os.ftruncate(dst, max(os.fstat(dst).st_size, at + size))
+    starts = range(0, size, MOVE_CHUNK)
+    for start in reversed(starts) if movable else starts:
+        length = min(MOVE_CHUNK, size - start)
         try:
-            chunk = source.read(CHUNK_SIZE)
+            chunk = os.pread(src, length, start)
         except OSError as exc:
             raise Unreadable(cannot_read(exc)) from exc
-        if not chunk:
-            return
-        yield chunk
+        if len(chunk) != length:
+            raise Unreadable("changed while being read")
+        if chunk != _ZEROS[:length]:
+            written = 0
+            while written < length:
+                written += os.pwrite(dst, chunk[written:], at + start + written)
+        if movable:
+            os.ftruncate(src, start)
 
 
 # --- top-level files -------------------------------------------------------------------------
 
 
-def copy_result(entry: os.DirEntry[str], expected: os.stat_result, results: Path) -> Result:
-    """Copy one file into results, hashing as it streams so it is read only once."""
+def move_result(entry: os.DirEntry[str], expected: os.stat_result, results: Path) -> Result:
+    """Move one file into results (see transfer), then hash what arrived."""
     dest = results / entry.name
-    digest = hashlib.sha256()
-    size = 0
     try:
         # "xb": results starts empty, so an existing name is a bug, never to be overwritten.
-        with open_regular(entry.path, expected) as source, open(dest, "xb") as out:
-            for chunk in read_chunks(source):
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+        opened, movable = open_regular(entry.path, expected)
+        with opened as source, open(dest, "xb") as out:
+            transfer(source, movable, os.fstat(source.fileno()).st_size, out, 0)
     except Unreadable:
         dest.unlink(missing_ok=True)
         raise
-    return Result(entry.name, size, digest.hexdigest())
+    if movable:
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+    size, sha256 = hash_file(dest)
+    return Result(entry.name, size, sha256)
 
 
 # --- the tar of top-level directories --------------------------------------------------------
@@ -258,12 +288,16 @@ def tar_info(rel: str, info: os.stat_result, kind: bytes) -> tarfile.TarInfo:
 
 
 class TarPacker:
-    """Packs directory trees into one tar, refusing what may not go in."""
+    """Packs directory trees into one tar, refusing what may not go in.
+
+    `out` is the open file beneath `tar`: file data is moved into it at the archive's
+    offset (see transfer), where tarfile would copy it."""
 
     def __init__(
-        self, tar: tarfile.TarFile, outputs: Path, report: Report, prefix: str = ""
+        self, tar: tarfile.TarFile, out: BinaryIO, outputs: Path, report: Report, prefix: str = ""
     ) -> None:
         self.tar = tar
+        self.out = out
         self.outputs = outputs
         self.report = report
         self.prefix = prefix  # put before every member's name, e.g. "outputs/"
@@ -308,22 +342,48 @@ class TarPacker:
 
     def add_file(self, path: str, rel: str, info: os.stat_result) -> None:
         try:
-            with open_regular(path, info) as source:
-                # addfile copies exactly member.size bytes from the open file object.
+            opened, movable = open_regular(path, info)
+            with opened as source:
                 member = tar_info(self.prefix + rel, os.fstat(source.fileno()), tarfile.REGTYPE)
-                self.tar.addfile(member, source)
+                self.add_member_data(member, source, movable)
         except Unreadable as exc:
             self.report.refuse(rel, str(exc))
             return
+        if movable:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         self.files += 1
+
+    def add_member_data(self, member: tarfile.TarInfo, source: BinaryIO, movable: bool) -> None:
+        """What tarfile's addfile does (header, data, padding to a block), with the data
+        moved in rather than copied; the member list, which only reading uses, stays empty."""
+        header = member.tobuf(self.tar.format, self.tar.encoding, self.tar.errors)
+        self.out.write(header)
+        self.tar.offset += len(header)
+        transfer(source, movable, member.size, self.out, self.tar.offset)
+        blocks, remainder = divmod(member.size, tarfile.BLOCKSIZE)
+        self.out.seek(self.tar.offset + member.size)
+        if remainder:
+            self.out.write(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
+            blocks += 1
+        self.tar.offset += blocks * tarfile.BLOCKSIZE
+
+
+@contextlib.contextmanager
+def new_tar(dest: Path) -> Iterator[tuple[tarfile.TarFile, BinaryIO]]:
+    # "xb": exclusive creation, for the same reason as the top-level files.
+    with (
+        open(dest, "xb") as out,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        yield tar, out
 
 
 def pack_directories(
     outputs: Path, directories: list[tuple[str, os.stat_result]], dest: Path, report: Report
 ) -> None:
-    # "x": exclusive creation, for the same reason as the copies of top-level files.
-    with tarfile.open(dest, "x", format=tarfile.PAX_FORMAT) as tar:
-        packer = TarPacker(tar, outputs, report)
+    with new_tar(dest) as (tar, out):
+        packer = TarPacker(tar, out, outputs, report)
         for name, info in directories:
             packer.add_tree(name, info)
     size, sha256 = hash_file(dest)
@@ -333,8 +393,8 @@ def pack_directories(
 def pack_everything(outputs: Path, dest: Path, report: Report) -> None:
     """The whole outputs folder as one tar, entries under outputs/ (Ocean Node's
     getArchive('/data/outputs')); made even when the folder is empty."""
-    with tarfile.open(dest, "x", format=tarfile.PAX_FORMAT) as tar:
-        packer = TarPacker(tar, outputs, report, prefix=f"{TAR_STEM}/")
+    with new_tar(dest) as (tar, out):
+        packer = TarPacker(tar, out, outputs, report, prefix=f"{TAR_STEM}/")
         tar.addfile(tar_info(TAR_STEM, os.lstat(outputs), tarfile.DIRTYPE))
         for entry in list_dir(str(outputs)):
             info = inspect(entry, entry.name, report)
@@ -375,7 +435,7 @@ def run(outputs: Path, results: Path, *, archive: bool = False) -> Report:
             directories.append((entry.name, info))
             continue
         try:
-            result = copy_result(entry, info, results)
+            result = move_result(entry, info, results)
         except Unreadable as exc:
             report.refuse(entry.name, str(exc))
             continue

@@ -208,7 +208,8 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
         ],
         labels=ctx.labels(Stage.FILTER),
         mounts=(
-            Mount(ws.outputs, "/data/outputs", read_only=True),
+            # Writable: the filter moves the outputs out of the quota, never copies them.
+            Mount(ws.outputs, "/data/outputs", read_only=False),
             Mount(ws.results, "/results", read_only=False),
             Mount(ws.meta, "/meta", read_only=False),
         ),

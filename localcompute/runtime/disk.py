@@ -6,7 +6,7 @@ Three mechanisms, the strongest the host offers chosen at start-up:
   with prjquota (needs root and xfs_quota). The kernel refuses writes past it.
 - loop: the job's folder is an ext4 file system in a sparse image file of exactly the
   quota, mounted on a loop device (needs root: mount, mkfs.ext4). The kernel refuses
-  writes past it; the image holds only what was written.
+  writes past it; the image holds only what is written and not yet deleted.
 - watch: a plain folder whose size is measured every second while the job runs; a job
   past its quota is stopped. Soft: a fast writer can overshoot by a second's writes.
 
@@ -159,7 +159,9 @@ class LoopQuota:
 
     @staticmethod
     def _mount(image: Path, folder: Path) -> None:
-        _run("mount", "-o", "loop,nosuid,nodev", str(image), str(folder))
+        # discard: what the job deletes or cuts short leaves the image file too, so
+        # outputs moved out of it are never held twice on the host.
+        _run("mount", "-o", "loop,nosuid,nodev,discard", str(image), str(folder))
 
     def reattach(self, folder: Path, key: str) -> None:
         image = self.image(folder)

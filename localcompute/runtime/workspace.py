@@ -7,12 +7,13 @@
         data/inputs/…         /data/inputs       read-only to the algorithm
         data/transformations  /data/transformations  read-only to the algorithm
         data/ddos             /data/ddos         read-only to the algorithm
-        data/outputs          /data/outputs      writable by the algorithm, read-only to the filter
+        data/outputs          /data/outputs      writable by the algorithm, then emptied by the
+                              filter as it moves them into results/
         data/logs             /data/logs         writable; algorithm.log
         disk.img              the quota's file system, when it is a loop-mounted image
         adminlogs/            configure.log, algorithm.log (published), filter.log,
                               publish.log: never mounted in a job container
-        results/              the filtered outputs
+        results/              the filtered outputs, moved out of data/ by the filter
         meta/                 the filter's manifest
 
 Every function here blocks on the file system; the engine calls them off the loop.
@@ -145,6 +146,10 @@ class Workspace:
             _remove_tree(path)
             path.mkdir(parents=True)
             path.chmod(_SHARED_MODE)
+
+    def holds_results(self) -> bool:
+        """Whether a filter has begun: it moves the outputs, so it cannot begin again."""
+        return self.results.is_dir() and any(self.results.iterdir())
 
     def scrub(self) -> None:
         """After publishing: the fetch instructions go (the data folder goes with its

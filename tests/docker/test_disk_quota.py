@@ -1,20 +1,25 @@
 """A job's disk quota, on each mechanism this host offers: what the job writes never passes it
-(by more than
-what it writes in the watcher's half second, where only a watcher can), the job ends with reason
-`disk`, what it wrote within the quota is published, and nothing is left mounted."""
+(by more than what it writes in the watcher's half second, where only a watcher can), the job
+ends with reason `disk`, what it wrote within the quota is published, and nothing is left
+mounted. Nor does publishing make a second copy: sampled throughout the run and the publish,
+the job's folders never hold more than the quota, the logs and a stated slack."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import subprocess
+import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from localcompute import FileSource, InputSpec, JobStatus, TerminationReason
+from localcompute import FileSource, InputSpec, Job, JobStatus, TerminationReason
+from localcompute.engine import Engine
 from localcompute.runtime import disk
 from localcompute.runtime.disk import IMAGE_NAME, folder_size
 from localcompute.runtime.workspace import Workspace
@@ -134,3 +139,151 @@ def test_auto_picks_the_strongest_mechanism_and_says_why(tmp_path: Path) -> None
         assert quota.mechanism == "watch" and "loop mounts need root" in passed_over
     if quota.mechanism != "xfs":
         assert "xfs:" in passed_over
+
+
+# A moving copy holds at most one chunk twice (the helper's MOVE_CHUNK, 4 MiB), and a
+# file system's own blocks are a little more: the bound's stated slack.
+SLACK = 6 * MIB
+
+
+def footprint(root: Path) -> int:
+    """Bytes allocated under `root` on its own file system (du -sx): a loop image counts
+    as what it holds, never together with what is mounted from it."""
+    try:
+        device = root.stat().st_dev
+    except OSError:
+        return 0
+    total, stack = 0, [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if info.st_dev != device:
+                continue  # a job's mounted image: counted as its file, disk.img
+            total += info.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+    return total
+
+
+class Sampler:
+    """The largest footprint of a folder, measured over and over in a thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.peak = 0
+        self.samples = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, footprint(self.root))
+            self.samples += 1
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+async def run_sampled(engine: Engine, script: str) -> tuple[Job, Sampler]:
+    with Sampler(engine.settings.data_dir / "jobs") as sampler:
+        job = await wait_final(engine, await engine.submit(raw_job(script)))
+    assert sampler.samples > 10, sampler.samples
+    return job, sampler
+
+
+def logs_size(engine: Engine, job: Job) -> int:
+    return folder_size(Workspace.of(engine.settings.data_dir, job.job_id).adminlogs)
+
+
+def check_peak(engine: Engine, job: Job, sampler: Sampler, quota: int = QUOTA) -> None:
+    bound = quota + logs_size(engine, job) + SLACK
+    said = (
+        f"{engine.disk.mechanism}: peak {sampler.peak / MIB:.1f} MiB, bound {bound / MIB:.1f} MiB"
+    )
+    print(said)
+    assert sampler.peak <= bound, said
+
+
+MECHANISMS = pytest.mark.parametrize("mechanism", ["loop", "watch"])
+
+
+@MECHANISMS
+async def test_a_job_past_its_quota_never_holds_more_than_it_on_the_host(
+    engine_factory: EngineFactory, mechanism: str
+) -> None:
+    """Its outputs are published by moving them, not by a second copy beside them."""
+    await check_past_quota(engine_factory, mechanism)
+
+
+async def test_a_job_past_its_xfs_quota_never_holds_more_than_it_on_the_host(
+    engine_factory: EngineFactory, xfs_data_dir: Path
+) -> None:
+    await check_past_quota(engine_factory, "xfs")
+
+
+async def check_past_quota(engine_factory: EngineFactory, mechanism: str) -> None:
+    engine = await engine_factory(environments=env(), pool={"disk_quota": mechanism})
+    job, sampler = await run_sampled(engine, WRITER)
+    assert job.termination_reason is TerminationReason.DISK, job.status_text
+    [output] = [r for r in job.results if r.type == "output"]
+    # A watcher is soft: what it lets the writer overshoot by is the job's quota then.
+    check_peak(engine, job, sampler, QUOTA if engine.disk.hard else max(QUOTA, output.filesize))
+
+
+# Within the quota: a 30 MiB top-level file and a folder of two 15 MiB files (one tar),
+# each printed with its sha256 so what is published can be checked against what was written.
+WITHIN = (
+    "set -e; mkdir $OUTPUTS/dir; "
+    "dd if=/dev/urandom of=$OUTPUTS/top.bin bs=1M count=30 2>/dev/null; "
+    "dd if=/dev/urandom of=$OUTPUTS/dir/a.bin bs=1M count=15 2>/dev/null; "
+    "dd if=/dev/urandom of=$OUTPUTS/dir/b.bin bs=1M count=15 2>/dev/null; "
+    "cd $OUTPUTS; sha256sum top.bin dir/a.bin dir/b.bin"
+)
+
+
+@MECHANISMS
+async def test_results_within_the_quota_are_complete_and_never_a_second_copy(
+    engine_factory: EngineFactory, mechanism: str
+) -> None:
+    await check_within_quota(engine_factory, mechanism)
+
+
+async def test_results_within_an_xfs_quota_are_complete_and_never_a_second_copy(
+    engine_factory: EngineFactory, xfs_data_dir: Path
+) -> None:
+    await check_within_quota(engine_factory, "xfs")
+
+
+async def check_within_quota(engine_factory: EngineFactory, mechanism: str) -> None:
+    engine = await engine_factory(environments=env(), pool={"disk_quota": mechanism})
+    job, sampler = await run_sampled(engine, WITHIN)
+    assert job.termination_reason is TerminationReason.COMPLETED, job.detail
+    log = result_text(engine, job, "algorithm.log")
+    written = {name: sha for sha, name in (line.split() for line in log.splitlines())}
+    ws = Workspace.of(engine.settings.data_dir, job.job_id)
+    by_name = {r.filename: r for r in job.results}
+    assert by_name["top.bin"].sha256 == written["top.bin"]
+    assert (
+        hashlib.sha256((ws.root / by_name["top.bin"].path).read_bytes()).hexdigest()
+        == (written["top.bin"])
+    )
+    tar_path = ws.root / by_name["outputs.tar"].path
+    assert hashlib.sha256(tar_path.read_bytes()).hexdigest() == by_name["outputs.tar"].sha256
+    with tarfile.open(tar_path) as tar:
+        for name in ("dir/a.bin", "dir/b.bin"):
+            member = tar.extractfile(name)
+            assert member is not None
+            assert hashlib.sha256(member.read()).hexdigest() == written[name], name
+    check_peak(engine, job, sampler)

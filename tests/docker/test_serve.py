@@ -66,17 +66,18 @@ def test_a_port_in_use_is_one_line_and_a_failed_exit(tmp_path: Path, busybox_ima
     assert "Traceback" not in done.stderr and "listening on" not in done.stdout
 
 
-def test_environments_that_promise_more_than_the_host_are_one_line_and_a_failed_exit(
+def test_an_environment_whose_one_job_exceeds_the_host_is_one_line_and_a_failed_exit(
     tmp_path: Path, busybox_image: str
 ) -> None:
     cores = len(os.sched_getaffinity(0))
-    three = "".join(f'[[environments]]\nid = "big{i}"\ncpu = {cores}\n\n' for i in range(3))
-    config = write_config(tmp_path, free_port(), "http://127.0.0.1:9/x", environments_first=three)
+    envs = f'[[environments]]\nid = "fits"\ncpu = {cores}\n\n'
+    envs += f'[[environments]]\nid = "huge"\ncpu = {cores + 1}\n\n'
+    config = write_config(tmp_path, free_port(), "http://127.0.0.1:9/x", environments_first=envs)
     done = serve(config)
-    assert done.returncode != 0
+    assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
-    assert "environment 'big1' cannot run one job alongside one job each of big0: cpu:" in last
-    assert f"needs {cores} whole cores" in last and "[pool]" in last
+    assert "environment 'huge' cannot run one job: cpu:" in last
+    assert f"needs {cores + 1} whole cores" in last and "[pool]" in last
     assert "Traceback" not in done.stderr and "listening on" not in done.stdout
 
 

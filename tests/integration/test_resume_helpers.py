@@ -105,11 +105,8 @@ async def test_a_resumed_fetch_removes_the_fetch_left_running_before_it_cleans_t
     assert disk.running_at_attach == [[]], "the folder was cleaned under a running fetch"
 
 
-async def test_a_resumed_filter_removes_the_filter_left_running_before_it_empties_results(
-    tmp_path: Path, parts: tuple[MemoryStore, FakeRuntime], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store, runtime = parts
-    pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS)
+async def filtering_job(store: MemoryStore, pipeline: Pipeline) -> Job:
+    """A job whose algorithm wrote o.txt and ended, its filter about to run."""
     job = await started_job(store, "true")
     ctx = pipeline.context(job)
     await asyncio.to_thread(
@@ -124,7 +121,7 @@ async def test_a_resumed_filter_removes_the_filter_left_running_before_it_emptie
         JobStatus.RUNNING_ALGORITHM,
     ):
         await store.transition(job.job_id, status)
-    job = await store.transition(
+    return await store.transition(
         job.job_id,
         JobStatus.FILTERING_RESULTS,
         exit_code=0,
@@ -132,6 +129,15 @@ async def test_a_resumed_filter_removes_the_filter_left_running_before_it_emptie
         algorithm_started_at=1.0,
         algorithm_finished_at=2.0,
     )
+
+
+async def test_a_resumed_filter_removes_the_filter_left_running_before_it_empties_results(
+    tmp_path: Path, parts: tuple[MemoryStore, FakeRuntime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, runtime = parts
+    pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS)
+    job = await filtering_job(store, pipeline)
+    ctx = pipeline.context(job)
     await leave_running(runtime, containers.filter_container(ctx), Stage.FILTER)
     running_at_reset: list[list[str]] = []
     reset = Workspace.reset_results
@@ -146,3 +152,26 @@ async def test_a_resumed_filter_removes_the_filter_left_running_before_it_emptie
 
     assert "o.txt" in [r.filename for r in done.results]
     assert running_at_reset == [[]], "results were emptied under a running filter"
+
+
+async def test_a_filter_cut_short_by_a_restart_withholds_the_outputs_it_had_begun_to_move(
+    tmp_path: Path, parts: tuple[MemoryStore, FakeRuntime]
+) -> None:
+    """The filter moves the outputs out of the quota: what it left half moved cannot be
+    filtered again, so the job fails saying why rather than publishing part of them."""
+    store, runtime = parts
+    pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS)
+    job = await filtering_job(store, pipeline)
+    ctx = pipeline.context(job)
+    (ctx.workspace.results / "moved.txt").write_text("half")
+    await leave_running(runtime, containers.filter_container(ctx), Stage.FILTER)
+    try:
+        done = await asyncio.wait_for(pipeline.run(job, asyncio.Event()), 30)
+    finally:
+        await pipeline.close()
+    assert done.termination_reason is TerminationReason.ERROR
+    assert done.detail == (
+        "Job failed: the output filter was cut short by a restart; outputs withheld"
+    )
+    assert [r.type for r in done.results if r.type == "output"] == []
+    assert not any(ctx.workspace.results.iterdir())

@@ -152,7 +152,8 @@ def test_fetch_gets_local_files_read_only_and_no_urls_leak_to_others() -> None:
     assert doc["inputs"][0]["files"] == [{"url": "https://x/a"}, {"path": "/sources/0"}]
     filt = filter_container(ctx)
     assert filt.network_mode == "none"
-    assert {m.target: m.read_only for m in filt.mounts}["/data/outputs"] is True
+    # Writable to the filter, which moves the outputs out of the job's quota.
+    assert {m.target: m.read_only for m in filt.mounts}["/data/outputs"] is False
     for spec in (filt, algorithm_container(ctx, EnvironmentSettings(id="e"))):
         assert "https://x/a" not in json.dumps(spec.environment)
     assert {Stage(s) for s in ("fetch", "algorithm", "filter")} == set(Stage)

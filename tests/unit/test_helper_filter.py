@@ -106,6 +106,7 @@ def test_hostile_tree(dirs: tuple[Path, Path, Path], capsys: pytest.CaptureFixtu
 def test_the_tar_holds_the_directories_and_nothing_else(dirs: tuple[Path, Path, Path]) -> None:
     outputs, results, _ = dirs
     build_hostile_tree(outputs)
+    mtime = int((outputs / "sub" / "a.txt").stat().st_mtime)
 
     assert run_filter(dirs) == 0
 
@@ -133,7 +134,6 @@ def test_the_tar_holds_the_directories_and_nothing_else(dirs: tuple[Path, Path, 
         "sub/deeper/b.txt": b"deeper b",
         "sub2/c.txt": b"sub2 c",
     }
-    mtime = int((outputs / "sub" / "a.txt").stat().st_mtime)
     assert next(m for m in members if m.name == "sub/a.txt").mtime == mtime
 
 
@@ -313,3 +313,84 @@ def test_archive_mode_packs_everything_under_outputs_and_refuses_the_same(
     assert output_filter.main([*argv, "--archive"]) == 0
     with tarfile.open(results / "outputs.tar") as tar:
         assert tar.getnames() == ["outputs"]
+
+
+def allocated(path: Path) -> int:
+    return sum(p.lstat().st_blocks * 512 for p in [path, *path.rglob("*")])
+
+
+def test_outputs_are_moved_into_the_results_never_held_twice(
+    dirs: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outputs lie under the job's quota, the results outside it: while the filter
+    runs, the two together never hold more than the outputs and one chunk."""
+    outputs, results, _ = dirs
+    monkeypatch.setattr(output_filter, "MOVE_CHUNK", 64 * 1024, raising=False)
+    top, inner = os.urandom(1024 * 1024 + 5), os.urandom(700 * 1024)
+    (outputs / "top.bin").write_bytes(top)
+    (outputs / "dir").mkdir()
+    (outputs / "dir" / "inner.bin").write_bytes(inner)
+    before = allocated(outputs)
+    peak = 0
+    real_pwrite = os.pwrite
+
+    def measured_pwrite(fd: int, data: bytes, offset: int) -> int:
+        nonlocal peak
+        written = real_pwrite(fd, data, offset)
+        peak = max(peak, allocated(outputs) + allocated(results))
+        return written
+
+    monkeypatch.setattr(os, "pwrite", measured_pwrite)
+
+    assert run_filter(dirs) == 0
+
+    assert peak <= before + 64 * 1024 + 64 * 1024  # one chunk, and a tar's headers
+    assert (results / "top.bin").read_bytes() == top
+    with tarfile.open(results / "outputs.tar", "r:") as tar:
+        extracted = tar.extractfile("dir/inner.bin")
+        assert extracted is not None and extracted.read() == inner
+    assert [p.name for p in outputs.rglob("*") if p.is_file()] == []  # moved, not copied
+    for result in read_manifest(dirs)["results"]:
+        assert result["sha256"] == sha256(results / result["filename"])
+
+
+def test_a_sparse_output_stays_sparse_in_the_results(dirs: tuple[Path, Path, Path]) -> None:
+    """A file of holes is no more on the host after the filter than it was in the quota."""
+    outputs, results, _ = dirs
+    with (outputs / "sparse.bin").open("wb") as f:
+        f.truncate(256 * 1024 * 1024)
+        f.seek(100 * 1024 * 1024)
+        f.write(b"data")
+    (outputs / "dir").mkdir()
+    with (outputs / "dir" / "sparse.bin").open("wb") as f:
+        f.truncate(64 * 1024 * 1024)
+
+    assert run_filter(dirs) == 0
+
+    assert (results / "sparse.bin").stat().st_size == 256 * 1024 * 1024
+    assert allocated(results) < 16 * 1024 * 1024
+    with (results / "sparse.bin").open("rb") as f:
+        f.seek(100 * 1024 * 1024)
+        assert f.read(4) == b"data"
+    [entry] = [r for r in read_manifest(dirs)["results"] if r["filename"] == "sparse.bin"]
+    assert entry["sha256"] == sha256(results / "sparse.bin")
+
+
+def test_an_output_the_filter_may_not_write_is_copied_and_left(
+    dirs: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outputs, results, _ = dirs
+    (outputs / "kept.txt").write_text("kept")
+    real_open = os.open
+
+    def read_only_open(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_RDWR:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+
+    assert run_filter(dirs) == 0
+
+    assert (results / "kept.txt").read_text() == "kept"
+    assert (outputs / "kept.txt").read_text() == "kept"

@@ -41,18 +41,65 @@ def test_cpusets_round_trip() -> None:
     assert cpuset_text([9, 8, 6, 0, 1, 2, 3]) == "0-3,6,8-9"
 
 
-def test_environments_that_together_promise_more_than_the_host_are_refused() -> None:
-    envs = [EnvironmentSettings(id=f"e{i}", cpu=2, ram_gb=1) for i in range(3)]
-    with pytest.raises(ConfigError, match=r"'e2' cannot run one job alongside .*e0, e1: cpu"):
+def test_environments_that_overlap_are_accepted_and_each_contention_is_named() -> None:
+    ram_a, ram_b = (EnvironmentSettings(id=i, cpu=0.5, ram_gb=8.8) for i in ("ram-a", "ram-b"))
+    small = EnvironmentSettings(id="small", cpu=1, ram_gb=1)
+    whole = EnvironmentSettings(id="whole", cpu=4, ram_gb=2)
+    envs = [ram_a, ram_b, small, whole]
+    lines = make_pool(*envs, cores=4, ram_gb=16).check(envs)
+    assert lines == [
+        "environments 'ram-a' and 'ram-b' contend for ram: one job of each does not fit "
+        "the pool at once, so they wait for each other",
+        "environments 'ram-a' and 'whole' contend for cpu: one job of each does not fit "
+        "the pool at once, so they wait for each other",
+        "environments 'ram-b' and 'whole' contend for cpu: one job of each does not fit "
+        "the pool at once, so they wait for each other",
+        "environments 'small' and 'whole' contend for cpu: one job of each does not fit "
+        "the pool at once, so they wait for each other",
+    ]
+    both = [EnvironmentSettings(id=i, cpu=4, ram_gb=9) for i in ("x", "y")]
+    [line] = make_pool(*both, cores=4, ram_gb=16).check(both)
+    assert line.startswith("environments 'x' and 'y' contend for cpu and ram:")
+    fits = [EnvironmentSettings(id=f"e{i}", cpu=1, max_jobs=8) for i in range(4)]
+    assert make_pool(*fits, cores=4).check(fits) == []  # max_jobs beyond the pool: waiting
+
+
+def test_an_environment_whose_one_job_cannot_fit_the_pool_alone_is_refused() -> None:
+    envs = [EnvironmentSettings(id="ok", cpu=1), EnvironmentSettings(id="huge", cpu=8)]
+    with pytest.raises(ConfigError, match=r"^environment 'huge' cannot run one job: cpu: needs 8"):
         make_pool(*envs, cores=4).check(envs)
-    big_ram = [EnvironmentSettings(id="a", cpu=0.5, ram_gb=12), EnvironmentSettings(id="b")]
-    with pytest.raises(ConfigError, match=r"'c' cannot run .*ram: needs 5 GiB; 3\.00 GiB"):
-        make_pool(*big_ram, ram_gb=16).check([*big_ram, EnvironmentSettings(id="c", ram_gb=5)])
+    ram = [EnvironmentSettings(id="ram", cpu=0.5, ram_gb=17)]
+    with pytest.raises(ConfigError, match=r"'ram' cannot run one job: ram: needs 17 GiB; 16\.00"):
+        make_pool(*ram, ram_gb=16).check(ram)
     gpu = [EnvironmentSettings(id="g", gpus=2, gpu_devices=["0"])]
     with pytest.raises(ConfigError, match="gpu: needs 2"):
         make_pool(*gpu).check(gpu)
-    fits = [EnvironmentSettings(id=f"e{i}", cpu=1, max_jobs=8) for i in range(4)]
-    make_pool(*fits, cores=4).check(fits)  # max_jobs beyond the pool only means waiting
+
+
+def test_a_big_job_waiting_behind_small_ones_is_admitted_not_starved() -> None:
+    """Small jobs keep arriving and finishing; the big one, oldest of the waiting, gets in
+    as soon as enough of them have finished, and none of the newcomers takes its room."""
+    small = EnvironmentSettings(id="small", cpu=0.5, ram_gb=4, max_jobs=4)
+    big = EnvironmentSettings(id="big", cpu=0.5, ram_gb=0.55 * 16)
+    pool = make_pool(small, big, cores=4, ram_gb=16)
+    pool.check([small, big])  # accepted: four small jobs and the big one cannot run at once
+    active = run_plan(pool, [], [job("small") for _ in range(4)])
+    assert len(active) == 4
+    waiting = [job("big"), job("small")]
+    finished = 0
+    while not any(j.environment == "big" for j in active):
+        assert finished < 4, "the big job starved behind small ones"
+        active = active[1:]  # the oldest small job finishes
+        finished += 1
+        admitted = run_plan(pool, active, waiting)
+        if not any(j.environment == "big" for j in admitted):
+            assert admitted == []  # a small newcomer would take what the big job waits for
+        active += admitted
+        taken = {a.job_id for a in admitted}
+        waiting = [j for j in waiting if j.job_id not in taken] + [job("small")]
+    assert finished == 3  # three small jobs finished: 12 GiB free fits its 8.8 GiB
+    held = sum(a.allocation.ram_bytes for a in active if a.allocation)
+    assert held <= 16 * GIB
 
 
 def test_pinned_jobs_get_disjoint_cores_and_fractions_stay_off_them() -> None:
