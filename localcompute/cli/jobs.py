@@ -175,6 +175,8 @@ async def _local_logs(args: argparse.Namespace, data_dir: Path, job: Job) -> Non
         if not args.follow:
             return
         [now] = await asyncio.to_thread(read_jobs, data_dir, JobQuery(job_id=job.job_id))
+        if now.is_final and not offset:
+            _view(now).published_log()  # it may never have run: say why
         if now.is_final or now.algorithm_finished_at is not None:
             return
         await asyncio.sleep(FOLLOW_POLL)

@@ -131,9 +131,10 @@ async def test_a_removed_job_says_so_and_its_results_and_logs_fail_with_the_reas
     assert "state        completed, removed  (70 Job completed)" in shown.out
     assert "removed      yes: its results and logs are gone (deleted, or expired)" in shown.out
     gone = f"job {job.job_id} was removed (deleted, or its results expired): "
-    commands = ("results", "logs")
+    on_host = ["--data-dir", str(served.root / "var")]
+    commands = [[c, job.job_id, *w] for c in ("results", "logs") for w in (where, on_host)]
     answers = await asyncio.gather(
-        *(localcompute("jobs", command, job.job_id, *where, cwd=tmp_path) for command in commands)
+        *(localcompute("jobs", *command, cwd=tmp_path) for command in commands)
     )
     for command, refused in zip(commands, answers, strict=True):
         assert (refused.code, refused.out) == (exits.EXIT_FAILED, ""), command
@@ -147,11 +148,14 @@ async def test_a_job_that_never_ran_has_no_log_and_says_why(
     served.extra["runtime"].missing_images.add("no/such-image:latest")
     job = await client.start([LOCAL_DID], rawcode="true", **{**SHELL, "image": "no/such-image"})
     await client.wait(job.job_id, poll=0.05)
-    where = ["--server", served.base_url, "--key-file", str(key_file)]
-    logs = await localcompute("jobs", "logs", job.job_id, *where, cwd=tmp_path)
-    assert logs.code == exits.EXIT_FAILED
-    assert logs.err.startswith(f"localcompute jobs: job {job.job_id} has no log: its algorithm")
-    assert logs.err.count("\n") == 1 and "no/such-image" in logs.err
+    for where in (
+        ["--server", served.base_url, "--key-file", str(key_file)],
+        ["--data-dir", str(served.root / "var")],
+    ):
+        logs = await localcompute("jobs", "logs", job.job_id, *where, cwd=tmp_path)
+        assert logs.code == exits.EXIT_FAILED, where
+        assert logs.err.startswith(f"localcompute jobs: job {job.job_id} has no log: its algor")
+        assert logs.err.count("\n") == 1 and "no/such-image" in logs.err
 
 
 async def test_a_closed_stdout_ends_every_command_quietly(
@@ -162,10 +166,9 @@ async def test_a_closed_stdout_ends_every_command_quietly(
     (tmp_path / "algo.sh").write_text("echo hi")
     run = ["run", "algo.sh", "--image", "localcompute/busybox", "--input", LOCAL_DID]
     commands = (
-        ["jobs", "list", *where],
-        ["jobs", "show", job.job_id, *where],
-        ["jobs", "logs", job.job_id, *where],
-        [*run, *where],
+        ["jobs", "list", *where],  # closed at the last flush
+        ["jobs", "logs", job.job_id, *where],  # closed while it prints
+        [*run, *where],  # closed at its first line, the job started
     )
     ended = await asyncio.gather(
         *(localcompute(*command, cwd=tmp_path, closed_stdout=True) for command in commands)
