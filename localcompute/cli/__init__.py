@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from localcompute.cli import config, jobs, run
-from localcompute.core.errors import ConfigError, LocalComputeError
-from localcompute.core.settings import load_settings
+from localcompute.cli import config, exits, jobs, run
+from localcompute.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from localcompute.runtime.docker import DockerRuntime
@@ -26,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the HTTP server and the engine")
     serve.add_argument("--config", type=Path, help="TOML file (default: $LOCALCOMPUTE_CONFIG)")
+    serve.add_argument("--host", help="address to listen on, over the file's [server] host")
+    serve.add_argument("--port", type=_port, help="TCP port, over the file's [server] port")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument("--log-format", default="text", choices=("text", "json"))
 
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return int(text)
+
+
 async def _with_docker(action: Callable[[DockerRuntime], Awaitable[None]]) -> None:
     from localcompute.runtime.docker import DockerRuntime
 
@@ -67,19 +74,28 @@ async def _with_docker(action: Callable[[DockerRuntime], Awaitable[None]]) -> No
         await runtime.close()
 
 
-def _serve(config: Path | None) -> None:
+def _serve(args: argparse.Namespace) -> None:
     import uvloop
 
     from localcompute.web.serving import serve_until_signalled
 
-    settings = load_settings(config)
-    log.info("configuration %s", config or "built in (no --config)")
+    settings = _listening_on(load_settings(args.config), args.host, args.port)
+    log.info("configuration %s", args.config or "built in (no --config)")
     # uvloop: about a third more requests a second than asyncio's own loop (bench/status_load.py).
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve_until_signalled(settings))
 
 
+def _listening_on(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """`settings` with --host and --port over the file's [server] host and port."""
+    given = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if not given:
+        return settings
+    return settings.model_copy(update={"server": settings.server.model_copy(update=given)})
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command's exit code: see localcompute.cli.exits for what each means."""
     args = _parser().parse_args(argv)
     from localcompute.web.logs import configure
 
@@ -87,45 +103,52 @@ def main(argv: list[str] | None = None) -> int:
         configure(args.log_level, args.log_format)
     else:  # a person reads run and jobs: only warnings in between
         configure("warning" if args.command in ("run", "jobs") else "info")
+    try:
+        code = _command(args)
+        sys.stdout.flush()  # a closed stdout shows here, where it is handled, not at exit
+    except BrokenPipeError:
+        return exits.output_closed()
+    except exits.FAILURES as e:
+        return exits.fail(args.command, e)
+    return code
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "run":
         return run.main(args)
     if args.command == "jobs":
         return jobs.main(args)
     if args.command == "config":
         return config.main(args)
+    if args.command == "serve":
+        _serve(args)
+    else:
+        _images(args)
+    return exits.EXIT_OK
+
+
+def _images(args: argparse.Namespace) -> None:
     from localcompute import images
 
-    try:
-        if args.command == "serve":
-            _serve(args.config)
-        elif args.images_command == "build":
-            tag = args.tag or load_settings(args.config).docker.helper_image
-            asyncio.run(_with_docker(lambda rt: images.build_helper_image(rt, tag, args.base)))
-            print(f"built {tag} from {args.base}")
-        elif args.images_command == "bootstrap-base":
-            asyncio.run(
-                _with_docker(
-                    lambda rt: images.bootstrap_base(
-                        rt, args.tag, suite=args.suite, mirror=args.mirror
-                    )
-                )
+    if args.images_command == "build":
+        tag = args.tag or load_settings(args.config).docker.helper_image
+        asyncio.run(_with_docker(lambda rt: images.build_helper_image(rt, tag, args.base)))
+        print(f"built {tag} from {args.base}")
+    elif args.images_command == "bootstrap-base":
+        asyncio.run(
+            _with_docker(
+                lambda rt: images.bootstrap_base(rt, args.tag, suite=args.suite, mirror=args.mirror)
             )
-            print(f"made {args.tag}")
-        elif args.images_command == "server":
-            from localcompute.images.server import build_server_image
+        )
+        print(f"made {args.tag}")
+    elif args.images_command == "server":
+        from localcompute.images.server import build_server_image
 
-            asyncio.run(_with_docker(lambda rt: build_server_image(rt, args.tag, args.base)))
-            print(f"built {args.tag} on {args.base}")
-        elif args.images_command == "busybox":
-            asyncio.run(_with_docker(lambda rt: images.import_busybox(rt, args.tag)))
-            print(f"made {args.tag}")
-    except ConfigError as e:
-        print(f"localcompute: {e.message}", file=sys.stderr)
-        return 2
-    except LocalComputeError as e:
-        print(f"localcompute: {e.message}", file=sys.stderr)
-        return 1
-    return 0
+        asyncio.run(_with_docker(lambda rt: build_server_image(rt, args.tag, args.base)))
+        print(f"built {args.tag} on {args.base}")
+    elif args.images_command == "busybox":
+        asyncio.run(_with_docker(lambda rt: images.import_busybox(rt, args.tag)))
+        print(f"made {args.tag}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import asyncio
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import aiohttp
 from localcompute.cli.display import human_size, table, when
 from localcompute.client import Client, RemoteError, RemoteJob, load_key
 from localcompute.client.operator import OperatorClient
-from localcompute.core.errors import LocalComputeError
+from localcompute.core.errors import ConfigError, JobConflictError, JobNotFoundError, NoServerError
 from localcompute.core.models import Job, JobQuery
 
 FAILED_REASONS = frozenset({"failed", "timeout", "oom", "error"})
@@ -62,15 +61,8 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        asyncio.run(_dispatch(args))
-    except (LocalComputeError, KeyError) as e:
-        message = e.message if isinstance(e, LocalComputeError) else str(e)
-        print(f"localcompute jobs: {message}", file=sys.stderr)
-        return 1
-    except (OSError, aiohttp.ClientError) as e:
-        print(f"localcompute jobs: {e}", file=sys.stderr)
-        return 69
+    """0, or an error for localcompute.cli.exits to turn into the code that says why."""
+    asyncio.run(_dispatch(args))
     return 0
 
 
@@ -89,7 +81,7 @@ async def _remote(args: argparse.Namespace, client: Client) -> None:
     command = args.jobs_command
     if command == "list":
         if args.owner and args.owner.lower() != client.address.lower():
-            raise RemoteError("a provider shows you your own jobs only: drop --owner", status=0)
+            raise ConfigError("a provider shows you your own jobs only: drop --owner")
         jobs = [j for j in await client.jobs() if args.all or not j.removed]
         _print_jobs([j for j in jobs if _wanted(j, args.status)], args.json)
     elif command == "show":
@@ -101,7 +93,7 @@ async def _remote(args: argparse.Namespace, client: Client) -> None:
     elif command == "logs":
         await _remote_logs(args, client)
     elif command == "results":
-        job = await client.status(args.job_id)
+        job = _with_results(await client.status(args.job_id))
         out = args.out or Path("results") / job.job_id
         await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
         for result in job.results:
@@ -110,18 +102,23 @@ async def _remote(args: argparse.Namespace, client: Client) -> None:
 
 
 async def _remote_logs(args: argparse.Namespace, client: Client) -> None:
-    """Followed live while the algorithm runs (--follow); algorithm.log once published."""
+    """Followed live while the algorithm runs (--follow, from a queued job on); the whole
+    log once the job has ended; why there is none if it never ran or was removed."""
     job = await client.status(args.job_id)
+    if not job.is_final and not args.follow:
+        raise JobConflictError(f"job {job.job_id} is at {job.status_text}: add --follow")
+    async for line in client.logs(args.job_id):
+        print(line, flush=args.follow)
+
+
+def _with_results(job: RemoteJob) -> RemoteJob:
+    """`job`, if its results can be fetched; else the error that says why not."""
+    job.check_not_removed()
     if not job.is_final:
-        if not args.follow:
-            raise RemoteError(f"job {job.job_id} is at {job.status_text}: add --follow", status=0)
-        async for line in client.logs(args.job_id):
-            print(line, flush=True)
-        return
-    if any(r.filename == "algorithm.log" for r in job.results):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = await client.download(args.job_id, "algorithm.log", Path(tmp))
-            sys.stdout.write(await asyncio.to_thread(path.read_text, errors="replace"))
+        raise JobConflictError(
+            f"job {job.job_id} is at {job.status_text}: its results come when it has ended"
+        )
+    return job
 
 
 # -- on a data folder ------------------------------------------------------------------
@@ -141,13 +138,14 @@ async def _local(args: argparse.Namespace, data_dir: Path) -> None:
         return
     found = await asyncio.to_thread(read_jobs, data_dir, JobQuery(job_id=args.job_id))
     if not found:
-        raise RemoteError(f"no job {args.job_id} in {data_dir}", status=404)
+        raise JobNotFoundError(f"no job {args.job_id} in {data_dir}")
     job = found[0]
     if command == "show":
         _print_job(_view(job), args.json)
     elif command == "logs":
         await _local_logs(args, data_dir, job)
     elif command == "results":
+        _with_results(_view(job))
         out = args.out or Path("results") / job.job_id
         await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
         for index, result in enumerate(job.results):
@@ -163,10 +161,9 @@ async def _local_logs(args: argparse.Namespace, data_dir: Path, job: Job) -> Non
     from localcompute.store.readonly import read_jobs
 
     if job.is_final:
-        index = next((i for i, r in enumerate(job.results) if r.type == "algorithmLog"), None)
-        if index is not None:
-            text = await asyncio.to_thread(_result_path(data_dir, job, index).read_text)
-            sys.stdout.write(text)
+        index = _view(job).published_log().index  # or why there is none
+        text = await asyncio.to_thread(_result_path(data_dir, job, index).read_text)
+        sys.stdout.write(text)
         return
     live = Workspace.of(data_dir, job.job_id).live_algorithm_log
     offset = 0
@@ -178,6 +175,8 @@ async def _local_logs(args: argparse.Namespace, data_dir: Path, job: Job) -> Non
         if not args.follow:
             return
         [now] = await asyncio.to_thread(read_jobs, data_dir, JobQuery(job_id=job.job_id))
+        if now.is_final and not offset:
+            _view(now).published_log()  # it may never have run: say why
         if now.is_final or now.algorithm_finished_at is not None:
             return
         await asyncio.sleep(FOLLOW_POLL)
@@ -205,9 +204,8 @@ async def _through_server(args: argparse.Namespace, data_dir: Path) -> None:
     try:
         url = (await asyncio.to_thread((data_dir / URL_FILE).read_text)).strip()
     except FileNotFoundError:
-        raise RemoteError(
-            f"no server is running on {data_dir} (no {URL_FILE}): start it, or use --server",
-            status=0,
+        raise NoServerError(
+            f"no server is running on {data_dir} (no {URL_FILE}): start it, or use --server"
         ) from None
     async with aiohttp.ClientSession() as session:
         operator = OperatorClient(url, load_key(args.key_file), session=session)
@@ -238,12 +236,14 @@ def _wanted(job: RemoteJob, status: str | None) -> bool:
 
 
 def _state(job: RemoteJob) -> str:
+    """In a word or two: "Running algorithm", "stopping", "failed (exit 3)", "… removed"."""
     if not job.is_final:
-        return job.status_text
-    if job.status != 70:
-        return job.status_text
-    reason = job.termination_reason or "completed"
-    return reason if job.exit_code in (None, 0) else f"{reason} (exit {job.exit_code})"
+        return "stopping" if job.stop_requested else job.status_text
+    state = job.status_text
+    if job.status == 70:
+        reason = job.termination_reason or "completed"
+        state = reason if job.exit_code in (None, 0) else f"{reason} (exit {job.exit_code})"
+    return f"{state}, removed" if job.removed else state
 
 
 def _print_jobs(jobs: list[RemoteJob], as_json: bool, owners: bool = False) -> None:
@@ -277,6 +277,8 @@ def _print_job(job: RemoteJob, as_json: bool) -> None:
     ]
     if job.termination_detail:
         lines.append(f"why          {job.termination_detail}")
+    if job.removed:
+        lines.append("removed      yes: its results and logs are gone (deleted, or expired)")
     for index, result in enumerate(job.results):
         lines.append(f"result {index:<5} {result.filename}  ({human_size(result.filesize)})")
     print("\n".join(lines))

@@ -26,17 +26,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from localcompute.cli.display import human_size
+from localcompute.cli.exits import (
+    EXIT_ALGORITHM_FAILED,
+    EXIT_DATA_FAILED,
+    EXIT_OOM,
+    EXIT_STOPPED,
+    EXIT_SYSTEM,
+    EXIT_TIMEOUT,
+)
 from localcompute.client import Client, Key, RemoteJob, load_key
 from localcompute.core.errors import ConfigError, RemoteError
-
-# Exit codes besides the algorithm's own (README, "localcompute run").
-EXIT_DATA_FAILED = 65  # an input could not be provisioned (sysexits EX_DATAERR)
-EXIT_ALGORITHM_FAILED = 66  # the algorithm or its image could not be provisioned
-EXIT_SYSTEM = 70  # localcompute failed under the job (EX_SOFTWARE)
-EXIT_UNAVAILABLE = 69  # no server, no Docker (EX_UNAVAILABLE)
-EXIT_TIMEOUT = 124  # as timeout(1)
-EXIT_STOPPED = 130  # stopped with Ctrl-C
-EXIT_OOM = 137  # killed for memory, as the kernel's SIGKILL
 
 # What each status means to the person watching, as a phase line.
 PHASES = {
@@ -105,17 +104,8 @@ class Console:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        return asyncio.run(_run(args))
-    except ConfigError as e:
-        print(f"localcompute run: {e.message}", file=sys.stderr)
-        return 2
-    except RemoteError as e:
-        print(f"localcompute run: {e.message}", file=sys.stderr)
-        return EXIT_UNAVAILABLE if e.status in (0, 503) else 1
-    except OSError as e:
-        print(f"localcompute run: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    """The exit code of the job; an error is left to localcompute.cli.exits."""
+    return asyncio.run(_run(args))
 
 
 @dataclass(frozen=True)

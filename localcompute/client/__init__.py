@@ -4,12 +4,14 @@ waiting, live logs and resumable downloads handled.
     async with Client("http://127.0.0.1:8030", key) as client:
         job = await client.start([did], rawcode=code, image="python", tag="3.12-slim",
                                  entrypoint="python $ALGO")
-        async for line in client.logs(job.job_id): ...
+        async for line in client.logs(job.job_id): ...   # waits for it to start
         done = await client.wait(job.job_id)
+        for result in await client.results(job.job_id): ...
 
 `NodeClient` does the same in Ocean Node's dialect (a URL ending in /node);
 `SyncClient` offers the same calls, blocking. Refusals raise RemoteError with the
-server's message.
+server's message (InputRefusedError, AlgorithmRefusedError when it names that part of
+the job); a job with no log or no results any more raises NoLogError, JobRemovedError.
 """
 
 from __future__ import annotations
@@ -19,12 +21,22 @@ from localcompute.client.keys import load_key
 from localcompute.client.models import RemoteJob, RemoteResult
 from localcompute.client.node import NodeClient
 from localcompute.client.provider import Client
-from localcompute.core.errors import RemoteError
+from localcompute.core.errors import (
+    AlgorithmRefusedError,
+    InputRefusedError,
+    JobRemovedError,
+    NoLogError,
+    RemoteError,
+)
 from localcompute.core.signing import Key
 
 __all__ = [
+    "AlgorithmRefusedError",
     "Client",
+    "InputRefusedError",
+    "JobRemovedError",
     "Key",
+    "NoLogError",
     "NodeClient",
     "RemoteError",
     "RemoteJob",

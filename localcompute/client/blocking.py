@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from localcompute.client.models import RemoteJob
+from localcompute.client.models import RemoteJob, RemoteResult
 from localcompute.client.provider import Client
 from localcompute.core.signing import Key
 
@@ -74,8 +74,8 @@ class SyncClient:
             self._client.wait(job_id, on_status=on_status, poll=poll, max_wait=max_wait)
         )
 
-    def logs(self, job_id: str) -> Iterator[str]:
-        lines = self._client.logs(job_id)
+    def logs(self, job_id: str, *, poll: float = 0.25) -> Iterator[str]:
+        lines = self._client.logs(job_id, poll=poll)
         try:
             while True:
                 try:
@@ -84,6 +84,9 @@ class SyncClient:
                     return
         finally:
             self._run(lines.aclose())
+
+    def results(self, job_id: str) -> list[RemoteResult]:
+        return self._run(self._client.results(job_id))
 
     def download(self, job_id: str, which: int | str, dest: Path, *, resume: bool = True) -> Path:
         return self._run(self._client.download(job_id, which, dest, resume=resume))

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from localcompute.core.errors import JobRemovedError, NoLogError
 
 FINAL_STATUSES = frozenset({31, 32, 70})
+RUNNING_ALGORITHM = 40  # the same number in both dialects
+ALGORITHM_LOG = "algorithmLog"
 
 
 class RemoteResult(BaseModel):
-    """One result of a job; its position in `RemoteJob.results` is its index."""
+    """One result of a job, as the server lists it: `index` is what a download names
+    (its position, unless the server says otherwise), `url` where the server says it is
+    fetched from (signed; empty where it says nothing)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     filename: str
     filesize: int
     type: str
+    index: int
+    url: str = ""
 
 
 class RemoteJob(BaseModel):
@@ -36,8 +44,23 @@ class RemoteJob(BaseModel):
     termination_reason: str | None = Field(None, alias="terminationReason")
     termination_detail: str | None = Field(None, alias="terminationDetail")
     input_dids: list[str] = Field(default_factory=list, alias="inputDID")
+    stop_requested: int = Field(0, alias="stopreq")
     removed: int = 0
     raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _indexed_results(cls, data: Any) -> Any:
+        """Each result with its index and URL: the provider lists the URLs apart, in
+        `resultsUrls`, and leaves the index to the position; Ocean Node says both."""
+        if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+            return data
+        urls = data.get("resultsUrls") or []
+        results = [
+            {"index": i, "url": urls[i] if i < len(urls) else "", **r} if isinstance(r, dict) else r
+            for i, r in enumerate(data["results"])
+        ]
+        return {**data, "results": results}
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> RemoteJob:
@@ -67,18 +90,38 @@ class RemoteJob(BaseModel):
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    def check_not_removed(self) -> None:
+        """JobRemovedError if the job's files are gone."""
+        if self.removed:
+            raise JobRemovedError(
+                f"job {self.job_id} was removed (deleted, or its results expired): "
+                "its results and logs are gone"
+            )
+
+    def published_log(self) -> RemoteResult:
+        """The algorithm's log among the results of a job that has ended; else the error
+        that says why there is none."""
+        self.check_not_removed()
+        log = next((r for r in self.results if r.type == ALGORITHM_LOG), None)
+        if log is None:
+            ran = "its algorithm never ran" if self.exit_code is None else "none was published"
+            raise NoLogError(f"job {self.job_id} has no log: {ran} ({self.reason})")
+        return log
+
     @property
     def reason(self) -> str:
         """Why it ended, in one line: the detail when there is one, else the status text."""
         return self.termination_detail or self.status_text
 
+    def result(self, name_or_index: str | int) -> RemoteResult:
+        """A result, by its index or its file name."""
+        for result in self.results:
+            if name_or_index in (result.index, result.filename):
+                return result
+        if isinstance(name_or_index, int):
+            raise KeyError(f"job {self.job_id} has no result {name_or_index}")
+        raise KeyError(f"job {self.job_id} has no result named {name_or_index!r}")
+
     def result_index(self, name_or_index: str | int) -> int:
         """A result's index, from its index or its file name."""
-        if isinstance(name_or_index, int):
-            if not 0 <= name_or_index < len(self.results):
-                raise KeyError(f"job {self.job_id} has no result {name_or_index}")
-            return name_or_index
-        for index, result in enumerate(self.results):
-            if result.filename == name_or_index:
-                return index
-        raise KeyError(f"job {self.job_id} has no result named {name_or_index!r}")
+        return self.result(name_or_index).index

@@ -11,7 +11,8 @@ from typing import Any
 
 from localcompute.client.models import RemoteJob
 from localcompute.client.provider import Client, algorithm_body
-from localcompute.core.errors import RemoteError
+from localcompute.client.refusals import naming_the_input
+from localcompute.core.errors import InputRefusedError, RemoteError
 
 
 class NodeClient(Client):
@@ -66,7 +67,10 @@ class NodeClient(Client):
             signed = self._credentials(nonce, "", "freeStartCompute")
             return await self._json("POST", "/api/services/freeCompute", json={**body, **signed})
 
-        [job] = await self._signed(call)
+        try:
+            [job] = await self._signed(call)
+        except InputRefusedError as e:
+            raise naming_the_input(e, datasets) from None
         return self._job(job)
 
     async def token(self) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from localcompute.client.models import RemoteJob
-from localcompute.client.provider import refusal
+from localcompute.client.refusals import refusal
 from localcompute.core.signing import Key
 
 

@@ -8,7 +8,7 @@ raises RemoteError with the server's own message.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from decimal import Decimal
@@ -17,12 +17,13 @@ from typing import Any, Self
 
 import aiohttp
 
-from localcompute.client.models import RemoteJob
-from localcompute.core.errors import RemoteError
+from localcompute.client import transfer
+from localcompute.client.models import RUNNING_ALGORITHM, RemoteJob, RemoteResult
+from localcompute.client.refusals import naming_the_input, refusal
+from localcompute.core.errors import InputRefusedError, RemoteError
 from localcompute.core.signing import Key
 
 StatusCallback = Callable[[RemoteJob], Awaitable[None] | None]
-CHUNK = 64 * 1024
 
 
 class Client:
@@ -168,7 +169,10 @@ class Client:
             }
             return await self._json("POST", "/api/services/compute", json=body)
 
-        [job] = await self._signed(call)
+        try:
+            [job] = await self._signed(call)
+        except InputRefusedError as e:
+            raise naming_the_input(e, datasets) from None
         return self._job(job)
 
     async def jobs(self) -> list[RemoteJob]:
@@ -213,45 +217,90 @@ class Client:
                 raise TimeoutError(f"job {job_id} is still at {job.status} after {max_wait} s")
             await asyncio.sleep(poll)
 
-    async def logs(self, job_id: str) -> AsyncGenerator[str]:
-        """The running algorithm's output, line by line as it is printed, until it exits.
+    async def logs(self, job_id: str, *, poll: float = 0.25) -> AsyncGenerator[str]:
+        """The algorithm's output, line by line: live as it is printed while it runs
+        (waiting for it to start while the job is queued or fetching its inputs), and
+        the whole log once the job has ended.
 
-        Nothing when the algorithm is not running (not yet, or any more).
+        A job whose algorithm never ran (its inputs failed, stopped while it waited)
+        raises NoLogError, one that was deleted JobRemovedError, each saying why.
         """
+        while True:
+            job = await self.status(job_id)
+            if job.is_final:
+                break
+            if job.status >= RUNNING_ALGORITHM:
+                live = await self._live_log(job_id)
+                if live is not None:
+                    async with contextlib.aclosing(transfer.lines(live)) as lines:
+                        async for line in lines:
+                            yield line
+                    return
+                # It ended between the two calls: its log comes with the results.
+            await asyncio.sleep(poll)
+        published = await self._result(job_id, job.published_log().index)
+        async with contextlib.aclosing(transfer.lines(published)) as lines:
+            async for line in lines:
+                yield line
+
+    async def _live_log(self, job_id: str) -> aiohttp.ClientResponse | None:
+        """The running algorithm's output as it comes; None when it is not running."""
+        try:
+            return await self._signed_get(
+                "/api/services/computeStreamableLogs", job_id, "", "getComputeStreamableLogs"
+            )
+        except RemoteError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def _result(self, job_id: str, index: int, offset: int = 0) -> aiohttp.ClientResponse:
+        """Result `index`'s bytes, from `offset` on (an HTTP Range)."""
+        return await self._signed_get(
+            "/api/services/computeResult",
+            job_id,
+            str(index),
+            "getComputeResult",
+            params={"index": str(index)},
+            headers={"Range": f"bytes={offset}-"} if offset else {},
+        )
+
+    async def _signed_get(
+        self,
+        path: str,
+        job_id: str,
+        signed: str,
+        command: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """An open response to a GET about `job_id`, signed over address + jobId +
+        `signed` + nonce; the caller releases it. A refusal raises RemoteError."""
 
         async def call(nonce: int) -> aiohttp.ClientResponse:
-            params = {
+            query = {
                 "jobId": job_id,
-                **self._credentials(
-                    nonce, f"{self.address}{job_id}{nonce}", "getComputeStreamableLogs"
-                ),
+                **(params or {}),
+                **self._credentials(nonce, f"{self.address}{job_id}{signed}{nonce}", command),
             }
-            response = await self.session.get(
-                self.url + "/api/services/computeStreamableLogs", params=params
-            )
+            response = await self.session.get(self.url + path, params=query, headers=headers)
             if response.status >= 400:
                 error = await refusal(response)
                 response.release()
                 raise error
             return response
 
-        try:
-            response = await self._signed(call)
-        except RemoteError as e:
-            if e.status == 404:
-                return
-            raise
-        pending = b""
-        try:
-            async for chunk in response.content.iter_any():
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", errors="replace")
-            if pending:
-                yield pending.decode("utf-8", errors="replace")
-        finally:
-            response.release()
+        response: aiohttp.ClientResponse = await self._signed(call)
+        return response
+
+    async def results(self, job_id: str) -> list[RemoteResult]:
+        """The job's results as the server lists them (file name, size, type, index and
+        URL), without downloading any: empty until the job has ended. A removed job
+        raises JobRemovedError."""
+        job = await self.status(job_id)
+        job.check_not_removed()
+        return job.results
 
     async def download(
         self, job_id: str, which: int | str, dest: Path, *, resume: bool = True
@@ -259,34 +308,17 @@ class Client:
         """Result `which` (its index or file name) into `dest` (a file, or a folder to put
         it in under its own name). A partial file is resumed with an HTTP Range."""
         job = await self.status(job_id)
-        index = job.result_index(which)
-        result = job.results[index]
+        job.check_not_removed()
+        result = job.result(which)
         target = dest / result.filename if await asyncio.to_thread(dest.is_dir) else dest
-        offset = await asyncio.to_thread(_size, target) if resume else 0
+        offset = await asyncio.to_thread(transfer.size, target) if resume else 0
         if offset > result.filesize:
             offset = 0
         if offset == result.filesize:
             return target
-
-        async def call(nonce: int) -> None:
-            params = {
-                "jobId": job_id,
-                "index": str(index),
-                **self._credentials(
-                    nonce, f"{self.address}{job_id}{index}{nonce}", "getComputeResult"
-                ),
-            }
-            headers = {"Range": f"bytes={offset}-"} if offset else {}
-            async with self.session.get(
-                self.url + "/api/services/computeResult", params=params, headers=headers
-            ) as r:
-                if r.status >= 400:
-                    raise await refusal(r)
-                append = offset > 0 and r.status == 206
-                await _write(r, target, append)
-
-        await self._signed(call)
-        size = await asyncio.to_thread(_size, target)
+        async with await self._result(job_id, result.index, offset) as response:
+            await transfer.write(response, target, append=offset > 0 and response.status == 206)
+        size = await asyncio.to_thread(transfer.size, target)
         if size != result.filesize:
             raise RemoteError(f"{result.filename}: got {size} bytes of {result.filesize}", status=0)
         return target
@@ -332,48 +364,3 @@ def algorithm_body(
     if algocustomdata is not None:
         algorithm["algocustomdata"] = algocustomdata
     return algorithm
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-async def _write(response: aiohttp.ClientResponse, target: Path, append: bool) -> None:
-    """The body into `target`, through a bounded thread so the loop never blocks on disk."""
-    handle = await asyncio.to_thread(open, target, "ab" if append else "wb")
-    try:
-        async for chunk in response.content.iter_chunked(CHUNK):
-            await asyncio.to_thread(handle.write, chunk)
-    finally:
-        await asyncio.to_thread(handle.close)
-
-
-async def refusal(response: aiohttp.ClientResponse) -> RemoteError:
-    """The server's reason, in one line: Ocean's answers are {"error": …} or
-    {"errors": {field: [message]}, "message": …}."""
-    text = await response.text()
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        body = text
-    return RemoteError(
-        _reason(body) or f"HTTP {response.status}", status=response.status, body=body
-    )
-
-
-def _reason(body: Any) -> str:
-    if isinstance(body, dict):
-        if isinstance(body.get("errors"), dict):
-            return "; ".join(
-                f"{field}: {' '.join(map(str, m)) if isinstance(m, list) else m}"
-                for field, m in body["errors"].items()
-            )
-        if "error" in body:
-            error = body["error"]
-            if isinstance(error, dict):  # Ocean's codes: {"dataset": "did_not_found"}
-                return "; ".join(f"{where}: {code}" for where, code in error.items())
-            return error if isinstance(error, str) else json.dumps(error)
-    return str(body)[:500]

@@ -107,5 +107,27 @@ class RemoteError(LocalComputeError):
         super().__init__(message)
 
 
+class InputRefusedError(RemoteError):
+    """The provider refused an input of the job: it serves no dataset with that DID, or
+    the dataset's file is not available."""
+
+
+class AlgorithmRefusedError(RemoteError):
+    """The provider refused the job's algorithm: unknown, not allowed on the dataset, or
+    its image is not available."""
+
+
+class NoServerError(LocalComputeError):
+    """No localcompute server answers there."""
+
+
+class JobRemovedError(LocalComputeError):
+    """The job was removed (deleted, or its results expired): its results and logs are gone."""
+
+
+class NoLogError(LocalComputeError):
+    """The job has no algorithm log: its algorithm never ran."""
+
+
 class ContainerError(LocalComputeError):
     """A Docker call about a container failed."""

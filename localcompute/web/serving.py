@@ -48,7 +48,8 @@ async def serving(settings: Settings, *, engine: Engine | None = None) -> AsyncI
         except OSError as e:
             why = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
             raise ConfigError(
-                f"cannot listen on {host}:{port}: {why} (set [server] host and port)"
+                f"cannot listen on {host}:{port}: {why} "
+                "(set [server] host and port, or serve --host and --port)"
             ) from None
         url = settings.server.public_url.rstrip("/") or bound_url(runner.addresses)
         app[PUBLIC_URL].value = url

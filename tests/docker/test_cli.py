@@ -214,4 +214,4 @@ def test_jobs_on_a_server_and_on_its_data_folder(served: Served, tmp_path: Path)
     gone = localcompute("jobs", "list", "--data-dir", str(data_dir), cwd=tmp_path)
     assert job_id not in gone.stdout
     nothing = localcompute("jobs", "stop", sleeper, "--data-dir", str(tmp_path), cwd=tmp_path)
-    assert nothing.returncode == 1 and "no server is running" in nothing.stderr
+    assert nothing.returncode == 69 and "no server is running" in nothing.stderr

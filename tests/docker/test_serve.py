@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from localcompute.cli import exits
 from tests.served import Consumer, Served, free_port, running_server, write_config
 
 pytestmark = pytest.mark.docker
@@ -34,9 +35,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, busybox_image: str) -> Iter
         yield server
 
 
-def serve(config: Path) -> subprocess.CompletedProcess[str]:
+def serve(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "localcompute", "serve", "--config", str(config)],
+        [sys.executable, "-m", "localcompute", "serve", "--config", str(config), *options],
         capture_output=True,
         text=True,
         timeout=120,
@@ -61,9 +62,35 @@ def test_a_port_in_use_is_one_line_and_a_failed_exit(tmp_path: Path, busybox_ima
         port = taken.getsockname()[1]
         config = write_config(tmp_path, port, "http://127.0.0.1:9/x")
         done = serve(config)
-    assert done.returncode != 0
-    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in done.stderr
+    assert done.returncode == exits.EXIT_USAGE == 2  # as a data folder in use, a bad option
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"localcompute serve: cannot listen on 127.0.0.1:{port}: the port is in use "
+        "(set [server] host and port, or serve --host and --port)"
+    )
     assert "Traceback" not in done.stderr and "listening on" not in done.stdout
+
+
+def test_host_and_port_options_win_over_the_file_s(tmp_path: Path, busybox_image: str) -> None:
+    with socket.socket() as taken:  # the file's port is in use: only --port can work
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = write_config(tmp_path, taken.getsockname()[1], "http://127.0.0.1:9/x")
+        port = free_port()
+        options = ["--host", "127.0.0.2", "--port", str(port)]
+        with subprocess.Popen(
+            [sys.executable, "-m", "localcompute", "serve", "--config", str(config), *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as process:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+    assert line == f"localcompute listening on http://127.0.0.2:{port}\n"
+    wrong = serve(config, "--port", "70000")
+    assert wrong.returncode == 2 and "'70000' is not a TCP port (0 to 65535)" in wrong.stderr
 
 
 def test_an_environment_whose_one_job_exceeds_the_host_is_one_line_and_a_failed_exit(

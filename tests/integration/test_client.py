@@ -11,7 +11,17 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from localcompute.client import Client, Key, NodeClient, RemoteError, RemoteJob, SyncClient
+from localcompute.client import (
+    Client,
+    InputRefusedError,
+    JobRemovedError,
+    Key,
+    NodeClient,
+    NoLogError,
+    RemoteError,
+    RemoteJob,
+    SyncClient,
+)
 from tests.served import ENV, LOCAL_DID, URL_DID, Consumer, Served, fake_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -61,6 +71,74 @@ async def test_start_follow_wait_and_download(client: Client, tmp_path: Path) ->
     assert [j.job_id for j in await client.jobs()] == [job.job_id]
 
 
+async def test_logs_of_a_queued_job_wait_for_its_algorithm_then_stream_live(
+    client: Client,
+) -> None:
+    # The environment runs two jobs at once: two sleepers hold it and the third waits.
+    sleepers = [await client.start([LOCAL_DID], rawcode="sleep 30", **SHELL) for _ in range(2)]
+    job = await client.start([LOCAL_DID], rawcode=TALKS, **SHELL)
+    assert (await client.status(job.job_id)).status_text == "Warming up"
+    lines = client.logs(job.job_id, poll=0.05)
+    first = asyncio.ensure_future(anext(lines))
+    await asyncio.sleep(0.5)
+    assert not first.done(), "logs() of a queued job must wait, not end"
+    for sleeper in sleepers:
+        await client.stop(sleeper.job_id)
+    assert await asyncio.wait_for(first, 30) == "line 1"
+    assert (await client.status(job.job_id)).status == 40  # live, not after the fact
+    assert [line async for line in lines] == ["line 2", "line 3"]
+    for started in (*sleepers, job):
+        await client.wait(started.job_id, poll=0.05)
+
+
+async def test_a_finished_job_gives_its_whole_log_and_lists_its_results(client: Client) -> None:
+    job = await client.start([LOCAL_DID], rawcode=TALKS, **SHELL)
+    assert await client.results(job.job_id) == []  # nothing until it has ended
+    await client.wait(job.job_id, poll=0.05)
+    assert [line async for line in client.logs(job.job_id)] == ["line 1", "line 2", "line 3"]
+    results = await client.results(job.job_id)
+    assert [(r.index, r.filename, r.type) for r in results] == [
+        (0, "out.txt", "output"),
+        (1, "algorithm.log", "algorithmLog"),
+        (2, "configure.log", "configrationLog"),
+        (3, "filter.log", "filteringLog"),
+        (4, "publish.log", "publishLog"),
+    ]
+    out, log = results[:2]
+    assert (out.filesize, log.filesize) == (len("out\n"), len("line 1\nline 2\nline 3\n"))
+    assert f"jobId={job.job_id}&index=1" in log.url
+
+
+async def test_a_job_whose_algorithm_never_ran_has_no_log_and_says_why(
+    client: Client, served: Served
+) -> None:
+    served.extra["runtime"].missing_images.add("no/such-image:latest")
+    missing = await client.start(
+        [LOCAL_DID], rawcode="echo hi", **{**SHELL, "image": "no/such-image"}
+    )
+    await client.wait(missing.job_id, poll=0.05)
+    with pytest.raises(NoLogError, match=r"has no log: its algorithm never ran \(.*no/such-image"):
+        [line async for line in client.logs(missing.job_id)]
+
+    sleepers = [await client.start([LOCAL_DID], rawcode="sleep 30", **SHELL) for _ in range(2)]
+    queued = await client.start([LOCAL_DID], rawcode="echo hi", **SHELL)
+    await client.stop(queued.job_id)  # while it waits for a slot
+    with pytest.raises(NoLogError, match=r"its algorithm never ran \(Job stopped\)"):
+        [line async for line in client.logs(queued.job_id)]
+    for sleeper in sleepers:
+        await client.stop(sleeper.job_id)
+        await client.wait(sleeper.job_id, poll=0.05)
+
+    await client.delete(missing.job_id)
+    for gone in (
+        client.logs(missing.job_id).__anext__(),
+        client.results(missing.job_id),
+        client.download(missing.job_id, 0, Path(".")),
+    ):
+        with pytest.raises(JobRemovedError, match=f"job {missing.job_id} was removed"):
+            await gone
+
+
 async def test_refusals_carry_the_server_s_reason(client: Client) -> None:
     with pytest.raises(RemoteError) as refused:
         await client.start([URL_DID], rawcode="true", **SHELL)  # raw code not allowed there
@@ -70,6 +148,13 @@ async def test_refusals_carry_the_server_s_reason(client: Client) -> None:
     )
     with pytest.raises(RemoteError, match="does not exist"):
         await client.start([LOCAL_DID], rawcode="true", environment="nope", **SHELL)
+    # Ocean's answer names the input by its place in the request; the error, by its DID.
+    with pytest.raises(InputRefusedError) as unknown:
+        await client.start([LOCAL_DID, "did:op:1234"], rawcode="true", **SHELL)
+    assert unknown.value.message == (
+        "dataset did:op:1234: did_not_found (the provider serves no dataset with this DID)"
+    )
+    assert unknown.value.body == {"error": {"datasets[1]": "did_not_found"}}
     with pytest.raises(RemoteError) as missing:
         await client.status("no-such-job")
     assert missing.value.status == 404
@@ -105,11 +190,13 @@ async def test_the_blocking_client_does_the_same(served: Served, tmp_path: Path)
 
 def blocking_flow(url: str, tmp_path: Path) -> None:
     with SyncClient(url) as client:
-        job = client.start([LOCAL_DID], rawcode="echo hi > $OUTPUTS/hi.txt", **SHELL)
+        job = client.start([LOCAL_DID], rawcode="echo hi; echo hi > $OUTPUTS/hi.txt", **SHELL)
+        assert list(client.logs(job.job_id, poll=0.05)) == ["hi"]  # waits for it to run
         done = client.wait(job.job_id, poll=0.05)
         assert done.status == 70
+        assert [r.filename for r in client.results(job.job_id)][:2] == ["hi.txt", "algorithm.log"]
         assert client.download(job.job_id, "hi.txt", tmp_path).read_text() == "hi\n"
-        assert list(client.logs(job.job_id)) == []  # not running any more
+        assert list(client.logs(job.job_id)) == ["hi"]  # the whole log, once it has ended
 
 
 async def test_the_node_client_does_the_same_in_ocean_node_s_dialect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,25 @@ from localcompute.core.settings import CONFIG_ENV_VAR, Settings, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_example_file_equals_the_built_in_defaults_but_for_its_data_dir() -> None:
+def test_example_file_equals_the_built_in_defaults_but_for_its_data_dir_and_dataset() -> None:
     example = load_settings(ROOT / "config.example.toml")
     assert example.server.data_dir == ROOT / "var"  # "./var", next to the file
+    # The worked example's dataset, next to the file too, under its sha256 as `run` names it.
+    sales = ROOT / "examples" / "data" / "sales.csv"
+    [dataset] = example.datasets
+    assert dataset.files == [str(sales)] and example.provider.dataset_roots == [sales.parent]
+    assert dataset.did == "did:op:" + hashlib.sha256(sales.read_bytes()).hexdigest()
     defaults = Settings()
-    assert example.model_copy(update={"server": defaults.server}) == defaults
+    assert (
+        example.model_copy(
+            update={
+                "server": defaults.server,
+                "datasets": [],
+                "provider": example.provider.model_copy(update={"dataset_roots": []}),
+            }
+        )
+        == defaults
+    )
     assert example.server.model_copy(update={"data_dir": defaults.server.data_dir}) == (
         defaults.server
     )
