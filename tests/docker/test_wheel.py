@@ -100,8 +100,14 @@ def test_a_wheel_installed_elsewhere_prints_the_example_configuration(
     text = sh(installed, "config", "example", cwd=tmp_path)
     # The repository's file itself, not a copy that could drift from it.
     assert text == (REPO / "config.example.toml").read_text()
-    saved = tmp_path / "etc" / "config.toml"
-    saved.parent.mkdir()
-    saved.write_text(text)
+    # Printed alone, it names the worked example's dataset, which is not beside it; --into
+    # writes both, and the server's own loader takes the result.
+    into = tmp_path / "etc"
+    sh(installed, "config", "example", "--into", str(into), cwd=tmp_path)
+    saved = into / "config.toml"
+    assert saved.read_text() == text
     settings = load_settings(saved)
-    assert settings.data_dir == saved.parent / "var"  # "./var", beside the saved file
+    assert settings.data_dir == into / "var"  # "./var", beside the saved file
+    sales = (REPO / "examples" / "data" / "sales.csv").read_bytes()
+    assert [d.files for d in settings.datasets] == [[str(into / "examples/data/sales.csv")]]
+    assert (into / "examples" / "data" / "sales.csv").read_bytes() == sales

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from localcompute.cli import config, main
-from localcompute.core.settings import Settings, parse_settings
+from localcompute.core.settings import Settings, load_settings, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,3 +44,29 @@ def test_without_the_file_it_says_how_to_install_one_and_exits_2(
     [line] = captured.err.splitlines()
     assert "config.example.toml is not installed" in line
     assert "pip wheel" in line
+
+
+def test_into_writes_a_configuration_the_server_loads_with_its_worked_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    into = tmp_path / "etc"
+    assert main(["config", "example", "--into", str(into)]) == 0
+    assert str(into / "config.toml") in capsys.readouterr().out
+    settings = load_settings(into / "config.toml")
+    [dataset] = settings.datasets
+    [file] = dataset.files
+    assert Path(file).read_bytes() == (ROOT / "examples/data/sales.csv").read_bytes()
+    algorithm = into / "examples/algorithms/sales_by_region.py"
+    assert algorithm.read_bytes() == (ROOT / "examples/algorithms/sales_by_region.py").read_bytes()
+
+
+def test_into_overwrites_nothing_and_writes_nothing_when_a_file_is_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "examples/data").mkdir(parents=True)
+    (tmp_path / "examples/data/sales.csv").write_text("mine\n")
+    assert main(["config", "example", "--into", str(tmp_path)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "sales.csv exists already" in line
+    assert not (tmp_path / "config.toml").exists()
+    assert (tmp_path / "examples/data/sales.csv").read_text() == "mine\n"
