@@ -1,16 +1,21 @@
 # Shortcuts: scripts/run does the set-up (venv, Docker, helper image); CI runs `scripts/run test`.
-.PHONY: setup test test-fast test-clients serve lint format typecheck bench bench-throughput bench-chaos check
+.PHONY: setup test test-fast test-fuzz test-clients serve lint format typecheck bench bench-throughput bench-chaos check
 
 setup:
 	scripts/run setup
 
-# What CI runs: lint, typecheck, then every test layer on the real Docker engine.
+# What CI runs: lint, typecheck, then every test layer (fuzz included) on the real Docker engine.
 test:
 	scripts/run test
 
-# The unit and integration layers: no Docker, a few seconds.
+# The unit and integration layers: no Docker, about 10 s.
 test-fast:
 	scripts/run test-fast
+
+# schemathesis's 10,000 requests to the OpenAPI documents (no Docker, minutes); `make test`
+# runs them too.
+test-fuzz:
+	scripts/run test-fuzz
 
 test-clients:
 	scripts/run test tests/clients

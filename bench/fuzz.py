@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localcompute.web.openapi import DIALECTS
-from tests.integration.test_fuzz import NOBODY, run_schemathesis
+from tests.fuzz.test_fuzz import NOBODY, run_schemathesis
 from tests.served import fake_server
 
 

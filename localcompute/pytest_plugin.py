@@ -7,17 +7,21 @@ Fixtures:
   temporary data folder. Extend its configuration with the `localcompute_config`
   ini option (TOML) or by overriding the `localcompute_config` fixture (a dict, or
   TOML text): environments, datasets, algorithms. It waits until the server
-  answers, and on teardown stops it and fails if a job container is left behind.
+  answers, and on teardown stops it. A job still running then fails the session:
+  its containers, its disk (mount, loop device, image) and its folder are removed.
 - `localcompute_client`: a blocking `localcompute.client.SyncClient` with a fresh key.
 - `localcompute_factory` (session): `start(config)` for more servers with their own
   configurations; each is stopped at the end of the session.
 
-Nothing is imported from localcompute until a fixture is used.
+Relative paths in the ini option are relative to the ini file's folder; in the
+fixture's configuration and in `start(config)`, to the rootdir (the project's folder,
+where that ini file is): the same text means the same file in either place.
+
+Nothing else of localcompute is imported until a fixture is used.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -25,13 +29,14 @@ import sqlite3
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+
+from localcompute.pytest_config import Config, anchored, as_dict, merge, session_config, to_toml
 
 if TYPE_CHECKING:
     from localcompute.client import SyncClient
@@ -39,8 +44,13 @@ if TYPE_CHECKING:
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 _LISTENING = re.compile(r"localcompute listening on (\S+)")
-
-Config = dict[str, Any] | str
+# How `localcompute serve` starts the line that says why it stopped.
+_ERROR_PREFIX = "localcompute: "
+# The labels of job containers (localcompute.runtime's, not imported until needed).
+_LABEL_INSTANCE = "localcompute.instance"
+_LABEL_JOB = "localcompute.job_id"
+# A job id as the engine makes them: a folder name, never a path.
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,10 +88,12 @@ class LocalComputeServer:
         return client
 
     def stop(self) -> None:
-        """SIGTERM, then wait; fail if the server did not stop cleanly or left a container."""
+        """SIGTERM, then wait; then remove whatever of a job is left on the host and fail
+        if anything was, or if the server did not stop cleanly."""
         for client in self.clients:
             client.close()
         instance = self.instance
+        problems: list[str] = []
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -89,25 +101,30 @@ class LocalComputeServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-                pytest.fail(f"localcompute did not stop within {STOP_TIMEOUT:g} s\n{self._tail()}")
-        left = _containers_of(instance)
-        if left:
-            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
-            pytest.fail(f"localcompute left job containers behind: {left}\n{self._tail()}")
-        if self.process.returncode not in (0, -signal.SIGTERM):
-            pytest.fail(f"localcompute exited with {self.process.returncode}\n{self._tail()}")
+                problems.append(f"localcompute did not stop within {STOP_TIMEOUT:g} s")
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        if not problems and self.process.returncode not in (0, -signal.SIGTERM):
+            problems.append(f"localcompute exited with {self.process.returncode}")
+        # A server leaves running jobs to be resumed at its next start; none will come.
+        problems += remove_jobs_left(instance, self.data_dir)
+        if problems:
+            pytest.fail("\n".join(problems) + "\n" + self._tail(), pytrace=False)
 
     def _tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "--- the server's log:\n" + "\n".join(text.splitlines()[-lines:])
+        return f"--- the server's log ({self.log}):\n" + "\n".join(text.splitlines()[-lines:])
 
 
-def start_server(folder: Path, config: Config = "") -> LocalComputeServer:
-    """`python -m localcompute serve` on 127.0.0.1, port 0, data in `folder`; once it answers."""
+def start_server(
+    folder: Path, config: Config = "", *, relative_to: Path | None = None
+) -> LocalComputeServer:
+    """`python -m localcompute serve` on 127.0.0.1, port 0, data in `folder`; once it answers.
+    Relative paths in `config` are relative to `relative_to` (default: the current folder)."""
     folder.mkdir(parents=True, exist_ok=True)
-    settings = _merge(
-        {"server": {"host": "127.0.0.1", "port": 0, "data_dir": str(folder / "var")}},
-        _as_dict(config),
+    extra = anchored(as_dict(config, "the localcompute configuration"), relative_to or Path.cwd())
+    settings = merge(
+        {"server": {"host": "127.0.0.1", "port": 0, "data_dir": str(folder / "var")}}, extra
     )
     path = folder / "localcompute.toml"
     path.write_text(to_toml(settings))
@@ -136,66 +153,85 @@ def _await_url(process: subprocess.Popen[str], log: Path) -> str:
         match = _LISTENING.search(line)
         if match:
             return match.group(1)
-    if process.poll() is None:
+    timed_out = process.poll() is None
+    if timed_out:
         process.kill()
         process.wait()
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
-    pytest.fail(f"localcompute did not start (is Docker running?)\n{tail}", pytrace=False)
+    process.stdout.close()
+    text = log.read_text(errors="replace")
+    if timed_out:
+        headline = f"localcompute did not answer within {START_TIMEOUT:g} s"
+    else:
+        why = start_error(text) or f"it exited with {process.returncode}"
+        headline = f"localcompute did not start: {why}"
+    tail = "\n".join(text.splitlines()[-40:])
+    pytest.fail(f"{headline}\n--- the server's log ({log}):\n{tail}", pytrace=False)
 
 
-def _containers_of(instance: str) -> list[str]:
+def start_error(log: str) -> str | None:
+    """What the server said stopped it, from its log: the command's own error (the last
+    `localcompute: …` block, a one-item list put on its line), else an exception's last line."""
+    lines = log.rstrip().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(_ERROR_PREFIX):
+            first, rest = lines[i].removeprefix(_ERROR_PREFIX), lines[i + 1 :]
+            if first.endswith(":") and len(rest) == 1:
+                return f"{first} {rest[0].strip()}"
+            return "\n".join([first, *rest])
+    if any(line.startswith("Traceback") for line in lines):
+        return lines[-1]
+    return None
+
+
+def remove_jobs_left(instance: str, data_dir: Path) -> list[str]:
+    """Remove what jobs of `instance` left on the host: their containers, then their
+    disks (unmounted, so the loop device goes, and the image) and folders. Returns a line
+    for each kind of leftover that was there."""
+    from localcompute.runtime.disk import mounted_folders, release_all, remove_tree
+
+    problems: list[str] = []
+    containers = _containers_of(instance)
+    if containers:
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True)
+        problems.append(f"localcompute left job containers behind: {sorted(containers)}")
+    jobs = data_dir / "jobs"
+    disks = {folder.parent.name for folder in mounted_folders(jobs)}
+    if disks:
+        release_all(jobs)
+        problems.append(f"localcompute left job disks mounted: {sorted(disks)}")
+    for job_id in sorted({j for j in containers.values() if j} | disks):
+        folder = jobs / job_id
+        if os.path.ismount(folder / "data"):
+            problems.append(f"cannot unmount {folder / 'data'}: remove it by hand")
+            continue
+        try:
+            remove_tree(folder)
+        except OSError as e:
+            problems.append(f"cannot remove {folder}: {e}")
+    return problems
+
+
+def _containers_of(instance: str) -> dict[str, str]:
+    """Container id → job id of every container labelled with `instance`."""
     done = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=localcompute.instance={instance}"],
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"label={_LABEL_INSTANCE}={instance}",
+            "--format",
+            f'{{{{.ID}}}} {{{{.Label "{_LABEL_JOB}"}}}}',
+        ],
         capture_output=True,
         text=True,
     )
-    return done.stdout.split()
-
-
-def _as_dict(config: Config) -> dict[str, Any]:
-    return tomllib.loads(config) if isinstance(config, str) else dict(config)
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """`extra` over `base`: tables merge key by key, anything else replaces."""
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def to_toml(data: dict[str, Any]) -> str:
-    """The configuration as TOML: tables, arrays of tables, and plain values."""
-    lines: list[str] = []
-    for key, value in data.items():
-        if not isinstance(value, dict | list) or (
-            isinstance(value, list) and not all(isinstance(v, dict) for v in value)
-        ):
-            lines.append(f"{key} = {_value(value)}")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            lines += ["", f"[{key}]"] + [f"{k} = {_value(v)}" for k, v in value.items()]
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for item in value:
-                lines += ["", f"[[{key}]]"] + [f"{k} = {_value(v)}" for k, v in item.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str | Path):
-        return json.dumps(str(value))  # a JSON string is a TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+    found: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        cid, _, job_id = line.strip().partition(" ")
+        if cid:
+            found[cid] = job_id if _JOB_ID.fullmatch(job_id) else ""
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -206,18 +242,26 @@ def localcompute_config() -> Config:
 
 @pytest.fixture(scope="session")
 def localcompute_factory(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Iterator[Callable[[Config], LocalComputeServer]]:
     servers: list[LocalComputeServer] = []
 
     def start(config: Config = "") -> LocalComputeServer:
-        server = start_server(tmp_path_factory.mktemp("localcompute"), config)
+        folder = tmp_path_factory.mktemp("localcompute")
+        server = start_server(folder, config, relative_to=pytestconfig.rootpath)
         servers.append(server)
         return server
 
     yield start
+    # Every server is stopped, and cleaned up after, even when one of them fails.
+    failures: list[str] = []
     for server in servers:
-        server.stop()
+        try:
+            server.stop()
+        except pytest.fail.Exception as e:
+            failures.append(str(e))
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -227,7 +271,8 @@ def localcompute_server(
     pytestconfig: pytest.Config,
 ) -> LocalComputeServer:
     ini = str(pytestconfig.getini("localcompute_config"))
-    return localcompute_factory(_merge(_as_dict(ini), _as_dict(localcompute_config)))
+    config = session_config(ini, pytestconfig.inipath, pytestconfig.rootpath, localcompute_config)
+    return localcompute_factory(config)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from localcompute.web.auth import ProviderKey, sign
-from tests.served import CONSUMER_KEY
+from tests.served import CONSUMER_KEY, POLL
 
 PREFIX = "/node"
 FREE_ENV = "test"
@@ -105,7 +105,7 @@ class NodeClient:
             [job] = jobs
             if job["dateFinished"] or (running and job["status"] == 40):
                 return job
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(POLL)
         raise AssertionError(f"job {job_id} did not get there: {job}")
 
     async def result(

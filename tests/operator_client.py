@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from localcompute.web.auth import ProviderKey, sign
-from tests.served import Served
+from tests.served import POLL, Served
 
 NODE_IMAGE = "localcompute-test/node"
 PROVIDER = bytes.fromhex("22" * 32)  # allowed by the server's [operator] section
@@ -134,7 +134,7 @@ class Provider:
             job = await self.status(job_id)
             if job["status"] in (31, 32, 70):
                 return job
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL)
         raise AssertionError(f"job {job_id} did not finish")
 
 

@@ -38,6 +38,10 @@ URL_DID = "did:op:" + "2b" * 32  # a URL, only the published algorithm
 ALGO_DID = "did:op:" + "3c" * 32
 UNTRUSTED_DID = "did:op:" + "4d" * 32
 ENV = "test"
+# How often the test clients ask for a job's status while they wait: a local server
+# answers in a millisecond, and a fake runtime's job ends in a few tenths of a second,
+# so a longer pause would be most of the wait.
+POLL = 0.02
 
 
 def free_port() -> int:
@@ -140,7 +144,7 @@ def start_server(
 ) -> Served:
     """`command --config <a config for the tests>`, on a free port, until it answers `GET /`."""
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    threading.Thread(target=files.serve_forever, daemon=True).start()
+    serve_in_a_thread(files)
     port = free_port()
     config = write_config(root, port, f"http://127.0.0.1:{files.server_port}/data.csv", **overrides)
     with (root / "server.log").open("wb") as log:
@@ -265,7 +269,7 @@ class Consumer:
             [job] = await self.status(job_id)
             if job["status"] in (31, 32, 70):
                 return job
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL)
         raise AssertionError(f"job {job_id} did not finish")
 
     def stop_query(self, job_id: str, nonce: int, did: str = "") -> dict[str, str]:
@@ -287,6 +291,12 @@ class Consumer:
         }
 
 
+def serve_in_a_thread(server: http.server.ThreadingHTTPServer) -> None:
+    """Serve until `server.shutdown()`, which waits for the loop's next look at it: every
+    10 ms, not the default 0.5 s that each test's teardown would wait out."""
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+
+
 @asynccontextmanager
 async def fake_server(root: Path, **overrides: Any) -> AsyncIterator[Served]:
     """The app of `localcompute serve`, on a free port in this process, over a FakeRuntime.
@@ -302,7 +312,7 @@ async def fake_server(root: Path, **overrides: Any) -> AsyncIterator[Served]:
     from localcompute.web.app import create_app
 
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    threading.Thread(target=files.serve_forever, daemon=True).start()
+    serve_in_a_thread(files)
     port = free_port()
     config = write_config(root, port, f"http://127.0.0.1:{files.server_port}/data.csv", **overrides)
     settings = load_settings(config)

@@ -365,9 +365,10 @@ _PATH_KEYS = (
 )
 
 
-def _anchor(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Every path in a configuration file, relative to that file's folder (and ~ expanded):
-    a server started from / must not write /var/localcompute.sqlite."""
+def anchor_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Every path in a configuration, made absolute against `folder` (and ~ expanded), in
+    place: a server started from / must not write /var/localcompute.sqlite. A file's
+    paths are relative to its folder; the pytest plugin's, to the project's."""
 
     def at(value: Any) -> Any:
         if not isinstance(value, str) or not value or value.startswith(("http://", "https://")):
@@ -399,4 +400,4 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(f"{path}: no such configuration file") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return parse_settings(_anchor(data, path.resolve().parent), str(path))
+    return parse_settings(anchor_paths(data, path.resolve().parent), str(path))

@@ -79,7 +79,14 @@ async def test_a_stop_that_arrives_while_the_filter_runs_ends_the_filter(
     runtime.slow_stages["filter"] = 60  # a filter still busy when the stop comes
     job_id = await engine.submit(shell("echo out > $OUTPUTS/o.txt"))
     filter_name = container_name(engine.instance, job_id, Stage.FILTER)
-    await until(engine, job_id, "its filter", lambda _: filter_name in runtime.containers)
+
+    # Started, not just there: the filter is created ahead, while the algorithm runs, and
+    # a stop then is one the algorithm obeys (and its filter is not cut).
+    def filtering(_: Job) -> bool:
+        container = runtime.containers.get(filter_name)
+        return container is not None and container.state == "running"
+
+    await until(engine, job_id, "its filter started", filtering)
 
     await engine.stop(job_id)
     job = await engine.wait(job_id)

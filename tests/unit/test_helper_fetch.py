@@ -95,7 +95,8 @@ class Handler(BaseHTTPRequestHandler):
 def base_url() -> Iterator[str]:
     server = Server(("127.0.0.1", 0), Handler)
     server.stop = threading.Event()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    # shutdown() waits for the serving loop's next poll: 10 ms, not 50, for each test.
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -1,7 +1,8 @@
-"""The three OpenAPI documents as contracts: each validates, a client generated from them
-type-checks, and schemathesis sends over 10,000 generated requests (valid and invalid
-data) to a served localcompute with no server error and no answer the documents do not
-describe.
+"""The fuzz layer (`make test-fuzz`; CI's `make test` runs it too, in full): the three
+OpenAPI documents as contracts. Each validates, a client generated from them type-checks,
+and schemathesis sends over 10,000 generated requests (valid and invalid data) to a served
+localcompute with no server error and no answer the documents do not describe. Minutes,
+not seconds, so it is not part of `make test-fast`.
 
 What the fuzzer cannot do, and so is not asked: make a valid signature (an EIP-191
 signature by the address it names, over a nonce the server has not seen) or a valid
@@ -29,7 +30,7 @@ from openapi_spec_validator import validate
 from localcompute.web.openapi import DIALECTS
 from tests.served import Served, fake_server
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.fuzz, pytest.mark.asyncio(loop_scope="module")]
 
 # Examples per operation and the seed: ≥ 10,000 requests over the three documents, the
 # same ones on every run (bench/fuzz.py runs longer, with a seed of its own).
