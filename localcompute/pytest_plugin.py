@@ -45,7 +45,8 @@ START_TIMEOUT = 120.0
 STOP_TIMEOUT = 60.0
 _LISTENING = re.compile(r"localcompute listening on (\S+)")
 # How `localcompute serve` starts the line that says why it stopped.
-_ERROR_PREFIX = "localcompute: "
+# The command's one-line error: `localcompute serve: …` (localcompute.cli.exits.fail).
+_ERROR_LINE = re.compile(r"^localcompute(?: [a-z]+)?: ")
 # The labels of job containers (localcompute.runtime's, not imported until needed).
 _LABEL_INSTANCE = "localcompute.instance"
 _LABEL_JOB = "localcompute.job_id"
@@ -173,8 +174,9 @@ def start_error(log: str) -> str | None:
     `localcompute: …` block, a one-item list put on its line), else an exception's last line."""
     lines = log.rstrip().splitlines()
     for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith(_ERROR_PREFIX):
-            first, rest = lines[i].removeprefix(_ERROR_PREFIX), lines[i + 1 :]
+        prefix = _ERROR_LINE.match(lines[i])
+        if prefix:
+            first, rest = lines[i][prefix.end() :], lines[i + 1 :]
             if first.endswith(":") and len(rest) == 1:
                 return f"{first} {rest[0].strip()}"
             return "\n".join([first, *rest])
