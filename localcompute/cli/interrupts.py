@@ -10,6 +10,7 @@ counted. No signal ever raises KeyboardInterrupt inside the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
 from types import TracebackType
@@ -61,6 +62,8 @@ class Interrupts:
             self._say(self._on_stop())
             return
         self.left_by = sig
-        self._say(f"{sig.name}: leaving now; {self._leaving}")
         if self._task is not None:
             self._task.cancel()
+        # After the cancel: a terminal gone with SIGHUP cannot be written to.
+        with contextlib.suppress(OSError):
+            self._say(f"{sig.name}: leaving now; {self._leaving}")

@@ -135,13 +135,24 @@ async def local_engine(
             yield url
         cut_short = False
     finally:
-        if instance is not None:
-            await _remove_containers(instance, cut_short=cut_short)
-        if own:
-            from localcompute.runtime.disk import release_all
+        # To its end, even when a signal cancels the command meanwhile (it says so after).
+        cleaning = asyncio.ensure_future(_clean_up(instance, data_dir if own else None, cut_short))
+        try:
+            await asyncio.shield(cleaning)
+        except asyncio.CancelledError:
+            await asyncio.wait({cleaning})
+            raise
 
-            await asyncio.to_thread(release_all, data_dir / "jobs")
-            await asyncio.to_thread(shutil.rmtree, data_dir, True)
+
+async def _clean_up(instance: str | None, own_dir: Path | None, cut_short: bool) -> None:
+    """The engine's containers, then the job disks mounted in its own folder, then that."""
+    if instance is not None:
+        await _remove_containers(instance, cut_short=cut_short)
+    if own_dir is not None:
+        from localcompute.runtime.disk import release_all
+
+        await asyncio.to_thread(release_all, own_dir / "jobs")
+        await asyncio.to_thread(shutil.rmtree, own_dir, True)
 
 
 async def _remove_containers(instance: str, *, cut_short: bool) -> None:

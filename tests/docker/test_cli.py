@@ -291,11 +291,17 @@ def served(tmp_path_factory: pytest.TempPathFactory, busybox_image: str) -> Iter
         yield server
 
 
-def test_jobs_on_a_server_and_on_its_data_folder(served: Served, tmp_path: Path) -> None:
+def consumer_key(cwd: Path) -> Path:
+    """The tests' consumer, who owns the jobs, as the user's key under `cwd`."""
     # Not a folder named localcompute in the working directory: `python -m` would import it.
-    key = tmp_path / "config" / "localcompute" / "consumer.key"
+    key = cwd / "config" / "localcompute" / "consumer.key"
     key.parent.mkdir(parents=True)
-    key.write_text("0x" + "11" * 32)  # the tests' consumer, who owns the jobs below
+    key.write_text("0x" + "11" * 32)
+    return key
+
+
+def test_jobs_on_a_server_and_on_its_data_folder(served: Served, tmp_path: Path) -> None:
+    key = consumer_key(tmp_path)
     data_dir = served.root / "var"
     run = localcompute(
         "run",
@@ -366,3 +372,29 @@ def test_jobs_on_a_server_and_on_its_data_folder(served: Served, tmp_path: Path)
     assert job_id not in gone.stdout
     nothing = localcompute("jobs", "stop", sleeper, "--data-dir", str(tmp_path), cwd=tmp_path)
     assert nothing.returncode == 1 and "no server is running" in nothing.stderr
+
+
+def test_a_run_on_a_server_that_is_left_stops_its_job_there(served: Served, tmp_path: Path) -> None:
+    key = consumer_key(tmp_path)
+    (tmp_path / "slow.sh").write_text("echo started; sleep 60")
+    where = ["--server", served.base_url]
+    with running(
+        tmp_path, "slow.sh", *IMAGE, *where, "--input", LOCAL_DID, "--key-file", str(key)
+    ) as process:
+        job_id = word_after(read_until(process, "] job "), "job")
+        read_until(process, "| started")
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 143, out + err
+    assert "SIGTERM: leaving now; the provider stops the job" in out
+    assert "Traceback" not in err
+    # The job does not run on unseen: the provider has stopped it, or soon does.
+    deadline = time.monotonic() + 60
+    while True:
+        shown = localcompute("jobs", "show", job_id, *where, "--json", cwd=tmp_path)
+        status = json.loads(shown.stdout)
+        if status["status"] == 70:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.3)
+    assert status["terminationReason"] == "stopped"
