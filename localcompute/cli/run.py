@@ -5,6 +5,10 @@ data folder of its own) and talks to it through localcompute.client, exactly as 
 talks to a remote provider with --server: the same requests, signatures and
 results. The algorithm sees Ocean's layout and variables, so what runs here runs
 on Ocean.
+
+Ctrl-C stops the job and still collects its logs and results (exit 130); a second
+Ctrl-C, or SIGTERM, leaves at once. However the command ends, nothing of a local run
+is left behind: its containers, job disks and engine folder go with it.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def add_parser(sub: Any) -> None:
         help="its image, or IMAGE:TAG (default by extension: .py → python:3.12-slim, .sh → "
         "busybox, .js → node:20-slim; where that cannot be pulled, the image setup made)",
     )
-    run.add_argument("--tag", help="the image's tag (default: latest)")
+    run.add_argument("--tag", help="the image's tag (default: the extension's, else latest)")
     run.add_argument("--entrypoint", help="how to run it; $ALGO is the algorithm's path")
     run.add_argument(
         "--input",
@@ -99,7 +103,11 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--server", help="a running provider's URL instead of a local engine")
     run.add_argument("--key-file", type=Path, help="the consumer key (with --server)")
     run.add_argument("--data-dir", type=Path, help="the local engine's folder (kept)")
-    run.add_argument("--json", action="store_true", help="print the final status object only")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print only the final status object, each result with its local path",
+    )
 
 
 @dataclass

@@ -285,6 +285,21 @@ def test_a_limit_this_machine_cannot_give_is_refused_in_the_command_s_terms(
     assert "0: no limit" in " ".join(localcompute("run", "--help", cwd=work).stdout.split())
 
 
+def test_without_docker_a_run_says_so_in_one_line(work: Path) -> None:
+    for image in (IMAGE, []):
+        done = subprocess.run(
+            [sys.executable, "-m", "localcompute", "run", "algo.sh", *image, "--input", "data.csv"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**user_env(work), "DOCKER_HOST": f"unix://{work}/no-docker.sock"},
+        )
+        assert done.returncode == 69, done.stdout + done.stderr
+        [line] = done.stderr.splitlines()
+        assert line.startswith("localcompute run: the Docker engine does not answer")
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, busybox_image: str) -> Iterator[Served]:
     with running_server(tmp_path_factory.mktemp("cli")) as server:
