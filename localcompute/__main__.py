@@ -1,9 +1,26 @@
-"""`python -m localcompute` is the `localcompute` command."""
+"""The `localcompute` command: `python -m localcompute` and the console script alike.
+
+The CLI is imported inside main(), not above it: a Ctrl-C in the second or so that
+Python spends importing it ends the command with 130 and one line, never with a
+traceback. Once a command runs, it answers signals itself (`run`: cli/interrupts.py).
+"""
 
 from __future__ import annotations
 
 import sys
 
-from localcompute.cli import main
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
-sys.exit(main())
+
+def main() -> int:
+    try:
+        from localcompute.cli import main as command
+
+        return command()
+    except KeyboardInterrupt:
+        print("localcompute: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

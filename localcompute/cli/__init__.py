@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from localcompute.cli import config, exits, jobs, run
 from localcompute.core.settings import Settings, load_settings
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from localcompute.runtime.docker import DockerRuntime
 
 log = logging.getLogger("localcompute")
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     img = sub.add_parser("images", help="make the images localcompute needs")
     img_sub = img.add_subparsers(dest="images_command", required=True)
     build = img_sub.add_parser("build", help="build the helper image (fetch and filter)")
-    build.add_argument("--base", default="python:3.12-slim", help="base image with python3")
+    build.add_argument(
+        "--base",
+        help="base image with python3 (default: python:3.12-slim, or where that is not here "
+        "and localcompute/python-base:stable is, that one, as the server does)",
+    )
     build.add_argument("--tag", help="image tag (default: [docker] helper_image)")
     build.add_argument("--config", type=Path)
     base = img_sub.add_parser(
@@ -63,15 +68,31 @@ def _port(text: str) -> int:
     return int(text)
 
 
-async def _with_docker(action: Callable[[DockerRuntime], Awaitable[None]]) -> None:
+async def _with_docker(action: Callable[[DockerRuntime], Awaitable[T]]) -> T:
     from localcompute.runtime.docker import DockerRuntime
 
     runtime = DockerRuntime()
     await runtime.open()
     try:
-        await action(runtime)
+        return await action(runtime)
     finally:
         await runtime.close()
+
+
+async def _build_helper(runtime: DockerRuntime, tag: str, base: str | None) -> str:
+    """Build the helper image on `base`, else on the base a server would choose; which one."""
+    from localcompute import images
+
+    if base is None:
+        base = await images.default_base(runtime)
+        if base != images.DEFAULT_BASE:
+            print(
+                f"{images.DEFAULT_BASE} is not on this host: building on {base} "
+                f"(--base {images.DEFAULT_BASE} pulls it)",
+                file=sys.stderr,
+            )
+    await images.build_helper_image(runtime, tag, base)
+    return base
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -132,8 +153,8 @@ def _images(args: argparse.Namespace) -> None:
 
     if args.images_command == "build":
         tag = args.tag or load_settings(args.config).docker.helper_image
-        asyncio.run(_with_docker(lambda rt: images.build_helper_image(rt, tag, args.base)))
-        print(f"built {tag} from {args.base}")
+        base = asyncio.run(_with_docker(lambda rt: _build_helper(rt, tag, args.base)))
+        print(f"built {tag} from {base}")
     elif args.images_command == "bootstrap-base":
         asyncio.run(
             _with_docker(

@@ -33,6 +33,8 @@ EXIT_SYSTEM = 70  # localcompute failed under the job, or the server failed (EX_
 EXIT_TIMEOUT = 124  # the algorithm ran out of time, as timeout(1)
 EXIT_STOPPED = 130  # stopped with Ctrl-C
 EXIT_OOM = 137  # killed for memory, as the kernel's SIGKILL
+# A signal that ends a command at once (a second Ctrl-C, SIGTERM, SIGHUP) gives 128 + its
+# number, as a shell reports it: 130, 143, 129 (localcompute.cli.interrupts).
 EXIT_OUTPUT_CLOSED = 141  # stdout was closed (`| head`): what a shell reports for SIGPIPE
 
 # What a command lets through to `code_for`: everything else is a bug, with its traceback.

@@ -25,6 +25,7 @@ from localcompute.images.helper import (
     LABEL_BASE,
     LABEL_DIGEST,
     build_helper_image,
+    default_base,
     ensure_helper_image,
     helper_digest,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "LABEL_DIGEST",
     "bootstrap_base",
     "build_helper_image",
+    "default_base",
     "ensure_helper_image",
     "helper_digest",
     "import_busybox",

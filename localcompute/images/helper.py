@@ -103,8 +103,9 @@ async def build_helper_image(runtime: ContainerRuntime, tag: str, base: str) -> 
         )
 
 
-async def _default_base(runtime: ContainerRuntime) -> str:
-    """python:3.12-slim, unless only the bootstrapped base is here: no pull is tried then."""
+async def default_base(runtime: ContainerRuntime) -> str:
+    """python:3.12-slim, unless only the bootstrapped base is here: no pull is tried then.
+    What a server builds on, and `localcompute images build` without --base."""
     if not await runtime.image_exists(DEFAULT_BASE) and await runtime.image_exists(BOOTSTRAP_TAG):
         return BOOTSTRAP_TAG
     return DEFAULT_BASE
@@ -140,7 +141,7 @@ async def ensure_helper_image(runtime: ContainerRuntime, docker: DockerSettings)
             build_cmd,
         )
         return
-    base = (labels or {}).get(LABEL_BASE) or await _default_base(runtime)
+    base = (labels or {}).get(LABEL_BASE) or await default_base(runtime)
     state = "missing" if labels is None else "stale"
     log.info("the helper image %s is %s: building it", tag, state)
     await build_helper_image(runtime, tag, base)

@@ -35,11 +35,19 @@ def bound_url(addresses: Sequence[Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings, *, engine: Engine | None = None) -> AsyncIterator[str]:
+async def serving(
+    settings: Settings, *, engine: Engine | None = None, handler_cancellation: bool = False
+) -> AsyncIterator[str]:
     """The server running; yields the URL clients reach it at. Port 0 takes a free port,
-    and every URL the server hands out (results, logs) then carries the one it got."""
+    and every URL the server hands out (results, logs) then carries the one it got.
+
+    `handler_cancellation`: a request whose client went away is cancelled, so that a
+    server whose only client has left stops at once, not when a log it streamed ends.
+    """
     app = create_app(settings, engine=engine)
-    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
+    runner = web.AppRunner(
+        app, access_log_class=RedactingAccessLogger, handler_cancellation=handler_cancellation
+    )
     await runner.setup()
     try:
         host, port = settings.server.host, settings.server.port

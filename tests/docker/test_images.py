@@ -259,3 +259,32 @@ async def test_ensure_helper_image_builds_a_missing_one(
     assert labels[images.LABEL_DIGEST] == images.helper_digest()
     # python:3.12-slim when this host has it; without a registry, the bootstrapped base.
     assert labels[images.LABEL_BASE] in (images.DEFAULT_BASE, python_base)
+
+
+@pytest.mark.timeout(BASE_TIMEOUT)
+def test_images_build_without_base_builds_where_the_server_would(
+    throwaway: Throwaway, python_base: str
+) -> None:
+    tag = throwaway.tag("helper")
+    done = subprocess.run(
+        [sys.executable, "-m", "localcompute", "images", "build", "--tag", tag],
+        capture_output=True,
+        text=True,
+        timeout=BASE_TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    # As a server's start-up: python:3.12-slim when this host has it, else the local base.
+    if _image_exists(images.DEFAULT_BASE):
+        base = images.DEFAULT_BASE
+        assert "is not on this host" not in done.stderr
+    else:
+        base = python_base
+        note = f"{images.DEFAULT_BASE} is not on this host: building on {base} "
+        assert any(line.startswith(note) for line in done.stderr.splitlines()), done.stderr
+    assert done.stdout == f"built {tag} from {base}\n"
+    labels = subprocess.run(
+        ["docker", "image", "inspect", "-f", '{{index .Config.Labels "localcompute.base"}}', tag],
+        capture_output=True,
+        text=True,
+    )
+    assert labels.stdout.strip() == base

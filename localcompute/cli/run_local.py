@@ -1,0 +1,186 @@
+"""The engine `localcompute run` serves for itself, without --server.
+
+It is served on 127.0.0.1 (port 0) for this command only, with a data folder of its
+own under the user's cache dir (or --data-dir, kept). The job's limits are checked
+against this machine first, so that a refusal speaks of the options given, not of
+the server's configuration. Whatever the run made goes with the command, however it
+ends: a server's engine leaves running containers to be re-attached at its next
+start, but this engine has no next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from localcompute.core.errors import ConfigError, LocalComputeError
+from localcompute.runtime import hostinfo
+
+log = logging.getLogger("localcompute")
+
+GIB = 1024**3
+DEFAULT_CPU = 1.0
+DEFAULT_RAM_GB = 2.0
+DEFAULT_MAX_TIME = 3600.0
+# --max-time 0 is no limit; an environment always has one, so it is ten years.
+NO_TIME_LIMIT = 10 * 365 * 24 * 3600.0
+# A container a cancelled step was still creating on a Docker thread can appear after
+# the engine closed: the sweep of a run cut short looks until it twice finds none.
+SWEEP_PAUSE = 0.2
+SWEEP_SECONDS = 10.0
+
+
+def check_limits(args: argparse.Namespace) -> None:
+    """ConfigError, in the options' own terms, for a limit that is not one or that this
+    machine cannot give."""
+    for option, value in (("--cpu", args.cpu), ("--ram-gb", args.ram_gb)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"{option} {value:g}: give a number above 0")
+    if args.gpus is not None and args.gpus < 0:
+        raise ConfigError(f"--gpus {args.gpus}: give 0 or more")
+    if args.max_time is not None and not (args.max_time >= 0 and math.isfinite(args.max_time)):
+        raise ConfigError(f"--max-time {args.max_time:g}: give seconds, or 0 for no limit")
+    cores = len(hostinfo.usable_cores())
+    if args.cpu is not None and args.cpu > cores:
+        total = os.cpu_count() or cores
+        has = f"has {cores} cores" if total == cores else f"lets this command use {cores} cores"
+        raise ConfigError(f"--cpu {args.cpu:g}: this machine {has}")
+    memory = hostinfo.memory_bytes()
+    if args.ram_gb is not None and args.ram_gb * GIB > memory:
+        raise ConfigError(
+            f"--ram-gb {args.ram_gb:g}: this machine has {memory / GIB:.1f} GiB of memory"
+        )
+    if args.gpus:
+        gpus = len(hostinfo.nvidia_devices())
+        if args.gpus > gpus:
+            has = "no GPUs" if gpus == 0 else f"{gpus} GPU{'s' if gpus > 1 else ''}"
+            raise ConfigError(f"--gpus {args.gpus}: this machine has {has}")
+
+
+def local_dataset(given: str) -> tuple[str, str]:
+    """A DID for a local file (from its contents) or a URL (from itself): stable per input."""
+    if given.startswith(("http://", "https://")):
+        return "did:op:" + hashlib.sha256(given.encode()).hexdigest(), given
+    path = Path(given).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"--input {given}: no such file")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return "did:op:" + digest.hexdigest(), str(path)
+
+
+def _config(args: argparse.Namespace, data_dir: Path, files: dict[str, str]) -> dict[str, Any]:
+    roots = sorted({str(Path(s).parent) for s in files.values() if not s.startswith("http")})
+    max_time = DEFAULT_MAX_TIME if args.max_time is None else args.max_time
+    return {
+        "server": {
+            "host": "127.0.0.1",
+            "port": 0,
+            "data_dir": str(data_dir),
+            "max_body_bytes": 64 * 1024 * 1024,  # the algorithm travels as raw code
+        },
+        "environments": [
+            {
+                "id": "local",
+                "cpu": DEFAULT_CPU if args.cpu is None else args.cpu,
+                "ram_gb": DEFAULT_RAM_GB if args.ram_gb is None else args.ram_gb,
+                "gpus": args.gpus or 0,
+                "max_jobs": 1,
+                "max_job_duration": max_time or NO_TIME_LIMIT,
+                "algorithm_network": args.network,
+            }
+        ],
+        "provider": {"dataset_roots": roots},
+        "datasets": [{"did": did, "files": [source]} for did, source in files.items()],
+    }
+
+
+@contextlib.asynccontextmanager
+async def local_engine(
+    args: argparse.Namespace, datasets: list[tuple[str, str]]
+) -> AsyncIterator[str]:
+    """An engine served for this command only; yields its URL.
+
+    On the way out, however the command leaves, the engine's containers are removed,
+    and its own data folder with the job disks mounted in it.
+    """
+    from localcompute.core.settings import parse_settings
+    from localcompute.engine import Engine
+    from localcompute.web.serving import serving
+
+    files = dict(datasets)
+    own = args.data_dir is None
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="run-", dir=_cache_dir()))
+    instance: str | None = None
+    cut_short = True
+    try:
+        settings = parse_settings(_config(args, data_dir, files), "localcompute run")
+        engine = Engine(settings)
+        # Its one client leaves first: a live log it followed must not hold the server.
+        async with serving(settings, engine=engine, handler_cancellation=True) as url:
+            instance = engine.instance
+            yield url
+        cut_short = False
+    finally:
+        # To its end, even when a signal cancels the command meanwhile (it says so after).
+        cleaning = asyncio.ensure_future(_clean_up(instance, data_dir if own else None, cut_short))
+        try:
+            await asyncio.shield(cleaning)
+        except asyncio.CancelledError:
+            await asyncio.wait({cleaning})
+            raise
+
+
+async def _clean_up(instance: str | None, own_dir: Path | None, cut_short: bool) -> None:
+    """The engine's containers, then the job disks mounted in its own folder, then that."""
+    if instance is not None:
+        await _remove_containers(instance, cut_short=cut_short)
+    if own_dir is not None:
+        from localcompute.runtime.disk import release_all
+
+        await asyncio.to_thread(release_all, own_dir / "jobs")
+        await asyncio.to_thread(shutil.rmtree, own_dir, True)
+
+
+async def _remove_containers(instance: str, *, cut_short: bool) -> None:
+    """Every container of the run's engine: none after a job that ran to its end, its
+    job's own when the command left mid-way."""
+    from localcompute.runtime.docker import DockerRuntime
+
+    runtime = DockerRuntime()
+    try:
+        await runtime.open()
+        found_none = 0
+        deadline = time.monotonic() + SWEEP_SECONDS
+        while True:
+            left = await runtime.list_labelled(instance)
+            for container in left:
+                await runtime.remove(container.name)
+            found_none = 0 if left else found_none + 1
+            if found_none >= (2 if cut_short else 1) or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(SWEEP_PAUSE)
+    except LocalComputeError as e:
+        log.warning("could not remove the containers of this run (instance %s): %s", instance, e)
+    finally:
+        await runtime.close()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    folder = Path(base) / "localcompute"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
