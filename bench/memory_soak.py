@@ -109,7 +109,8 @@ async def main(n: int, warm_up: int, parallel: int, fake: bool) -> None:
         print(
             f"{runtime}, one server process, {parallel} jobs at a time; "
             f"after a warm-up of {warm_up} jobs ({time.perf_counter() - start:.0f} s): "
-            f"RSS {base / 1024:.1f} MiB"
+            f"RSS {base / 1024:.1f} MiB",
+            flush=True,
         )
         done = 0
         for quarter in range(1, 5):
@@ -119,7 +120,8 @@ async def main(n: int, warm_up: int, parallel: int, fake: bool) -> None:
             rss = rss_kib(pid)
             print(
                 f"  after {done:5d} more jobs: RSS {rss / 1024:.1f} MiB, "
-                f"{(rss - base) / done:+.2f} KiB a job"
+                f"{(rss - base) / done:+.2f} KiB a job",
+                flush=True,
             )
         per_job = (rss_kib(pid) - base) / n
         print(
