@@ -1,9 +1,10 @@
 """The server's memory over many jobs: whether it levels off.
 
-Starts one server process, runs a warm-up of jobs (the bounded caches fill, the
-allocator settles), reads the process's resident memory (VmRSS in
-/proc/<pid>/status), runs N more jobs P at a time, reading it again at each
-quarter, and prints the growth per job over the N: the goal is at most 1 KiB. Each
+Starts one server process and runs a warm-up of jobs: the bounded caches fill (the
+store's last 64 finished jobs, the last 64 provider status answers, which only every
+other job makes) and the allocator settles. Then it reads the process's resident
+memory (VmRSS in /proc/<pid>/status), runs N more jobs P at a time, reading it again
+at each quarter, and prints the growth per job over the N: the goal is at most 1 KiB. Each
 job is what a client does: a signed start, alternately in Ocean Node's dialect and
 the provider's, then its status polled every 50 ms until it is final.
 
@@ -11,8 +12,8 @@ Without --fake the server is `localcompute serve` on the real Docker engine. Wit
 --fake it is the same application served over the FakeRuntime (containers are host
 processes, no Docker), so 1,000 jobs take minutes.
 
-    .venv/bin/python bench/memory_soak.py --fake [-n 1000] [--warm-up 100] [-p 4]
-    .venv/bin/python bench/memory_soak.py [-n 200] [--warm-up 100] [-p 4]
+    .venv/bin/python bench/memory_soak.py --fake [-n 1000] [--warm-up 200] [-p 4]
+    .venv/bin/python bench/memory_soak.py [-n 200] [--warm-up 200] [-p 4]
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def serve_fake(config: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, help="jobs measured (default: 1000 with --fake, else 200)")
-    parser.add_argument("--warm-up", type=int, default=100, help="jobs before the first reading")
+    parser.add_argument("--warm-up", type=int, default=200, help="jobs before the first reading")
     parser.add_argument("-p", "--parallel", type=int, default=4, help="jobs at a time")
     parser.add_argument("--fake", action="store_true", help="over the FakeRuntime: no Docker")
     parser.add_argument("--serve-fake", type=Path, help=argparse.SUPPRESS)
