@@ -2,18 +2,20 @@
 
 Starts one server process and runs a warm-up of jobs: the bounded caches fill (the
 store's last 64 finished jobs, the last 64 provider status answers, which only every
-other job makes) and the allocator settles. Then it reads the process's resident
-memory (VmRSS in /proc/<pid>/status), runs N more jobs P at a time, reading it again
-at each quarter, and prints the growth per job over the N: the goal is at most 1 KiB. Each
-job is what a client does: a signed start, alternately in Ocean Node's dialect and
-the provider's, then its status polled every 50 ms until it is final.
+other job makes; SQLite's page cache, 2 MiB, which grows with the store by about
+2 KiB a job until it is full, some 1,000 jobs in) and the allocator settles. Then it
+reads the process's resident memory (VmRSS in /proc/<pid>/status), runs N more jobs
+P at a time, reading it again at each quarter, and prints the growth per job over
+the N: the goal is at most 1 KiB. Each job is what a client does: a signed start,
+alternately in Ocean Node's dialect and the provider's, then its status polled every
+50 ms until it is final.
 
 Without --fake the server is `localcompute serve` on the real Docker engine. With
 --fake it is the same application served over the FakeRuntime (containers are host
 processes, no Docker), so 1,000 jobs take minutes.
 
-    .venv/bin/python bench/memory_soak.py --fake [-n 1000] [--warm-up 200] [-p 4]
-    .venv/bin/python bench/memory_soak.py [-n 200] [--warm-up 200] [-p 4]
+    .venv/bin/python bench/memory_soak.py --fake [-n 1000] [--warm-up 1000] [-p 4]
+    .venv/bin/python bench/memory_soak.py [-n 200] [--warm-up 1000] [-p 4]
 """
 
 from __future__ import annotations
@@ -165,7 +167,7 @@ def serve_fake(config: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, help="jobs measured (default: 1000 with --fake, else 200)")
-    parser.add_argument("--warm-up", type=int, default=200, help="jobs before the first reading")
+    parser.add_argument("--warm-up", type=int, default=1000, help="jobs before the first reading")
     parser.add_argument("-p", "--parallel", type=int, default=4, help="jobs at a time")
     parser.add_argument("--fake", action="store_true", help="over the FakeRuntime: no Docker")
     parser.add_argument("--serve-fake", type=Path, help=argparse.SUPPRESS)
