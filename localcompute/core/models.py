@@ -286,18 +286,23 @@ class JobQuery(_Frozen):
     owner: str | None = None
     agreement_id: str | None = None
     input_did: str | None = None
+    environment: str | None = None
     unfinished: bool = False
     finished: bool = False
+    finished_before: float | None = None  # epoch seconds: ended then or earlier
     include_removed: bool = True
 
     def matches(self, job: Job) -> bool:
+        before, ended = self.finished_before, job.date_finished
         return (
             (self.job_id is None or job.job_id == self.job_id)
             and (self.owner is None or job.owner.lower() == self.owner.lower())
             and (self.agreement_id is None or job.agreement_id == self.agreement_id)
             and (self.input_did is None or self.input_did in job.input_dids)
+            and (self.environment is None or job.environment == self.environment)
             and not (self.unfinished and job.is_final)
             and not (self.finished and not job.is_final)
+            and (before is None or (ended is not None and ended <= before))
             and (self.include_removed or not job.removed)
         )
 

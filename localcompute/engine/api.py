@@ -401,11 +401,18 @@ class Engine:
         """
         now = time.time() if now is None else now
         expired: list[str] = []
-        for job in await self.store.find(JobQuery(finished=True, include_removed=False)):
-            env = self.settings.environment(job.environment)
-            if env is None or env.storage_expiry == 0 or job.date_finished is None:
+        for env in self.settings.environments:
+            if env.storage_expiry == 0:
                 continue
-            if job.date_finished + env.storage_expiry <= now:
+            # Only the jobs now due are read: every finished job, every minute, would
+            # make the server's memory and its minute's work grow with every job.
+            due = JobQuery(
+                environment=env.id,
+                finished=True,
+                finished_before=now - env.storage_expiry,
+                include_removed=False,
+            )
+            for job in await self.store.find(due):
                 failpoints.hit("expiry.before_delete")
                 await self.delete(job.job_id)
                 expired.append(job.job_id)

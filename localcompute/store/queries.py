@@ -223,6 +223,7 @@ def select_jobs(query: JobQuery) -> tuple[str, list[Any]]:
         (query.job_id, "job_id = ?"),
         (query.owner, "owner = ? COLLATE NOCASE"),
         (query.agreement_id, "agreement_id = ?"),
+        (query.environment, "environment = ?"),
     ):
         if value is not None:
             clauses.append(test)
@@ -231,6 +232,9 @@ def select_jobs(query: JobQuery) -> tuple[str, list[Any]]:
         clauses.append(f"status IN ({UNFINISHED_LIST})")
     if query.finished:
         clauses.append(f"status IN ({FINAL_LIST})")
+    if query.finished_before is not None:
+        clauses.append("date_finished <= ?")
+        params.append(query.finished_before)
     if not query.include_removed:
         clauses.append("removed = 0")
     where = " AND ".join(clauses) or "1"

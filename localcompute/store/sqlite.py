@@ -26,6 +26,7 @@ from localcompute.core.errors import (
     StoreError,
     TransitionRefusedError,
 )
+from localcompute.core.lru import Lru
 from localcompute.core.models import Job, JobQuery, ResultFile
 from localcompute.core.status import (
     JobStatus,
@@ -54,8 +55,10 @@ from localcompute.store.transaction import Transaction, rows_of
 
 log = logging.getLogger("localcompute.jobs")
 
-# Finished jobs kept in memory for status reads (about 2 KB each).
-FINISHED_CACHE_SIZE = 50_000
+# Finished jobs kept in memory for status reads. Clients poll the jobs that have just
+# ended, so a few dozen serve them; each takes about 10 KiB, and a bound of tens of
+# thousands made a long-running server grow with every job (bench/memory_soak.py).
+FINISHED_CACHE_SIZE = 64
 
 
 class JobStore:
@@ -67,10 +70,11 @@ class JobStore:
         # aiosqlite serialises statements, not transactions: the lock keeps one
         # coroutine's BEGIN…COMMIT from interleaving with another's statements.
         self._tx_lock = asyncio.Lock()
-        # Finished jobs, by id: they change only through this store's own writes (their
-        # results, removal, a delete request), which refresh or drop them here. Status
-        # polls of finished jobs, most of a server's traffic, then touch no SQL.
-        self._finished: dict[str, Job] = {}
+        # Finished jobs, by id, the ones read or written last: they change only through
+        # this store's own writes (their results, removal, a delete request), which
+        # refresh or drop them here. Status polls of jobs that have just ended, most of
+        # a server's traffic, then touch no SQL.
+        self._finished: Lru[str, Job] = Lru(FINISHED_CACHE_SIZE)
         # Slots in use per environment, as last counted; any status write drops it.
         self._slots: dict[str, int] | None = None
         self._writes = 0  # status writes so far: a count read across one is not kept
@@ -128,7 +132,7 @@ class JobStore:
                 raise
             await rows_of(db, "COMMIT")
             for job_id in tx.touched:
-                self._finished.pop(job_id, None)
+                self._finished.discard(job_id)
             if tx.touched:
                 self._slots_changed()
 
@@ -167,11 +171,9 @@ class JobStore:
         """The job of a row just read or written; a finished one is kept for later reads."""
         job = Job.from_row(row)
         if job.is_final:
-            if len(self._finished) >= FINISHED_CACHE_SIZE:
-                self._finished.pop(next(iter(self._finished)))  # the oldest entry goes
-            self._finished[job.job_id] = job
+            self._finished.put(job.job_id, job)
         else:
-            self._finished.pop(job.job_id, None)
+            self._finished.discard(job.job_id)
         return job
 
     async def get(self, job_id: str) -> Job:
@@ -189,7 +191,10 @@ class JobStore:
         if cached is not None:
             return [cached] if query.matches(cached) else []
         sql, params = select_jobs(query)
-        jobs = [self._seen(r) for r in await self._fetch_all(sql, params)]
+        rows = await self._fetch_all(sql, params)
+        # Only a read of one job is kept: a list (an owner's jobs, the expiry's) would
+        # push out the jobs just polled.
+        jobs = [self._seen(r) if query.job_id else Job.from_row(r) for r in rows]
         return [j for j in jobs if query.matches(j)]
 
     async def transition(

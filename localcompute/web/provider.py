@@ -21,6 +21,7 @@ from localcompute.core.errors import (
     RefusedError,
     SignatureError,
 )
+from localcompute.core.lru import Lru
 from localcompute.core.models import AlgorithmSpec, InputSpec, Job, JobQuery, JobSpec, Preconditions
 from localcompute.web import auth
 from localcompute.web.catalog import Catalog
@@ -246,21 +247,22 @@ async def compute_status(request: web.Request) -> web.Response:
     return web.json_response([provider_status(j, base_url(request)) for j in jobs])
 
 
-FINISHED_VIEWS = 20_000
+# As many as the store keeps finished jobs (its FINISHED_CACHE_SIZE): each entry holds
+# its job too, so more would keep jobs the store has let go.
+FINISHED_VIEWS = 64
 
 
 def _finished_status(request: web.Request, job: Job) -> bytes:
     """The answer for one finished job, made once: what clients poll most. The store hands
     out the same Job object until the job changes (results, removal), so the bytes are
     reused only while it is that very object."""
-    views: dict[str, tuple[Job, bytes]] = request.app[POLL_CACHE].setdefault("finished", {})
+    cache = request.app[POLL_CACHE]
+    views: Lru[str, tuple[Job, bytes]] = cache.setdefault("finished", Lru(FINISHED_VIEWS))
     entry = views.get(job.job_id)
     if entry is not None and entry[0] is job:
         return entry[1]
     body = json.dumps([provider_status(job, base_url(request))]).encode()
-    if len(views) >= FINISHED_VIEWS:
-        views.pop(next(iter(views)))
-    views[job.job_id] = (job, body)
+    views.put(job.job_id, (job, body))
     return body
 
 
