@@ -422,16 +422,9 @@ class Pipeline:
         spec = containers.filter_container(self.context(job))
         ahead = self.offpath.take(spec.name)
         if ahead is None:
-            # Resumed after a crash: a filter left behind may still be writing results.
-            # It goes before they are emptied, not after.
-            await self.runtime.remove(spec.name)
-            if await asyncio.to_thread(ws.holds_results):
-                # It had begun moving the outputs: what is left of them is not all of them.
-                await asyncio.to_thread(ws.reset_results)
-                return await self._filtered(
-                    job,
-                    "Job failed: the output filter was cut short by a restart; outputs withheld",
-                )
+            resumed = await self._filter_left_behind(job, spec.name, ws)
+            if resumed is not None:
+                return resumed
         await asyncio.to_thread(ws.reset_results)
         # A stop the algorithm obeyed must not cut the filter of its partial outputs;
         # after an algorithm that ended on its own, a stop ends the filter. What the
@@ -456,6 +449,39 @@ class Pipeline:
             why = "timed out" if interrupt else f"ended with exit code {exit_.exit_code}"
             detail = f"Job failed: the output filter {why}; outputs withheld"
         return await self._filtered(job, detail)
+
+    async def _filter_left_behind(self, job: Job, name: str, ws: Workspace) -> Job | None:
+        """Resumed after a crash. The filter moves the outputs, so once begun it cannot
+        run again: a filter still there is awaited (it carries on moving while the server
+        is down), and a filter that wrote its manifest finished. Only a filter that began
+        and was cut short (Docker itself restarted under it) withholds the outputs.
+        None: no filter began, so one runs now."""
+        state = await self._container_status(name)
+        exit_code: int | None = None
+        if state == "created":  # made ahead, never started: nothing was moved
+            await self.runtime.remove(name)
+        elif state is not None:
+            try:
+                exit_ = await asyncio.wait_for(
+                    self.runtime.wait(name), self.settings.docker.filter_timeout
+                )
+                exit_code = exit_.exit_code
+            except TimeoutError:
+                await self.runtime.stop(name, 0)
+            await self.runtime.logs_to_file(
+                name,
+                ws.admin_log("filter.log"),
+                limit=self.settings.docker.log_max_bytes,
+                append=False,
+            )
+            self.offpath.remove_later(job.job_id, name)
+        if await asyncio.to_thread(ws.filter_finished) and exit_code in (None, 0):
+            return await self._filtered(job, "")
+        if state in (None, "created") and not await asyncio.to_thread(ws.holds_results):
+            return None
+        await asyncio.to_thread(ws.reset_results)
+        why = "was cut short by a restart" if exit_code is None else f"ended with {exit_code}"
+        return await self._filtered(job, f"Job failed: the output filter {why}; outputs withheld")
 
     async def _filtered(self, job: Job, detail: str) -> Job:
         now = time.time()

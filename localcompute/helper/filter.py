@@ -447,9 +447,15 @@ def run(outputs: Path, results: Path, *, archive: bool = False) -> Report:
 
 
 def write_manifest(path: Path, report: Report) -> None:
-    with path.open("w", encoding="utf-8") as handle:
+    """Whole or not at all: the engine takes a manifest as the sign that the filter
+    finished moving the outputs (a server restarted meanwhile resumes on it)."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
         json.dump(report.manifest(), handle, indent=2)
         handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -57,8 +57,14 @@ class DiskQuota(Protocol):
         """Whether what was written in `folder` reached `limit`."""
 
 
-def folder_size(folder: Path) -> int:
-    """Bytes allocated under `folder` (as du counts them), links not followed."""
+def folder_size(folder: Path, *, one_file_system: bool = False) -> int:
+    """Bytes allocated under `folder` (as du counts them), links not followed; with
+    `one_file_system`, only on `folder`'s own file system (du -x): a mounted loop image
+    then counts once, as its file, not again as what is mounted from it."""
+    try:
+        device = folder.stat().st_dev
+    except OSError:
+        return 0
     total = 0
     stack = [folder]
     while stack:
@@ -71,6 +77,8 @@ def folder_size(folder: Path) -> int:
             try:
                 info = entry.stat(follow_symlinks=False)
             except OSError:
+                continue
+            if one_file_system and info.st_dev != device:
                 continue
             total += info.st_blocks * 512
             if entry.is_dir(follow_symlinks=False):

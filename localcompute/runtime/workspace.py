@@ -151,6 +151,10 @@ class Workspace:
         """Whether a filter has begun: it moves the outputs, so it cannot begin again."""
         return self.results.is_dir() and any(self.results.iterdir())
 
+    def filter_finished(self) -> bool:
+        """Whether a filter ran to its end: it writes its manifest last, whole or not at all."""
+        return self.filter_manifest.is_file()
+
     def scrub(self) -> None:
         """After publishing: the fetch instructions go (the data folder goes with its
         quota); results and logs stay."""

@@ -149,27 +149,7 @@ SLACK = 6 * MIB
 def footprint(root: Path) -> int:
     """Bytes allocated under `root` on its own file system (du -sx): a loop image counts
     as what it holds, never together with what is mounted from it."""
-    try:
-        device = root.stat().st_dev
-    except OSError:
-        return 0
-    total, stack = 0, [root]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if info.st_dev != device:
-                continue  # a job's mounted image: counted as its file, disk.img
-            total += info.st_blocks * 512
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
-    return total
+    return folder_size(root, one_file_system=True)
 
 
 class Sampler:

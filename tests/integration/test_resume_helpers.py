@@ -63,9 +63,11 @@ async def started_job(store: MemoryStore, rawcode: str) -> Job:
     return await store.transition(job_id, JobStatus.JOB_STARTED)
 
 
-async def leave_running(runtime: FakeRuntime, spec: ContainerSpec, stage: Stage) -> None:
+async def leave_running(
+    runtime: FakeRuntime, spec: ContainerSpec, stage: Stage, seconds: float = 60
+) -> None:
     """What the dead server left: the step's container, still running (for a minute)."""
-    runtime.slow_stages[stage] = 60
+    runtime.slow_stages[stage] = seconds
     await runtime.create(spec)
     await runtime.start(spec.name)
     runtime.slow_stages.clear()
@@ -131,14 +133,17 @@ async def filtering_job(store: MemoryStore, pipeline: Pipeline) -> Job:
     )
 
 
-async def test_a_resumed_filter_removes_the_filter_left_running_before_it_empties_results(
+async def test_a_resumed_filter_awaits_the_filter_left_running_and_keeps_what_it_moved(
     tmp_path: Path, parts: tuple[MemoryStore, FakeRuntime], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The filter moves the outputs: the one the dead server left carries on moving, so
+    the resumed job waits for it rather than emptying results under it or running a
+    second one on what it already moved."""
     store, runtime = parts
     pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS)
     job = await filtering_job(store, pipeline)
     ctx = pipeline.context(job)
-    await leave_running(runtime, containers.filter_container(ctx), Stage.FILTER)
+    await leave_running(runtime, containers.filter_container(ctx), Stage.FILTER, seconds=1)
     running_at_reset: list[list[str]] = []
     reset = Workspace.reset_results
 
@@ -151,7 +156,28 @@ async def test_a_resumed_filter_removes_the_filter_left_running_before_it_emptie
     done = await run_to_the_end(pipeline, job)
 
     assert "o.txt" in [r.filename for r in done.results]
-    assert running_at_reset == [[]], "results were emptied under a running filter"
+    assert running_at_reset == [], "results were emptied, or a second filter run"
+    assert runtime.created.count(containers.filter_container(ctx).name) == 1
+
+
+async def test_a_filter_that_finished_before_the_restart_is_not_run_again(
+    tmp_path: Path, parts: tuple[MemoryStore, FakeRuntime]
+) -> None:
+    """The server died after the filter wrote its manifest, its container already gone
+    (before the 50 → 60 write): the moved outputs are the results."""
+    store, runtime = parts
+    pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS)
+    job = await filtering_job(store, pipeline)
+    ctx = pipeline.context(job)
+    spec = containers.filter_container(ctx)
+    await leave_running(runtime, spec, Stage.FILTER, seconds=0)
+    assert (await runtime.wait(spec.name)).exit_code == 0
+    await runtime.remove(spec.name)
+
+    done = await run_to_the_end(pipeline, job)
+
+    assert "o.txt" in [r.filename for r in done.results]
+    assert runtime.created.count(spec.name) == 1
 
 
 async def test_a_filter_cut_short_by_a_restart_withholds_the_outputs_it_had_begun_to_move(
@@ -163,8 +189,9 @@ async def test_a_filter_cut_short_by_a_restart_withholds_the_outputs_it_had_begu
     pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS)
     job = await filtering_job(store, pipeline)
     ctx = pipeline.context(job)
+    # It had begun moving when Docker itself restarted: its container is gone, and
+    # there is no manifest.
     (ctx.workspace.results / "moved.txt").write_text("half")
-    await leave_running(runtime, containers.filter_container(ctx), Stage.FILTER)
     try:
         done = await asyncio.wait_for(pipeline.run(job, asyncio.Event()), 30)
     finally:
