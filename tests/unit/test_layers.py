@@ -15,6 +15,7 @@ LAYERS = {
     "unit": "test-fast",
     "integration": "test-fast",
     "fuzz": "test-fuzz",
+    "commands": "test",
     "docker": "test",
     "clients": "test",
 }
