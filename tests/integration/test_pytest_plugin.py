@@ -4,6 +4,8 @@ the server's own reason. No Docker needed: this server stops before it asks for 
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -34,8 +36,11 @@ def test_the_sales(localcompute_server):
 
 
 def test_a_relative_path_is_the_projects_and_the_failure_names_the_real_cause(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The project's test module is written to a temp folder once: its bytecode is not kept
+    # (where scripts/run caches bytecode under .venv it would pile up there, a run each).
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
     pytester.makepyprojecttoml(PROJECT)
     pytester.makepyfile(test_demo=TESTS)
     (pytester.path / "data").mkdir()  # its sales.csv is missing
