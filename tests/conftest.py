@@ -21,6 +21,7 @@ from localcompute.core.settings import (
     ServerSettings,
     Settings,
 )
+from tests.gates import Gates
 
 BUSYBOX_IMAGE = "localcompute/busybox:latest"
 LABEL_INSTANCE = "localcompute.instance"
@@ -99,6 +100,14 @@ async def serving_files() -> AsyncIterator[FileServer]:
 async def file_server() -> AsyncIterator[FileServer]:
     async with serving_files() as server:
         yield server
+
+
+@pytest.fixture
+def gates(tmp_path: Path) -> Iterator[Gates]:
+    """Makes the test's gates (tests/gates.py); any left shut are released at its end."""
+    made = Gates(tmp_path)
+    yield made
+    made.release()
 
 
 def docker_ps(*filters: str) -> list[str]:

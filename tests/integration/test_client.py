@@ -22,12 +22,17 @@ from localcompute.client import (
     RemoteJob,
     SyncClient,
 )
+from tests.gates import Gate, Gates
 from tests.served import ENV, LOCAL_DID, URL_DID, Consumer, Served, fake_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SHELL = {"image": "localcompute/busybox", "tag": "latest", "entrypoint": "sh $ALGO"}
-TALKS = "for i in 1 2 3; do echo line $i; sleep 0.3; done; echo out > $OUTPUTS/out.txt"
+
+
+def talks(gate: Gate) -> str:
+    """Three lines, held after the first until the test opens `gate`."""
+    return f"echo line 1; {gate.wait}; echo line 2; echo line 3; echo out > $OUTPUTS/out.txt"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -42,8 +47,9 @@ async def client(served: Served) -> AsyncIterator[Client]:
         yield c
 
 
-async def test_start_follow_wait_and_download(client: Client, tmp_path: Path) -> None:
-    job = await client.start([LOCAL_DID], rawcode=TALKS, **SHELL)
+async def test_start_follow_wait_and_download(client: Client, tmp_path: Path, gates: Gates) -> None:
+    gate = gates()
+    job = await client.start([LOCAL_DID], rawcode=talks(gate), **SHELL)
     assert job.owner == client.address and job.environment == ENV and not job.is_final
     seen: list[int] = []
     lines: list[str] = []
@@ -51,7 +57,12 @@ async def test_start_follow_wait_and_download(client: Client, tmp_path: Path) ->
     async def follow() -> None:
         while (await client.status(job.job_id)).status < 40:
             await asyncio.sleep(0.05)
-        lines.extend([line async for line in client.logs(job.job_id)])
+        async for line in client.logs(job.job_id):
+            lines.append(line)
+            if line == "line 1":  # it came while the job runs, which it does till now
+                while 40 not in seen:  # and on till wait() has seen it run
+                    await asyncio.sleep(0.01)
+                await gate.open()
 
     follower = asyncio.create_task(follow())
     done = await client.wait(job.job_id, on_status=lambda j: seen.append(j.status), poll=0.05)
@@ -72,28 +83,34 @@ async def test_start_follow_wait_and_download(client: Client, tmp_path: Path) ->
 
 
 async def test_logs_of_a_queued_job_wait_for_its_algorithm_then_stream_live(
-    client: Client,
+    client: Client, gates: Gates
 ) -> None:
     # The environment runs two jobs at once: two sleepers hold it and the third waits.
     sleepers = [await client.start([LOCAL_DID], rawcode="sleep 30", **SHELL) for _ in range(2)]
-    job = await client.start([LOCAL_DID], rawcode=TALKS, **SHELL)
+    gate = gates()
+    job = await client.start([LOCAL_DID], rawcode=talks(gate), **SHELL)
     assert (await client.status(job.job_id)).status_text == "Warming up"
     lines = client.logs(job.job_id, poll=0.05)
     first = asyncio.ensure_future(anext(lines))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.2)  # a logs() that ended at once would have ended by now
     assert not first.done(), "logs() of a queued job must wait, not end"
     for sleeper in sleepers:
         await client.stop(sleeper.job_id)
     assert await asyncio.wait_for(first, 30) == "line 1"
-    assert (await client.status(job.job_id)).status == 40  # live, not after the fact
+    assert (await client.status(job.job_id)).status == 40  # live: it waits at the gate
+    await gate.open()
     assert [line async for line in lines] == ["line 2", "line 3"]
     for started in (*sleepers, job):
         await client.wait(started.job_id, poll=0.05)
 
 
-async def test_a_finished_job_gives_its_whole_log_and_lists_its_results(client: Client) -> None:
-    job = await client.start([LOCAL_DID], rawcode=TALKS, **SHELL)
+async def test_a_finished_job_gives_its_whole_log_and_lists_its_results(
+    client: Client, gates: Gates
+) -> None:
+    gate = gates()
+    job = await client.start([LOCAL_DID], rawcode=talks(gate), **SHELL)
     assert await client.results(job.job_id) == []  # nothing until it has ended
+    await gate.open()
     await client.wait(job.job_id, poll=0.05)
     assert [line async for line in client.logs(job.job_id)] == ["line 1", "line 2", "line 3"]
     results = await client.results(job.job_id)

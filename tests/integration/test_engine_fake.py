@@ -17,6 +17,7 @@ from localcompute.runtime.workspace import Workspace
 from localcompute.store.memory import MemoryStore
 from localcompute.testing import FakeRuntime
 from tests.conftest import make_settings
+from tests.gates import Gates
 
 
 def shell(script: str) -> JobSpec:
@@ -134,13 +135,16 @@ async def one_slot(tmp_path: Path) -> AsyncIterator[Engine]:
 
 
 async def test_waiting_on_a_queued_job_returns_it_finished_once_its_turn_came(
-    one_slot: Engine,
+    one_slot: Engine, gates: Gates
 ) -> None:
-    first = await one_slot.submit(shell("sleep 0.3"))
+    gate = gates()
+    first = await one_slot.submit(shell(gate.wait))
     queued = await one_slot.submit(shell("echo second > $OUTPUTS/o.txt"))
     assert (await one_slot.get(queued)).status == JobStatus.WARMING_UP
+    waiter = asyncio.create_task(one_slot.wait(queued))
+    await gate.open()
 
-    job = await asyncio.wait_for(one_slot.wait(queued), 20)
+    job = await asyncio.wait_for(waiter, 20)
 
     assert job.status == JobStatus.JOB_COMPLETED
     assert job.termination_reason == TerminationReason.COMPLETED
@@ -148,13 +152,15 @@ async def test_waiting_on_a_queued_job_returns_it_finished_once_its_turn_came(
 
 
 async def test_several_waiters_on_a_queued_job_all_return_and_a_cancelled_one_leaves_none(
-    one_slot: Engine,
+    one_slot: Engine, gates: Gates
 ) -> None:
-    await one_slot.submit(shell("sleep 0.3"))
+    gate = gates()
+    await one_slot.submit(shell(gate.wait))
     queued = await one_slot.submit(shell("true"))
     waiters = [asyncio.create_task(one_slot.wait(queued)) for _ in range(3)]
     await asyncio.sleep(0.05)
     waiters[0].cancel()
+    await gate.open()
 
     done = await asyncio.wait_for(asyncio.gather(*waiters[1:]), 20)
 

@@ -4,11 +4,11 @@ refusal as JSON. ocean.js 8 itself drives the same routes in tests/clients."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import tarfile
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from localcompute.web.auth import ProviderKey
+from tests.gates import Gates
 from tests.node_client import FREE_ENV, NodeClient, js_sign, raw_algorithm
 from tests.served import CONSUMER, OTHER_KEY, Served, fake_server
 
@@ -331,25 +332,27 @@ async def test_another_owner_can_neither_see_stop_fetch_nor_follow_a_job(
 
 
 async def test_logs_stream_live_to_the_owner_and_404_when_not_running(
-    client: NodeClient, dataset: list[dict[str, Any]]
+    client: NodeClient, dataset: list[dict[str, Any]], gates: Gates
 ) -> None:
+    second, third = gates(), gates()
     code, [job] = await client.start(
-        raw_algorithm("for i in 1 2 3; do echo line $i; sleep 0.5; done"), dataset
+        raw_algorithm(f"echo line 1; {second.wait}; echo line 2; {third.wait}; echo line 3"),
+        dataset,
     )
     assert code == 200
     await client.wait(job["jobId"], running=True)
     params = {**await client.signed("getComputeStreamableLogs"), "jobId": job["jobId"]}
-    arrivals: list[tuple[float, bytes]] = []
     async with client.session.get(
         client.url("/api/services/computeStreamableLogs"), params=params
     ) as r:
         assert r.status == 200
         assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
-        async for chunk in r.content.iter_any():
-            arrivals.append((time.monotonic(), chunk))
-    text = b"".join(c for _, c in arrivals)
-    assert text == b"line 1\nline 2\nline 3\n"
-    assert arrivals[-1][0] - arrivals[0][0] > 0.5  # lines came as written, not at the end
+        # Each line comes as written: the next is not written before its gate opens (a
+        # log sent only at its end never comes).
+        for line, gate in ((b"line 1\n", second), (b"line 2\n", third)):
+            assert await asyncio.wait_for(r.content.readline(), 10) == line
+            await gate.open()
+        assert await r.content.read() == b"line 3\n"
     done = await client.wait(job["jobId"])
     params = {**await client.signed("getComputeStreamableLogs"), "jobId": job["jobId"]}
     async with client.session.get(

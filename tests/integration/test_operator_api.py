@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from localcompute.web.auth import sign
 from tests.conftest import BUSYBOX_IMAGE
+from tests.gates import Gates
 from tests.operator_client import (
     BOTH,
     DOCUMENT_EXAMPLE,
@@ -144,9 +145,12 @@ async def test_a_sent_owner_is_signed_on_every_call(provider: Provider, served: 
         assert (done["status"], done["terminationReason"]) == (70, "stopped")
 
 
-async def test_a_provider_follows_a_running_jobs_output(provider: Provider, served: Served) -> None:
+async def test_a_provider_follows_a_running_jobs_output(
+    provider: Provider, served: Served, gates: Gates
+) -> None:
+    gate = gates()
     talker = {
-        "rawcode": "echo begun; sleep 0.5; echo ended",
+        "rawcode": f"echo begun; {gate.wait}; echo ended",
         "url": "",
         "container": {"image": BUSYBOX_IMAGE.split(":")[0], "entrypoint": "sh $ALGO"},
     }
@@ -166,6 +170,9 @@ async def test_a_provider_follows_a_running_jobs_output(provider: Provider, serv
         provider.base + "/api/v1/operator/logs", params=provider.signed(CONSUMER, job_id)
     ) as r:
         assert r.status == 200 and r.content_type == "text/plain"
-        assert await r.content.readline() == b"begun\n"
+        # "ended" is not written before the gate opens (a log sent only at its end never
+        # comes).
+        assert await asyncio.wait_for(r.content.readline(), 10) == b"begun\n"
+        await gate.open()
         assert await r.content.read() == b"ended\n"
     await provider.wait_final(job_id)

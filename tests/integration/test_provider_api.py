@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from tests.gates import Gates
 from tests.served import (
     ALGO_DID,
     ENV,
@@ -328,14 +329,14 @@ def logs_query(consumer: Consumer, job_id: str, nonce: int) -> dict[str, str]:
 
 
 async def test_the_algorithms_output_streams_live_to_its_owner_only(
-    consumer: Consumer, served: Served, session: aiohttp.ClientSession
+    consumer: Consumer, served: Served, session: aiohttp.ClientSession, gates: Gates
 ) -> None:
-    talker = {
-        "meta": {
-            **RAW["meta"],
-            "rawcode": "for i in 1 2 3; do echo line $i; echo err $i >&2; sleep 0.6; done",
-        }
-    }
+    second, third = gates(), gates()
+    rawcode = (
+        f"echo line 1; echo err 1 >&2; {second.wait}; "
+        f"echo line 2; echo err 2 >&2; {third.wait}; echo line 3; echo err 3 >&2"
+    )
+    talker = {"meta": {**RAW["meta"], "rawcode": rawcode}}
     status, [job] = await consumer.start(talker)
     assert status == 200
     job_id = job["jobId"]
@@ -350,10 +351,13 @@ async def test_the_algorithms_output_streams_live_to_its_owner_only(
     nonce = await consumer.next_nonce()
     async with session.get(url, params=logs_query(consumer, job_id, nonce)) as r:
         assert r.status == 200 and r.content_type == "text/plain"
-        first = await r.content.readline()
-        # The first line arrives while the algorithm still runs, not with its end.
+        # The first line arrives while the algorithm still runs, not with its end: it
+        # cannot go on before the gate opens (a log sent only at its end never comes).
+        first = await asyncio.wait_for(r.content.readline(), 10)
         assert first == b"line 1\n"
         assert (await consumer.status(job_id))[0]["status"] == 40
+        await second.open()
+        await third.open()
         rest = await r.content.read()
     assert rest.decode().splitlines() == ["err 1", "line 2", "err 2", "line 3", "err 3"]
     assert await consumer.next_nonce() == nonce + 1, "the stream used up its nonce"

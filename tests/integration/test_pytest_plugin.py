@@ -10,12 +10,9 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-# The plugins pyproject.toml keeps out of this suite, out of the project's session too;
-# and localcompute, imported already, cannot be rewritten for it (pytest warns).
-QUIET = (
-    *("-p", "no:schemathesis", "-p", "no:hypothesispytest", "-p", "no:cacheprovider"),
-    *("-W", "ignore::pytest.PytestAssertRewriteWarning"),
-)
+# localcompute, imported already, cannot be rewritten for the project's session (pytest
+# warns); the plugins pyproject.toml keeps out of this suite stay out of it too.
+QUIET = ("-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning")
 
 PROJECT = '''
 [tool.pytest.ini_options]
@@ -36,7 +33,7 @@ def test_the_sales(localcompute_server):
 
 
 def test_a_relative_path_is_the_projects_and_the_failure_names_the_real_cause(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, pytestconfig: pytest.Config
 ) -> None:
     # The project's test module is written to a temp folder once: its bytecode is not kept
     # (where scripts/run caches bytecode under .venv it would pile up there, a run each).
@@ -45,7 +42,7 @@ def test_a_relative_path_is_the_projects_and_the_failure_names_the_real_cause(
     pytester.makepyfile(test_demo=TESTS)
     (pytester.path / "data").mkdir()  # its sales.csv is missing
 
-    result = pytester.runpytest(*QUIET)
+    result = pytester.runpytest(*pytestconfig.getini("addopts"), *QUIET)
 
     result.assert_outcomes(errors=1)
     lines = result.outlines

@@ -143,7 +143,8 @@ async def test_a_resumed_filter_awaits_the_filter_left_running_and_keeps_what_it
     pipeline = Pipeline(store, runtime, make_settings(tmp_path / "var"), DEFAULTS)
     job = await filtering_job(store, pipeline)
     ctx = pipeline.context(job)
-    await leave_running(runtime, containers.filter_container(ctx), Stage.FILTER, seconds=1)
+    # Long enough for a resumed job that did not wait to act under it (it would at once).
+    await leave_running(runtime, containers.filter_container(ctx), Stage.FILTER, seconds=0.3)
     running_at_reset: list[list[str]] = []
     reset = Workspace.reset_results
 

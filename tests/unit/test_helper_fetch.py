@@ -20,10 +20,10 @@ from localcompute.helper import fetch
 CSV_BODY = b"a,b\n1,2\n"
 ALGO_BODY = b"print('algorithm from url')\n"
 BIG_CHUNK = 32 * 1024
-BIG_CHUNKS = 32  # 1 MiB in all
-BIG_PAUSE = 0.05  # 32 pauses of 0.05 s: 1.6 s in all, never idle near 0.5 s
+BIG_CHUNKS = 24  # 768 KiB in all
+BIG_PAUSE = 0.025  # 24 pauses of 0.025 s: 0.6 s in all, more than twice IDLE, never near it
 STALL_SECONDS = 5.0
-IDLE = 0.5
+IDLE = 0.25
 RAWCODE = "print('hello from raw code')\n"
 
 
@@ -256,7 +256,7 @@ def test_stalled_download_fails_after_the_idle_timeout(
     assert elapsed < STALL_SECONDS / 2
     assert list((data / "inputs/abc").iterdir()) == []
     out = capsys.readouterr().out
-    assert "input 0 (did:op:abc) file 0: download failed: no data received for 0.5 s" in out
+    assert "input 0 (did:op:abc) file 0: download failed: no data received for 0.25 s" in out
     assert base_url not in out
 
 
