@@ -8,7 +8,7 @@ setup:
 test:
 	scripts/run test
 
-# The unit and integration layers: no Docker, about 10 s.
+# The unit and integration layers: no Docker, under 15 s (docs/testing.md says how).
 test-fast:
 	scripts/run test-fast
 
