@@ -26,7 +26,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from localcompute.core.errors import ContainerError, DockerUnavailableError, ImageNotFoundError
 from localcompute.images import LABEL_DIGEST, helper_digest
@@ -37,6 +36,7 @@ from localcompute.runtime import (
     ContainerExit,
     ContainerInfo,
     ContainerSpec,
+    ContainerState,
 )
 from localcompute.runtime.containers import HELPER_DIR as HELPER_IN_IMAGE
 from localcompute.runtime.logfile import write_capped
@@ -47,7 +47,7 @@ HELPER_ON_HOST = Path(__file__).resolve().parent / "helper"
 @dataclass
 class FakeContainer:
     spec: ContainerSpec
-    state: str = "created"
+    state: ContainerState = ContainerState.CREATED
     output: bytearray = field(default_factory=bytearray)
     exit_code: int | None = None
     started_at: float | None = None
@@ -149,7 +149,7 @@ class FakeRuntime:
 
     async def start(self, name: str) -> None:
         container = self._get(name)
-        if container.state != "created":
+        if container.state is not ContainerState.CREATED:
             return
         refusal = self.start_errors.get(container.spec.labels.get(LABEL_STAGE, ""))
         if refusal is not None:
@@ -166,7 +166,7 @@ class FakeRuntime:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # so a stop reaches the whole process group
         )
-        container.state, container.started_at = "running", time.time()
+        container.state, container.started_at = ContainerState.RUNNING, time.time()
         container.reader = asyncio.create_task(self._run(container))
 
     async def _run(self, container: FakeContainer) -> None:
@@ -178,7 +178,7 @@ class FakeRuntime:
         code = await process.wait()
         # Docker reports a signal as 128 + its number.
         container.exit_code = 128 - code if code < 0 else code
-        container.state, container.finished_at = "exited", time.time()
+        container.state, container.finished_at = ContainerState.EXITED, time.time()
         container.done.set()
         self._changed(container)
 
@@ -212,9 +212,10 @@ class FakeRuntime:
             finished_at=container.finished_at,
         )
 
-    async def state(self, name: str) -> dict[str, Any]:
-        container = self._get(name)
-        return {"Status": container.state, "ExitCode": container.exit_code or 0}
+    async def state(self, name: str) -> ContainerState:
+        self._answering()
+        container = self.containers.get(name)
+        return ContainerState.MISSING if container is None else container.state
 
     async def stop(self, name: str, grace: float) -> None:
         container = self.containers.get(name)

@@ -44,7 +44,7 @@ from localcompute.engine.outcome import (
 from localcompute.engine.publish import build_results
 from localcompute.engine.steps import STEPS
 from localcompute.engine.watch import ContainerWatch
-from localcompute.runtime import ContainerExit, ContainerRuntime, containers
+from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerState, containers
 from localcompute.runtime.containers import JobContext, Stage
 from localcompute.runtime.disk import DiskQuota, WatchQuota
 from localcompute.runtime.workspace import Workspace
@@ -293,25 +293,25 @@ class Pipeline:
         """
         name = ctx.name(Stage.ALGORITHM)
         state = await self._algorithm_state(name)
-        resumed = state in ("running", "exited", "dead")
+        resumed = state in (ContainerState.RUNNING, ContainerState.EXITED)
         if job.status == JobStatus.PROVISIONING_SUCCESS:
             if stop.is_set():
                 await self.runtime.remove(name)
                 return Ending(reason=TerminationReason.STOPPED)
-            if state is None:
+            if state is ContainerState.MISSING:
                 try:
                     await self.runtime.create(containers.algorithm_container(ctx, env))
                 except ImageNotFoundError as e:
                     note = f"algorithm image {job.spec.algorithm.image_ref}: {e.message}"
                     return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=note)
-                state = "created"
+                state = ContainerState.CREATED
             job = await self.store.transition(
                 job.job_id, JobStatus.RUNNING_ALGORITHM, algorithm_started_at=time.time()
             )
-        if state is None:
+        if state is ContainerState.MISSING:
             lost = "Job failed: the algorithm container was lost while the server was down"
             return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
-        if state == "created":
+        if state is ContainerState.CREATED:
             try:
                 await self.runtime.start(name)
             except ContainerError as e:
@@ -356,23 +356,13 @@ class Pipeline:
         self.offpath.remove_later(job.job_id, name)
         return ended
 
-    async def _algorithm_state(self, name: str) -> str | None:
-        """The algorithm container's status: "created" when it was made ahead while
-        fetch ran (nothing to ask Docker), else Docker's answer; None: no such one."""
+    async def _algorithm_state(self, name: str) -> ContainerState:
+        """The algorithm container's state: created when it was made ahead while fetch
+        ran (nothing to ask the runtime), else the runtime's answer."""
         ahead = self.offpath.take(name)
         if ahead is not None and await ahead:
-            return "created"
-        return await self._container_status(name)
-
-    async def _container_status(self, name: str) -> str | None:
-        """Docker's status of the container (created, running, exited…); None: no such one."""
-        try:
-            state = await self.runtime.state(name)
-        except ContainerError as e:
-            if e.details.get("status") == 404:
-                return None
-            raise
-        return str(state.get("Status") or "")
+            return ContainerState.CREATED
+        return await self.runtime.state(name)
 
     async def _await_algorithm(
         self,
@@ -456,11 +446,11 @@ class Pipeline:
         is down), and a filter that wrote its manifest finished. Only a filter that began
         and was cut short (Docker itself restarted under it) withholds the outputs.
         None: no filter began, so one runs now."""
-        state = await self._container_status(name)
+        state = await self.runtime.state(name)
         exit_code: int | None = None
-        if state == "created":  # made ahead, never started: nothing was moved
+        if state is ContainerState.CREATED:  # made ahead, never started: nothing was moved
             await self.runtime.remove(name)
-        elif state is not None:
+        elif state is not ContainerState.MISSING:
             try:
                 exit_ = await asyncio.wait_for(
                     self.runtime.wait(name), self.settings.docker.filter_timeout
@@ -477,7 +467,8 @@ class Pipeline:
             self.offpath.remove_later(job.job_id, name)
         if await asyncio.to_thread(ws.filter_finished) and exit_code in (None, 0):
             return await self._filtered(job, "")
-        if state in (None, "created") and not await asyncio.to_thread(ws.holds_results):
+        unstarted = state in (ContainerState.MISSING, ContainerState.CREATED)
+        if unstarted and not await asyncio.to_thread(ws.holds_results):
             return None
         await asyncio.to_thread(ws.reset_results)
         why = "was cut short by a restart" if exit_code is None else f"ended with {exit_code}"

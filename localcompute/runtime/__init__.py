@@ -13,6 +13,7 @@ from localcompute.runtime.base import (
     ContainerInfo,
     ContainerRuntime,
     ContainerSpec,
+    ContainerState,
     Mount,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "ContainerInfo",
     "ContainerRuntime",
     "ContainerSpec",
+    "ContainerState",
     "Mount",
 ]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 LABEL_JOB = "localcompute.job_id"
 LABEL_STAGE = "localcompute.stage"
@@ -49,12 +50,26 @@ class ContainerSpec:
     log_max_bytes: int = 10 * 1024 * 1024
 
 
+class ContainerState(StrEnum):
+    """Where a job's container is, in words every runtime can say: what resuming a job
+    after a restart decides on (a created one is started, a running one re-attached, an
+    exited one read)."""
+
+    MISSING = "missing"  # never made, or removed
+    CREATED = "created"  # made, never started
+    RUNNING = "running"  # started, not ended (paused or restarting count as running)
+    EXITED = "exited"  # ended: wait() reads how
+
+
 @dataclass(frozen=True)
 class ContainerExit:
     exit_code: int
-    oom_killed: bool
+    # None where the runtime cannot tell (a Swarm task says only "exit 137").
+    oom_killed: bool | None
     started_at: float | None
     finished_at: float | None
+    # The runtime's own words on the end, where it has any ("task: non-zero exit").
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,7 @@ class ContainerInfo:
     name: str
     job_id: str
     stage: str
-    state: str  # created, running, exited, dead…
+    state: ContainerState
 
 
 class ContainerRuntime(Protocol):
@@ -98,8 +113,8 @@ class ContainerRuntime(Protocol):
     async def create(self, spec: ContainerSpec) -> None: ...
     async def start(self, name: str) -> None: ...
     async def wait(self, name: str) -> ContainerExit: ...
-    async def state(self, name: str) -> dict[str, Any]:
-        """Docker's State object: at least Status (created, running, exited)."""
+    async def state(self, name: str) -> ContainerState:
+        """MISSING when there is no such container."""
 
     async def stop(self, name: str, grace: float) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds."""

@@ -40,6 +40,7 @@ from localcompute.runtime import (
     ContainerExit,
     ContainerInfo,
     ContainerSpec,
+    ContainerState,
 )
 from localcompute.runtime.logfile import write_capped
 from localcompute.runtime.pump import pumped
@@ -343,7 +344,7 @@ class DockerRuntime:
     async def wait(self, name: str) -> ContainerExit:
         """Wait until the container exits; then read its exit code and OOM flag."""
         result = await self._long(lambda: self._long_api.wait(name), f"wait-{name}")
-        state = await self.state(name)
+        state = await self._inspect_state(name)
         code = int(result.get("StatusCode", -1))
         return ContainerExit(
             exit_code=code,
@@ -352,7 +353,15 @@ class DockerRuntime:
             finished_at=_epoch(state.get("FinishedAt")),
         )
 
-    async def state(self, name: str) -> dict[str, Any]:
+    async def state(self, name: str) -> ContainerState:
+        try:
+            return _state(str((await self._inspect_state(name)).get("Status") or ""))
+        except ContainerError as e:
+            if e.details.get("status") == 404:
+                return ContainerState.MISSING
+            raise
+
+    async def _inspect_state(self, name: str) -> dict[str, Any]:
         info = await self._short(lambda: self._api.inspect_container(name))
         return dict(info.get("State") or {})
 
@@ -382,7 +391,7 @@ class DockerRuntime:
                 name=(row.get("Names") or ["/?"])[0].lstrip("/"),
                 job_id=row.get("Labels", {}).get(LABEL_JOB, ""),
                 stage=row.get("Labels", {}).get(LABEL_STAGE, ""),
-                state=str(row.get("State", "")),
+                state=_state(str(row.get("State", ""))),
             )
             for row in rows
         ]
@@ -428,3 +437,13 @@ def _translate(e: Exception) -> LocalComputeError:
             return ImageNotFoundError(str(e.explanation or e), status=status)
         return ContainerError(str(e.explanation or e), status=status)
     return DockerUnavailableError(f"the Docker engine does not answer: {e}")
+
+
+def _state(status: str) -> ContainerState:
+    """Docker's Status in the runtime's words: removing and dead are ended containers;
+    paused and restarting have not ended."""
+    if status == "created":
+        return ContainerState.CREATED
+    if status in ("running", "paused", "restarting"):
+        return ContainerState.RUNNING
+    return ContainerState.EXITED

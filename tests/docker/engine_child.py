@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from localcompute import Engine, JobSpec, JobStatus
+from localcompute.runtime import ContainerState
 from localcompute.runtime.containers import Stage, container_name
 from tests.conftest import make_settings
 
@@ -30,7 +31,7 @@ async def main(data_dir: Path, settings: Any, specs: list[str]) -> None:
         print(f"submitted {job_id}", flush=True)
     name = container_name(engine.instance, job_ids[0], Stage.ALGORITHM)
     while (await engine.get(job_ids[0])).status != JobStatus.RUNNING_ALGORITHM or (
-        (await engine.runtime.state(name)).get("Status") != "running"
+        await engine.runtime.state(name) != ContainerState.RUNNING
     ):
         await asyncio.sleep(0.05)
     print(f"running {job_ids[0]}", flush=True)
