@@ -101,10 +101,6 @@ class FakeRuntime:
     async def ping(self) -> bool:
         return not self.down
 
-    async def has_network(self, name: str) -> bool:
-        self._answering()
-        return False
-
     async def image_exists(self, ref: str) -> bool:
         self._answering()
         return ref not in self.missing_images

@@ -66,6 +66,7 @@ class Engine:
         self.runtime = runtime or DockerRuntime(
             short_workers=max(4, min(32, settings.total_slots + 4)),
             long_workers=settings.total_slots * 2 + 4,
+            fetch_network=settings.docker.fetch_network,
         )
         self._scheduler: Scheduler | None = None
         self._lock = DataDirLock(settings.data_dir)
@@ -110,10 +111,6 @@ class Engine:
             await self.runtime.open()
             await images.ensure_helper_image(self.runtime, self.settings.docker)
             instance = await self.store.instance_id()
-            has_bridge = await self.runtime.has_network("bridge")
-            network = self.settings.docker.fetch_network
-            if network == "auto":
-                network = "bridge" if has_bridge else "host"
             # The store and runtime the jobs' steps use: with their failpoints in a test
             # that arms one, themselves otherwise.
             store = failpoints.watch_store(self.store)
@@ -123,10 +120,7 @@ class Engine:
                 runtime,
                 self.settings,
                 ContainerDefaults(
-                    instance=instance,
-                    user=_container_user(self.settings.docker.run_as_user),
-                    fetch_network=network,
-                    algorithm_network="bridge" if has_bridge else "host",
+                    instance=instance, user=_container_user(self.settings.docker.run_as_user)
                 ),
                 self.metrics,
                 self.disk,

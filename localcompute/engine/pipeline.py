@@ -64,8 +64,6 @@ class ContainerDefaults:
 
     instance: str
     user: str
-    fetch_network: str
-    algorithm_network: str
 
 
 StepRun = Callable[[Job, asyncio.Event], Awaitable["Job | Ending"]]
@@ -109,8 +107,6 @@ class Pipeline:
             instance=self.defaults.instance,
             docker_settings=self.settings.docker,
             user=self.defaults.user,
-            fetch_network=self.defaults.fetch_network,
-            algorithm_network=self.defaults.algorithm_network,
         )
 
     async def run(self, job: Job, stop: asyncio.Event) -> Job:

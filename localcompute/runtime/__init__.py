@@ -15,6 +15,7 @@ from localcompute.runtime.base import (
     ContainerSpec,
     ContainerState,
     Mount,
+    Network,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "ContainerSpec",
     "ContainerState",
     "Mount",
+    "Network",
 ]

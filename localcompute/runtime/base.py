@@ -26,6 +26,15 @@ class Mount:
     read_only: bool = True
 
 
+class Network(StrEnum):
+    """What a container may reach, as the job needs it; each runtime makes it its own way
+    (the local engine: Docker's none, bridge or host network)."""
+
+    NONE = "none"  # loopback only: the algorithm, unless its environment lets it out
+    EGRESS = "egress"  # out to the world, kept off the host's own services
+    FETCH = "fetch"  # the fetch's downloads: what [docker] fetch_network says
+
+
 @dataclass(frozen=True)
 class ContainerSpec:
     """Everything needed to create one job container; `create_kwargs` maps it to Docker."""
@@ -36,7 +45,7 @@ class ContainerSpec:
     labels: Mapping[str, str]
     mounts: tuple[Mount, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
-    network_mode: str = "none"
+    network: Network = Network.NONE
     user: str | None = None
     entrypoint: list[str] | None = None
     working_dir: str | None = None
@@ -95,8 +104,6 @@ class ContainerRuntime(Protocol):
     @property
     def errors(self) -> dict[str, int]:
         """Failed calls since it opened, by kind of failure (for the metrics)."""
-
-    async def has_network(self, name: str) -> bool: ...
 
     async def image_exists(self, ref: str) -> bool: ...
     async def image_labels(self, ref: str) -> dict[str, str] | None: ...

@@ -19,6 +19,7 @@ from localcompute.runtime import (
     LABEL_STAGE,
     ContainerSpec,
     Mount,
+    Network,
 )
 from localcompute.runtime.workspace import Workspace
 
@@ -42,8 +43,6 @@ class JobContext:
     instance: str
     docker_settings: DockerSettings
     user: str
-    fetch_network: str
-    algorithm_network: str
 
     def name(self, stage: Stage) -> str:
         return container_name(self.instance, self.job.job_id, stage)
@@ -136,7 +135,7 @@ def fetch_container(ctx: JobContext) -> ContainerSpec:
             Mount(ws.data, "/data", read_only=False),
             *sources,
         ),
-        network_mode=ctx.fetch_network,
+        network=Network.FETCH,
         user=ctx.user,
         cpuset_cpus=ctx.cpuset,
         pids_limit=ctx.docker_settings.pids_limit,
@@ -178,7 +177,7 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
             # Which GPUs the job got, by the names the host gives them.
             **({"LOCALCOMPUTE_GPUS": ",".join(gpus)} if gpus else {}),
         },
-        network_mode=ctx.algorithm_network if env.algorithm_network else "none",
+        network=Network.EGRESS if env.algorithm_network else Network.NONE,
         user=ctx.user,
         nano_cpus=int(held.cpu * 1_000_000_000),
         cpuset_cpus=held.cpuset_text or None,
@@ -213,7 +212,7 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
             Mount(ws.results, "/results", read_only=False),
             Mount(ws.meta, "/meta", read_only=False),
         ),
-        network_mode="none",
+        network=Network.NONE,
         user=ctx.user,
         cpuset_cpus=ctx.cpuset,
         pids_limit=ctx.docker_settings.pids_limit,
@@ -236,7 +235,7 @@ def gpu_probe_container(
         entrypoint=["true"],
         command=[],
         labels={LABEL_INSTANCE: instance, LABEL_STAGE: "gpu-probe"},
-        network_mode="none",
+        network=Network.NONE,
         user=user,
         pids_limit=docker_settings.pids_limit,
         gpu_count=0 if devices else env.gpu_count,

@@ -19,7 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import docker
 import docker.errors
@@ -41,6 +41,7 @@ from localcompute.runtime import (
     ContainerInfo,
     ContainerSpec,
     ContainerState,
+    Network,
 )
 from localcompute.runtime.logfile import write_capped
 from localcompute.runtime.pump import pumped
@@ -71,8 +72,9 @@ def _epoch(docker_time: str | None) -> float | None:
     return stamp + (float("0." + frac[:6]) if frac else 0.0)
 
 
-def create_kwargs(spec: ContainerSpec, api: Any) -> dict[str, Any]:
-    """The arguments of APIClient.create_container for `spec`: limits and hardening included."""
+def create_kwargs(spec: ContainerSpec, api: Any, network_mode: str = "none") -> dict[str, Any]:
+    """The arguments of APIClient.create_container for `spec`: limits and hardening included.
+    `network_mode`: Docker's network for the spec's Network."""
     device_requests = []
     if spec.gpu_device_ids and spec.gpu_driver == "cdi":
         # CDI names the devices; Docker refuses a count or capabilities with it.
@@ -92,7 +94,7 @@ def create_kwargs(spec: ContainerSpec, api: Any) -> dict[str, Any]:
             docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
             for m in spec.mounts
         ],
-        network_mode=spec.network_mode,
+        network_mode=network_mode,
         nano_cpus=spec.nano_cpus,
         cpuset_cpus=spec.cpuset_cpus,
         mem_limit=spec.memory_bytes,
@@ -126,11 +128,34 @@ def create_kwargs(spec: ContainerSpec, api: Any) -> dict[str, Any]:
     }
 
 
+def docker_networks(
+    has_bridge: bool, fetch_network: Literal["auto", "bridge", "host"]
+) -> dict[Network, str]:
+    """Docker's network mode for each Network. Out to the world goes through the bridge
+    where the engine has one: the host's network would reach the host's own services too.
+    The fetch may be told which (an engine without a bridge has only the host's)."""
+    egress = "bridge" if has_bridge else "host"
+    return {
+        Network.NONE: "none",
+        Network.EGRESS: egress,
+        Network.FETCH: egress if fetch_network == "auto" else fetch_network,
+    }
+
+
 class DockerRuntime:
     """Containers and images of one Docker engine, awaited without blocking the loop."""
 
-    def __init__(self, *, short_workers: int = 8, long_workers: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        short_workers: int = 8,
+        long_workers: int = 8,
+        fetch_network: Literal["auto", "bridge", "host"] = "auto",
+    ) -> None:
         self._errors: collections.Counter[str] = collections.Counter()
+        self._fetch_network = fetch_network
+        # Docker's network for each Network, known once the engine answers (open).
+        self._networks = docker_networks(False, fetch_network)
         self._short_workers = short_workers
         self._long_workers = long_workers
         self._long_slots = asyncio.Semaphore(long_workers)
@@ -164,6 +189,8 @@ class DockerRuntime:
                     max_pool_size=self._long_workers,
                 )
             )
+            has_bridge = await self._has_network("bridge")
+            self._networks = docker_networks(has_bridge, self._fetch_network)
         except DockerUnavailableError:
             await self.close()
             raise
@@ -321,7 +348,7 @@ class DockerRuntime:
 
     # -- networks -----------------------------------------------------------
 
-    async def has_network(self, name: str) -> bool:
+    async def _has_network(self, name: str) -> bool:
         networks = await self._short(lambda: self._api.networks(names=[name]))
         return any(n.get("Name") == name for n in networks)
 
@@ -329,7 +356,7 @@ class DockerRuntime:
 
     async def create(self, spec: ContainerSpec) -> None:
         """Create the container; one left over under the same name is removed first."""
-        kwargs = create_kwargs(spec, self._api)
+        kwargs = create_kwargs(spec, self._api, self._networks[spec.network])
         try:
             await self._short(lambda: self._api.create_container(**kwargs))
         except ContainerError as e:

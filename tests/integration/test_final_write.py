@@ -33,9 +33,7 @@ async def test_cancelling_a_job_during_its_final_write_waits_for_the_write(
         store,
         cast(ContainerRuntime, None),
         make_settings(tmp_path / "var"),
-        ContainerDefaults(
-            instance="i", user="1000:1000", fetch_network="host", algorithm_network="host"
-        ),
+        ContainerDefaults(instance="i", user="1000:1000"),
     )
     task = asyncio.create_task(pipeline.finish_waiting(await store.get(job_id)))
     await asyncio.sleep(0)  # the write has begun

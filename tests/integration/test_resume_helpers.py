@@ -24,9 +24,7 @@ from localcompute.store.memory import MemoryStore
 from localcompute.testing import FakeRuntime
 from tests.conftest import make_settings
 
-DEFAULTS = ContainerDefaults(
-    instance="crashed", user="1000:1000", fetch_network="host", algorithm_network="host"
-)
+DEFAULTS = ContainerDefaults(instance="crashed", user="1000:1000")
 
 
 class Watching(WatchQuota):

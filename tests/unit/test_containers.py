@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import docker
+import pytest
 
 from localcompute.core.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
 from localcompute.core.settings import DockerSettings, EnvironmentSettings, PoolSettings, Settings
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine.pool import Capacity, Pool
+from localcompute.runtime import Network
 from localcompute.runtime.containers import (
     JobContext,
     Stage,
@@ -19,7 +22,7 @@ from localcompute.runtime.containers import (
     fetch_document,
     filter_container,
 )
-from localcompute.runtime.docker import create_kwargs
+from localcompute.runtime.docker import create_kwargs, docker_networks
 from localcompute.runtime.workspace import Workspace
 
 
@@ -84,8 +87,6 @@ def context(j: Job) -> JobContext:
         instance="inst",
         docker_settings=DockerSettings(),
         user="1000:1000",
-        fetch_network="host",
-        algorithm_network="bridge",
     )
 
 
@@ -98,7 +99,7 @@ def test_algorithm_is_isolated_and_limited() -> None:
         "localcompute.stage": "algorithm",
         "localcompute.instance": "inst",
     }
-    assert spec.network_mode == "none"
+    assert spec.network is Network.NONE
     assert spec.entrypoint == ["sh", "-c", "python /data/transformations/algorithm"]
     mounts = {m.target: m.read_only for m in spec.mounts}
     assert mounts == {
@@ -130,7 +131,7 @@ def test_gpus_are_given_by_device_from_the_pool_and_network_can_be_allowed() -> 
     assert request["DeviceIDs"] == ["1"] and request["Count"] == 0
     assert request["Capabilities"] == [["gpu"]]
     assert spec.environment["LOCALCOMPUTE_GPUS"] == "1"
-    assert spec.network_mode == "bridge"
+    assert spec.network is Network.EGRESS
     api.close()
 
 
@@ -143,7 +144,7 @@ def test_checksum_pins_the_image() -> None:
 def test_fetch_gets_local_files_read_only_and_no_urls_leak_to_others() -> None:
     ctx = context(job())
     fetch = fetch_container(ctx)
-    assert fetch.network_mode == "host"
+    assert fetch.network is Network.FETCH
     assert {m.target: (str(m.source), m.read_only) for m in fetch.mounts}["/sources/0"] == (
         "/srv/d",
         True,
@@ -151,7 +152,7 @@ def test_fetch_gets_local_files_read_only_and_no_urls_leak_to_others() -> None:
     doc = json.loads(fetch_document(ctx))
     assert doc["inputs"][0]["files"] == [{"url": "https://x/a"}, {"path": "/sources/0"}]
     filt = filter_container(ctx)
-    assert filt.network_mode == "none"
+    assert filt.network is Network.NONE
     # Writable to the filter, which moves the outputs out of the job's quota.
     assert {m.target: m.read_only for m in filt.mounts}["/data/outputs"] is False
     for spec in (filt, algorithm_container(ctx, EnvironmentSettings(id="e"))):
@@ -227,3 +228,21 @@ def test_cdi_without_device_names_is_refused_in_the_configuration() -> None:
         environments=[EnvironmentSettings(id="e", gpu_driver="cdi", gpus=1)],
         pool=PoolSettings(gpus=["nvidia.com/gpu=0"]),
     )
+
+
+@pytest.mark.parametrize(
+    ("has_bridge", "fetch_network", "egress", "fetch"),
+    [
+        (True, "auto", "bridge", "bridge"),
+        (False, "auto", "host", "host"),
+        # Told to fetch on the host's network, the fetch does; an algorithm let out
+        # still goes through the bridge, never onto the host's services.
+        (True, "host", "bridge", "host"),
+        (False, "bridge", "host", "bridge"),
+    ],
+)
+def test_each_network_is_one_docker_network(
+    has_bridge: bool, fetch_network: Literal["auto", "bridge", "host"], egress: str, fetch: str
+) -> None:
+    networks = docker_networks(has_bridge, fetch_network)
+    assert networks == {Network.NONE: "none", Network.EGRESS: egress, Network.FETCH: fetch}
