@@ -126,6 +126,10 @@ class FakeRuntime:
         self._answering()
         self.missing_images.discard(tag)
 
+    async def import_image(self, tarball: Path, tag: str, *, changes: list[str]) -> None:
+        self._answering()
+        self.missing_images.discard(tag)
+
     # -- containers ------------------------------------------------------------
 
     async def create(self, spec: ContainerSpec) -> None:

@@ -119,6 +119,7 @@ async def local_engine(
     """
     from localcompute.core.settings import parse_settings
     from localcompute.engine import Engine
+    from localcompute.runtime.choice import runtime_for
     from localcompute.web.serving import serving
 
     files = dict(datasets)
@@ -128,7 +129,7 @@ async def local_engine(
     cut_short = True
     try:
         settings = parse_settings(_config(args, data_dir, files), "localcompute run")
-        engine = Engine(settings)
+        engine = Engine(settings, runtime=runtime_for(settings))
         # Its one client leaves first: a live log it followed must not hold the server.
         async with serving(settings, engine=engine, handler_cancellation=True) as url:
             instance = engine.instance

@@ -69,6 +69,14 @@ class ServerSettings(_Section):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
+class RuntimeSettings(_Section):
+    kind: Literal["docker"] = Field(
+        "docker",
+        description="What runs the jobs' containers: docker, the Docker engine that "
+        "DOCKER_HOST names (this host's by default).",
+    )
+
+
 class DockerSettings(_Section):
     helper_image: str = Field(
         "localcompute/helper:latest", description="Image that runs the fetch and filter steps."
@@ -272,6 +280,7 @@ def _default_environments() -> list[EnvironmentSettings]:
 
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
     environments: Annotated[list[EnvironmentSettings], Field(min_length=1)] = Field(
         default_factory=_default_environments

@@ -39,7 +39,7 @@ from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.engine.pool import GIB, Capacity, Pool
 from localcompute.engine.scheduler import Scheduler
 from localcompute.runtime import ContainerRuntime, disk, hostinfo
-from localcompute.runtime.docker import DockerRuntime
+from localcompute.runtime.choice import runtime_for
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore, Store
 
@@ -63,11 +63,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.store: Store = store or JobStore(settings.data_dir / "localcompute.sqlite")
-        self.runtime = runtime or DockerRuntime(
-            short_workers=max(4, min(32, settings.total_slots + 4)),
-            long_workers=settings.total_slots * 2 + 4,
-            fetch_network=settings.docker.fetch_network,
-        )
+        self.runtime = runtime or runtime_for(settings)
         self._scheduler: Scheduler | None = None
         self._lock = DataDirLock(settings.data_dir)
         self.metrics = Metrics()

@@ -9,7 +9,7 @@
 * busybox.py: a busybox image holding only the host's static busybox: small, fast
   to make, and enough to try algorithms and to run the Docker tests.
 
-Nothing here imports docker: every engine call goes through DockerRuntime.
+Nothing here imports docker: every engine call goes through the ContainerRuntime.
 
 This package re-exports what the CLI, the engine and scripts/run use. To replace
 one of these in a test, patch the module that defines it (images.helper, …).

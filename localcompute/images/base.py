@@ -21,7 +21,7 @@ from pathlib import Path
 
 from localcompute.core.errors import ConfigError
 from localcompute.images.mirror import apt_mirror
-from localcompute.runtime.docker import DockerRuntime
+from localcompute.runtime import ContainerRuntime
 
 # The package's name, as before it was split into modules: log lines keep their source.
 log = logging.getLogger("localcompute.images")
@@ -110,7 +110,7 @@ def _tidy_rootfs(rootfs: Path) -> None:
 
 
 async def bootstrap_base(
-    runtime: DockerRuntime,
+    runtime: ContainerRuntime,
     tag: str = BOOTSTRAP_TAG,
     *,
     suite: str = "stable",

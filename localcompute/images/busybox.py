@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from localcompute.core.errors import ConfigError
-from localcompute.runtime.docker import DockerRuntime
+from localcompute.runtime import ContainerRuntime
 
 # The package's name, as before it was split into modules: log lines keep their source.
 log = logging.getLogger("localcompute.images")
@@ -95,7 +95,7 @@ def _busybox_tar(busybox: Path, applets: list[str], out: Path) -> None:
 
 
 async def import_busybox(
-    runtime: DockerRuntime, tag: str = BUSYBOX_TAG, busybox: Path | None = None
+    runtime: ContainerRuntime, tag: str = BUSYBOX_TAG, busybox: Path | None = None
 ) -> None:
     """Import the host's static busybox as a tiny image with PATH=/bin and `sh` as its command."""
     if busybox is None:

@@ -116,6 +116,10 @@ class ContainerRuntime(Protocol):
     async def build_image(
         self, context: Path, tag: str, *, buildargs: dict[str, str], labels: dict[str, str]
     ) -> None: ...
+    async def import_image(self, tarball: Path, tag: str, *, changes: list[str]) -> None:
+        """An image from a root file system's tar (`docker import`), with Dockerfile
+        `changes` (CMD, ENV…): how the images localcompute makes get there without a
+        registry."""
 
     async def create(self, spec: ContainerSpec) -> None: ...
     async def start(self, name: str) -> None: ...

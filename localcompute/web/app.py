@@ -9,6 +9,7 @@ from aiohttp import web
 
 from localcompute.core.settings import Settings
 from localcompute.engine import Engine
+from localcompute.runtime.choice import runtime_for
 from localcompute.web.auth import ProviderKey
 from localcompute.web.catalog import Catalog
 from localcompute.web.context import (
@@ -43,7 +44,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
         # In the order a person fixes them: configuration, data folder (created, writable,
         # locked), keys, then store, Docker and the helper image (engine.start).
         app[CATALOG] = await asyncio.to_thread(Catalog.load, settings)
-        app[ENGINE] = engine or Engine(settings)
+        app[ENGINE] = engine or Engine(settings, runtime=runtime_for(settings))
         await app[ENGINE].claim_data_dir()
         try:
             app[PROVIDER_KEY] = await asyncio.to_thread(
