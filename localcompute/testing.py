@@ -37,8 +37,12 @@ from localcompute.runtime import (
     ContainerInfo,
     ContainerSpec,
     ContainerState,
+    NodeResources,
+    disk,
 )
 from localcompute.runtime.containers import HELPER_DIR as HELPER_IN_IMAGE
+from localcompute.runtime.disk import DiskQuota
+from localcompute.runtime.hostinfo import host_resources
 from localcompute.runtime.logfile import write_capped
 
 HELPER_ON_HOST = Path(__file__).resolve().parent / "helper"
@@ -100,6 +104,13 @@ class FakeRuntime:
 
     async def ping(self) -> bool:
         return not self.down
+
+    async def resources(self, data_dir: Path) -> list[NodeResources]:
+        # Its processes run on this host, and its jobs' folders are real.
+        return [await asyncio.to_thread(host_resources, data_dir)]
+
+    async def disk_quota(self, data_dir: Path, wanted: str) -> tuple[DiskQuota, str]:
+        return await asyncio.to_thread(disk.choose, data_dir, wanted)
 
     async def image_exists(self, ref: str) -> bool:
         self._answering()

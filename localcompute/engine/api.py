@@ -30,7 +30,7 @@ from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine import failpoints
-from localcompute.engine.capacity import measure
+from localcompute.engine.capacity import capacity as pool_capacity
 from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.gpu_probe import probe_gpus
 from localcompute.engine.livelog import LiveLog
@@ -38,7 +38,7 @@ from localcompute.engine.metrics import Metrics
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.engine.pool import GIB, Capacity, Pool
 from localcompute.engine.scheduler import Scheduler
-from localcompute.runtime import ContainerRuntime, disk, hostinfo
+from localcompute.runtime import ContainerRuntime, disk
 from localcompute.runtime.choice import runtime_for
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore, Store
@@ -84,14 +84,15 @@ class Engine:
         failpoints.armed()  # a misspelt failpoint fails the start, not silently the test
         await self.claim_data_dir()
         try:
-            capacity = await asyncio.to_thread(measure, self.settings)
+            [node] = await self.runtime.resources(self.settings.data_dir)
+            capacity = pool_capacity(node, self.settings)
             self.pool = Pool(capacity, self.settings.environment)
             contentions = self.pool.check(self.settings.environments)
             log.info("pool: %s", capacity.describe())
             for line in contentions:
                 log.info("pool: %s", line)
-            self.disk, passed_over = await asyncio.to_thread(
-                disk.choose, self.settings.data_dir, self.settings.pool.disk_quota
+            self.disk, passed_over = await self.runtime.disk_quota(
+                self.settings.data_dir, self.settings.pool.disk_quota
             )
             log.info(
                 "disk quota per job: %s (%s)%s",
@@ -130,8 +131,9 @@ class Engine:
                 instance=instance,
                 user=pipeline.defaults.user,
             )
-            host_cpu = await asyncio.to_thread(hostinfo.cpu_model)
-            self.cpu_types = {e.id: e.cpu_type or host_cpu for e in self.settings.environments}
+            self.cpu_types = {
+                e.id: e.cpu_type or node.cpu_model for e in self.settings.environments
+            }
         except BaseException:
             await self.close()
             raise

@@ -16,6 +16,7 @@ from localcompute.runtime.base import (
     ContainerState,
     Mount,
     Network,
+    NodeResources,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "ContainerState",
     "Mount",
     "Network",
+    "NodeResources",
 ]

@@ -14,6 +14,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from localcompute.runtime.disk import DiskQuota
+
 LABEL_JOB = "localcompute.job_id"
 LABEL_STAGE = "localcompute.stage"
 LABEL_INSTANCE = "localcompute.instance"
@@ -82,6 +84,19 @@ class ContainerExit:
 
 
 @dataclass(frozen=True)
+class NodeResources:
+    """What one node that runs jobs offers, as measured there: the pool is planned on
+    it, capped by [pool]."""
+
+    node: str  # the runtime's name for it; "" for the local engine, the server's host
+    cores: tuple[int, ...]  # usable cores, by number
+    ram_bytes: int
+    disk_bytes: int  # free where the jobs' data lives
+    gpus: tuple[str, ...]  # GPU devices, by the node's names (0, 1, …)
+    cpu_model: str
+
+
+@dataclass(frozen=True)
 class ContainerInfo:
     name: str
     job_id: str
@@ -101,6 +116,14 @@ class ContainerRuntime(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> bool: ...
+    async def resources(self, data_dir: Path) -> list[NodeResources]:
+        """Each node jobs may run on; `data_dir`: where a job's data lives on the server."""
+
+    async def disk_quota(self, data_dir: Path, wanted: str) -> tuple[DiskQuota, str]:
+        """How a job's disk is limited (`wanted`: [pool] disk_quota, or auto: the strongest
+        that works), and why stronger ones were passed over. ConfigError when the one
+        wanted cannot work here."""
+
     @property
     def errors(self) -> dict[str, int]:
         """Failed calls since it opened, by kind of failure (for the metrics)."""

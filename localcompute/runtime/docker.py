@@ -42,7 +42,11 @@ from localcompute.runtime import (
     ContainerSpec,
     ContainerState,
     Network,
+    NodeResources,
+    disk,
 )
+from localcompute.runtime.disk import DiskQuota
+from localcompute.runtime.hostinfo import host_resources
 from localcompute.runtime.logfile import write_capped
 from localcompute.runtime.pump import pumped
 
@@ -345,6 +349,16 @@ class DockerRuntime:
             ),
             f"import-{tag}",
         )
+
+    # -- the host ------------------------------------------------------------
+
+    async def resources(self, data_dir: Path) -> list[NodeResources]:
+        """This host's: the engine runs here (DOCKER_HOST on another machine would need
+        its own measure)."""
+        return [await asyncio.to_thread(host_resources, data_dir)]
+
+    async def disk_quota(self, data_dir: Path, wanted: str) -> tuple[DiskQuota, str]:
+        return await asyncio.to_thread(disk.choose, data_dir, wanted)
 
     # -- networks -----------------------------------------------------------
 

@@ -6,6 +6,21 @@ import os
 import platform
 from pathlib import Path
 
+from localcompute.runtime.base import NodeResources
+
+
+def host_resources(data_dir: Path) -> NodeResources:
+    """This host as one node (blocking: it reads /proc, /sys, /dev and the data folder's
+    file system)."""
+    return NodeResources(
+        node="",
+        cores=usable_cores(),
+        ram_bytes=memory_bytes(),
+        disk_bytes=free_disk_bytes(data_dir),
+        gpus=nvidia_devices(),
+        cpu_model=cpu_model(),
+    )
+
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's model name, as the kernel reports it; the architecture when it does not."""
