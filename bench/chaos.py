@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localcompute.runtime.disk import release_all
+from localcompute.runtime.local.disk import release_all
 from tests.conftest import ensure_busybox_image
 from tests.docker.chaos import run_chaos
 

@@ -38,12 +38,12 @@ from localcompute.runtime import (
     ContainerSpec,
     ContainerState,
     NodeResources,
-    disk,
 )
 from localcompute.runtime.containers import HELPER_DIR as HELPER_IN_IMAGE
-from localcompute.runtime.disk import DiskQuota
-from localcompute.runtime.hostinfo import host_resources
+from localcompute.runtime.local import disk
+from localcompute.runtime.local.hostinfo import host_resources
 from localcompute.runtime.logfile import write_capped
+from localcompute.runtime.quota import DiskQuota
 
 HELPER_ON_HOST = Path(__file__).resolve().parent / "helper"
 

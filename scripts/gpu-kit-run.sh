@@ -18,7 +18,7 @@ python3 - /tmp/pybase.tar <<'PY'
 import asyncio, sys
 from pathlib import Path
 from localcompute.images.base import BASE_CHANGES, BOOTSTRAP_TAG
-from localcompute.runtime.docker import DockerRuntime
+from localcompute.runtime.local.docker import DockerRuntime
 
 async def main() -> None:
     rt = DockerRuntime()

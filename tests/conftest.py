@@ -132,7 +132,7 @@ def ensure_busybox_image() -> None:
     if exists.returncode == 0:
         return
     from localcompute.images import import_busybox
-    from localcompute.runtime.docker import DockerRuntime
+    from localcompute.runtime.local.docker import DockerRuntime
 
     async def make() -> None:
         runtime = DockerRuntime()

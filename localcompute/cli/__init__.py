@@ -14,7 +14,7 @@ from localcompute.cli import config, exits, jobs, run
 from localcompute.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from localcompute.runtime.docker import DockerRuntime
+    from localcompute.runtime.local.docker import DockerRuntime
 
 log = logging.getLogger("localcompute")
 T = TypeVar("T")
@@ -69,7 +69,7 @@ def _port(text: str) -> int:
 
 
 async def _with_docker(action: Callable[[DockerRuntime], Awaitable[T]]) -> T:
-    from localcompute.runtime.docker import DockerRuntime
+    from localcompute.runtime.local.docker import DockerRuntime
 
     runtime = DockerRuntime()
     await runtime.open()

@@ -205,7 +205,7 @@ async def _run(args: argparse.Namespace, console: Console, interrupts: Interrupt
 
 async def _with_images(use: Callable[[Images], Awaitable[T]]) -> T:
     """`use` with this host's Docker engine, to look at its images."""
-    from localcompute.runtime.docker import DockerRuntime
+    from localcompute.runtime.local.docker import DockerRuntime
 
     runtime = DockerRuntime(short_workers=1, long_workers=1)
     await runtime.open()

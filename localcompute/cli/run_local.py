@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from localcompute.core.errors import ConfigError, LocalComputeError
-from localcompute.runtime import hostinfo
+from localcompute.runtime.local import hostinfo
 
 log = logging.getLogger("localcompute")
 
@@ -150,7 +150,7 @@ async def _clean_up(instance: str | None, own_dir: Path | None, cut_short: bool)
     if instance is not None:
         await _remove_containers(instance, cut_short=cut_short)
     if own_dir is not None:
-        from localcompute.runtime.disk import release_all
+        from localcompute.runtime.local.disk import release_all
 
         await asyncio.to_thread(release_all, own_dir / "jobs")
         await asyncio.to_thread(shutil.rmtree, own_dir, True)
@@ -159,7 +159,7 @@ async def _clean_up(instance: str | None, own_dir: Path | None, cut_short: bool)
 async def _remove_containers(instance: str, *, cut_short: bool) -> None:
     """Every container of the run's engine: none after a job that ran to its end, its
     job's own when the command left mid-way."""
-    from localcompute.runtime.docker import DockerRuntime
+    from localcompute.runtime.local.docker import DockerRuntime
 
     runtime = DockerRuntime()
     try:

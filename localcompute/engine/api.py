@@ -38,8 +38,9 @@ from localcompute.engine.metrics import Metrics
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.engine.pool import GIB, Capacity, Pool
 from localcompute.engine.scheduler import Scheduler
-from localcompute.runtime import ContainerRuntime, disk
+from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.choice import runtime_for
+from localcompute.runtime.quota import DiskQuota, WatchQuota
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore, Store
 
@@ -69,7 +70,7 @@ class Engine:
         self.metrics = Metrics()
         self.cpu_types: dict[str, str] = {}
         self.pool = Pool(Capacity((), 0, 0, ()), settings.environment)  # measured at start
-        self.disk: disk.DiskQuota = disk.WatchQuota()  # chosen at start
+        self.disk: DiskQuota = WatchQuota()  # chosen at start
         # Environment id → why it cannot run jobs here (its GPUs, probed at start).
         self.unavailable: dict[str, str] = {}
 

@@ -46,7 +46,7 @@ from localcompute.engine.steps import STEPS
 from localcompute.engine.watch import ContainerWatch
 from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerState, containers
 from localcompute.runtime.containers import JobContext, Stage
-from localcompute.runtime.disk import DiskQuota, WatchQuota
+from localcompute.runtime.quota import DiskQuota, WatchQuota
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
 

@@ -26,7 +26,7 @@ from localcompute.engine.pool import Pool
 from localcompute.engine.steps import stage_at
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import Stage, container_name
-from localcompute.runtime.disk import mounted_folders
+from localcompute.runtime.local.disk import mounted_folders
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
 

@@ -33,7 +33,7 @@ def own_container_id() -> str:
 
 async def mismatch(data_dir: Path) -> str | None:
     """Why `data_dir` is not usable by the host's engine; None when it is."""
-    from localcompute.runtime.docker import DockerRuntime
+    from localcompute.runtime.local.docker import DockerRuntime
 
     runtime = DockerRuntime(short_workers=1, long_workers=1)
     await runtime.open()

@@ -1,6 +1,7 @@
-"""What runs job containers: the ContainerRuntime interface (base.py), the local Docker
-engine behind it (docker.py, the only module that imports docker), the container specs
-of a job (containers.py) and its folder on the host (workspace.py).
+"""What runs job containers: the ContainerRuntime interface (base.py, with the disk
+quota's in quota.py), the runtime the settings name (choice.py), the local Docker engine
+behind it (local/: the only package that imports docker), the container specs of a job
+(containers.py) and its folder on the host (workspace.py).
 """
 
 from __future__ import annotations

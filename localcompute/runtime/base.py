@@ -1,7 +1,7 @@
 """What runs job containers, as the engine sees it: one small interface and its values.
 
 The engine and the pipeline speak only to a `ContainerRuntime`. The local Docker
-engine is one (docker_runtime.py); a fake for tests is another (testing.py); a
+engine is one (local/docker.py); a fake for tests is another (testing.py); a
 Swarm or Kubernetes executor would be one more module behind the same interface,
 with nothing above it changed.
 """
@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from localcompute.runtime.disk import DiskQuota
+from localcompute.runtime.quota import DiskQuota
 
 LABEL_JOB = "localcompute.job_id"
 LABEL_STAGE = "localcompute.stage"

@@ -14,7 +14,7 @@ def runtime_for(settings: Settings) -> ContainerRuntime:
     """`[runtime] kind`'s runtime, sized for the jobs `settings` may run at once."""
     # Imported here: a process that never runs a job (a client, a test over the fake
     # runtime) does not load docker-py.
-    from localcompute.runtime.docker import DockerRuntime
+    from localcompute.runtime.local.docker import DockerRuntime
 
     # A short call (create, inspect, remove) per running job and stage at most, and two
     # long ones (wait, follow the log) per running job, plus the start-up's own.

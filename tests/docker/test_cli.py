@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.runtime.docker import DockerRuntime
+from localcompute.runtime.local.docker import DockerRuntime
 from tests.conftest import BUSYBOX_IMAGE, docker_ps, mounts_under
 from tests.served import LOCAL_DID, Consumer, Served, running_server
 

@@ -20,8 +20,9 @@ import pytest
 
 from localcompute import FileSource, InputSpec, Job, JobStatus, TerminationReason
 from localcompute.engine import Engine
-from localcompute.runtime import disk
-from localcompute.runtime.disk import IMAGE_NAME, folder_size
+from localcompute.runtime.local import disk
+from localcompute.runtime.local.disk import IMAGE_NAME
+from localcompute.runtime.quota import folder_size
 from localcompute.runtime.workspace import Workspace
 from tests.conftest import FileServer
 from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final

@@ -10,7 +10,7 @@ import pytest
 
 from localcompute import AlgorithmSpec, JobSpec
 from localcompute.core.errors import ConfigError, EnvironmentUnavailableError
-from localcompute.runtime import hostinfo
+from localcompute.runtime.local import hostinfo
 from tests.conftest import BUSYBOX_IMAGE
 from tests.docker.conftest import EngineFactory
 

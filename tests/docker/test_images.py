@@ -19,7 +19,7 @@ import pytest
 from localcompute import images
 from localcompute.core.errors import ConfigError
 from localcompute.core.settings import DockerSettings
-from localcompute.runtime.docker import DockerRuntime
+from localcompute.runtime.local.docker import DockerRuntime
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,7 @@ import pytest
 
 from localcompute import JobStatus
 from localcompute.engine.pool import parse_cpuset
-from localcompute.runtime.disk import IMAGE_NAME
+from localcompute.runtime.local.disk import IMAGE_NAME
 from localcompute.runtime.workspace import Workspace
 from tests.conftest import docker_ps
 from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final, wait_status

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from localcompute.runtime import hostinfo
+from localcompute.runtime.local import hostinfo
 from localcompute.testing import FakeRuntime
 from tests.served import Consumer, fake_server
 

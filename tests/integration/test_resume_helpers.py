@@ -18,7 +18,7 @@ from localcompute.core.status import JobStatus, TerminationReason
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.runtime import ContainerSpec, containers
 from localcompute.runtime.containers import Stage
-from localcompute.runtime.disk import WatchQuota
+from localcompute.runtime.quota import WatchQuota
 from localcompute.runtime.workspace import Workspace
 from localcompute.store.memory import MemoryStore
 from localcompute.testing import FakeRuntime

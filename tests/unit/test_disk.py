@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.runtime.disk import WatchQuota, XfsQuota, folder_size, mount_of
+from localcompute.runtime.local.disk import XfsQuota, mount_of
+from localcompute.runtime.quota import WatchQuota, folder_size
 
 MIB = 1024 * 1024
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from localcompute.runtime.hostinfo import cpu_model
+from localcompute.runtime.local.hostinfo import cpu_model
 
 
 def test_cpu_model_comes_from_cpuinfo(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "localcompute"
 # The runtimes that run containers; only runtime/choice.py names them to the layers above.
-CONCRETE_RUNTIMES = ("localcompute.runtime.docker", "localcompute.testing")
+CONCRETE_RUNTIMES = ("localcompute.runtime.local", "localcompute.testing")
 
 
 def imports(path: Path) -> Iterator[str]:
@@ -32,10 +32,15 @@ def importers(*, of: tuple[str, ...], under: str = "") -> list[str]:
 
 
 def test_only_the_docker_runtime_imports_docker_py() -> None:
-    assert importers(of=("docker",)) == ["localcompute/runtime/docker.py"]
+    assert importers(of=("docker",)) == ["localcompute/runtime/local/docker.py"]
 
 
 def test_the_engine_and_the_apis_know_no_concrete_runtime() -> None:
-    for layer in ("engine", "web"):
-        assert importers(of=CONCRETE_RUNTIMES, under=layer) == [], layer
-    assert importers(of=CONCRETE_RUNTIMES, under="runtime") == ["localcompute/runtime/choice.py"]
+    # The one exception left: the sweep for loop mounts a crash left behind, until the
+    # runtime owns a job's storage (issue 23, item 1).
+    assert importers(of=CONCRETE_RUNTIMES, under="engine") == ["localcompute/engine/scheduler.py"]
+    assert importers(of=CONCRETE_RUNTIMES, under="web") == []
+    outside_local = [
+        p for p in importers(of=CONCRETE_RUNTIMES, under="runtime") if "/local/" not in p
+    ]
+    assert outside_local == ["localcompute/runtime/choice.py"]

@@ -14,7 +14,7 @@ from localcompute.cli import run_local
 from localcompute.cli.run_image import choose
 from localcompute.cli.run_local import NO_TIME_LIMIT, check_limits
 from localcompute.core.errors import ConfigError, ImageNotFoundError
-from localcompute.runtime import hostinfo
+from localcompute.runtime.local import hostinfo
 
 GIB = 1024**3
 

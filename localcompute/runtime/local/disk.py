@@ -10,8 +10,8 @@ Three mechanisms, the strongest the host offers chosen at start-up:
 - watch: a plain folder whose size is measured every second while the job runs; a job
   past its quota is stopped. Soft: a fast writer can overshoot by a second's writes.
 
-Every function here blocks (it runs commands or walks folders); the engine calls them
-off the event loop.
+The DiskQuota interface and the watcher are in runtime/quota.py. Every function here
+blocks (it runs commands or walks folders); the engine calls them off the event loop.
 """
 
 from __future__ import annotations
@@ -24,66 +24,16 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
 
 from localcompute.core.errors import ConfigError
+from localcompute.runtime.quota import DiskQuota, Mechanism, WatchQuota, remove_tree
 
 log = logging.getLogger(__name__)
 
-Mechanism = Literal["xfs", "loop", "watch"]
 IMAGE_NAME = "disk.img"
 # A hard quota counts as reached when less than this is left of it.
 FULL_MARGIN = 1024 * 1024
 COMMAND_TIMEOUT = 60
-
-
-class DiskQuota(Protocol):
-    @property
-    def mechanism(self) -> Mechanism: ...
-    @property
-    def hard(self) -> bool:
-        """The kernel enforces it; else the engine watches."""
-
-    def attach(self, folder: Path, limit: int, key: str) -> None:
-        """Create `folder`, empty, limited to `limit` bytes; `key` names the job."""
-
-    def reattach(self, folder: Path, key: str) -> None:
-        """Make an attached folder usable again after a restart (its contents kept)."""
-
-    def detach(self, folder: Path, key: str) -> None:
-        """Remove `folder`, its contents and whatever enforced its quota."""
-
-    def full(self, folder: Path, limit: int) -> bool:
-        """Whether what was written in `folder` reached `limit`."""
-
-
-def folder_size(folder: Path, *, one_file_system: bool = False) -> int:
-    """Bytes allocated under `folder` (as du counts them), links not followed; with
-    `one_file_system`, only on `folder`'s own file system (du -x): a mounted loop image
-    then counts once, as its file, not again as what is mounted from it."""
-    try:
-        device = folder.stat().st_dev
-    except OSError:
-        return 0
-    total = 0
-    stack = [folder]
-    while stack:
-        current = stack.pop()
-        try:
-            entries = list(os.scandir(current))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if one_file_system and info.st_dev != device:
-                continue
-            total += info.st_blocks * 512
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
-    return total
 
 
 def _run(*argv: str) -> None:
@@ -96,44 +46,12 @@ def _run(*argv: str) -> None:
         raise OSError(f"{argv[0]} failed: {e}") from e
 
 
-def remove_tree(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-        if path.exists():  # folders a container left without write permission
-            for root, dirs, _ in os.walk(path):
-                for d in dirs:
-                    with contextlib.suppress(OSError):
-                        os.chmod(os.path.join(root, d), 0o700)
-            shutil.rmtree(path)
-
-
 def _hard_full(folder: Path, limit: int) -> bool:
     try:
         stats = os.statvfs(folder)
     except OSError:
         return False
     return stats.f_bavail * stats.f_frsize < min(FULL_MARGIN, max(limit // 100, 4096))
-
-
-@dataclass(frozen=True)
-class WatchQuota:
-    mechanism: Mechanism = "watch"
-    hard: bool = False
-
-    def attach(self, folder: Path, limit: int, key: str) -> None:
-        remove_tree(folder)
-        folder.mkdir(parents=True)
-
-    def reattach(self, folder: Path, key: str) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def detach(self, folder: Path, key: str) -> None:
-        remove_tree(folder)
-
-    def full(self, folder: Path, limit: int) -> bool:
-        return folder_size(folder) > limit
 
 
 @dataclass(frozen=True)

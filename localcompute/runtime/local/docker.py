@@ -43,12 +43,12 @@ from localcompute.runtime import (
     ContainerState,
     Network,
     NodeResources,
-    disk,
 )
-from localcompute.runtime.disk import DiskQuota
-from localcompute.runtime.hostinfo import host_resources
+from localcompute.runtime.local import disk
+from localcompute.runtime.local.hostinfo import host_resources
+from localcompute.runtime.local.pump import pumped
 from localcompute.runtime.logfile import write_capped
-from localcompute.runtime.pump import pumped
+from localcompute.runtime.quota import DiskQuota
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,0 +1,102 @@
+"""How a job's disk is limited, as the engine sees it: the DiskQuota interface, and the
+watcher that works on any folder.
+
+The mechanisms the local engine adds (an XFS project quota, a loop-mounted image) are in
+runtime/local/disk.py; each runtime chooses its own (ContainerRuntime.disk_quota). Every
+function here blocks (it walks folders); the engine calls them off the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+Mechanism = Literal["xfs", "loop", "watch"]
+
+
+class DiskQuota(Protocol):
+    @property
+    def mechanism(self) -> Mechanism: ...
+    @property
+    def hard(self) -> bool:
+        """The kernel enforces it; else the engine watches."""
+
+    def attach(self, folder: Path, limit: int, key: str) -> None:
+        """Create `folder`, empty, limited to `limit` bytes; `key` names the job."""
+
+    def reattach(self, folder: Path, key: str) -> None:
+        """Make an attached folder usable again after a restart (its contents kept)."""
+
+    def detach(self, folder: Path, key: str) -> None:
+        """Remove `folder`, its contents and whatever enforced its quota."""
+
+    def full(self, folder: Path, limit: int) -> bool:
+        """Whether what was written in `folder` reached `limit`."""
+
+
+def folder_size(folder: Path, *, one_file_system: bool = False) -> int:
+    """Bytes allocated under `folder` (as du counts them), links not followed; with
+    `one_file_system`, only on `folder`'s own file system (du -x): a mounted loop image
+    then counts once, as its file, not again as what is mounted from it."""
+    try:
+        device = folder.stat().st_dev
+    except OSError:
+        return 0
+    total = 0
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if one_file_system and info.st_dev != device:
+                continue
+            total += info.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+    return total
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():  # folders a container left without write permission
+            for root, dirs, _ in os.walk(path):
+                for d in dirs:
+                    with contextlib.suppress(OSError):
+                        os.chmod(os.path.join(root, d), 0o700)
+            shutil.rmtree(path)
+
+
+@dataclass(frozen=True)
+class WatchQuota:
+    """A plain folder whose size is measured while the job runs; a job past its quota is
+    stopped. Soft: a fast writer can overshoot by a measure's worth of writes."""
+
+    mechanism: Mechanism = "watch"
+    hard: bool = False
+
+    def attach(self, folder: Path, limit: int, key: str) -> None:
+        remove_tree(folder)
+        folder.mkdir(parents=True)
+
+    def reattach(self, folder: Path, key: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def detach(self, folder: Path, key: str) -> None:
+        remove_tree(folder)
+
+    def full(self, folder: Path, limit: int) -> bool:
+        return folder_size(folder) > limit
