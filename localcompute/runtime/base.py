@@ -117,7 +117,9 @@ class ContainerRuntime(Protocol):
     async def close(self) -> None: ...
     async def ping(self) -> bool: ...
     async def resources(self, data_dir: Path) -> list[NodeResources]:
-        """Each node jobs may run on; `data_dir`: where a job's data lives on the server."""
+        """Each node jobs may run on; `data_dir`: where a job's data lives on the server.
+        Asked before open(), as is disk_quota: a pool that cannot be had is a configuration
+        error, said before the engine is even asked for."""
 
     async def disk_quota(self, data_dir: Path, wanted: str) -> tuple[DiskQuota, str]:
         """How a job's disk is limited (`wanted`: [pool] disk_quota, or auto: the strongest
