@@ -31,8 +31,9 @@ def importers(*, of: tuple[str, ...], under: str = "") -> list[str]:
     return found
 
 
-def test_only_the_docker_runtime_imports_docker_py() -> None:
-    assert importers(of=("docker",)) == ["localcompute/runtime/local/docker.py"]
+def test_only_the_local_runtime_imports_docker_py() -> None:
+    found = importers(of=("docker",))
+    assert found and all(p.startswith("localcompute/runtime/local/") for p in found), found
 
 
 def test_the_engine_and_the_apis_know_no_concrete_runtime() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Callable, Iterator
 
@@ -76,3 +77,35 @@ async def test_a_consumer_that_leaves_releases_the_pump() -> None:
 
     # The pump, blocked on a full buffer of an endless stream, sees it is abandoned.
     assert await asyncio.to_thread(pump_returned.wait, 5)
+
+
+async def test_a_stream_that_cannot_be_opened_ends_with_its_error() -> None:
+    # The engine refused the connection (it is restarting): the follower must hear so at
+    # once, not wait for a stream that will never come.
+    def refused() -> Iterator[bytes]:
+        raise ConnectionRefusedError("the engine does not answer")
+
+    with pytest.raises(ConnectionRefusedError, match="does not answer"):
+        async with asyncio.timeout(5):
+            async for _ in pumped(refused, in_thread):
+                pass
+
+
+async def test_a_consumer_that_leaves_after_the_stream_failed_leaves_no_error_unheard() -> None:
+    unheard: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: unheard.append(context))
+
+    def failing() -> Iterator[bytes]:
+        yield b"first\n"
+        raise OSError("the engine hung up")
+
+    stream = pumped(failing, in_thread)
+    assert await anext(stream) == b"first\n"
+    await asyncio.sleep(0.1)  # the pump has failed meanwhile
+    await stream.aclose()  # the follower leaves without reading on
+    del stream
+    gc.collect()
+    await asyncio.sleep(0)
+
+    assert unheard == [], "a pump's error was left for the garbage collector to report"

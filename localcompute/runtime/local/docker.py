@@ -47,6 +47,7 @@ from localcompute.runtime import (
 from localcompute.runtime.local import disk
 from localcompute.runtime.local.hostinfo import host_resources
 from localcompute.runtime.local.pump import pumped
+from localcompute.runtime.local.unixconn import close_refused_sockets
 from localcompute.runtime.logfile import write_capped
 from localcompute.runtime.quota import DiskQuota
 
@@ -171,6 +172,7 @@ class DockerRuntime:
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self) -> None:
+        close_refused_sockets()
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self._short_workers, thread_name_prefix="docker"
         )

@@ -39,8 +39,11 @@ async def pumped(
             loop.call_soon_threadsafe(ready.set)
 
     def pump() -> None:
-        stream = open_stream()
+        stream: Iterator[bytes] | None = None
         try:
+            # Inside the try: a stream that cannot even be opened (the engine refuses the
+            # connection) must still end the iteration, which then raises its error.
+            stream = open_stream()
             for chunk in stream:
                 with room:
                     while buffered[0] >= buffer_bytes:
@@ -80,5 +83,14 @@ async def pumped(
         abandoned.set()
         with room:
             room.notify_all()
-        if not task.done():
-            task.cancel()
+        _settle(task)
+
+
+def _settle(task: asyncio.Future[None]) -> None:
+    """The pump's task once its consumer has gone: cancelled if it still runs; if it
+    failed, its error is taken, since nobody else will read it (the consumer left before
+    the end, or raises its own), and unread it would be reported at garbage collection."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
