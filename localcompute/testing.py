@@ -112,6 +112,9 @@ class FakeRuntime:
     async def disk_quota(self, data_dir: Path, wanted: str) -> tuple[DiskQuota, str]:
         return await asyncio.to_thread(disk.choose, data_dir, wanted)
 
+    async def leftover_storage(self, jobs_dir: Path) -> list[Path]:
+        return await asyncio.to_thread(disk.mounted_folders, jobs_dir)
+
     async def image_exists(self, ref: str) -> bool:
         self._answering()
         return ref not in self.missing_images

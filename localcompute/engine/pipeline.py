@@ -178,6 +178,9 @@ class Pipeline:
                     disk_full=over,
                 )
             full = exit_.exit_code != 0 and await self._disk_full(ws.data, limit)
+            if exit_.lost:
+                self.offpath.remove_later(job.job_id, spec.name)
+                return Ending(reason=TerminationReason.ERROR, detail=f"Job failed: {exit_.reason}")
             ending = fetch_ending(
                 exit_,
                 interrupt,
@@ -344,13 +347,22 @@ class Pipeline:
             await self.store.request_stop(job.job_id, StopRequest.TIME_LIMIT)
         full = await self._disk_full(ws.data, limit)
         reason = algorithm_outcome(exit_, interrupt, disk_full=full)
-        detail = ""
-        lost_at = self._docker_lost.pop(job.job_id, None)
-        if lost_at is not None and killed_by_docker_restart(exit_, interrupt, lost_at):
-            reason, detail = TerminationReason.ERROR, _killed_by_docker(exit_)
+        detail = self._killed_under(job, exit_, interrupt)
+        if detail:
+            reason = TerminationReason.ERROR
         ended = await self._algorithm_ended(job, exit_, reason, detail)
         self.offpath.remove_later(job.job_id, name)
         return ended
+
+    def _killed_under(self, job: Job, exit_: ContainerExit, interrupt: Interrupt | None) -> str:
+        """Why the algorithm ended by no doing of its own, where the runtime did it: Docker
+        restarted under it, or its node went down. "" when neither."""
+        lost_at = self._docker_lost.pop(job.job_id, None)
+        if exit_.lost:  # the runtime lost it: its reason names the node
+            return f"Job failed: {exit_.reason}"
+        if lost_at is not None and killed_by_docker_restart(exit_, interrupt, lost_at):
+            return _killed_by_docker(exit_)
+        return ""
 
     async def _algorithm_state(self, name: str) -> ContainerState:
         """The algorithm container's state: created when it was made ahead while fetch
@@ -432,7 +444,13 @@ class Pipeline:
             await asyncio.to_thread(ws.reset_results)
             if interrupt is Interrupt.STOP:
                 return Ending(reason=TerminationReason.STOPPED)
-            why = "timed out" if interrupt else f"ended with exit code {exit_.exit_code}"
+            why = (
+                "timed out"
+                if interrupt
+                else exit_.reason
+                if exit_.lost
+                else f"ended with exit code {exit_.exit_code}"
+            )
             detail = f"Job failed: the output filter {why}; outputs withheld"
         return await self._filtered(job, detail)
 

@@ -26,7 +26,6 @@ from localcompute.engine.pool import Pool
 from localcompute.engine.steps import stage_at
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import Stage, container_name
-from localcompute.runtime.local.disk import mounted_folders
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
 
@@ -230,7 +229,7 @@ class Scheduler:
         past their fetch are mounted again when `resuming` (after a reboot).
         """
         containers = await self.runtime.list_labelled(self.instance)
-        folders = await asyncio.to_thread(mounted_folders, self.settings.data_dir / "jobs")
+        folders = await self.runtime.leftover_storage(self.settings.data_dir / "jobs")
         jobs = await self.store.active_jobs()
         active = {job.job_id: job for job in jobs}
         removed = 0

@@ -21,11 +21,34 @@ LABEL_STAGE = "localcompute.stage"
 LABEL_INSTANCE = "localcompute.instance"
 
 
+class Area(StrEnum):
+    """A part of a job's storage, by what it holds. Every mount names the one it is, so
+    a runtime without the server's file system (Swarm) makes each its own way: the local
+    engine binds the host folder, Swarm mounts the job's volume of that name on the node
+    (or, for the spec and the local dataset files, has the fetch download them)."""
+
+    SPEC = "spec"  # fetch.json: what the fetch downloads
+    SOURCE = "source"  # one of the dataset owner's local files, by its number
+    DATA = "data"  # the whole of the five below, for the fetch
+    INPUTS = "inputs"
+    TRANSFORMATIONS = "transformations"
+    DDOS = "ddos"
+    OUTPUTS = "outputs"
+    LOGS = "logs"
+    RESULTS = "results"  # the filtered outputs
+    META = "meta"  # the filter's manifest
+
+
+# The job's data areas, each a folder of DATA (and a volume of its own under Swarm).
+DATA_AREAS = (Area.INPUTS, Area.TRANSFORMATIONS, Area.DDOS, Area.OUTPUTS, Area.LOGS)
+
+
 @dataclass(frozen=True)
 class Mount:
-    source: Path
+    source: Path  # on the server's host: what the local engine binds
     target: str
     read_only: bool = True
+    area: Area | None = None  # which part of the job it is; None: not the job's storage
 
 
 class Network(StrEnum):
@@ -35,6 +58,9 @@ class Network(StrEnum):
     NONE = "none"  # loopback only: the algorithm, unless its environment lets it out
     EGRESS = "egress"  # out to the world, kept off the host's own services
     FETCH = "fetch"  # the fetch's downloads: what [docker] fetch_network says
+    # The filter, back to this server only where results travel by HTTP (Swarm); where
+    # they are on the server's own disk (the local engine), no network at all.
+    SERVER = "server"
 
 
 @dataclass(frozen=True)
@@ -81,6 +107,9 @@ class ContainerExit:
     finished_at: float | None
     # The runtime's own words on the end, where it has any ("task: non-zero exit").
     reason: str = ""
+    # The runtime lost the container (its node went down): the exit code means nothing,
+    # `reason` says what happened.
+    lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,11 @@ class ContainerRuntime(Protocol):
         """How a job's disk is limited (`wanted`: [pool] disk_quota, or auto: the strongest
         that works), and why stronger ones were passed over. ConfigError when the one
         wanted cannot work here."""
+
+    async def leftover_storage(self, jobs_dir: Path) -> list[Path]:
+        """The data folders (jobs_dir/<job>/data) whose storage outlives a crash (a
+        mount, an image, a node's volumes): released by the sweep when their job is not
+        active, with the disk quota's detach."""
 
     @property
     def errors(self) -> dict[str, int]:

@@ -17,6 +17,7 @@ from localcompute.runtime import (
     LABEL_INSTANCE,
     LABEL_JOB,
     LABEL_STAGE,
+    Area,
     ContainerSpec,
     Mount,
     Network,
@@ -121,7 +122,7 @@ def fetch_document(ctx: JobContext) -> str:
 def fetch_container(ctx: JobContext) -> ContainerSpec:
     ws = ctx.workspace
     sources = tuple(
-        Mount(Path(p).resolve(), f"{SOURCES_DIR}/{i}")
+        Mount(Path(p).resolve(), f"{SOURCES_DIR}/{i}", area=Area.SOURCE)
         for i, p in enumerate(ctx.job.spec.local_paths)
     )
     return ContainerSpec(
@@ -131,8 +132,8 @@ def fetch_container(ctx: JobContext) -> ContainerSpec:
         command=["/job/fetch.json", "--data", "/data"],
         labels=ctx.labels(Stage.FETCH),
         mounts=(
-            Mount(ws.spec, "/job", read_only=True),
-            Mount(ws.data, "/data", read_only=False),
+            Mount(ws.spec, "/job", read_only=True, area=Area.SPEC),
+            Mount(ws.data, "/data", read_only=False, area=Area.DATA),
             *sources,
         ),
         network=Network.FETCH,
@@ -158,11 +159,11 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
         command=[],
         labels=ctx.labels(Stage.ALGORITHM),
         mounts=(
-            Mount(ws.inputs, "/data/inputs", read_only=True),
-            Mount(ws.ddos, "/data/ddos", read_only=True),
-            Mount(ws.transformations, "/data/transformations", read_only=True),
-            Mount(ws.outputs, "/data/outputs", read_only=False),
-            Mount(ws.logs, "/data/logs", read_only=False),
+            Mount(ws.inputs, "/data/inputs", read_only=True, area=Area.INPUTS),
+            Mount(ws.ddos, "/data/ddos", read_only=True, area=Area.DDOS),
+            Mount(ws.transformations, "/data/transformations", True, Area.TRANSFORMATIONS),
+            Mount(ws.outputs, "/data/outputs", read_only=False, area=Area.OUTPUTS),
+            Mount(ws.logs, "/data/logs", read_only=False, area=Area.LOGS),
         ),
         environment={
             # The client's own variables first: Ocean's contract variables win a clash.
@@ -203,16 +204,20 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
             "/results",
             "--manifest",
             "/meta/filter.json",
+            "--logs",
+            "/data/logs",
             *(["--archive"] if ctx.job.spec.output_archive else []),
         ],
         labels=ctx.labels(Stage.FILTER),
         mounts=(
             # Writable: the filter moves the outputs out of the quota, never copies them.
-            Mount(ws.outputs, "/data/outputs", read_only=False),
-            Mount(ws.results, "/results", read_only=False),
-            Mount(ws.meta, "/meta", read_only=False),
+            Mount(ws.outputs, "/data/outputs", read_only=False, area=Area.OUTPUTS),
+            # Read only: where results travel by HTTP, the algorithm's own log goes too.
+            Mount(ws.logs, "/data/logs", read_only=True, area=Area.LOGS),
+            Mount(ws.results, "/results", read_only=False, area=Area.RESULTS),
+            Mount(ws.meta, "/meta", read_only=False, area=Area.META),
         ),
-        network=Network.NONE,
+        network=Network.SERVER,
         user=ctx.user,
         cpuset_cpus=ctx.cpuset,
         pids_limit=ctx.docker_settings.pids_limit,

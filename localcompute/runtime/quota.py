@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-Mechanism = Literal["xfs", "loop", "watch"]
+Mechanism = Literal["xfs", "loop", "watch", "volumes"]
 
 
 class DiskQuota(Protocol):

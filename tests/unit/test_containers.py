@@ -152,7 +152,7 @@ def test_fetch_gets_local_files_read_only_and_no_urls_leak_to_others() -> None:
     doc = json.loads(fetch_document(ctx))
     assert doc["inputs"][0]["files"] == [{"url": "https://x/a"}, {"path": "/sources/0"}]
     filt = filter_container(ctx)
-    assert filt.network is Network.NONE
+    assert filt.network is Network.SERVER
     # Writable to the filter, which moves the outputs out of the job's quota.
     assert {m.target: m.read_only for m in filt.mounts}["/data/outputs"] is False
     for spec in (filt, algorithm_container(ctx, EnvironmentSettings(id="e"))):
@@ -245,4 +245,9 @@ def test_each_network_is_one_docker_network(
     has_bridge: bool, fetch_network: Literal["auto", "bridge", "host"], egress: str, fetch: str
 ) -> None:
     networks = docker_networks(has_bridge, fetch_network)
-    assert networks == {Network.NONE: "none", Network.EGRESS: egress, Network.FETCH: fetch}
+    assert networks == {
+        Network.NONE: "none",
+        Network.EGRESS: egress,
+        Network.FETCH: fetch,
+        Network.SERVER: "none",
+    }

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from localcompute.runtime.local.pump import pumped
+from localcompute.runtime.pump import pumped
 
 
 async def in_thread(pump: Callable[[], None]) -> None:

@@ -46,9 +46,9 @@ from localcompute.runtime import (
 )
 from localcompute.runtime.local import disk
 from localcompute.runtime.local.hostinfo import host_resources
-from localcompute.runtime.local.pump import pumped
 from localcompute.runtime.local.unixconn import close_refused_sockets
 from localcompute.runtime.logfile import write_capped
+from localcompute.runtime.pump import pumped
 from localcompute.runtime.quota import DiskQuota
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,8 @@ def docker_networks(
         Network.NONE: "none",
         Network.EGRESS: egress,
         Network.FETCH: egress if fetch_network == "auto" else fetch_network,
+        # The filter's results are on this host's disk: it needs no network.
+        Network.SERVER: "none",
     }
 
 
@@ -156,7 +158,10 @@ class DockerRuntime:
         short_workers: int = 8,
         long_workers: int = 8,
         fetch_network: Literal["auto", "bridge", "host"] = "auto",
+        base_url: str | None = None,
     ) -> None:
+        # The engine's API: DOCKER_HOST's (or the default socket) unless told.
+        self._base_url = base_url or _base_url()
         self._errors: collections.Counter[str] = collections.Counter()
         self._fetch_network = fetch_network
         # Docker's network for each Network, known once the engine answers (open).
@@ -181,7 +186,7 @@ class DockerRuntime:
             # the spare ones and every call past the pool's size opens a new socket.
             self._api = await self._short(
                 lambda: docker.APIClient(
-                    base_url=_base_url(),
+                    base_url=self._base_url,
                     version="auto",
                     timeout=SHORT_CALL_TIMEOUT,
                     max_pool_size=self._short_workers,
@@ -189,7 +194,7 @@ class DockerRuntime:
             )
             self._long_api = await self._short(
                 lambda: docker.APIClient(
-                    base_url=_base_url(),
+                    base_url=self._base_url,
                     version="auto",
                     timeout=NO_TIMEOUT,
                     max_pool_size=self._long_workers,
@@ -361,6 +366,9 @@ class DockerRuntime:
 
     async def disk_quota(self, data_dir: Path, wanted: str) -> tuple[DiskQuota, str]:
         return await asyncio.to_thread(disk.choose, data_dir, wanted)
+
+    async def leftover_storage(self, jobs_dir: Path) -> list[Path]:
+        return await asyncio.to_thread(disk.mounted_folders, jobs_dir)
 
     # -- networks -----------------------------------------------------------
 
