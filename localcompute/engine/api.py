@@ -20,6 +20,7 @@ from pathlib import Path
 
 from localcompute import images
 from localcompute.core.errors import (
+    ConfigError,
     DockerUnavailableError,
     EnvironmentUnavailableError,
     ImageNotFoundError,
@@ -28,6 +29,7 @@ from localcompute.core.errors import (
 )
 from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions
 from localcompute.core.settings import Settings
+from localcompute.core.stagekey import StageKey
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine import failpoints
 from localcompute.engine.capacity import capacity as pool_capacity
@@ -38,6 +40,7 @@ from localcompute.engine.metrics import Metrics
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
 from localcompute.engine.pool import GIB, Capacity, Pool
 from localcompute.engine.scheduler import Scheduler
+from localcompute.engine.stage_files import StageFiles
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.choice import runtime_for
 from localcompute.runtime.quota import DiskQuota, WatchQuota
@@ -73,6 +76,8 @@ class Engine:
         self.disk: DiskQuota = WatchQuota()  # chosen at start
         # Environment id → why it cannot run jobs here (its GPUs, probed at start).
         self.unavailable: dict[str, str] = {}
+        # What a node without this server's disk downloads and uploads (known at start).
+        self.stage_files: StageFiles | None = None
 
     def __repr__(self) -> str:
         return f"<Engine {self.settings.data_dir} {self._scheduler!r}>"
@@ -85,7 +90,13 @@ class Engine:
         failpoints.armed()  # a misspelt failpoint fails the start, not silently the test
         await self.claim_data_dir()
         try:
-            [node] = await self.runtime.resources(self.settings.data_dir)
+            nodes = await self.runtime.resources(self.settings.data_dir)
+            if len(nodes) != 1:
+                raise ConfigError(
+                    f"the runtime offers {len(nodes)} nodes: this version plans the pool on "
+                    "exactly one"
+                )
+            [node] = nodes
             capacity = pool_capacity(node, self.settings)
             self.pool = Pool(capacity, self.settings.environment)
             contentions = self.pool.check(self.settings.environments)
@@ -102,6 +113,10 @@ class Engine:
                 f"; passed over: {passed_over}" if passed_over else "",
             )
             await self.store.open()
+            key = await asyncio.to_thread(StageKey.load, self.settings.data_dir)
+            self.stage_files = StageFiles(
+                self.store, self.settings.data_dir, key, self.settings.docker.log_max_bytes
+            )
         except BaseException:
             self._lock.release()
             raise

@@ -53,6 +53,11 @@ ALGORITHM_MODE = 0o755
 DEFAULT_CONNECT_TIMEOUT = 30.0
 DEFAULT_IDLE_TIMEOUT = 120.0
 USER_AGENT = "localcompute-fetch/1"
+# Where the job's node shares no disk with the server (Swarm): the server's address for
+# this job's fetch, and the token that opens it. The spec and the local files come from it.
+STAGE_URL_VAR = "LOCALCOMPUTE_STAGE_URL"
+STAGE_TOKEN_VAR = "LOCALCOMPUTE_STAGE_TOKEN"
+SOURCES_PREFIX = "/sources/"
 # Characters left as they are when a request target is quoted: everything that is
 # legal in a URL, so only spaces, controls and non-ASCII get percent-encoded.
 URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
@@ -119,9 +124,29 @@ def log(message: str) -> None:
 # --- spec ------------------------------------------------------------------------------------
 
 
-def load_spec(path: Path) -> JobSpec:
+def load_spec(path: Path, timeouts: Timeouts | None = None) -> JobSpec:
+    """The spec from `path`, or from the server where the spec is not on this node."""
+    server = stage_server()
+    if server is not None and not path.exists():
+        url, headers = server
+        connection, response = open_response(
+            url + "/fetch.json",
+            timeouts or Timeouts(DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT),
+            headers,
+        )
+        with contextlib.closing(connection):
+            return parse_spec(json.loads(response.read()))
     with path.open(encoding="utf-8") as handle:
         return parse_spec(json.load(handle))
+
+
+def stage_server() -> tuple[str, dict[str, str]] | None:
+    """The server's URL for this stage and the header that opens it; None on the server's
+    own host, where the spec and the local files are mounted."""
+    url = os.environ.get(STAGE_URL_VAR)
+    if not url:
+        return None
+    return url.rstrip("/"), {"Authorization": "Bearer " + os.environ.get(STAGE_TOKEN_VAR, "")}
 
 
 def parse_spec(raw: Any) -> JobSpec:
@@ -267,7 +292,14 @@ def write_json(dest: Path, value: Any) -> int:
     return write_atomically(dest, lambda out: out.write(data), INPUT_MODE)
 
 
-def copy_local(path: str, dest: Path, mode: int) -> int:
+def copy_local(path: str, dest: Path, mode: int, timeouts: Timeouts | None = None) -> int:
+    server = stage_server()
+    if server is not None and path.startswith(SOURCES_PREFIX) and not os.path.exists(path):
+        # The dataset owner's file is on the server's disk, not this node's.
+        url, headers = server
+        number = path.removeprefix(SOURCES_PREFIX)
+        waits = timeouts or Timeouts(DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT)
+        return download(f"{url}/sources/{number}", dest, waits, mode, headers)
     with open(path, "rb") as source:
         return write_atomically(dest, lambda out: copy_stream(source, out), mode)
 
@@ -275,8 +307,10 @@ def copy_local(path: str, dest: Path, mode: int) -> int:
 # --- downloading -----------------------------------------------------------------------------
 
 
-def download(url: str, dest: Path, timeouts: Timeouts, mode: int) -> int:
-    connection, response = open_response(url, timeouts)
+def download(
+    url: str, dest: Path, timeouts: Timeouts, mode: int, headers: dict[str, str] | None = None
+) -> int:
+    connection, response = open_response(url, timeouts, headers)
     with contextlib.closing(connection):
         try:
             return write_atomically(dest, lambda out: copy_stream(response, out), mode)
@@ -285,14 +319,16 @@ def download(url: str, dest: Path, timeouts: Timeouts, mode: int) -> int:
 
 
 def open_response(
-    url: str, timeouts: Timeouts
+    url: str, timeouts: Timeouts, headers: dict[str, str] | None = None
 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    """GET url, following up to MAX_REDIRECTS redirects; the caller closes the connection."""
+    """GET url, following up to MAX_REDIRECTS redirects; the caller closes the connection.
+    `headers` (the server's token) go to the first host only, never where it redirects."""
     for _ in range(MAX_REDIRECTS + 1):
         parts = parse_url(url)
         connection = connect(parts, timeouts)
         try:
-            response = send_get(connection, parts, timeouts)
+            response = send_get(connection, parts, timeouts, headers)
+            headers = None
             next_url = redirect_target(url, response)
         except BaseException:
             connection.close()
@@ -346,14 +382,19 @@ def connect(parts: urllib.parse.SplitResult, timeouts: Timeouts) -> http.client.
 
 
 def send_get(
-    connection: http.client.HTTPConnection, parts: urllib.parse.SplitResult, timeouts: Timeouts
+    connection: http.client.HTTPConnection,
+    parts: urllib.parse.SplitResult,
+    timeouts: Timeouts,
+    headers: dict[str, str] | None = None,
 ) -> http.client.HTTPResponse:
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
     try:
         connection.request(
-            "GET", urllib.parse.quote(target, safe=URL_SAFE), headers={"User-Agent": USER_AGENT}
+            "GET",
+            urllib.parse.quote(target, safe=URL_SAFE),
+            headers={"User-Agent": USER_AGENT, **(headers or {})},
         )
         return connection.getresponse()
     except TimeoutError as exc:
@@ -426,7 +467,7 @@ def fetch_source(source: FileSource, dest: Path, timeouts: Timeouts) -> int:
     if source.url is not None and source.path is None:
         return download(source.url, dest, timeouts, INPUT_MODE)
     if source.path is not None and source.url is None:
-        return copy_local(source.path, dest, INPUT_MODE)
+        return copy_local(source.path, dest, INPUT_MODE, timeouts)
     raise FetchError("a file needs exactly one of url or path")
 
 
@@ -485,7 +526,7 @@ def provide_algorithm(algorithm: AlgorithmSpec, dest: Path, timeouts: Timeouts) 
             ) from exc
     if algorithm.path is not None:
         try:
-            return copy_local(algorithm.path, dest, ALGORITHM_MODE), "a local file"
+            return copy_local(algorithm.path, dest, ALGORITHM_MODE, timeouts), "a local file"
         except Exception as exc:
             raise FetchError(f"copy failed: {describe_error(exc)}") from exc
     raise FetchError("no algorithm source: no raw code, url or path")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -33,6 +34,7 @@ import sys
 import tarfile
 import traceback
 import unicodedata
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -458,6 +460,61 @@ def write_manifest(path: Path, report: Report) -> None:
     os.replace(partial, path)
 
 
+# --- upload, where the node shares no disk with the server (Swarm) ------------------------
+
+STAGE_URL_VAR = "LOCALCOMPUTE_STAGE_URL"
+STAGE_TOKEN_VAR = "LOCALCOMPUTE_STAGE_TOKEN"
+UPLOAD_TIMEOUT = 60.0
+
+
+class UploadError(Exception):
+    """The server did not take a file."""
+
+
+def upload_all(url: str, token: str, results: Path, manifest: Path, own_log: Path | None) -> None:
+    """Each result (its sha256 said, for the server to check), the algorithm's own log,
+    then the manifest: last, since the server takes it as the sign that all arrived."""
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    for entry in data.get("results", []):
+        name = entry["filename"]
+        put_file(url, token, f"results/{name}", results / name, entry["sha256"])
+    if own_log is not None:
+        put_file(url, token, "logs/algorithm.log", own_log, None)
+    put_file(url, token, "meta/filter.json", manifest, None)
+
+
+def put_file(url: str, token: str, name: str, path: Path, sha256: str | None) -> None:
+    parts = urllib.parse.urlsplit(url.rstrip("/") + "/" + urllib.parse.quote(name))
+    connection_type = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    connection = connection_type(parts.hostname or "", parts.port, timeout=UPLOAD_TIMEOUT)
+    with contextlib.closing(connection), path.open("rb") as body:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(os.fstat(body.fileno()).st_size),
+            **({"X-Content-Sha256": sha256} if sha256 else {}),
+        }
+        connection.request("PUT", parts.path, body=body, headers=headers)
+        response = connection.getresponse()
+        answer = response.read(2000).decode("utf-8", "replace")
+        if response.status >= 300:
+            raise UploadError(f"{name}: the server answered {response.status}: {answer}")
+
+
+def own_log_file(logs: Path | None) -> Path | None:
+    """The algorithm's own algorithm.log, if it is a regular file (never a link it planted)."""
+    if logs is None:
+        return None
+    path = logs / "algorithm.log"
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return path if stat.S_ISREG(info.st_mode) else None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Turn a job's outputs into its results.")
     parser.add_argument("--outputs", type=Path, required=True, help="the algorithm's outputs")
@@ -465,6 +522,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path, required=True, help="JSON manifest to write")
     parser.add_argument(
         "--archive", action="store_true", help="one outputs.tar of everything, under outputs/"
+    )
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="the algorithm's logs, uploaded with the results"
     )
     return parser.parse_args(argv)
 
@@ -478,6 +538,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run(args.outputs, args.results, archive=args.archive)
         write_manifest(args.manifest, report)
+        url = os.environ.get(STAGE_URL_VAR)
+        if url:
+            token = os.environ.get(STAGE_TOKEN_VAR, "")
+            upload_all(url, token, args.results, args.manifest, own_log_file(args.logs))
+            log(f"filter uploaded {len(report.results)} results to the server")
+    except UploadError as exc:
+        log(f"filter failed: {exc}")
+        return EXIT_ERROR
     except Exception:
         log("filter failed with an unexpected error:")
         log(traceback.format_exc().rstrip())

@@ -35,7 +35,16 @@ HELPER_DIR = PACKAGE_DIR / "helper"
 # Package data, so that an installed wheel can build the image as a checkout can.
 DOCKERFILE = PACKAGE_DIR / "images" / "dockerfiles" / "helper.Dockerfile"
 # The programs the engine runs; a build without them would give an image that fails every job.
-HELPER_PROGRAMS = ("fetch.py", "filter.py")
+HELPER_PROGRAMS = ("fetch.py", "filter.py", "reap.py")
+VOLUME_MOUNT_POINTS = (
+    "data/inputs",
+    "data/transformations",
+    "data/ddos",
+    "data/outputs",
+    "data/logs",
+    "results",
+    "meta",
+)
 
 
 def _helper_files() -> list[Path]:
@@ -59,9 +68,11 @@ def helper_digest() -> str:
     renamed file or bytes moved from one file to the next also change the digest.
     """
     h = hashlib.sha256()
-    for name, data in [("Dockerfile", _dockerfile().read_bytes())] + [
-        (p.name, p.read_bytes()) for p in _helper_files()
-    ]:
+    for name, data in (
+        [("Dockerfile", _dockerfile().read_bytes())]
+        + [(p.name, p.read_bytes()) for p in _helper_files()]
+        + [("skeleton", "\n".join(VOLUME_MOUNT_POINTS).encode())]
+    ):
         for field in (name.encode(), data):
             h.update(len(field).to_bytes(8, "big"))
             h.update(field)
@@ -77,6 +88,13 @@ def _make_build_context(context: Path) -> None:
     (context / "helper").mkdir()
     for path in files:
         shutil.copyfile(path, context / "helper" / path.name)
+    # The mount points of a job's volumes, writable by any user: under Swarm a job's data
+    # are named volumes, and a new volume takes the mode of the folder it is first
+    # mounted over (the fetch's /data/…, the filter's /results and /meta).
+    for folder in VOLUME_MOUNT_POINTS:
+        (context / "skeleton" / folder).mkdir(parents=True)
+    for path in sorted((context / "skeleton").rglob("*")):
+        path.chmod(0o1777)
 
 
 async def build_helper_image(runtime: ContainerRuntime, tag: str, base: str) -> None:

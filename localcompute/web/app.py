@@ -27,6 +27,7 @@ from localcompute.web.metrics import count_requests, count_result_bytes, metrics
 from localcompute.web.middleware import cors, json_errors
 from localcompute.web.openapi import openapi_handler
 from localcompute.web.routes import setup_routes
+from localcompute.web.stage import setup_stage_routes
 from localcompute.web.tokens import TokenIssuer
 
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
 
     app.cleanup_ctx.append(resources)
     setup_routes(app)
+    setup_stage_routes(app)
     app.router.add_get("/api/openapi.json", openapi_handler)
     app.router.add_get("/api/openapi/{dialect}.json", openapi_handler)
     app.router.add_get("/healthz", healthz)

@@ -16,6 +16,8 @@ ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE}
 
 COPY helper/ /opt/localcompute/helper/
+# Mount points of a job's volumes under Swarm, mode 1777 (see images/helper.py).
+COPY skeleton/ /
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
