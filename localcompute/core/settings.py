@@ -70,11 +70,42 @@ class ServerSettings(_Section):
 
 
 class RuntimeSettings(_Section):
-    kind: Literal["docker"] = Field(
+    kind: Literal["docker", "swarm"] = Field(
         "docker",
         description="What runs the jobs' containers: docker, the Docker engine that "
-        "DOCKER_HOST names (this host's by default).",
+        "DOCKER_HOST names (this host's by default); swarm, the nodes of a Docker Swarm.",
     )
+    manager: str = Field(
+        "", description="swarm: a manager's Docker API (unix:///… or tcp://host:2376)."
+    )
+    server_url: str = Field(
+        "",
+        description="swarm: this server as the nodes reach it (http://10.0.0.5:8030): "
+        "the fetch downloads from it, the filter uploads the results to it.",
+    )
+    node_labels: list[str] = Field(
+        default_factory=list,
+        description='swarm: the node labels a node must have to run jobs ("key=value" or '
+        '"key"); none: every node that is ready and active.',
+    )
+    egress_network: str = Field(
+        "",
+        description="swarm: the network of the fetch, the filter and an algorithm let "
+        'out; "": the node\'s default, "host": the node\'s own.',
+    )
+    node_socket: str = Field(
+        "/var/run/docker.sock",
+        description="swarm: the Docker socket on each node, as a path there: the short "
+        "task that removes an ended job's volumes on its node mounts it.",
+    )
+
+    @model_validator(mode="after")
+    def _swarm_needs_addresses(self) -> RuntimeSettings:
+        if self.kind == "swarm":
+            for key in ("manager", "server_url"):
+                if not getattr(self, key):
+                    raise ValueError(f"kind = swarm needs [runtime] {key}")
+        return self
 
 
 class DockerSettings(_Section):

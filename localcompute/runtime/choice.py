@@ -14,6 +14,10 @@ def runtime_for(settings: Settings) -> ContainerRuntime:
     """`[runtime] kind`'s runtime, sized for the jobs `settings` may run at once."""
     # Imported here: a process that never runs a job (a client, a test over the fake
     # runtime) does not load docker-py.
+    if settings.runtime.kind == "swarm":
+        from localcompute.runtime.swarm.runtime import SwarmRuntime
+
+        return SwarmRuntime(settings)
     from localcompute.runtime.local.docker import DockerRuntime
 
     # A short call (create, inspect, remove) per running job and stage at most, and two

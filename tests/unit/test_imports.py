@@ -11,7 +11,13 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "localcompute"
 # The runtimes that run containers; only runtime/choice.py names them to the layers above.
-CONCRETE_RUNTIMES = ("localcompute.runtime.local", "localcompute.testing")
+CONCRETE_RUNTIMES = (
+    "localcompute.runtime.local",
+    "localcompute.runtime.swarm",
+    "localcompute.testing",
+)
+# The packages that speak to Docker's API: the only ones that import docker-py.
+DOCKER_PACKAGES = ("localcompute/runtime/local/", "localcompute/runtime/swarm/")
 
 
 def imports(path: Path) -> Iterator[str]:
@@ -31,17 +37,17 @@ def importers(*, of: tuple[str, ...], under: str = "") -> list[str]:
     return found
 
 
-def test_only_the_local_runtime_imports_docker_py() -> None:
+def test_only_the_docker_runtimes_import_docker_py() -> None:
     found = importers(of=("docker",))
-    assert found and all(p.startswith("localcompute/runtime/local/") for p in found), found
+    assert found and all(p.startswith(DOCKER_PACKAGES) for p in found), found
 
 
 def test_the_engine_and_the_apis_know_no_concrete_runtime() -> None:
-    # The one exception left: the sweep for loop mounts a crash left behind, until the
-    # runtime owns a job's storage (issue 23, item 1).
-    assert importers(of=CONCRETE_RUNTIMES, under="engine") == ["localcompute/engine/scheduler.py"]
+    assert importers(of=CONCRETE_RUNTIMES, under="engine") == []
     assert importers(of=CONCRETE_RUNTIMES, under="web") == []
     outside_local = [
-        p for p in importers(of=CONCRETE_RUNTIMES, under="runtime") if "/local/" not in p
+        p
+        for p in importers(of=CONCRETE_RUNTIMES, under="runtime")
+        if not p.startswith(DOCKER_PACKAGES)
     ]
     assert outside_local == ["localcompute/runtime/choice.py"]

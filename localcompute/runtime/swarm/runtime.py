@@ -1,0 +1,429 @@
+"""Jobs on the nodes of a Docker Swarm, behind the same ContainerRuntime as the local engine.
+
+A job container is a replicated-job service (services.py) on the node the runtime chose;
+"created" is a spec held here until start() makes the service, since Swarm has no created
+service that has not started. Images are the manager's engine's business (the methods of
+DockerRuntime, pointed at the manager); what runs where is the manager's, asked through
+its tasks. What the manager cannot do on a node (remove a job's containers and volumes) a
+short reap task does there, with the node's Docker socket mounted (helper/reap.py).
+
+Weaker than the local engine, as Swarm is: no core pinning (cpuset is ignored), a soft
+disk quota (SwarmQuota), and OOM seen only as exit 137.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from localcompute.core.errors import ConfigError, ContainerError
+from localcompute.core.settings import Settings
+from localcompute.core.stagekey import StageKey
+from localcompute.runtime.base import (
+    LABEL_INSTANCE,
+    LABEL_JOB,
+    LABEL_STAGE,
+    ContainerExit,
+    ContainerInfo,
+    ContainerSpec,
+    ContainerState,
+    Network,
+    NodeResources,
+)
+from localcompute.runtime.local.docker import DockerRuntime
+from localcompute.runtime.logfile import write_capped
+from localcompute.runtime.pump import pumped
+from localcompute.runtime.quota import DiskQuota
+from localcompute.runtime.swarm import nodes, services
+from localcompute.runtime.swarm.quota import SwarmQuota
+
+log = logging.getLogger(__name__)
+
+# How often a task is asked about while it is awaited: quickly at first (a trivial stage
+# ends in well under a second), then less often.
+POLL_FIRST = 0.05
+POLL_MOST = 0.5
+# How often the node of an awaited task is asked whether it is still up.
+NODE_CHECK_SECONDS = 2.0
+# How long a task may take to begin (the node pulls its image meanwhile).
+START_TIMEOUT = 600.0
+# How long the log stream is read after its task ended: the node ships the last lines.
+LOG_TAIL_SECONDS = 0.5
+REAP_TIMEOUT = 60.0
+
+
+@dataclass
+class _Job:
+    """What the runtime knows of a job it runs: its instance (the reap and the network are
+    per job), learnt from its containers' labels."""
+
+    instance: str
+
+
+class SwarmRuntime(DockerRuntime):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            short_workers=max(4, min(32, settings.total_slots + 4)),
+            long_workers=settings.total_slots * 2 + 4,
+            base_url=settings.runtime.manager,
+        )
+        self._settings = settings
+        self._runtime = settings.runtime
+        self._created: dict[str, ContainerSpec] = {}
+        self._tasks: dict[str, str] = {}  # service → the id of the task that ran it
+        self._jobs: dict[str, _Job] = {}
+        self._node: nodes.Node | None = None
+        self._key: StageKey | None = None
+
+    # -- lifecycle and the nodes -----------------------------------------------
+
+    async def resources(self, data_dir: Path) -> list[NodeResources]:
+        """The eligible nodes, each checked: a node that lacks the helper image (or does
+        not answer) is left out, with Docker's words in the log."""
+        found = await asyncio.to_thread(
+            nodes.check_all, self._runtime, self._settings.docker.helper_image
+        )
+        return [n.resources for n in found]
+
+    async def disk_quota(self, data_dir: Path, wanted: str) -> tuple[DiskQuota, str]:
+        if wanted in ("xfs", "loop"):
+            raise ConfigError(
+                f"[pool] disk_quota = {wanted}: a job's disk on a Swarm node is its volumes "
+                "there, which no quota of this host limits; use auto or watch"
+            )
+        return SwarmQuota(self.release_job), "no quota of this host limits a node's volumes"
+
+    async def leftover_storage(self, jobs_dir: Path) -> list[Path]:
+        return await asyncio.to_thread(SwarmQuota.held, jobs_dir)
+
+    async def open(self) -> None:
+        await super().open()
+        info = await self._short(lambda: self._api.info())
+        if not (info.get("Swarm") or {}).get("ControlAvailable"):
+            await self.close()
+            raise ConfigError(
+                f"[runtime] manager {self._runtime.manager} is not a Swarm manager "
+                f"(its swarm state: {(info.get('Swarm') or {}).get('LocalNodeState', '?')})"
+            )
+        found = await asyncio.to_thread(nodes.eligible, self._api, self._runtime.node_labels)
+        if len(found) != 1:
+            await self.close()
+            raise ConfigError(nodes.one_node_please(found, self._runtime.node_labels))
+        self._node = found[0]
+        self._key = await asyncio.to_thread(StageKey.load, self._settings.data_dir)
+        log.info(
+            "swarm: jobs run on node %s (%s); no core pinning there, a soft disk quota",
+            self._node.hostname,
+            self._node.node_id,
+        )
+        # What the node checks of resources() left on the node.
+        await asyncio.to_thread(self._reap_blocking, [], ["node-check"], "")
+
+    def _placement(self, instance: str) -> services.Placement:
+        if self._node is None:
+            raise ContainerError("the Swarm runtime is not open")
+        return services.Placement(
+            instance=instance,
+            node_id=self._node.node_id,
+            server_url=self._runtime.server_url.rstrip("/"),
+            egress_network=self._runtime.egress_network,
+            helper_image=self._settings.docker.helper_image,
+        )
+
+    # -- containers as services ---------------------------------------------------
+
+    async def create(self, spec: ContainerSpec) -> None:
+        """Held until start(); the mounts are checked now. One left over under the same
+        name goes first, as on the local engine."""
+        services.service_mounts(spec, spec.labels.get(LABEL_INSTANCE, ""))
+        if await self._service(spec.name) is not None:
+            await self.remove(spec.name)
+        job_id = spec.labels.get(LABEL_JOB)
+        if job_id:
+            self._jobs[job_id] = _Job(spec.labels.get(LABEL_INSTANCE, ""))
+        self._created[spec.name] = spec
+
+    async def start(self, name: str) -> None:
+        """Make the service, and return once its task has begun (or ended): a task the
+        node refuses (no such image, a device it lacks) is the start's failure."""
+        spec = self._created.pop(name, None)
+        if spec is None:
+            raise ContainerError(f"no container {name} to start", status=404)
+        placement = self._placement(spec.labels.get(LABEL_INSTANCE, ""))
+        network = services.network_for(spec, placement)
+        if network is not None and spec.network is Network.NONE and spec.labels.get(LABEL_JOB):
+            await self._ensure_job_network(network, spec)
+        job_id = spec.labels.get(LABEL_JOB, "")
+        stage = spec.labels.get(LABEL_STAGE, "")
+        token = self._key.token(job_id, stage) if self._key and job_id else ""
+        body = services.service_body(spec, placement, network=network, token=token)
+        await self._short(
+            lambda: self._api._result(
+                self._api._post_json(self._api._url("/services/create"), data=body), True
+            )
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        delay = POLL_FIRST
+        while True:
+            task = await self._task(name)
+            state = str(((task or {}).get("Status") or {}).get("State", ""))
+            if task is not None and state not in services.NOT_STARTED:
+                self._tasks[name] = str(task["ID"])
+                if state == "rejected":
+                    exit_ = services.task_exit(task)
+                    raise ContainerError(f"the node refused to run it: {exit_.reason}")
+                return
+            if time.monotonic() > deadline:
+                why = ((task or {}).get("Status") or {}).get("Message", "no task")
+                raise ContainerError(f"{name} did not start in {START_TIMEOUT:g} s ({why})")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_MOST)
+
+    async def wait(self, name: str) -> ContainerExit:
+        """Until the stage's task is terminal; a node that goes down ends the wait with
+        `lost` and a reason that names the node."""
+        delay = POLL_FIRST
+        next_node_check = time.monotonic() + NODE_CHECK_SECONDS
+        while True:
+            if await self._service(name) is None and name not in self._created:
+                return ContainerExit(-1, None, None, time.time(), "its service is gone", True)
+            task = await self._task(name)
+            if task is not None and services.task_state(task) is ContainerState.EXITED:
+                return services.task_exit(task)
+            if task is not None and time.monotonic() > next_node_check:
+                next_node_check = time.monotonic() + NODE_CHECK_SECONDS
+                down = await self._node_down(str(task.get("NodeID", "")))
+                if down:
+                    return ContainerExit(-1, None, None, time.time(), down, True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_MOST)
+
+    async def state(self, name: str) -> ContainerState:
+        if name in self._created:
+            return ContainerState.CREATED
+        if await self._service(name) is None:
+            return ContainerState.MISSING
+        return services.task_state(await self._task(name))
+
+    async def stop(self, name: str, grace: float) -> None:
+        """Swarm cannot stop a replicated-job's task (removing the service leaves its
+        container running, moby#42789): the service is updated to run `true` in the
+        helper image instead, which replaces the task, SIGTERM then SIGKILL after `grace`."""
+        self._created.pop(name, None)
+        service = await self._service(name)
+        if service is None:
+            return
+        if services.task_state(await self._task(name)) is ContainerState.EXITED:
+            return
+        spec = service["Spec"]
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        container["Image"] = self._settings.docker.helper_image
+        container["Command"] = ["true"]
+        container["Args"] = []
+        container["StopGracePeriod"] = int(max(grace, 0) * 1_000_000_000)
+        spec["TaskTemplate"]["ForceUpdate"] = int(spec["TaskTemplate"].get("ForceUpdate", 0)) + 1
+        version = service["Version"]["Index"]
+        try:
+            await self._short(
+                lambda: self._api._result(
+                    self._api._post_json(
+                        self._api._url("/services/{0}/update", service["ID"]),
+                        data=spec,
+                        params={"version": version},
+                    ),
+                    True,
+                )
+            )
+        except ContainerError as e:
+            if e.details.get("status") != 404:
+                raise
+
+    async def remove(self, name: str) -> None:
+        """The service goes; its container stays on the node until the job's reap."""
+        self._created.pop(name, None)
+        self._tasks.pop(name, None)
+        try:
+            await self._short(lambda: self._api.remove_service(name))
+        except ContainerError as e:
+            if e.details.get("status") != 404:
+                raise
+
+    async def list_labelled(self, instance: str) -> list[ContainerInfo]:
+        found = await self._short(
+            lambda: self._api.services(filters={"label": f"{LABEL_INSTANCE}={instance}"})
+        )
+        infos = [
+            ContainerInfo(
+                name,
+                spec.labels.get(LABEL_JOB, ""),
+                spec.labels.get(LABEL_STAGE, ""),
+                ContainerState.CREATED,
+            )
+            for name, spec in self._created.items()
+            if spec.labels.get(LABEL_INSTANCE) == instance
+        ]
+        for service in found:
+            labels = service["Spec"].get("Labels") or {}
+            name = service["Spec"]["Name"]
+            if labels.get(LABEL_STAGE) == "reap":
+                continue  # the reap's own, gone when it ends
+            infos.append(
+                ContainerInfo(
+                    name,
+                    labels.get(LABEL_JOB, ""),
+                    labels.get(LABEL_STAGE, ""),
+                    services.task_state(await self._task(name)),
+                )
+            )
+        return infos
+
+    # -- logs ---------------------------------------------------------------------
+
+    async def follow_logs(self, name: str) -> AsyncIterator[bytes]:
+        """The service's log stream, which Swarm never ends: closed here once the task is
+        terminal and the node has had a moment to ship the last lines."""
+        holder: dict[str, Any] = {}
+
+        def stream() -> Iterator[bytes]:
+            api = self._long_api
+            response = api._get(
+                api._url("/services/{0}/logs", name),
+                params={"follow": 1, "stdout": 1, "stderr": 1},
+                stream=True,
+            )
+            api._raise_for_status(response)
+            raw = api._get_raw_response_socket(response)
+            holder["sock"], holder["response"] = getattr(raw, "_sock", raw), response
+            # Read through the response: it undoes the chunked encoding, then the frames.
+            return _payloads(api._multiplexed_response_stream_helper(response), holder)
+
+        async def closer() -> None:
+            await self.wait(name)
+            await asyncio.sleep(LOG_TAIL_SECONDS)
+            holder["closed"] = True
+            sock = holder.get("sock")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        closing = asyncio.ensure_future(closer())
+        try:
+            async for batch in pumped(stream, lambda pump: self._long(pump, f"follow-{name}")):
+                yield batch
+        finally:
+            closing.cancel()
+            response = holder.get("response")
+            if response is not None:
+                with contextlib.suppress(Exception):
+                    response.close()
+
+    async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
+        def copy() -> int:
+            chunks: Any = self._long_api.service_logs(name, stdout=True, stderr=True, follow=False)
+            try:
+                return write_capped(chunks, path, limit=limit, append=append)
+            finally:
+                with contextlib.suppress(Exception):
+                    chunks.close()
+
+        try:
+            return await self._long(copy, f"logs-{name}")
+        except ContainerError as e:
+            if e.details.get("status") != 404:
+                raise
+            return write_capped([], path, limit=limit, append=append)
+
+    # -- the job's network and its reap -------------------------------------------
+
+    async def _ensure_job_network(self, network: str, spec: ContainerSpec) -> None:
+        labels = {
+            LABEL_INSTANCE: spec.labels.get(LABEL_INSTANCE, ""),
+            LABEL_JOB: spec.labels.get(LABEL_JOB, ""),
+        }
+        try:
+            await self._short(
+                lambda: self._api.create_network(
+                    network, driver="overlay", internal=True, labels=labels, check_duplicate=True
+                )
+            )
+        except ContainerError as e:
+            if e.details.get("status") != 409:
+                raise
+
+    def release_job(self, job_id: str) -> None:
+        """Everything of an ended job on the cluster: its services, its containers and
+        volumes on the node (the reap task), its network. Blocks: called off the loop."""
+        job = self._jobs.pop(job_id, None)
+        self._reap_blocking([job_id], [], job.instance if job else "")
+
+    def _reap_blocking(self, jobs: list[str], stages: list[str], instance: str) -> None:
+        if self._node is None or self._api is None:
+            return
+        api = self._api
+        for job_id in jobs:
+            for service in api.services(filters={"label": f"{LABEL_JOB}={job_id}"}):
+                with contextlib.suppress(docker.errors.NotFound):
+                    api.remove_service(service["ID"])
+        nodes.run_reap(
+            api,
+            node_id=self._node.node_id,
+            helper_image=self._settings.docker.helper_image,
+            node_socket=self._runtime.node_socket,
+            jobs=jobs,
+            stages=stages,
+            timeout=REAP_TIMEOUT,
+        )
+        for job_id in jobs:
+            for network in api.networks(filters={"label": f"{LABEL_JOB}={job_id}"}):
+                nodes.remove_network(api, network["Id"])
+
+    # -- the manager's answers ----------------------------------------------------
+
+    async def _service(self, name: str) -> dict[str, Any] | None:
+        try:
+            info: Any = await self._short(lambda: self._api.inspect_service(name))
+            return dict(info)
+        except ContainerError as e:
+            if e.details.get("status") == 404:
+                return None
+            raise
+
+    async def _task(self, name: str) -> dict[str, Any] | None:
+        own: list[dict[str, Any]] = await self._short(
+            lambda: self._api.tasks(filters={"service": name})
+        )
+        known = self._tasks.get(name)
+        for task in own:
+            if task.get("ID") == known:
+                return dict(task)
+        return services.original_task(own)
+
+    async def _node_down(self, node_id: str) -> str:
+        """Why the node is gone, in words naming it; "" while it is up."""
+        try:
+            node = await self._short(lambda: self._api.inspect_node(node_id))
+        except ContainerError:
+            return ""
+        state = str((node.get("Status") or {}).get("State", ""))
+        if state in ("down", "disconnected"):
+            host = (node.get("Description") or {}).get("Hostname", "")
+            return f"node {host} ({node_id}) went {state} while the job ran there"
+        return ""
+
+
+def _payloads(chunks: Iterator[bytes], holder: dict[str, Any]) -> Iterator[bytes]:
+    """The log stream's payloads; a read cut by the closer ends it."""
+    try:
+        yield from chunks
+    except Exception:  # an OSError or urllib3's "connection broken", as the cut falls
+        if not holder.get("closed"):
+            raise
