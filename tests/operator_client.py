@@ -138,14 +138,15 @@ class Provider:
         raise AssertionError(f"job {job_id} did not finish")
 
 
-def localised(example: dict[str, Any], served: Served, **changes: Any) -> dict[str, Any]:
+def localised(example: dict[str, Any], served: Served | Any, **changes: Any) -> dict[str, Any]:
     """The document's example with its URLs on the test's server and its image local."""
     body = copy.deepcopy(example)
     stage = body["workflow"]["stages"][0]
     files = served.extra["files"]
+    host, port = files.server_address[:2]
     for item in stage["input"]:
-        item["url"] = [f"http://127.0.0.1:{files.server_port}/{item['index']}.csv"]
-    stage["algorithm"]["url"] = f"http://127.0.0.1:{files.server_port}/algo.js"
+        item["url"] = [f"http://{host}:{port}/{item['index']}.csv"]
+    stage["algorithm"]["url"] = f"http://{host}:{port}/algo.js"
     stage["algorithm"]["container"]["image"] = NODE_IMAGE
     for key, value in changes.items():
         if key in ("compute", "algorithm", "output"):

@@ -82,7 +82,7 @@ def write_config(root: Path, port: int, files_url: str, **overrides: Any) -> Pat
     (datasets / "ddo.json").write_text(json.dumps({"id": LOCAL_DID, "name": "local"}))
     config = f"""
 [server]
-host = "127.0.0.1"
+host = "{overrides.get("host", "127.0.0.1")}"
 port = {port}
 data_dir = "{root / "var"}"
 max_body_bytes = {overrides.get("max_body_bytes", 65536)}
@@ -142,11 +142,14 @@ def start_server(
     command: tuple[str, ...] = (sys.executable, "-m", "localcompute", "serve"),
     **overrides: Any,
 ) -> Served:
-    """`command --config <a config for the tests>`, on a free port, until it answers `GET /`."""
-    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    """`command --config <a config for the tests>`, on a free port, until it answers `GET /`.
+    `host` (an override): where the server and its file server listen, 127.0.0.1 unless a
+    test's containers run elsewhere (the swarm lab's node)."""
+    host = overrides.get("host", "127.0.0.1")
+    files = http.server.ThreadingHTTPServer((host, 0), _Files)
     serve_in_a_thread(files)
-    port = free_port()
-    config = write_config(root, port, f"http://127.0.0.1:{files.server_port}/data.csv", **overrides)
+    port = overrides.pop("port", None) or free_port()
+    config = write_config(root, port, f"http://{host}:{files.server_port}/data.csv", **overrides)
     with (root / "server.log").open("wb") as log:
         process = subprocess.Popen(
             [*command, "--config", str(config)],
@@ -154,7 +157,7 @@ def start_server(
             stderr=subprocess.STDOUT,
             cwd=root,
         )
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://{host}:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:

@@ -109,7 +109,11 @@ class Engine:
             log.info(
                 "disk quota per job: %s (%s)%s",
                 self.disk.mechanism,
-                "hard" if self.disk.hard else "soft: a watcher stops a job past it",
+                "hard"
+                if self.disk.hard
+                else "soft: a watcher stops a job past it"
+                if self.disk.mechanism == "watch"
+                else "soft: not measured while a job runs",
                 f"; passed over: {passed_over}" if passed_over else "",
             )
             await self.store.open()

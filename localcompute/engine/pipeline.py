@@ -311,17 +311,9 @@ class Pipeline:
             lost = "Job failed: the algorithm container was lost while the server was down"
             return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
         if state is ContainerState.CREATED:
-            try:
-                await self.runtime.start(name)
-            except ContainerError as e:
-                # Docker refused to start it (a GPU driver it lacks, a device it cannot
-                # resolve): say so in one line, and leave no container behind.
-                await live.close()
-                log.warning("job %s: the algorithm container could not start: %s", job.job_id, e)
-                why = f"the algorithm container could not start: {e.message}"
-                ended = await self._algorithm_ended(job, None, TerminationReason.ERROR, why)
-                self.offpath.remove_later(job.job_id, name)
-                return ended
+            refused = await self._start_algorithm(job, name, live)
+            if refused is not None:
+                return refused
         # The filter's container is made while the algorithm runs.
         self.offpath.create_ahead(job.job_id, containers.filter_container(ctx))
         ws, limit = ctx.workspace, self.disk_limit(job)
@@ -343,16 +335,40 @@ class Pipeline:
         )
         if resumed and interrupt is None:
             interrupt = interrupt_while_away(exit_, stop.is_set(), job.deadline)
-        if interrupt is Interrupt.TIMEOUT:
-            await self.store.request_stop(job.job_id, StopRequest.TIME_LIMIT)
-        full = await self._disk_full(ws.data, limit)
-        reason = algorithm_outcome(exit_, interrupt, disk_full=full)
-        detail = self._killed_under(job, exit_, interrupt)
-        if detail:
-            reason = TerminationReason.ERROR
+        reason, detail = await self._why_ended(job, exit_, interrupt)
         ended = await self._algorithm_ended(job, exit_, reason, detail)
         self.offpath.remove_later(job.job_id, name)
+        if exit_.lost:
+            # Its outputs are where it ran, out of reach: no filter, the logs are published.
+            return Ending(reason=reason, detail=detail)
         return ended
+
+    async def _start_algorithm(self, job: Job, name: str, live: LiveLog) -> Job | None:
+        """Start the algorithm's container; the job moved on (40 → 50) if the runtime
+        refused (a GPU driver it lacks, a device it cannot resolve, its node gone), said in
+        one line, with no container left behind. None once it started."""
+        try:
+            await self.runtime.start(name)
+            return None
+        except ContainerError as e:
+            await live.close()
+            log.warning("job %s: the algorithm container could not start: %s", job.job_id, e)
+            why = f"the algorithm container could not start: {e.message}"
+            ended = await self._algorithm_ended(job, None, TerminationReason.ERROR, why)
+            self.offpath.remove_later(job.job_id, name)
+            return ended
+
+    async def _why_ended(
+        self, job: Job, exit_: ContainerExit, interrupt: Interrupt | None
+    ) -> tuple[TerminationReason, str]:
+        """The algorithm's termination reason, and the sentence where the runtime ended it."""
+        if interrupt is Interrupt.TIMEOUT:
+            await self.store.request_stop(job.job_id, StopRequest.TIME_LIMIT)
+        full = await self._disk_full(self.context(job).workspace.data, self.disk_limit(job))
+        detail = self._killed_under(job, exit_, interrupt)
+        if detail:
+            return TerminationReason.ERROR, detail
+        return algorithm_outcome(exit_, interrupt, disk_full=full), ""
 
     def _killed_under(self, job: Job, exit_: ContainerExit, interrupt: Interrupt | None) -> str:
         """Why the algorithm ended by no doing of its own, where the runtime did it: Docker

@@ -18,6 +18,7 @@ LAYERS = {
     "commands": "test",
     "docker": "test",
     "clients": "test",
+    "swarm": "test",
 }
 DESELECTING = ("-m", "-k", "--ignore", "--ignore-glob", "--deselect", "--co", "--collect-only")
 

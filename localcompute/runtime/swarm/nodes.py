@@ -17,6 +17,7 @@ import docker
 from localcompute.core.errors import ConfigError
 from localcompute.core.settings import RuntimeSettings
 from localcompute.runtime.base import LABEL_STAGE, NodeResources
+from localcompute.runtime.swarm.services import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +170,7 @@ def run_task(
         tasks = api.tasks(filters={"service": name})
         if tasks:
             last = tasks[0]
-            if (last.get("Status") or {}).get("State") in (
-                "complete",
-                "failed",
-                "shutdown",
-                "rejected",
-                "orphaned",
-                "remove",
-            ):
+            if (last.get("Status") or {}).get("State") in TERMINAL:
                 return last
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
@@ -215,10 +209,12 @@ def run_reap(
             },
             timeout=timeout,
         )
-        state = ((task or {}).get("Status") or {}).get("State")
-        if state == "rejected":
-            err = ((task or {}).get("Status") or {}).get("Err")
-            log.warning("swarm: the reap on node %s was refused: %s", node_id, err)
+        status = (task or {}).get("Status") or {}
+        if status.get("State") not in TERMINAL or status.get("State") == "rejected":
+            # The node is down, or cannot run the helper: what is there stays, and the
+            # sweep tries again (the job's data folder on the server says so).
+            why = status.get("Err") or status.get("Message") or "no task"
+            raise OSError(f"the reap on node {node_id} did not run: {why}")
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             api.remove_service(name)

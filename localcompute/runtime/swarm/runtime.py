@@ -58,7 +58,7 @@ NODE_CHECK_SECONDS = 2.0
 START_TIMEOUT = 600.0
 # How long the log stream is read after its task ended: the node ships the last lines.
 LOG_TAIL_SECONDS = 0.5
-REAP_TIMEOUT = 60.0
+REAP_TIMEOUT = 30.0
 
 
 @dataclass
@@ -172,10 +172,16 @@ class SwarmRuntime(DockerRuntime):
             )
         )
         deadline = time.monotonic() + START_TIMEOUT
+        next_node_check = time.monotonic() + NODE_CHECK_SECONDS
         delay = POLL_FIRST
         while True:
             task = await self._task(name)
             state = str(((task or {}).get("Status") or {}).get("State", ""))
+            if task is not None and time.monotonic() > next_node_check:
+                next_node_check = time.monotonic() + NODE_CHECK_SECONDS
+                down = await self._node_down(str(task.get("NodeID", "")))
+                if down:
+                    raise ContainerError(down)
             if task is not None and state not in services.NOT_STARTED:
                 self._tasks[name] = str(task["ID"])
                 if state == "rejected":
@@ -369,6 +375,11 @@ class SwarmRuntime(DockerRuntime):
         if self._node is None or self._api is None:
             return
         api = self._api
+        state = (api.inspect_node(self._node.node_id).get("Status") or {}).get("State")
+        if state != "ready":
+            # Nothing can run there now: the job's data folder stays, and the sweep
+            # reaps once the node is back.
+            raise OSError(f"node {self._node.hostname} is {state}: its reap waits for it")
         for job_id in jobs:
             for service in api.services(filters={"label": f"{LABEL_JOB}={job_id}"}):
                 with contextlib.suppress(docker.errors.NotFound):
@@ -408,7 +419,10 @@ class SwarmRuntime(DockerRuntime):
         return services.original_task(own)
 
     async def _node_down(self, node_id: str) -> str:
-        """Why the node is gone, in words naming it; "" while it is up."""
+        """Why the node is gone, in words naming it; "" while it is up (or the task has
+        no node yet)."""
+        if not node_id:
+            return ""
         try:
             node = await self._short(lambda: self._api.inspect_node(node_id))
         except ContainerError:
