@@ -91,9 +91,17 @@ node_socket = "{self.worker_socket}"
 
 @pytest.fixture(scope="session")
 def lab() -> Lab:
+    try:
+        return lab_from_env()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+
+
+def lab_from_env() -> Lab:
+    """The lab `scripts/swarm-lab env` describes; RuntimeError when it is not up."""
     done = subprocess.run([str(LAB_SCRIPT), "env"], capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.fail(
+        raise RuntimeError(
             "the swarm lab is not up: `scripts/swarm-lab up` starts it (`scripts/run test` "
             f"does): {done.stderr.strip()}"
         )
