@@ -251,6 +251,30 @@ async def test_the_server_killed_while_the_algorithm_runs_finishes_it_at_its_nex
     assert lab.left_behind(instance) == []
 
 
+GPU_ENVIRONMENT = """
+[[environments]]
+id = "gpu"
+gpus = 1
+max_jobs = 1
+max_job_duration = 60
+"""
+
+
+async def test_a_gpu_job_gets_one_of_the_nodes_gpus_named_by_swarm(
+    lab: Lab, swarm_root: Path
+) -> None:
+    async with swarm_server(lab, swarm_root, GPU_ENVIRONMENT) as server:
+        engine = server.engine
+        spec = raw_job(
+            'echo "$DOCKER_RESOURCE_GPU" > $OUTPUTS/gpu.txt', image=BUSYBOX, environment="gpu"
+        )
+        job = await wait_final(engine, await engine.submit(spec), timeout=90)
+        assert job.status == JobStatus.JOB_COMPLETED, job
+        [gpu] = [i for i, r in enumerate(job.results) if r.filename == "gpu.txt"]
+        # The lab's node B declares two (gpu=lab-gpu-0, gpu=lab-gpu-1): the job got one.
+        assert engine.result_path(job, gpu).read_text().strip() in ("lab-gpu-0", "lab-gpu-1")
+
+
 # Last: it kills node B's engine, which `scripts/swarm-lab up` then starts again.
 async def test_node_b_killed_while_the_algorithm_runs_ends_the_job_naming_the_node(
     lab: Lab, swarm_root: Path

@@ -254,14 +254,21 @@ class SwarmRuntime(DockerRuntime):
                 raise
 
     async def remove(self, name: str) -> None:
-        """The service goes; its container stays on the node until the job's reap."""
+        """The service goes; its container stays on the node until the job's reap (a
+        server's own probe, of no job, is reaped at once)."""
         self._created.pop(name, None)
         self._tasks.pop(name, None)
+        service = await self._service(name)
+        if service is None:
+            return
         try:
             await self._short(lambda: self._api.remove_service(name))
         except ContainerError as e:
             if e.details.get("status") != 404:
                 raise
+        labels = service["Spec"].get("Labels") or {}
+        if not labels.get(LABEL_JOB) and labels.get(LABEL_STAGE):
+            await asyncio.to_thread(self._reap_blocking, [], [labels[LABEL_STAGE]], "")
 
     async def list_labelled(self, instance: str) -> list[ContainerInfo]:
         found = await self._short(

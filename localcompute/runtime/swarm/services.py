@@ -100,6 +100,9 @@ def service_body(
     stage = spec.labels.get(LABEL_STAGE, "")
     job_id = spec.labels.get(LABEL_JOB, "")
     env = dict(spec.environment)
+    # Swarm picks the node's devices itself and names them in DOCKER_RESOURCE_GPU; the
+    # pool's names (the count is the same) would say other ones.
+    env.pop("LOCALCOMPUTE_GPUS", None)
     if stage in SERVER_STAGES and job_id:
         env["LOCALCOMPUTE_STAGE_URL"] = f"{placement.server_url}/api/runtime/jobs/{job_id}/{stage}"
         env["LOCALCOMPUTE_STAGE_TOKEN"] = token
