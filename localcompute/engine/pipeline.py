@@ -368,15 +368,9 @@ class Pipeline:
         detail = self._killed_under(job, exit_, interrupt)
         if detail:
             return TerminationReason.ERROR, detail
-        reason = algorithm_outcome(exit_, interrupt, disk_full=full)
-        if (
-            reason is TerminationReason.FAILED
-            and exit_.oom_killed is None
-            and exit_.exit_code == 137
-        ):
-            # A runtime that cannot tell OOM from a SIGKILL (Swarm) says so, in the detail.
-            return reason, "killed (exit 137): out of memory or a signal; the runtime cannot tell"
-        return reason, ""
+        # A runtime that cannot tell OOM from another SIGKILL (Swarm: exit 137 only) gives
+        # no flag: the job ends failed, its exit code 137 kept.
+        return algorithm_outcome(exit_, interrupt, disk_full=full), ""
 
     def _killed_under(self, job: Job, exit_: ContainerExit, interrupt: Interrupt | None) -> str:
         """Why the algorithm ended by no doing of its own, where the runtime did it: Docker

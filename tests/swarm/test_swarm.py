@@ -275,6 +275,27 @@ async def test_a_gpu_job_gets_one_of_the_nodes_gpus_named_by_swarm(
         assert engine.result_path(job, gpu).read_text().strip() in ("lab-gpu-0", "lab-gpu-1")
 
 
+SMALL_ENVIRONMENT = """
+[[environments]]
+id = "small"
+ram_gb = 0.0625
+max_jobs = 1
+max_job_duration = 60
+"""
+
+
+async def test_past_its_memory_the_algorithm_is_killed_and_the_job_fails_with_exit_137(
+    lab: Lab, swarm_root: Path
+) -> None:
+    async with swarm_server(lab, swarm_root, SMALL_ENVIRONMENT) as server:
+        engine = server.engine
+        # tail keeps the last 200 MB it read: far past the environment's 64 MiB.
+        spec = raw_job("tail -c 200000000 /dev/zero", image=BUSYBOX, environment="small")
+        job = await wait_final(engine, await engine.submit(spec), timeout=90)
+        # Swarm cannot tell OOM from another SIGKILL: failed, with exit code 137.
+        assert (job.exit_code, str(job.termination_reason)) == (137, "failed"), job.detail
+
+
 # Last: it kills node B's engine, which `scripts/swarm-lab up` then starts again.
 async def test_node_b_killed_while_the_algorithm_runs_ends_the_job_naming_the_node(
     lab: Lab, swarm_root: Path
