@@ -19,7 +19,8 @@ from localcompute.runtime.quota import Mechanism, remove_tree
 
 @dataclass(frozen=True)
 class SwarmQuota:
-    release: Callable[[str], None]  # the job's id → everything of it on the cluster goes
+    # The job's id, and what to do once everything of it on the cluster is gone.
+    release: Callable[[str, Callable[[], None]], None]
     mechanism: Mechanism = "volumes"
     hard: bool = False
 
@@ -31,8 +32,7 @@ class SwarmQuota:
         folder.mkdir(parents=True, exist_ok=True)
 
     def detach(self, folder: Path, key: str) -> None:
-        self.release(key)
-        remove_tree(folder)
+        self.release(key, lambda: remove_tree(folder))
 
     def full(self, folder: Path, limit: int) -> bool:
         return False  # not measurable from here: see the module's docstring

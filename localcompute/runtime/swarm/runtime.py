@@ -14,11 +14,12 @@ disk quota (SwarmQuota), and OOM seen only as exit 137.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,13 @@ log = logging.getLogger(__name__)
 # How often a task is asked about while it is awaited: quickly at first (a trivial stage
 # ends in well under a second), then less often.
 POLL_FIRST = 0.05
-POLL_MOST = 0.5
+POLL_MOST = 0.25
 # How often the node of an awaited task is asked whether it is still up.
 NODE_CHECK_SECONDS = 2.0
 # How long a task may take to begin (the node pulls its image meanwhile).
 START_TIMEOUT = 600.0
 # How long the log stream is read after its task ended: the node ships the last lines.
-LOG_TAIL_SECONDS = 0.5
+LOG_TAIL_SECONDS = 0.1
 REAP_TIMEOUT = 30.0
 
 
@@ -83,6 +84,8 @@ class SwarmRuntime(DockerRuntime):
         self._jobs: dict[str, _Job] = {}
         self._node: nodes.Node | None = None
         self._key: StageKey | None = None
+        # Where ended jobs are reaped, one at a time, off their path.
+        self._reaper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="swarm-reap")
 
     # -- lifecycle and the nodes -----------------------------------------------
 
@@ -150,6 +153,12 @@ class SwarmRuntime(DockerRuntime):
         job_id = spec.labels.get(LABEL_JOB)
         if job_id:
             self._jobs[job_id] = _Job(spec.labels.get(LABEL_INSTANCE, ""))
+            if spec.network is Network.NONE:
+                # Made now, while the fetch runs (the engine creates the algorithm ahead).
+                placement = self._placement(spec.labels.get(LABEL_INSTANCE, ""))
+                await self._ensure_job_network(
+                    services.job_network_name(placement.instance, job_id), spec
+                )
         self._created[spec.name] = spec
 
     async def start(self, name: str) -> None:
@@ -160,8 +169,6 @@ class SwarmRuntime(DockerRuntime):
             raise ContainerError(f"no container {name} to start", status=404)
         placement = self._placement(spec.labels.get(LABEL_INSTANCE, ""))
         network = services.network_for(spec, placement)
-        if network is not None and spec.network is Network.NONE and spec.labels.get(LABEL_JOB):
-            await self._ensure_job_network(network, spec)
         job_id = spec.labels.get(LABEL_JOB, "")
         stage = spec.labels.get(LABEL_STAGE, "")
         token = self._key.token(job_id, stage) if self._key and job_id else ""
@@ -372,11 +379,29 @@ class SwarmRuntime(DockerRuntime):
             if e.details.get("status") != 409:
                 raise
 
-    def release_job(self, job_id: str) -> None:
-        """Everything of an ended job on the cluster: its services, its containers and
-        volumes on the node (the reap task), its network. Blocks: called off the loop."""
+    def release_job(self, job_id: str, then: Callable[[], None]) -> None:
+        """Everything of an ended job on the cluster goes: its services, its containers
+        and volumes on the node (the reap task), its network; then `then` runs (the job's
+        data folder on the server goes, the sign that nothing of it is left). Off the
+        job's path: its final status does not wait for the reap. A reap that fails (the
+        node is down) leaves the folder, and the sweep tries again."""
         job = self._jobs.pop(job_id, None)
-        self._reap_blocking([job_id], [], job.instance if job else "")
+
+        def reap() -> None:
+            try:
+                self._reap_blocking([job_id], [], job.instance if job else "")
+            except Exception as e:
+                log.warning("swarm: job %s: its reap failed (the sweep retries): %s", job_id, e)
+                return
+            then()
+
+        self._reaper.submit(reap)
+
+    async def close(self) -> None:
+        # The reaps under way finish first: they need the manager's API.
+        await asyncio.to_thread(self._reaper.shutdown, wait=True)
+        self._reaper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="swarm-reap")
+        await super().close()
 
     def _reap_blocking(self, jobs: list[str], stages: list[str], instance: str) -> None:
         if self._node is None or self._api is None:
