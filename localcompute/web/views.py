@@ -142,7 +142,11 @@ def described(description: str, state: EnvironmentState | None) -> str:
     if state is not None and state.unavailable:
         notes.append(f"unavailable: {state.unavailable}")
     if state is not None and not state.disk_hard:
-        notes.append("disk limit is soft: a job past it is stopped within a second")
+        notes.append(
+            "disk limit is soft: a job past it is stopped within a second"
+            if state.disk_quota == "watch"
+            else "disk limit is soft: not measured while a job runs; results past it are refused"
+        )
     return " ".join([description, *(f"({n})" for n in notes)]).strip()
 
 

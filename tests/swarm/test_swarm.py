@@ -110,18 +110,14 @@ async def test_a_job_of_each_dialect_runs_on_node_b_and_none_on_a(
     ):
         instance = server.engine.instance
         label = f"label=localcompute.instance={instance}"
+        async with session.get(f"{server.base_url}/api/services/computeEnvironments") as r:
+            [test_env] = [e for e in await r.json() if e["id"] == "test"]
+        # A job's disk on a node is its volumes there: soft, and said so.
+        assert test_env["diskQuota"] == {"mechanism": "volumes", "hard": False}
+        assert "not measured while a job runs" in test_env["desc"]
         consumer = Consumer(session, server.base_url)
         code, answer = await consumer.start(
-            {
-                "meta": {
-                    "rawcode": "sleep 1; cat /data/inputs/*/0 > $OUTPUTS/copy.txt",
-                    "container": {
-                        "image": "localcompute/busybox",
-                        "tag": "latest",
-                        "entrypoint": "sh $ALGO",
-                    },
-                }
-            }
+            raw_algorithm("sleep 1; cat /data/inputs/*/0 > $OUTPUTS/copy.txt")
         )
         assert code == 200, answer
         provider_job = answer[0]["jobId"]
@@ -218,18 +214,7 @@ async def test_the_server_killed_while_the_algorithm_runs_finishes_it_at_its_nex
     instance = served.instance
     async with aiohttp.ClientSession() as session:
         consumer = Consumer(session, served.base_url)
-        code, answer = await consumer.start(
-            {
-                "meta": {
-                    "rawcode": "echo ran >> $OUTPUTS/runs.txt; sleep 4",
-                    "container": {
-                        "image": "localcompute/busybox",
-                        "tag": "latest",
-                        "entrypoint": "sh $ALGO",
-                    },
-                }
-            }
-        )
+        code, answer = await consumer.start(raw_algorithm("echo ran >> $OUTPUTS/runs.txt; sleep 4"))
         assert code == 200, answer
         job_id = answer[0]["jobId"]
         deadline = time.monotonic() + 60
