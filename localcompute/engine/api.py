@@ -113,7 +113,7 @@ class Engine:
                 if self.disk.hard
                 else "soft: a watcher stops a job past it"
                 if self.disk.mechanism == "watch"
-                else "soft: not measured while a job runs",
+                else "soft: measured on the node, a job past it is stopped",
                 f"; passed over: {passed_over}" if passed_over else "",
             )
             await self.store.open()

@@ -32,6 +32,9 @@ from localcompute.runtime.workspace import Workspace, file_digest
 from localcompute.store import Store
 
 FETCH, FILTER = "fetch", "filter"
+GIB = 1024**3
+# What an upload may be past twice the job's disk, for a small job: see _limit.
+SLACK_BYTES = GIB
 _STAGE_STATUS = {FETCH: JobStatus.CONFIGURING_VOLUMES, FILTER: JobStatus.FILTERING_RESULTS}
 
 
@@ -93,10 +96,12 @@ class StageFiles:
             raise JobNotFoundError(f"the filter cannot upload {name!r}")
 
     def _limit(self, job: Job) -> int:
-        """What the job may upload: what the pool gave it of disk."""
-        if job.allocation is not None and job.allocation.disk_bytes:
-            return job.allocation.disk_bytes
-        return 1024**3
+        """The most one upload may be: the job's disk twice, or with 1 GiB more if that is
+        more. A node's disk quota is soft (its meter is read every half second, through
+        the manager), so a job stopped past its disk may have written more than it; this
+        bounds what it can make the server keep."""
+        disk = job.allocation.disk_bytes if job.allocation and job.allocation.disk_bytes else GIB
+        return max(2 * disk, disk + SLACK_BYTES)
 
 
 def _plain_name(name: str) -> bool:

@@ -145,7 +145,8 @@ def described(description: str, state: EnvironmentState | None) -> str:
         notes.append(
             "disk limit is soft: a job past it is stopped within a second"
             if state.disk_quota == "watch"
-            else "disk limit is soft: not measured while a job runs; results past it are refused"
+            else "disk limit is soft: measured on the node every half second, a job past it "
+            "is stopped"
         )
     return " ".join([description, *(f"({n})" for n in notes)]).strip()
 

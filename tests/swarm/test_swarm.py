@@ -111,10 +111,11 @@ async def test_a_job_of_each_dialect_runs_on_node_b_and_none_on_a(
         instance = server.engine.instance
         label = f"label=localcompute.instance={instance}"
         async with session.get(f"{server.base_url}/api/services/computeEnvironments") as r:
-            [test_env] = [e for e in await r.json() if e["id"] == "test"]
+            by_chain = await r.json()
+        [test_env] = [e for e in by_chain["8996"] if e["id"] == "test"]
         # A job's disk on a node is its volumes there: soft, and said so.
         assert test_env["diskQuota"] == {"mechanism": "volumes", "hard": False}
-        assert "not measured while a job runs" in test_env["desc"]
+        assert "measured on the node every half second" in test_env["desc"]
         consumer = Consumer(session, server.base_url)
         code, answer = await consumer.start(
             raw_algorithm("sleep 1; cat /data/inputs/*/0 > $OUTPUTS/copy.txt")
@@ -279,6 +280,34 @@ async def test_past_its_memory_the_algorithm_is_killed_and_the_job_fails_with_ex
         job = await wait_final(engine, await engine.submit(spec), timeout=90)
         # Swarm cannot tell OOM from another SIGKILL: failed, with exit code 137.
         assert (job.exit_code, str(job.termination_reason)) == (137, "failed"), job.detail
+
+
+SMALL_DISK = """
+[[environments]]
+id = "smalldisk"
+disk_gb = 0.05
+max_jobs = 1
+max_job_duration = 60
+"""
+
+
+async def test_past_its_disk_the_algorithm_is_stopped_as_on_the_local_engine(
+    lab: Lab, swarm_root: Path
+) -> None:
+    async with swarm_server(lab, swarm_root, SMALL_DISK) as server:
+        engine = server.engine
+        # 200 MiB, 1 MiB every 50 ms, into a job of 50 MB: the meter on B sees it pass,
+        # the engine stops it.
+        spec = raw_job(
+            "for i in $(seq 200); do head -c 1048576 /dev/zero >> $OUTPUTS/big; sleep 0.05; "
+            "done; sleep 30",
+            image=BUSYBOX,
+            environment="smalldisk",
+        )
+        started = time.monotonic()
+        job = await wait_final(engine, await engine.submit(spec), timeout=90)
+        assert str(job.termination_reason) == "disk", (job.termination_reason, job.detail)
+        assert time.monotonic() - started < 25  # not the 30 s sleep: stopped
 
 
 # Last: it kills node B's engine, which `scripts/swarm-lab up` then starts again.

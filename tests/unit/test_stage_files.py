@@ -15,6 +15,7 @@ import pytest
 from localcompute.core.errors import AccessDeniedError, InvalidJobError, JobConflictError
 from localcompute.core.stagekey import StageKey
 from localcompute.core.status import JobStatus
+from localcompute.engine import stage_files
 from localcompute.engine.stage_files import StageFiles
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
@@ -49,14 +50,17 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def test_a_result_is_taken_only_whole_and_with_the_sha256_it_says(tmp_path: Path) -> None:
+async def test_a_result_is_taken_only_whole_and_with_the_sha256_it_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stage_files, "SLACK_BYTES", 50)  # a small job's: 100 + 50
     stage = files(tmp_path)
     token = StageKey(b"k" * 32).token(JOB, "filter")
     results = Workspace.of(tmp_path, JOB).results
     with pytest.raises(InvalidJobError, match="sha256"):
         await stage.receive(JOB, token, "results/a.txt", sha(b"other"), body(b"data"))
-    with pytest.raises(InvalidJobError, match="more than the job's 100 bytes"):
-        await stage.receive(JOB, token, "results/big", sha(b"x" * 101), body(b"x" * 101))
+    with pytest.raises(InvalidJobError, match="more than the job's 200 bytes"):
+        await stage.receive(JOB, token, "results/big", sha(b"x" * 201), body(b"x" * 201))
     with pytest.raises(InvalidJobError, match="needs its X-Content-Sha256"):
         await stage.receive(JOB, token, "results/a.txt", None, body(b"data"))
     assert list(results.iterdir()) == []  # nothing of a refused upload stays

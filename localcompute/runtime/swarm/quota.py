@@ -1,6 +1,7 @@
 """A job's disk under Swarm: its volumes on the node, which no quota of the server's host
-can limit. Soft, and weaker than the local engine's watcher: the volumes are not measured
-while the job runs (the manager cannot see a node's disk); the server refuses an upload
+can limit. Soft, like the local engine's watcher: the manager cannot see a node's disk, so
+a meter task on the node measures the job's volumes every half second (the runtime reads
+its log), and the engine stops a job past its limit; the server also refuses an upload
 past the job's disk (engine/stage_files.py). Releasing the job's disk is where its
 services, containers, volumes and network go (SwarmRuntime.release_job).
 
@@ -21,6 +22,8 @@ from localcompute.runtime.quota import Mechanism, remove_tree
 class SwarmQuota:
     # The job's id, and what to do once everything of it on the cluster is gone.
     release: Callable[[str, Callable[[], None]], None]
+    # The job's id → the bytes its volumes hold, as its meter on the node last said.
+    usage: Callable[[str], int | None] = lambda job_id: None
     mechanism: Mechanism = "volumes"
     hard: bool = False
 
@@ -35,7 +38,8 @@ class SwarmQuota:
         self.release(key, lambda: remove_tree(folder))
 
     def full(self, folder: Path, limit: int) -> bool:
-        return False  # not measurable from here: see the module's docstring
+        used = self.usage(folder.parent.name)  # folder: <data_dir>/jobs/<job>/data
+        return used is not None and used > limit
 
     @staticmethod
     def held(jobs_dir: Path) -> list[Path]:

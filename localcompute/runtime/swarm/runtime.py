@@ -18,6 +18,7 @@ import concurrent.futures
 import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from localcompute.core.errors import ConfigError, ContainerError
 from localcompute.core.settings import Settings
 from localcompute.core.stagekey import StageKey
 from localcompute.runtime.base import (
+    DATA_AREAS,
     LABEL_INSTANCE,
     LABEL_JOB,
     LABEL_STAGE,
@@ -37,6 +39,7 @@ from localcompute.runtime.base import (
     ContainerInfo,
     ContainerSpec,
     ContainerState,
+    Mount,
     Network,
     NodeResources,
 )
@@ -60,6 +63,23 @@ START_TIMEOUT = 600.0
 # How long the log stream is read after its task ended: the node ships the last lines.
 LOG_TAIL_SECONDS = 0.1
 REAP_TIMEOUT = 30.0
+# The meter: a job's volumes measured on its node, as its disk quota's watcher reads them.
+METER_SECONDS = 0.5
+METER = (
+    "import os, sys, time\n"
+    "def size(top):\n"
+    "    total = 0\n"
+    "    for root, dirs, files in os.walk(top):\n"
+    "        for name in dirs + files:\n"
+    "            try:\n"
+    "                total += os.lstat(os.path.join(root, name)).st_blocks * 512\n"
+    "            except OSError:\n"
+    "                pass\n"
+    "    return total\n"
+    "while True:\n"
+    "    print(sum(size(top) for top in sys.argv[1:]), flush=True)\n"
+    f"    time.sleep({METER_SECONDS})\n"
+)
 
 
 @dataclass
@@ -84,6 +104,10 @@ class SwarmRuntime(DockerRuntime):
         self._jobs: dict[str, _Job] = {}
         self._node: nodes.Node | None = None
         self._key: StageKey | None = None
+        # Job id → bytes its volumes hold, as its meter last said; and the meters' readers.
+        self._usage: dict[str, int] = {}
+        self._meters: dict[str, asyncio.Task[None]] = {}
+        self._network_locks: dict[str, asyncio.Lock] = {}
         # Where ended jobs are reaped, one at a time, off their path.
         self._reaper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="swarm-reap")
 
@@ -103,7 +127,10 @@ class SwarmRuntime(DockerRuntime):
                 f"[pool] disk_quota = {wanted}: a job's disk on a Swarm node is its volumes "
                 "there, which no quota of this host limits; use auto or watch"
             )
-        return SwarmQuota(self.release_job), "no quota of this host limits a node's volumes"
+        return (
+            SwarmQuota(self.release_job, self.usage),
+            "no quota of this host limits a node's volumes: a meter on the node measures them",
+        )
 
     async def leftover_storage(self, jobs_dir: Path) -> list[Path]:
         return await asyncio.to_thread(SwarmQuota.held, jobs_dir)
@@ -173,6 +200,8 @@ class SwarmRuntime(DockerRuntime):
         stage = spec.labels.get(LABEL_STAGE, "")
         token = self._key.token(job_id, stage) if self._key and job_id else ""
         body = services.service_body(spec, placement, network=network, token=token)
+        if job_id and stage in ("fetch", "algorithm"):
+            await self._meter(spec, placement, start=stage == "fetch")
         await self._short(
             lambda: self._api._result(
                 self._api._post_json(self._api._url("/services/create"), data=body), True
@@ -294,8 +323,8 @@ class SwarmRuntime(DockerRuntime):
         for service in found:
             labels = service["Spec"].get("Labels") or {}
             name = service["Spec"]["Name"]
-            if labels.get(LABEL_STAGE) == "reap":
-                continue  # the reap's own, gone when it ends
+            if labels.get(LABEL_STAGE) in ("reap", "meter"):
+                continue  # the runtime's own: the meter goes with its job's reap
             infos.append(
                 ContainerInfo(
                     name,
@@ -341,10 +370,17 @@ class SwarmRuntime(DockerRuntime):
                 yield batch
         finally:
             closing.cancel()
+            # The pump's thread may be blocked reading: the socket is cut first (which
+            # wakes it), and the response closed off the loop, since closing it waits for
+            # that read to let go.
+            holder["closed"] = True
+            sock = holder.get("sock")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             response = holder.get("response")
             if response is not None:
-                with contextlib.suppress(Exception):
-                    response.close()
+                threading.Thread(target=_close_quietly, args=(response,), daemon=True).start()
 
     async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
         def copy() -> int:
@@ -362,22 +398,69 @@ class SwarmRuntime(DockerRuntime):
                 raise
             return write_capped([], path, limit=limit, append=append)
 
-    # -- the job's network and its reap -------------------------------------------
+    # -- the job's meter, network and reap -------------------------------------------
+
+    def usage(self, job_id: str) -> int | None:
+        """Bytes the job's volumes hold on its node, as last measured; None before."""
+        return self._usage.get(job_id)
+
+    async def _meter(self, spec: ContainerSpec, placement: services.Placement, start: bool) -> None:
+        """The job's meter: a task on its node that measures the job's data volumes every
+        METER_SECONDS (read only, no network) and says it in its log, which is read here.
+        Started with the fetch; after a restart, read again from the algorithm's start."""
+        job_id = spec.labels[LABEL_JOB]
+        name = f"lc-{placement.instance}-{job_id}-meter"
+        if start:
+            meter = ContainerSpec(
+                name=name,
+                image=placement.helper_image,
+                entrypoint=["python3", "-c", METER],
+                command=[f"/data/{a}" for a in DATA_AREAS],
+                labels={**spec.labels, LABEL_STAGE: "meter"},
+                mounts=tuple(Mount(Path(), f"/data/{a}", True, a) for a in DATA_AREAS),
+                network=Network.NONE,
+                user=spec.user,
+                nano_cpus=100_000_000,
+                memory_bytes=64 * 1024**2,
+                pids_limit=spec.pids_limit,
+                log_max_bytes=1024 * 1024,
+            )
+            network = services.network_for(meter, placement)
+            if network is not None:
+                await self._ensure_job_network(network, meter)
+            if await self._service(name) is None:
+                body = services.service_body(meter, placement, network=network, token="")
+                await self._short(
+                    lambda: self._api._result(
+                        self._api._post_json(self._api._url("/services/create"), data=body), True
+                    )
+                )
+        if job_id not in self._meters and (start or await self._service(name) is not None):
+            self._meters[job_id] = asyncio.ensure_future(self._read_meter(job_id, name))
+
+    async def _read_meter(self, job_id: str, name: str) -> None:
+        with contextlib.suppress(Exception):  # the meter goes with the job's reap
+            async for batch in self.follow_logs(name):
+                lines = [w for w in batch.split() if w.isdigit()]
+                if lines:
+                    self._usage[job_id] = int(lines[-1])
 
     async def _ensure_job_network(self, network: str, spec: ContainerSpec) -> None:
+        """The job's internal overlay, made once: the meter and the algorithm made ahead
+        both want it, at once, while the fetch runs."""
         labels = {
             LABEL_INSTANCE: spec.labels.get(LABEL_INSTANCE, ""),
             LABEL_JOB: spec.labels.get(LABEL_JOB, ""),
         }
-        try:
+        async with self._network_locks.setdefault(network, asyncio.Lock()):
+            found = await self._short(lambda: self._api.networks(names=[network]))
+            if any(n.get("Name") == network for n in found):
+                return
             await self._short(
                 lambda: self._api.create_network(
-                    network, driver="overlay", internal=True, labels=labels, check_duplicate=True
+                    network, driver="overlay", internal=True, labels=labels
                 )
             )
-        except ContainerError as e:
-            if e.details.get("status") != 409:
-                raise
 
     def release_job(self, job_id: str, then: Callable[[], None]) -> None:
         """Everything of an ended job on the cluster goes: its services, its containers
@@ -386,6 +469,12 @@ class SwarmRuntime(DockerRuntime):
         job's path: its final status does not wait for the reap. A reap that fails (the
         node is down) leaves the folder, and the sweep tries again."""
         job = self._jobs.pop(job_id, None)
+        reader = self._meters.pop(job_id, None)
+        if reader is not None:
+            reader.get_loop().call_soon_threadsafe(reader.cancel)
+        self._usage.pop(job_id, None)
+        if job is not None:
+            self._network_locks.pop(services.job_network_name(job.instance, job_id), None)
 
         def reap() -> None:
             try:
@@ -464,6 +553,11 @@ class SwarmRuntime(DockerRuntime):
             host = (node.get("Description") or {}).get("Hostname", "")
             return f"node {host} ({node_id}) went {state} while the job ran there"
         return ""
+
+
+def _close_quietly(response: Any) -> None:
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def _payloads(chunks: Iterator[bytes], holder: dict[str, Any]) -> Iterator[bytes]:
