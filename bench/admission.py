@@ -19,7 +19,8 @@ from pathlib import Path
 
 from localcompute.core.models import AlgorithmSpec, JobSpec
 from localcompute.core.settings import EnvironmentSettings
-from localcompute.engine.pool import GIB, Capacity, Pool
+from localcompute.engine.amounts import GIB, Capacity
+from localcompute.engine.pool import Pool
 from localcompute.store import JobStore
 
 ROUNDS = 30

@@ -327,6 +327,9 @@ class Allocation(_Frozen):
     ram_bytes: int = Field(gt=0)
     disk_bytes: int = Field(ge=0)
     gpus: list[str] = Field(default_factory=list, description="GPU devices, by host name.")
+    node: str = Field(
+        "", description="The runtime's node the job runs on; '': the server's own host."
+    )
 
     @property
     def pinned(self) -> bool:

@@ -184,6 +184,12 @@ class EnvironmentSettings(_Section):
     algorithm_network: bool = Field(
         False, description="Whether the algorithm container gets a network."
     )
+    node_label: str = Field(
+        "",
+        pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9._/-]*(=.*)?$",
+        description='swarm: the node label ("key=value" or "key") a node must have to run '
+        "this environment's jobs; empty: any eligible node.",
+    )
 
     @property
     def gpu_count(self) -> int:

@@ -32,13 +32,14 @@ from localcompute.core.settings import Settings
 from localcompute.core.stagekey import StageKey
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine import failpoints
+from localcompute.engine.amounts import GIB, Capacity
 from localcompute.engine.capacity import capacity as pool_capacity
 from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.gpu_probe import probe_gpus
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.pipeline import ContainerDefaults, Pipeline
-from localcompute.engine.pool import GIB, Capacity, Pool
+from localcompute.engine.pool import Pool
 from localcompute.engine.scheduler import Scheduler
 from localcompute.engine.stage_files import StageFiles
 from localcompute.runtime import ContainerRuntime
@@ -91,16 +92,14 @@ class Engine:
         await self.claim_data_dir()
         try:
             nodes = await self.runtime.resources(self.settings.data_dir)
-            if len(nodes) != 1:
-                raise ConfigError(
-                    f"the runtime offers {len(nodes)} nodes: this version plans the pool on "
-                    "exactly one"
-                )
-            [node] = nodes
-            capacity = pool_capacity(node, self.settings)
-            self.pool = Pool(capacity, self.settings.environment)
+            if not nodes:
+                raise ConfigError("the runtime offers no node to run jobs on")
+            self.pool = Pool(
+                [pool_capacity(node, self.settings) for node in nodes], self.settings.environment
+            )
             contentions = self.pool.check(self.settings.environments)
-            log.info("pool: %s", capacity.describe())
+            for line in self.pool.describe():
+                log.info("pool: %s", line)
             for line in contentions:
                 log.info("pool: %s", line)
             self.disk, passed_over = await self.runtime.disk_quota(
@@ -147,12 +146,14 @@ class Engine:
             self.unavailable = await probe_gpus(
                 self.runtime,
                 self.settings,
-                self.pool.capacity.gpus,
+                self.pool.nodes,
                 instance=instance,
                 user=pipeline.defaults.user,
             )
             self.cpu_types = {
-                e.id: e.cpu_type or node.cpu_model for e in self.settings.environments
+                e.id: e.cpu_type
+                or next((n.cpu_model for n in self.pool.nodes if n.serves(e.node_label)), "")
+                for e in self.settings.environments
             }
         except BaseException:
             await self.close()

@@ -1,10 +1,11 @@
-"""The pool's capacity: what the runtime's node offers, capped by the [pool] section."""
+"""The pool's capacity: what each of the runtime's nodes offers, capped by the [pool]
+section (node by node, where there are several)."""
 
 from __future__ import annotations
 
 from localcompute.core.errors import ConfigError
 from localcompute.core.settings import Settings
-from localcompute.engine.pool import GIB, Capacity, cpuset_text, parse_cpuset
+from localcompute.engine.amounts import GIB, Capacity, cpuset_text, parse_cpuset
 from localcompute.runtime import NodeResources
 
 
@@ -28,4 +29,12 @@ def capacity(node: NodeResources, settings: Settings) -> Capacity:
         gpus = tuple(dict.fromkeys(named))
     if not gpus and any(env.gpu_count for env in settings.environments):
         gpus = node.gpus
-    return Capacity(cores=cores, ram_bytes=ram, disk_bytes=disk, gpus=gpus)
+    return Capacity(
+        cores=cores,
+        ram_bytes=ram,
+        disk_bytes=disk,
+        gpus=gpus,
+        node=node.node,
+        labels=node.labels,
+        cpu_model=node.cpu_model,
+    )

@@ -12,6 +12,7 @@ import logging
 
 from localcompute.core.errors import ContainerError, ImageNotFoundError
 from localcompute.core.settings import Settings
+from localcompute.engine.amounts import Capacity
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import gpu_probe_container
 
@@ -21,18 +22,21 @@ log = logging.getLogger(__name__)
 async def probe_gpus(
     runtime: ContainerRuntime,
     settings: Settings,
-    pool_gpus: tuple[str, ...],
+    nodes: tuple[Capacity, ...],
     *,
     instance: str,
     user: str,
 ) -> dict[str, str]:
-    """Environment id → why Docker cannot give its GPUs; environments that can are absent."""
+    """Environment id → why Docker cannot give its GPUs; environments that can are absent.
+    Asked on the first node that may run the environment's jobs and has GPUs."""
     unavailable: dict[str, str] = {}
     for env in settings.environments:
         if not env.gpu_count:
             continue
-        devices = tuple(env.gpu_devices) or pool_gpus
-        spec = gpu_probe_container(instance, env, devices, settings.docker, user)
+        serving = [n for n in nodes if n.serves(env.node_label)]
+        node = next((n for n in serving if n.gpus), serving[0] if serving else nodes[0])
+        devices = tuple(env.gpu_devices) or node.gpus
+        spec = gpu_probe_container(instance, env, devices, settings.docker, user, node.node)
         try:
             await runtime.remove(spec.name)
             await runtime.create(spec)

@@ -1,4 +1,7 @@
-"""The host's resources as one pool shared by every environment: pure logic, no I/O.
+"""The resources of the nodes that run jobs as one pool shared by every environment:
+pure logic, no I/O. On the local engine there is one node, the server's host; under
+Swarm each eligible node is planned on its own, and a job's allocation names its node
+(all its stages run there; an environment may name a node label).
 
 A job holds an `Allocation` (cores, a CPU amount, RAM, disk, GPU devices) from
 admission until its containers are gone. What is held is always the sum of the
@@ -16,7 +19,9 @@ admitted only if, after it, every resource the blocked job needs is still as
 available as before (up to what it needs). So small jobs fill what a big job
 cannot use, and never what it waits for. That is also why environments whose jobs
 cannot all run at once are accepted (a "whole machine" one beside a "small" one): their
-jobs wait for each other, and the start-up log names each pair that contends.
+jobs wait for each other, and the start-up log names each pair that contends. With more
+than one node a job goes to the eligible node with the most memory free that fits it, and
+the reservation holds on each node the blocked job could run on.
 """
 
 from __future__ import annotations
@@ -24,122 +29,41 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from localcompute.core.errors import ConfigError
 from localcompute.core.models import Allocation, Claim, JobResources
 from localcompute.core.settings import EnvironmentSettings
-
-GIB = 1024**3
-MILLI = 1000  # CPU is counted in thousandths of a core
-
-
-@dataclass(frozen=True)
-class Capacity:
-    """What the pool offers: measured on the host, capped by [pool]."""
-
-    cores: tuple[int, ...]
-    ram_bytes: int
-    disk_bytes: int
-    gpus: tuple[str, ...]
-
-    def describe(self) -> str:
-        gpus = f", GPUs {', '.join(self.gpus)}" if self.gpus else ""
-        return (
-            f"{len(self.cores)} cores ({cpuset_text(self.cores)}), "
-            f"{self.ram_bytes / GIB:.1f} GiB RAM, {self.disk_bytes / GIB:.1f} GiB disk{gpus}"
-        )
-
-
-@dataclass(frozen=True)
-class Demand:
-    """What one job needs of the pool."""
-
-    cpu: float
-    pinned: bool
-    ram_bytes: int
-    disk_bytes: int
-    gpus: int
-    gpu_choices: tuple[str, ...]  # the devices its environment may give
-
-    @property
-    def cpu_milli(self) -> int:
-        return round(self.cpu * MILLI)
-
-
-@dataclass
-class Usage:
-    """What the running jobs hold."""
-
-    core_milli: Counter[int]
-    pinned: set[int]
-    cpu_milli: int
-    ram_bytes: int
-    disk_bytes: int
-    gpus: set[str]
-
-    @classmethod
-    def of(cls, allocations: Iterable[Allocation]) -> Usage:
-        usage = cls(Counter(), set(), 0, 0, 0, set())
-        for allocation in allocations:
-            usage.add(allocation)
-        return usage
-
-    def copy(self) -> Usage:
-        return Usage(
-            self.core_milli.copy(),
-            set(self.pinned),
-            self.cpu_milli,
-            self.ram_bytes,
-            self.disk_bytes,
-            set(self.gpus),
-        )
-
-    def add(self, allocation: Allocation) -> None:
-        self.cpu_milli += round(allocation.cpu * MILLI)
-        if allocation.cpuset:
-            share = round(allocation.cpu * MILLI) / len(allocation.cpuset)
-            for core in allocation.cpuset:
-                self.core_milli[core] += round(share)
-            if allocation.pinned:
-                self.pinned.update(allocation.cpuset)
-        self.ram_bytes += allocation.ram_bytes
-        self.disk_bytes += allocation.disk_bytes
-        self.gpus.update(allocation.gpus)
-
-
-def parse_cpuset(text: str) -> tuple[int, ...]:
-    """ "0-3,6" → (0, 1, 2, 3, 6)."""
-    cores: set[int] = set()
-    for part in filter(None, text.split(",")):
-        low, _, high = part.partition("-")
-        cores.update(range(int(low), int(high or low) + 1))
-    return tuple(sorted(cores))
-
-
-def cpuset_text(cores: Iterable[int]) -> str:
-    """(0, 1, 2, 3, 6) → "0-3,6"."""
-    ranges: list[list[int]] = []
-    for core in sorted(cores):
-        if ranges and core == ranges[-1][1] + 1:
-            ranges[-1][1] = core
-        else:
-            ranges.append([core, core])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+from localcompute.engine.amounts import GIB, MILLI, Capacity, Demand, Usage
 
 
 class Pool:
     def __init__(
         self,
-        capacity: Capacity,
+        nodes: Capacity | Sequence[Capacity],
         environment: Callable[[str], EnvironmentSettings | None],
     ) -> None:
-        self.capacity = capacity
+        self.nodes: tuple[Capacity, ...] = (nodes,) if isinstance(nodes, Capacity) else tuple(nodes)
         self._environment = environment
 
     def __repr__(self) -> str:
-        return f"<Pool {self.capacity.describe()}>"
+        return f"<Pool {'; '.join(n.describe() for n in self.nodes)}>"
+
+    @property
+    def capacity(self) -> Capacity:
+        """The whole pool: its one node, or the sum of its nodes (cores and GPUs counted,
+        named node by node)."""
+        if len(self.nodes) == 1:
+            return self.nodes[0]
+        return Capacity(
+            cores=tuple(range(sum(len(n.cores) for n in self.nodes))),
+            ram_bytes=sum(n.ram_bytes for n in self.nodes),
+            disk_bytes=sum(n.disk_bytes for n in self.nodes),
+            gpus=tuple(f"{n.node}:{g}" for n in self.nodes for g in n.gpus),
+        )
+
+    def describe(self) -> list[str]:
+        return [n.describe() for n in self.nodes]
 
     # -- demands -----------------------------------------------------------
 
@@ -157,7 +81,8 @@ class Pool:
             # A request of 0 GB still gets the smallest disk a job can work in.
             disk_bytes=int(max(disk_gb, 0.01) * GIB),
             gpus=gpus,
-            gpu_choices=tuple(env.gpu_devices) or self.capacity.gpus,
+            gpu_choices=tuple(env.gpu_devices),
+            node_label=env.node_label,
         )
 
     def held(self, job: Claim) -> Allocation:
@@ -171,45 +96,61 @@ class Pool:
         d = self.demand(env, job.resources)
         return Allocation(cpu=d.cpu, ram_bytes=d.ram_bytes, disk_bytes=d.disk_bytes)
 
-    # -- fitting -------------------------------------------------------------
+    def usages(self, allocations: Iterable[Allocation]) -> dict[str, Usage]:
+        """What is held on each node. An allocation of no known node counts on the only
+        node where there is one (a job admitted before allocations named nodes), and
+        nowhere otherwise (its node has left the pool; the job is ended as lost)."""
+        by_node = {n.node: Usage.of([]) for n in self.nodes}
+        only = self.nodes[0].node if len(self.nodes) == 1 else None
+        for allocation in allocations:
+            node = allocation.node if allocation.node in by_node else only
+            if node is not None:
+                by_node[node].add(allocation)
+        return by_node
 
-    def fit(self, usage: Usage, d: Demand) -> Allocation | None:
-        """The allocation `d` gets with `usage` held, or None when something is short."""
-        if self.shortage(usage, d) is not None:
+    # -- fitting on one node ---------------------------------------------------
+
+    @staticmethod
+    def _choices(cap: Capacity, d: Demand) -> tuple[str, ...]:
+        return d.gpu_choices or cap.gpus
+
+    def fit(self, cap: Capacity, usage: Usage, d: Demand) -> Allocation | None:
+        """The allocation `d` gets on `cap` with `usage` held, or None when something
+        is short."""
+        if self.shortages(cap, usage, d):
             return None
         return Allocation(
             cpu=d.cpu,
-            cpuset=list(self._cores_for(usage, d) or []),
+            cpuset=list(self._cores_for(cap, usage, d) or []),
             ram_bytes=d.ram_bytes,
             disk_bytes=d.disk_bytes,
-            gpus=[g for g in d.gpu_choices if g not in usage.gpus][: d.gpus],
+            gpus=[g for g in self._choices(cap, d) if g not in usage.gpus][: d.gpus],
+            node=cap.node,
         )
 
-    def _cores_for(self, usage: Usage, d: Demand) -> list[int] | None:
+    @staticmethod
+    def _cores_for(cap: Capacity, usage: Usage, d: Demand) -> list[int] | None:
         if d.pinned:
-            free = [c for c in self.capacity.cores if usage.core_milli[c] == 0]
+            free = [c for c in cap.cores if usage.core_milli[c] == 0]
             need = int(d.cpu)
             return free[:need] if len(free) >= need else None
         # A fraction spreads over as many cores as it spans, the least used ones first.
         span = max(1, math.ceil(d.cpu))
         share = math.ceil(d.cpu_milli / span)
         open_cores = sorted(
-            (c for c in self.capacity.cores if c not in usage.pinned),
+            (c for c in cap.cores if c not in usage.pinned),
             key=lambda c: (usage.core_milli[c], c),
         )
         fitting = [c for c in open_cores if usage.core_milli[c] + share <= MILLI]
         return sorted(fitting[:span]) if len(fitting) >= span else None
 
-    def shortage(self, usage: Usage, d: Demand) -> str | None:
-        """Which resource `d` lacks with `usage` held, in words; None when it fits."""
-        short = self.shortages(usage, d)
-        return short[0] if short else None
-
-    def shortages(self, usage: Usage, d: Demand) -> list[str]:
-        """Every resource `d` lacks with `usage` held, each in words starting with its name."""
-        cap = self.capacity
+    def shortages(self, cap: Capacity, usage: Usage, d: Demand) -> list[str]:
+        """Every resource `d` lacks on `cap` with `usage` held, each in words starting
+        with its name."""
         short: list[str] = []
-        if self._cores_for(usage, d) is None:
+        if not cap.serves(d.node_label):
+            return [f"node: it lacks the label {d.node_label}"]
+        if self._cores_for(cap, usage, d) is None:
             kind = f"{int(d.cpu)} whole cores" if d.pinned else f"{d.cpu:g} of a core's time"
             free = sum(1 for c in cap.cores if usage.core_milli[c] == 0)
             short.append(f"cpu: needs {kind}; {free} of the pool's {len(cap.cores)} cores are free")
@@ -223,35 +164,47 @@ class Pool:
             short.append(
                 f"disk: needs {d.disk_bytes / GIB:g} GiB; {left:.2f} GiB of the pool is free"
             )
-        free_gpus = [g for g in d.gpu_choices if g not in usage.gpus]
+        choices = self._choices(cap, d)
+        free_gpus = [g for g in choices if g not in usage.gpus]
         if len(free_gpus) < d.gpus:
             short.append(
                 f"gpu: needs {d.gpus}; {len(free_gpus)} of "
-                f"{', '.join(d.gpu_choices) or 'no devices'} are free"
+                f"{', '.join(choices) or 'no devices'} are free"
             )
         return short
 
-    def _room(self, usage: Usage, d: Demand) -> tuple[int, int, int, int]:
-        """How much of each resource `d` cares about is available now."""
-        free_cores = sum(1 for c in self.capacity.cores if usage.core_milli[c] == 0)
+    def _room(self, cap: Capacity, usage: Usage, d: Demand) -> tuple[int, int, int, int]:
+        """How much of each resource `d` cares about is available on `cap` now."""
+        free_cores = sum(1 for c in cap.cores if usage.core_milli[c] == 0)
         cpu = (
             free_cores
             if d.pinned
-            else sum(
-                MILLI - usage.core_milli[c] for c in self.capacity.cores if c not in usage.pinned
-            )
+            else sum(MILLI - usage.core_milli[c] for c in cap.cores if c not in usage.pinned)
         )
-        gpus = sum(1 for g in d.gpu_choices if g not in usage.gpus)
-        return (
-            cpu,
-            self.capacity.ram_bytes - usage.ram_bytes,
-            self.capacity.disk_bytes - usage.disk_bytes,
-            gpus,
-        )
+        gpus = sum(1 for g in self._choices(cap, d) if g not in usage.gpus)
+        return (cpu, cap.ram_bytes - usage.ram_bytes, cap.disk_bytes - usage.disk_bytes, gpus)
 
     @staticmethod
     def _need(d: Demand) -> tuple[int, int, int, int]:
         return (int(d.cpu) if d.pinned else d.cpu_milli, d.ram_bytes, d.disk_bytes, d.gpus)
+
+    def _leaves_room(
+        self, cap: Capacity, usage: Usage, allocation: Allocation, reserved: Demand
+    ) -> bool:
+        """Whether taking `allocation` on `cap` leaves the reserved job as much as it
+        needs of each resource there as it has now (a node it cannot run on: always)."""
+        if not cap.serves(reserved.node_label):
+            return True
+        before = self._room(cap, usage, reserved)
+        after_usage = usage.copy()
+        after_usage.add(allocation)
+        after = self._room(cap, after_usage, reserved)
+        need = self._need(reserved)
+        return all(a >= min(b, n) for a, b, n in zip(after, before, need, strict=True))
+
+    def _by_room(self, usages: Mapping[str, Usage]) -> list[Capacity]:
+        """The nodes, the most memory free first: jobs spread over the cluster."""
+        return sorted(self.nodes, key=lambda n: usages[n.node].ram_bytes - n.ram_bytes)
 
     # -- admission -----------------------------------------------------------
 
@@ -268,8 +221,8 @@ class Pool:
     def plan(
         self, active: Sequence[Claim], waiting: Sequence[Claim]
     ) -> list[tuple[str, Allocation]]:
-        """Which waiting jobs (oldest first) to admit now, and what each gets."""
-        usage = Usage.of(self.held(job) for job in active)
+        """Which waiting jobs (oldest first) to admit now, and what each gets where."""
+        usages = self.usages(self.held(job) for job in active)
         slots = Counter(job.environment for job in active)
         admitted: list[tuple[str, Allocation]] = []
         reserved: Demand | None = None
@@ -284,67 +237,93 @@ class Pool:
             if slots[env.id] >= env.max_jobs:
                 continue  # waits for its own environment, not for the pool
             d = self.demand(env, job.resources)
-            allocation = None if d in refused else self.fit(usage, d)
-            if allocation is None:
+            if d in refused:
+                continue
+            fits = [
+                (cap, allocation)
+                for cap in self._by_room(usages)
+                if (allocation := self.fit(cap, usages[cap.node], d)) is not None
+            ]
+            if not fits:
                 refused.add(d)
                 reserved = reserved or d
                 continue
-            if reserved is not None and not self._leaves_room(usage, allocation, reserved):
-                continue
-            admitted.append((job.job_id, allocation))
-            usage.add(allocation)
-            slots[env.id] += 1
+            for cap, allocation in fits:
+                if reserved is None or self._leaves_room(
+                    cap, usages[cap.node], allocation, reserved
+                ):
+                    admitted.append((job.job_id, allocation))
+                    usages[cap.node].add(allocation)
+                    slots[env.id] += 1
+                    break
         return admitted
-
-    def _leaves_room(self, usage: Usage, allocation: Allocation, reserved: Demand) -> bool:
-        """Whether taking `allocation` leaves the reserved job as much as it needs of
-        each resource as it has now."""
-        before = self._room(usage, reserved)
-        after_usage = usage.copy()
-        after_usage.add(allocation)
-        after = self._room(after_usage, reserved)
-        need = self._need(reserved)
-        return all(a >= min(b, n) for a, b, n in zip(after, before, need, strict=True))
 
     # -- start-up ------------------------------------------------------------
 
     def check(self, environments: Sequence[EnvironmentSettings]) -> list[str]:
-        """ConfigError unless one job of each environment fits the pool alone.
+        """ConfigError unless one job of each environment fits some node alone.
 
         Environments whose jobs cannot all run at once are accepted: their jobs wait for
         each other, and the reservation keeps a big job from starving behind small ones.
-        Returned: one line per pair of environments whose two jobs do not fit together,
-        naming the resources they contend for."""
+        Returned: one line per pair of environments whose two jobs cannot run at once
+        (neither on one node nor on two), naming the resources they contend for."""
         empty = Usage.of([])
-        alone: list[Allocation] = []
+        alone: dict[str, list[tuple[Capacity, Allocation]]] = {}
         for env in environments:
             d = self.demand(env)
-            allocation = self.fit(empty, d)
-            if allocation is None:
+            fits = [(n, a) for n in self.nodes if (a := self.fit(n, empty, d)) is not None]
+            if not fits:
                 raise ConfigError(
-                    f"environment {env.id!r} cannot run one job: {self.shortage(empty, d)} "
-                    f"(pool: {self.capacity.describe()}). "
+                    f"environment {env.id!r} cannot run one job: {self._why_not(d)}. "
                     "Lower the environment's amounts, or give the pool more in [pool]."
                 )
-            alone.append(allocation)
+            alone[env.id] = fits
         contentions: list[str] = []
-        pairs = itertools.combinations(zip(environments, alone, strict=True), 2)
-        for (first, held), (second, _) in pairs:
-            short = self.shortages(Usage.of([held]), self.demand(second))
+        for first, second in itertools.combinations(environments, 2):
+            short = self._contention(alone[first.id], second)
             if short:
-                resources = " and ".join(s.partition(":")[0] for s in short)
+                resources = " and ".join(dict.fromkeys(s.partition(":")[0] for s in short))
                 contentions.append(
                     f"environments {first.id!r} and {second.id!r} contend for {resources}: "
                     "one job of each does not fit the pool at once, so they wait for each other"
                 )
         return contentions
 
+    def _why_not(self, d: Demand) -> str:
+        empty = Usage.of([])
+        if len(self.nodes) == 1:
+            [cap] = self.nodes
+            return f"{self.shortages(cap, empty, d)[0]} (pool: {cap.describe()})"
+        return "; ".join(
+            f"node {cap.node}: {self.shortages(cap, empty, d)[0]}" for cap in self.nodes
+        )
+
+    def _contention(
+        self, first: list[tuple[Capacity, Allocation]], second: EnvironmentSettings
+    ) -> list[str]:
+        """What a job of `second` lacks beside one of the first, wherever that one runs:
+        [] when they can run at once somewhere (on one node, or on two)."""
+        d = self.demand(second)
+        empty = Usage.of([])
+        short: list[str] = []
+        for cap, held in first:
+            for other in self.nodes:
+                lacks = self.shortages(
+                    other, Usage.of([held]) if other.node == cap.node else empty, d
+                )
+                if not lacks:
+                    return []
+                if other.node == cap.node:
+                    short.extend(lacks)
+        return short
+
     def in_use(self, active: Iterable[Claim]) -> dict[str, float]:
         """What the running jobs hold: cores (CPU amount), RAM and disk in GiB, GPUs."""
-        usage = Usage.of(self.held(job) for job in active)
+        held = [self.held(job) for job in active]
+        usage = Usage.of(held)
         return {
             "cpu": usage.cpu_milli / MILLI,
             "ram": usage.ram_bytes / GIB,
             "disk": usage.disk_bytes / GIB,
-            "gpu": float(len(usage.gpus)),
+            "gpu": float(sum(len(a.gpus) for a in held)),  # names repeat from node to node
         }

@@ -85,6 +85,7 @@ class ContainerSpec:
     gpu_device_ids: tuple[str, ...] = ()
     gpu_driver: str = "nvidia"  # or "cdi": device ids are CDI names (nvidia.com/gpu=0)
     log_max_bytes: int = 10 * 1024 * 1024
+    node: str = ""  # the node it runs on, as the pool placed the job; "": the runtime's choice
 
 
 class ContainerState(StrEnum):
@@ -123,6 +124,7 @@ class NodeResources:
     disk_bytes: int  # free where the jobs' data lives
     gpus: tuple[str, ...]  # GPU devices, by the node's names (0, 1, …)
     cpu_model: str
+    labels: Mapping[str, str] = field(default_factory=dict)  # the node's, where it has any
 
 
 @dataclass(frozen=True)

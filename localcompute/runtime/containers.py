@@ -49,6 +49,11 @@ class JobContext:
         return container_name(self.instance, self.job.job_id, stage)
 
     @property
+    def node(self) -> str:
+        """Where the pool placed the job: all its stages run on that node."""
+        return self.job.allocation.node if self.job.allocation is not None else ""
+
+    @property
     def cpuset(self) -> str | None:
         """The job's cores: its helper containers run on them too, off other jobs' cores."""
         allocation = self.job.allocation
@@ -141,6 +146,7 @@ def fetch_container(ctx: JobContext) -> ContainerSpec:
         cpuset_cpus=ctx.cpuset,
         pids_limit=ctx.docker_settings.pids_limit,
         log_max_bytes=ctx.docker_settings.log_max_bytes,
+        node=ctx.node,
     )
 
 
@@ -188,6 +194,7 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
         gpu_device_ids=gpus,
         gpu_driver=env.gpu_driver,
         log_max_bytes=ctx.docker_settings.log_max_bytes,
+        node=ctx.node,
     )
 
 
@@ -222,6 +229,7 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
         cpuset_cpus=ctx.cpuset,
         pids_limit=ctx.docker_settings.pids_limit,
         log_max_bytes=ctx.docker_settings.log_max_bytes,
+        node=ctx.node,
     )
 
 
@@ -231,6 +239,7 @@ def gpu_probe_container(
     devices: tuple[str, ...],
     docker_settings: DockerSettings,
     user: str,
+    node: str = "",
 ) -> ContainerSpec:
     """A container that asks Docker for `env`'s GPUs as a job would, and does nothing:
     whether Docker can give them is known at start-up, in Docker's own words."""
@@ -246,4 +255,5 @@ def gpu_probe_container(
         gpu_count=0 if devices else env.gpu_count,
         gpu_device_ids=devices,
         gpu_driver=env.gpu_driver,
+        node=node,
     )

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from localcompute import JobStatus
-from localcompute.engine.pool import parse_cpuset
+from localcompute.engine.amounts import parse_cpuset
 from localcompute.runtime.local.disk import IMAGE_NAME
 from localcompute.runtime.workspace import Workspace
 from tests.conftest import docker_ps

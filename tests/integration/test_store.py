@@ -23,7 +23,8 @@ from localcompute.core.errors import (
 from localcompute.core.models import AlgorithmSpec, JobQuery, JobSpec, Preconditions
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
-from localcompute.engine.pool import GIB, Capacity, Pool
+from localcompute.engine.amounts import GIB, Capacity
+from localcompute.engine.pool import Pool
 from localcompute.store import MIGRATIONS, JobStore, Store
 from localcompute.store.memory import MemoryStore
 

@@ -49,13 +49,13 @@ class Lab:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def runtime_section(self, port: int) -> str:
+    def runtime_section(self, port: int, node_labels: tuple[str, ...] = (WORKER_LABEL,)) -> str:
         return f"""
 [runtime]
 kind = "swarm"
 manager = "{self.manager}"
 server_url = "http://{self.host_addr}:{port}"
-node_labels = ["{WORKER_LABEL}"]
+node_labels = {json.dumps(list(node_labels))}
 egress_network = "host"
 node_socket = "{self.worker_socket}"
 """
@@ -84,9 +84,25 @@ node_socket = "{self.worker_socket}"
                 ).split()
             ]
         found += [
-            f"network {n}" for n in self.docker("a", "network", "ls", "-q", "-f", label).split()
+            f"network {n}"
+            for n in self.docker("a", "network", "ls", "-q", "-f", label).split()
+            if self._in_the_cluster(n)
         ]
         return found
+
+    def _in_the_cluster(self, network: str) -> bool:
+        """Whether a job network the manager lists is the cluster's, not the copy a node
+        that ran a task keeps: in the lab, whose engines lack iptables, a node's
+        load-balancer endpoint on the network cannot be torn down, and the node lists the
+        network after the cluster removed it. Only the cluster's counts as left behind
+        (removing it says so: Docker answers "not found" for the node's copy)."""
+        done = subprocess.run(
+            ["docker", "-H", self.manager, "network", "rm", network],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return "not found" not in done.stderr
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +141,9 @@ class SwarmServer:
 
 
 @asynccontextmanager
-async def swarm_server(lab: Lab, root: Path, extra: str = "") -> AsyncIterator[SwarmServer]:
+async def swarm_server(
+    lab: Lab, root: Path, extra: str = "", node_labels: tuple[str, ...] = (WORKER_LABEL,)
+) -> AsyncIterator[SwarmServer]:
     """The server with `[runtime] kind = "swarm"`, in this process on a real port of the
     address node B reaches; at the end, nothing of it may be left on either node."""
     import http.server
@@ -137,7 +155,11 @@ async def swarm_server(lab: Lab, root: Path, extra: str = "") -> AsyncIterator[S
     port = free_port()
     files_url = f"http://{lab.host_addr}:{files.server_port}/data.csv"
     config = write_config(
-        root, port, files_url, host=lab.host_addr, extra=lab.runtime_section(port) + extra
+        root,
+        port,
+        files_url,
+        host=lab.host_addr,
+        extra=lab.runtime_section(port, node_labels) + extra,
     )
     instance = ""
     try:

@@ -174,6 +174,55 @@ async def test_a_job_of_each_dialect_runs_on_node_b_and_none_on_a(
         assert "op.txt" in [r["filename"] for r in operator_done["results"]]
 
 
+TWO_NODE_ENVIRONMENTS = """
+[[environments]]
+id = "left"
+node_label = "localcompute.lab=manager"
+max_job_duration = 60
+
+[[environments]]
+id = "right"
+node_label = "localcompute.lab=worker"
+max_job_duration = 60
+"""
+
+
+async def test_the_pool_spans_both_nodes_and_an_environment_naming_a_label_runs_there(
+    lab: Lab, swarm_root: Path
+) -> None:
+    async with swarm_server(
+        lab, swarm_root, TWO_NODE_ENVIRONMENTS, node_labels=("localcompute.lab",)
+    ) as server:
+        engine = server.engine
+        label = f"label=localcompute.instance={server.engine.instance}"
+        # Both nodes are in the pool, each planned on its own.
+        assert sorted(n.node for n in engine.pool.nodes) == sorted(
+            (lab.manager_node, lab.worker_node)
+        )
+        assert engine.pool.capacity.ram_bytes == sum(n.ram_bytes for n in engine.pool.nodes)
+        script = "sleep 1; cat /data/inputs/*/0 > $OUTPUTS/copy.txt"
+        inputs = [InputSpec(did=D1, files=[FileSource(url=server.files_url)])]
+        left, right = [
+            await engine.submit(raw_job(script, inputs=inputs, image=BUSYBOX, environment=e))
+            for e in ("left", "right")
+        ]
+        seen: dict[str, set[str]] = {"a": set(), "b": set()}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (seen["a"] and seen["b"]):
+            for node in ("a", "b"):
+                names = lab.docker(node, "ps", "-a", "--format", "{{.Names}}", "-f", label)
+                seen[node] |= {j for j in (left, right) if j in names}
+            await asyncio.sleep(0.2)
+        # Each job's containers are on its environment's node, and only there.
+        assert seen == {"a": {left}, "b": {right}}
+        for job_id, node in ((left, lab.manager_node), (right, lab.worker_node)):
+            job = await wait_final(engine, job_id, timeout=90)
+            assert job.status == JobStatus.JOB_COMPLETED, job
+            assert job.allocation is not None and job.allocation.node == node
+            [copy] = [i for i, r in enumerate(job.results) if r.filename == "copy.txt"]
+            assert engine.result_path(job, copy).read_bytes() == b"dataset behind a URL\n"
+
+
 async def test_a_stage_token_opens_only_its_own_job_and_stage(lab: Lab, swarm_root: Path) -> None:
     async with swarm_server(lab, swarm_root) as server, aiohttp.ClientSession() as session:
         engine = server.engine

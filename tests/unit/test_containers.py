@@ -12,7 +12,8 @@ import pytest
 from localcompute.core.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
 from localcompute.core.settings import DockerSettings, EnvironmentSettings, PoolSettings, Settings
 from localcompute.core.status import JobStatus, StopRequest
-from localcompute.engine.pool import Capacity, Pool
+from localcompute.engine.amounts import Capacity
+from localcompute.engine.pool import Pool
 from localcompute.runtime import Network
 from localcompute.runtime.containers import (
     JobContext,

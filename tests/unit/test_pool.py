@@ -9,7 +9,8 @@ import pytest
 from localcompute.core.errors import ConfigError
 from localcompute.core.models import Allocation, Claim, JobResources
 from localcompute.core.settings import EnvironmentSettings
-from localcompute.engine.pool import GIB, Capacity, Pool, cpuset_text, parse_cpuset
+from localcompute.engine.amounts import GIB, Capacity, cpuset_text, parse_cpuset
+from localcompute.engine.pool import Pool
 
 _ids = itertools.count()
 
@@ -174,3 +175,73 @@ def test_max_jobs_holds_a_job_back_without_blocking_the_others() -> None:
     held = run_plan(pool, [], [job("one")])
     admitted = pool.plan(held, [job("one"), job("other")])
     assert len(admitted) == 1 and admitted[0][1].cpuset == [1]
+
+
+def two_nodes(*envs: EnvironmentSettings, cores: int = 2, gpus: tuple[str, ...] = ()) -> Pool:
+    by_id = {e.id: e for e in envs}
+    return Pool(
+        [
+            Capacity(tuple(range(cores)), 8 * GIB, 100 * GIB, gpus, "a", {"zone": "left"}),
+            Capacity(
+                tuple(range(cores)), 8 * GIB, 100 * GIB, gpus, "b", {"zone": "right", "ssd": ""}
+            ),
+        ],
+        by_id.get,
+    )
+
+
+def test_on_two_nodes_jobs_spread_and_each_allocation_names_its_node() -> None:
+    env = EnvironmentSettings(id="e", cpu=2, ram_gb=6, max_jobs=4)
+    pool = two_nodes(env)
+    first, second, third = job("e"), job("e"), job("e")
+    admitted = run_plan(pool, [], [first, second, third])
+    # Each node takes one (both its cores, most of its RAM); the third waits.
+    assert sorted(a.allocation.node for a in admitted if a.allocation) == ["a", "b"]
+    assert [a.job_id for a in admitted] == [first.job_id, second.job_id]
+    # Cores are numbered per node: both jobs hold cores 0-1, of different nodes.
+    assert all(a.allocation and a.allocation.cpuset == [0, 1] for a in admitted)
+    assert pool.capacity.ram_bytes == 16 * GIB and len(pool.capacity.cores) == 4
+    assert pool.in_use(admitted) == {"cpu": 4.0, "ram": 12.0, "disk": 2.0, "gpu": 0.0}
+    # Two environments that each take a whole node do not contend: they run side by side.
+    other = EnvironmentSettings(id="o", cpu=2, ram_gb=6)
+    assert two_nodes(env, other).check([env, other]) == []
+
+
+def test_an_environment_naming_a_node_label_runs_only_there() -> None:
+    right = EnvironmentSettings(id="r", cpu=1, ram_gb=1, node_label="zone=right", max_jobs=4)
+    ssd = EnvironmentSettings(id="s", cpu=1, ram_gb=1, node_label="ssd", max_jobs=4)
+    pool = two_nodes(right, ssd)
+    admitted = run_plan(pool, [], [job("r"), job("s"), job("r")])
+    assert [a.allocation.node for a in admitted if a.allocation] == ["b", "b"]  # 2 cores on b
+    nowhere = EnvironmentSettings(id="n", node_label="zone=up")
+    with pytest.raises(ConfigError) as refused:
+        two_nodes(nowhere).check([nowhere])
+    assert str(refused.value).startswith(
+        "environment 'n' cannot run one job: node a: node: it lacks the label zone=up; "
+        "node b: node: it lacks the label zone=up"
+    )
+
+
+def test_a_big_job_waiting_for_its_node_does_not_hold_back_the_other_node() -> None:
+    big = EnvironmentSettings(id="big", cpu=2, ram_gb=2, node_label="zone=right")
+    small = EnvironmentSettings(id="small", cpu=1, ram_gb=1, max_jobs=4)
+    pool = two_nodes(big, small)
+    on_b = running(
+        job("small"), Allocation(cpu=1, cpuset=[0], ram_bytes=GIB, disk_bytes=1, node="b")
+    )
+    waiting = [job("big"), job("small"), job("small"), job("small")]
+    admitted = run_plan(pool, [on_b], waiting)
+    # The big job waits for b's core 0; the small ones fill a, and none takes b's core 1.
+    assert [a.allocation.node for a in admitted if a.allocation] == ["a", "a"]
+
+
+def test_gpus_of_the_same_name_on_two_nodes_are_two_gpus() -> None:
+    env = EnvironmentSettings(id="g", cpu=0.5, gpus=1, max_jobs=4)
+    pool = two_nodes(env, gpus=("0",))
+    admitted = run_plan(pool, [], [job("g"), job("g"), job("g")])
+    assert sorted((a.allocation.node, *a.allocation.gpus) for a in admitted if a.allocation) == [
+        ("a", "0"),
+        ("b", "0"),
+    ]
+    assert pool.in_use(admitted)["gpu"] == 2.0
+    assert pool.capacity.gpus == ("a:0", "b:0")

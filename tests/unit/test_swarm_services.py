@@ -10,10 +10,12 @@ from localcompute.runtime import ContainerSpec, ContainerState, Mount, Network
 from localcompute.runtime.containers import algorithm_container, fetch_container, filter_container
 from localcompute.runtime.swarm import nodes
 from localcompute.runtime.swarm.services import (
+    STOPPER_LABEL,
     Placement,
     network_for,
     original_task,
     service_body,
+    service_node,
     task_exit,
     task_state,
 )
@@ -109,10 +111,12 @@ def _task(
     err: str = "",
     created: str = "2026-12-01T00:00:01Z",
     container: str = "c1",
+    labels: dict[str, str] | None = None,
 ) -> dict[str, object]:
     return {
         "ID": state,
         "CreatedAt": created,
+        "Spec": {"ContainerSpec": {"Labels": labels or {}}},
         "Status": {
             "State": state,
             "Err": err,
@@ -140,6 +144,15 @@ def test_tasks_read_as_states_and_exits() -> None:
         _task("complete", created="2026-12-01T00:00:09Z"),
     )
     assert original_task([second, first]) is first
+    # Within one second, as a quick stop makes them: Swarm trims trailing zeros.
+    first, second = (
+        _task("shutdown", 143, created="2026-12-01T00:00:05.1Z"),
+        _task("complete", created="2026-12-01T00:00:05.12Z"),
+    )
+    assert original_task([second, first]) is first
+    # The stop's own task is never the stage's, whatever the clocks say.
+    stopper = _task("complete", created="2026-12-01T00:00:00Z", labels={STOPPER_LABEL: "1"})
+    assert original_task([stopper, first]) is first
 
 
 def test_only_ready_active_nodes_with_every_label_are_eligible() -> None:
@@ -163,11 +176,26 @@ def test_only_ready_active_nodes_with_every_label_are_eligible() -> None:
             return [
                 node("a", {}),
                 node("b", {"jobs": "yes", "zone": "x"}),
-                node("c", {"jobs": "no"}),
+                node("c", {"jobs": "no", nodes.SOCKET_LABEL: "/srv/c/docker.sock"}),
                 node("d", {"jobs": "yes"}, state="down"),
             ]
 
     [b] = nodes.eligible(Api(), ["jobs=yes", "zone"])
     assert b.node_id == "b" and b.resources.cores == (0, 1, 2, 3) and b.resources.gpus == ("g0",)
     assert [n.node_id for n in nodes.eligible(Api(), [])] == ["a", "b", "c"]
-    assert "label exactly one" in nodes.one_node_please(nodes.eligible(Api(), []), [])
+    # The pool reads a node's labels, for the environments that name one.
+    assert b.resources.labels == {"jobs": "yes", "zone": "x"}
+    assert b.socket("/var/run/docker.sock") == "/var/run/docker.sock"
+    [c] = [n for n in nodes.eligible(Api(), []) if n.node_id == "c"]
+    assert c.socket("/var/run/docker.sock") == "/srv/c/docker.sock"  # its label says
+    assert nodes.eligible(Api(), ["jobs=maybe"]) == []
+    assert nodes.none_eligible(["jobs=maybe"]) == (
+        "[runtime] no ready, active Swarm node with the labels ['jobs=maybe'] can run jobs"
+    )
+
+
+def test_a_service_says_its_node_by_its_constraint() -> None:
+    spec = algorithm_container(context(job()), EnvironmentSettings(id="e"))
+    body = service_body(spec, PLACE, network=None, token="")
+    assert service_node({"Spec": body}) == "node-b"
+    assert service_node({"Spec": {"TaskTemplate": {}}}) == ""

@@ -27,11 +27,19 @@ HELPER_DIR = "/opt/localcompute/helper"
 FREE_DISK = "import os; s = os.statvfs('/'); print(s.f_bavail * s.f_frsize)"
 
 
+# A node whose Docker socket is not where [runtime] node_socket says carries its path in
+# this label (two engines on one machine cannot share one path).
+SOCKET_LABEL = "localcompute.node_socket"
+
+
 @dataclass(frozen=True)
 class Node:
     node_id: str
     hostname: str
     resources: NodeResources
+
+    def socket(self, default: str) -> str:
+        return self.resources.labels.get(SOCKET_LABEL) or default
 
 
 def eligible(api: Any, labels: list[str]) -> list[Node]:
@@ -61,6 +69,7 @@ def _node(node: dict[str, Any]) -> Node:
         if (g.get("NamedResourceSpec") or {}).get("Kind") == "gpu"
     )
     hostname = str(description.get("Hostname", ""))
+    spec = node.get("Spec") or {}
     return Node(
         node_id=str(node["ID"]),
         hostname=hostname,
@@ -71,16 +80,14 @@ def _node(node: dict[str, Any]) -> Node:
             disk_bytes=0,  # measured on the node by check_all
             gpus=gpus,
             cpu_model=f"swarm node {hostname}",
+            labels=dict(spec.get("Labels") or {}),
         ),
     )
 
 
-def one_node_please(found: list[Node], labels: list[str]) -> str:
-    named = ", ".join(f"{n.hostname} ({n.node_id})" for n in found) or "none"
-    return (
-        f"[runtime] node_labels {labels} select {len(found)} ready, active nodes ({named}); "
-        "this version plans the pool on one node: label exactly one"
-    )
+def none_eligible(labels: list[str]) -> str:
+    which = f"with the labels {labels} " if labels else ""
+    return f"[runtime] no ready, active Swarm node {which}can run jobs"
 
 
 def check_all(settings: RuntimeSettings, helper_image: str) -> list[Node]:
@@ -89,8 +96,8 @@ def check_all(settings: RuntimeSettings, helper_image: str) -> list[Node]:
     api = docker.APIClient(base_url=settings.manager, version="auto", timeout=60)
     try:
         found = eligible(api, settings.node_labels)
-        if len(found) != 1:
-            raise ConfigError(one_node_please(found, settings.node_labels))
+        if not found:
+            raise ConfigError(none_eligible(settings.node_labels))
         usable, refused = [], []
         for node in found:
             free, why = _free_disk(api, node, helper_image)

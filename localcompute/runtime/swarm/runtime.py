@@ -85,9 +85,10 @@ METER = (
 @dataclass
 class _Job:
     """What the runtime knows of a job it runs: its instance (the reap and the network are
-    per job), learnt from its containers' labels."""
+    per job) and its node, learnt from its containers' specs."""
 
     instance: str
+    node_id: str
 
 
 class SwarmRuntime(DockerRuntime):
@@ -102,7 +103,7 @@ class SwarmRuntime(DockerRuntime):
         self._created: dict[str, ContainerSpec] = {}
         self._tasks: dict[str, str] = {}  # service → the id of the task that ran it
         self._jobs: dict[str, _Job] = {}
-        self._node: nodes.Node | None = None
+        self._nodes: dict[str, nodes.Node] = {}  # the eligible nodes, by id
         self._key: StageKey | None = None
         # Job id → bytes its volumes hold, as its meter last said; and the meters' readers.
         self._usage: dict[str, int] = {}
@@ -145,25 +146,38 @@ class SwarmRuntime(DockerRuntime):
                 f"(its swarm state: {(info.get('Swarm') or {}).get('LocalNodeState', '?')})"
             )
         found = await asyncio.to_thread(nodes.eligible, self._api, self._runtime.node_labels)
-        if len(found) != 1:
+        if not found:
             await self.close()
-            raise ConfigError(nodes.one_node_please(found, self._runtime.node_labels))
-        self._node = found[0]
+            raise ConfigError(nodes.none_eligible(self._runtime.node_labels))
+        self._nodes = {n.node_id: n for n in found}
         self._key = await asyncio.to_thread(StageKey.load, self._settings.data_dir)
         log.info(
-            "swarm: jobs run on node %s (%s); no core pinning there, a soft disk quota",
-            self._node.hostname,
-            self._node.node_id,
+            "swarm: jobs run on %s; no core pinning there, a soft disk quota",
+            ", ".join(f"node {n.hostname} ({n.node_id})" for n in found),
         )
-        # What the node checks of resources() left on the node.
-        await asyncio.to_thread(self._reap_blocking, [], ["node-check"], "")
+        # What the node checks of resources() left on the nodes.
+        for node_id in self._nodes:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self._reap_blocking, node_id, [], ["node-check"])
 
-    def _placement(self, instance: str) -> services.Placement:
-        if self._node is None:
+    def _node_of(self, spec: ContainerSpec) -> str:
+        """The node a container runs on: the one the pool placed its job on (one of no
+        node, a start-up probe: the first eligible one)."""
+        if not self._nodes:
             raise ContainerError("the Swarm runtime is not open")
+        if not spec.node:
+            return next(iter(self._nodes))
+        if spec.node not in self._nodes:
+            raise ContainerError(
+                f"node {spec.node} is not among the eligible nodes now "
+                f"({', '.join(self._nodes)}): the job cannot run there"
+            )
+        return spec.node
+
+    def _placement(self, instance: str, node_id: str) -> services.Placement:
         return services.Placement(
             instance=instance,
-            node_id=self._node.node_id,
+            node_id=node_id,
             server_url=self._runtime.server_url.rstrip("/"),
             egress_network=self._runtime.egress_network,
             helper_image=self._settings.docker.helper_image,
@@ -175,14 +189,15 @@ class SwarmRuntime(DockerRuntime):
         """Held until start(); the mounts are checked now. One left over under the same
         name goes first, as on the local engine."""
         services.service_mounts(spec, spec.labels.get(LABEL_INSTANCE, ""))
+        node_id = self._node_of(spec)
         if await self._service(spec.name) is not None:
             await self.remove(spec.name)
         job_id = spec.labels.get(LABEL_JOB)
         if job_id:
-            self._jobs[job_id] = _Job(spec.labels.get(LABEL_INSTANCE, ""))
+            self._jobs[job_id] = _Job(spec.labels.get(LABEL_INSTANCE, ""), node_id)
             if spec.network is Network.NONE:
                 # Made now, while the fetch runs (the engine creates the algorithm ahead).
-                placement = self._placement(spec.labels.get(LABEL_INSTANCE, ""))
+                placement = self._placement(spec.labels.get(LABEL_INSTANCE, ""), node_id)
                 await self._ensure_job_network(
                     services.job_network_name(placement.instance, job_id), spec
                 )
@@ -194,7 +209,7 @@ class SwarmRuntime(DockerRuntime):
         spec = self._created.pop(name, None)
         if spec is None:
             raise ContainerError(f"no container {name} to start", status=404)
-        placement = self._placement(spec.labels.get(LABEL_INSTANCE, ""))
+        placement = self._placement(spec.labels.get(LABEL_INSTANCE, ""), self._node_of(spec))
         network = services.network_for(spec, placement)
         job_id = spec.labels.get(LABEL_JOB, "")
         stage = spec.labels.get(LABEL_STAGE, "")
@@ -271,6 +286,8 @@ class SwarmRuntime(DockerRuntime):
         container["Image"] = self._settings.docker.helper_image
         container["Command"] = ["true"]
         container["Args"] = []
+        # So that the stage's own task is still told from this one (services.original_task).
+        container["Labels"] = {**(container.get("Labels") or {}), services.STOPPER_LABEL: "1"}
         container["StopGracePeriod"] = int(max(grace, 0) * 1_000_000_000)
         spec["TaskTemplate"]["ForceUpdate"] = int(spec["TaskTemplate"].get("ForceUpdate", 0)) + 1
         version = service["Version"]["Index"]
@@ -303,8 +320,9 @@ class SwarmRuntime(DockerRuntime):
             if e.details.get("status") != 404:
                 raise
         labels = service["Spec"].get("Labels") or {}
-        if not labels.get(LABEL_JOB) and labels.get(LABEL_STAGE):
-            await asyncio.to_thread(self._reap_blocking, [], [labels[LABEL_STAGE]], "")
+        node_id = services.service_node(service)
+        if not labels.get(LABEL_JOB) and labels.get(LABEL_STAGE) and node_id:
+            await asyncio.to_thread(self._reap_blocking, node_id, [], [labels[LABEL_STAGE]])
 
     async def list_labelled(self, instance: str) -> list[ContainerInfo]:
         found = await self._short(
@@ -418,6 +436,7 @@ class SwarmRuntime(DockerRuntime):
                 command=[f"/data/{a}" for a in DATA_AREAS],
                 labels={**spec.labels, LABEL_STAGE: "meter"},
                 mounts=tuple(Mount(Path(), f"/data/{a}", True, a) for a in DATA_AREAS),
+                node=spec.node,
                 network=Network.NONE,
                 user=spec.user,
                 nano_cpus=100_000_000,
@@ -478,7 +497,11 @@ class SwarmRuntime(DockerRuntime):
 
         def reap() -> None:
             try:
-                self._reap_blocking([job_id], [], job.instance if job else "")
+                # A job resumed after a restart may not have said where it ran: then its
+                # services say, or (they are gone) every node is reaped of it.
+                where = [job.node_id] if job is not None else self._job_nodes(job_id)
+                for node_id in where:
+                    self._reap_blocking(node_id, [job_id], [])
             except Exception as e:
                 log.warning("swarm: job %s: its reap failed (the sweep retries): %s", job_id, e)
                 return
@@ -492,24 +515,38 @@ class SwarmRuntime(DockerRuntime):
         self._reaper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="swarm-reap")
         await super().close()
 
-    def _reap_blocking(self, jobs: list[str], stages: list[str], instance: str) -> None:
-        if self._node is None or self._api is None:
+    def _job_nodes(self, job_id: str) -> list[str]:
+        """The nodes a job's services were placed on; every eligible one when none is left."""
+        if self._api is None:
+            return []
+        found = self._api.services(filters={"label": f"{LABEL_JOB}={job_id}"})
+        placed = {services.service_node(s) for s in found} - {""}
+        return sorted(placed) or list(self._nodes)
+
+    def _reap_blocking(self, node_id: str, jobs: list[str], stages: list[str]) -> None:
+        if self._api is None:
             return
         api = self._api
-        state = (api.inspect_node(self._node.node_id).get("Status") or {}).get("State")
+        node = api.inspect_node(node_id)
+        state = (node.get("Status") or {}).get("State")
         if state != "ready":
             # Nothing can run there now: the job's data folder stays, and the sweep
             # reaps once the node is back.
-            raise OSError(f"node {self._node.hostname} is {state}: its reap waits for it")
+            host = (node.get("Description") or {}).get("Hostname", node_id)
+            raise OSError(f"node {host} is {state}: its reap waits for it")
         for job_id in jobs:
             for service in api.services(filters={"label": f"{LABEL_JOB}={job_id}"}):
                 with contextlib.suppress(docker.errors.NotFound):
                     api.remove_service(service["ID"])
         nodes.run_reap(
             api,
-            node_id=self._node.node_id,
+            node_id=node_id,
             helper_image=self._settings.docker.helper_image,
-            node_socket=self._runtime.node_socket,
+            node_socket=(
+                self._nodes[node_id].socket(self._runtime.node_socket)
+                if node_id in self._nodes
+                else self._runtime.node_socket
+            ),
             jobs=jobs,
             stages=stages,
             timeout=REAP_TIMEOUT,

@@ -33,6 +33,8 @@ from localcompute.runtime.base import (
 TERMINAL = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
 # Before these the task has not begun to run (the node may still be pulling its image).
 NOT_STARTED = frozenset({"new", "pending", "assigned", "accepted", "preparing"})
+# On the container a stop runs in a stage's place (see SwarmRuntime.stop).
+STOPPER_LABEL = "localcompute.stopper"
 # The stages that talk to the server where the node has none of its disk.
 SERVER_STAGES = ("fetch", "filter")
 
@@ -157,6 +159,9 @@ def service_body(
         "Labels": dict(spec.labels),
         "TaskTemplate": template,
         "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}},
+        # No virtual IP: nothing reaches a stage by its service's name, so none is taken
+        # from the job network's addresses.
+        "EndpointSpec": {"Mode": "dnsrr"},
     }
 
 
@@ -170,9 +175,27 @@ def network_for(spec: ContainerSpec, placement: Placement) -> str | None:
     return placement.egress_network or None
 
 
+def service_node(service: dict[str, Any]) -> str:
+    """The node a service of ours is placed on, from its constraint ("" where it has none)."""
+    placement = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("Placement") or {}
+    for constraint in placement.get("Constraints") or []:
+        key, _, value = str(constraint).partition("==")
+        if key.strip() == "node.id":
+            return value.strip()
+    return ""
+
+
 def original_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The task that ran the stage: the first made (a stop replaces it with another)."""
-    return min(tasks, key=lambda t: str(t.get("CreatedAt", "")), default=None)
+    """The task that ran the stage: not the one a stop put in its place (marked so),
+    else the first made. Swarm trims its times' trailing zeros, so they are compared as
+    times, not as text ("…05.1Z" sorts after "…05.12Z")."""
+    ran = [t for t in tasks if not _is_stopper(t)] or tasks
+    return min(ran, key=lambda t: swarm_time(str(t.get("CreatedAt", ""))) or 0.0, default=None)
+
+
+def _is_stopper(task: dict[str, Any]) -> bool:
+    container = ((task.get("Spec") or {}).get("ContainerSpec")) or {}
+    return STOPPER_LABEL in (container.get("Labels") or {})
 
 
 def task_state(task: dict[str, Any] | None) -> ContainerState:
@@ -208,4 +231,4 @@ def swarm_time(text: str) -> float | None:
         return None
     head, _, frac = text.rstrip("Z").partition(".")
     stamp = datetime.fromisoformat(head + "+00:00").timestamp()
-    return stamp + (float("0." + frac[:6]) if frac else 0.0)
+    return stamp + (float("0." + frac[:9]) if frac else 0.0)
