@@ -8,16 +8,18 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel
 
-from localcompute import __version__
 from localcompute.web import (
+    discovery,
     node,
+    node_auth,
     node_requests,
     operator,
     operator_requests,
     provider,
     provider_requests,
 )
-from localcompute.web.context import PROVIDER_KEY, SETTINGS
+from localcompute.web.context import SETTINGS
+from localcompute.web.discovery import ENDPOINTS, ServiceEndpoints
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -305,7 +307,7 @@ NODE_ROUTES: tuple[Route, ...] = (
         "generateAuthToken",
         "POST",
         "/api/services/auth/token",
-        node.create_token,
+        node_auth.create_token,
         "An auth token (a JWT whose payload holds the address). Signed: address + nonce + "
         "createAuthToken.",
         node_requests.CreateTokenRequest,
@@ -315,7 +317,7 @@ NODE_ROUTES: tuple[Route, ...] = (
         "invalidateAuthToken",
         "POST",
         "/api/services/auth/token/invalidate",
-        node.invalidate_token,
+        node_auth.invalidate_token,
         "Invalidate a token for good. Signed by its owner: address + nonce "
         "(+ invalidateAuthToken).",
         node_requests.InvalidateTokenRequest,
@@ -325,7 +327,7 @@ NODE_ROUTES: tuple[Route, ...] = (
         "directCommand",
         "POST",
         "/directCommand",
-        node.direct_command,
+        discovery.direct_command,
         'Only {"command": "status"}: the node\'s id and public key.',
         node_requests.DirectCommandRequest,
         "Error",
@@ -361,25 +363,12 @@ def service_endpoints() -> dict[str, list[str]]:
     return {r.name: [r.method, r.path] for r in PROVIDER_ROUTES}
 
 
-async def root(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    address = request.app[PROVIDER_KEY].address
-    return web.json_response(
-        {
-            "software": "localcompute",
-            "version": __version__,
-            "chainIds": settings.provider.chain_ids,
-            "providerAddresses": {str(c): address for c in settings.provider.chain_ids},
-            "serviceEndpoints": service_endpoints(),
-        }
-    )
-
-
 def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/", root)
+    app[ENDPOINTS] = ServiceEndpoints(service_endpoints(), node_service_endpoints())
+    app.router.add_get("/", discovery.root)
     prefix = app[SETTINGS].node.prefix
-    app.router.add_get(prefix, node.root)
-    app.router.add_get(prefix + "/", node.root)
+    app.router.add_get(prefix, discovery.node_root)
+    app.router.add_get(prefix + "/", discovery.node_root)
     for route in all_routes(prefix):
         if route.method == "GET":
             # No implicit HEAD: a HEAD must not consume a nonce or stream a result.
