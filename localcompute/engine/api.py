@@ -38,10 +38,11 @@ from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.gpu_probe import probe_gpus
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
-from localcompute.engine.pipeline import ContainerDefaults, Pipeline
+from localcompute.engine.pipeline import Pipeline
 from localcompute.engine.pool import Pool
 from localcompute.engine.scheduler import Scheduler
 from localcompute.engine.stage_files import StageFiles
+from localcompute.engine.stepkit import ContainerDefaults
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.choice import runtime_for
 from localcompute.runtime.quota import DiskQuota, WatchQuota

@@ -10,7 +10,8 @@ import pytest
 
 from localcompute.core.models import AlgorithmSpec, JobSpec
 from localcompute.core.status import JobStatus, TerminationReason
-from localcompute.engine.pipeline import ContainerDefaults, Pipeline
+from localcompute.engine.pipeline import Pipeline
+from localcompute.engine.stepkit import ContainerDefaults
 from localcompute.runtime import ContainerRuntime
 from localcompute.store import JobStore
 from tests.conftest import make_settings

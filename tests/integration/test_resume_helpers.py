@@ -15,7 +15,8 @@ import pytest
 
 from localcompute.core.models import AlgorithmSpec, Job, JobSpec
 from localcompute.core.status import JobStatus, TerminationReason
-from localcompute.engine.pipeline import ContainerDefaults, Pipeline
+from localcompute.engine.pipeline import Pipeline
+from localcompute.engine.stepkit import ContainerDefaults
 from localcompute.runtime import ContainerSpec, containers
 from localcompute.runtime.containers import Stage
 from localcompute.runtime.quota import WatchQuota

@@ -1,0 +1,86 @@
+"""What every step of a job works with: the store, the runtime, the settings, the
+containers made ahead and removed off the path, and the job's disk limit and watch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcompute.core.models import Job
+from localcompute.core.settings import Settings
+from localcompute.engine.metrics import Metrics
+from localcompute.engine.offpath import OffPath
+from localcompute.engine.watch import ContainerWatch
+from localcompute.runtime import ContainerRuntime
+from localcompute.runtime.containers import JobContext
+from localcompute.runtime.quota import DiskQuota
+from localcompute.runtime.workspace import Workspace
+from localcompute.store import Store
+
+# How often a soft disk quota (the watcher) measures a job's folder.
+DISK_WATCH_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ContainerDefaults:
+    """What every job container of this server gets, decided once at start-up."""
+
+    instance: str
+    user: str
+
+
+@dataclass
+class StepKit:
+    store: Store
+    runtime: ContainerRuntime
+    settings: Settings
+    defaults: ContainerDefaults
+    metrics: Metrics
+    disk: DiskQuota
+    offpath: OffPath
+    watch: ContainerWatch
+
+    def context(self, job: Job) -> JobContext:
+        return JobContext(
+            job=job,
+            workspace=Workspace.of(self.settings.data_dir, job.job_id),
+            instance=self.defaults.instance,
+            docker_settings=self.settings.docker,
+            user=self.defaults.user,
+        )
+
+    def disk_limit(self, job: Job) -> int:
+        """Bytes the job may write on the host: what the pool gave it."""
+        if job.allocation is not None and job.allocation.disk_bytes:
+            return job.allocation.disk_bytes
+        env = self.settings.environment(job.environment)
+        return int((env.disk_gb if env else 1) * 1024**3)
+
+    async def disk_full(self, folder: Path, limit: int) -> bool:
+        """Whether what the job wrote reached its quota."""
+        return await asyncio.to_thread(self.disk.full, folder, limit)
+
+    @contextlib.asynccontextmanager
+    async def disk_watch(self, folder: Path, limit: int) -> AsyncIterator[asyncio.Event | None]:
+        """Under a soft quota: an event set when `folder` passes `limit`, measured every
+        DISK_WATCH_SECONDS while the block runs. Under a hard one the kernel enforces it."""
+        if self.disk.hard:
+            yield None
+            return
+        over = asyncio.Event()
+
+        async def watch() -> None:
+            while True:
+                if await asyncio.to_thread(self.disk.full, folder, limit):
+                    over.set()
+                    return
+                await asyncio.sleep(DISK_WATCH_SECONDS)
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            yield over
+        finally:
+            watcher.cancel()
