@@ -23,7 +23,7 @@ from localcompute.runtime.containers import (
     fetch_document,
     filter_container,
 )
-from localcompute.runtime.local.docker import create_kwargs, docker_networks
+from localcompute.runtime.local.dockerspec import create_kwargs, docker_networks
 from localcompute.runtime.workspace import Workspace
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from localcompute.runtime import ContainerState
-from localcompute.runtime.local.docker import _state
+from localcompute.runtime.local.dockerspec import container_state as _state
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from localcompute.runtime.swarm.services import (
     original_task,
     service_body,
     service_node,
+    stopper_spec,
     task_exit,
     task_state,
 )
@@ -192,6 +193,23 @@ def test_only_ready_active_nodes_with_every_label_are_eligible() -> None:
     assert nodes.none_eligible(["jobs=maybe"]) == (
         "[runtime] no ready, active Swarm node with the labels ['jobs=maybe'] can run jobs"
     )
+
+
+def test_a_stop_runs_true_in_the_helper_image_in_the_stages_place_marked_as_such() -> None:
+    spec = algorithm_container(context(job()), EnvironmentSettings(id="e"))
+    body = service_body(spec, PLACE, network=None, token="")
+    stopped = stopper_spec(body, "localcompute/helper:latest", grace=2)
+    container = stopped["TaskTemplate"]["ContainerSpec"]
+    assert (container["Image"], container["Command"], container["Args"]) == (
+        "localcompute/helper:latest",
+        ["true"],
+        [],
+    )
+    assert container["StopGracePeriod"] == 2_000_000_000
+    assert container["Labels"][STOPPER_LABEL] == "1"
+    assert stopped["TaskTemplate"]["ForceUpdate"] == 1  # a change: Swarm replaces the task
+    assert body["TaskTemplate"]["ContainerSpec"]["Image"] == spec.image  # a copy
+    assert stopped["TaskTemplate"]["Placement"] == body["TaskTemplate"]["Placement"]
 
 
 def test_a_service_says_its_node_by_its_constraint() -> None:

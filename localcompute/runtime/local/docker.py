@@ -1,31 +1,16 @@
-"""The only module that imports docker: the ContainerRuntime of a local Docker engine.
-
-docker-py blocks, so every call leaves the event loop: short calls (create,
-start, inspect, remove) go through a bounded thread pool; calls that last as long
-as a container or a download (wait, pull, logs, build, import) run on daemon
-threads bounded by a semaphore, so that a server can exit while jobs run on and
-be re-attached to them later. "Not found" on stop or remove counts as done.
+"""The ContainerRuntime of a local Docker engine: its images, its containers, the host
+as the pool's one node. What a ContainerSpec is in Docker's words is dockerspec.py; how
+docker-py's blocking calls leave the event loop, calls.py. "Not found" on stop or remove
+counts as done.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
-import contextlib
 import logging
-import os
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
-
-import docker
-import docker.errors
-import docker.types
-import requests.exceptions
-import urllib3.exceptions
+from typing import Any, Literal
 
 from localcompute.core.errors import (
     ContainerError,
@@ -41,115 +26,21 @@ from localcompute.runtime import (
     ContainerInfo,
     ContainerSpec,
     ContainerState,
-    Network,
     NodeResources,
 )
 from localcompute.runtime.local import disk
+from localcompute.runtime.local.calls import DockerCalls
+from localcompute.runtime.local.dockerspec import container_state, create_kwargs, docker_networks
 from localcompute.runtime.local.hostinfo import host_resources
-from localcompute.runtime.local.unixconn import close_refused_sockets
 from localcompute.runtime.logfile import write_capped
 from localcompute.runtime.pump import pumped
 from localcompute.runtime.quota import DiskQuota
+from localcompute.runtime.times import docker_time
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-# What a call to the engine raises when the engine fails it or goes away: a refused
-# connection, or a stream (wait, logs, pull) cut off midway when dockerd dies.
-_ENGINE_ERRORS = (
-    requests.exceptions.RequestException,
-    urllib3.exceptions.HTTPError,
-    docker.errors.DockerException,
-)
-
-SHORT_CALL_TIMEOUT = 60
-# docker-py passes the timeout to requests, where None means no limit: for wait,
-# pull and logs, which last as long as a container or a download.
-NO_TIMEOUT: Any = None
 
 
-def _epoch(docker_time: str | None) -> float | None:
-    """Docker's RFC 3339 times with nanoseconds; the zero time means never."""
-    if not docker_time or docker_time.startswith("0001-"):
-        return None
-    head, _, frac = docker_time.rstrip("Z").partition(".")
-    stamp = datetime.fromisoformat(head + "+00:00").timestamp()
-    return stamp + (float("0." + frac[:6]) if frac else 0.0)
-
-
-def create_kwargs(spec: ContainerSpec, api: Any, network_mode: str = "none") -> dict[str, Any]:
-    """The arguments of APIClient.create_container for `spec`: limits and hardening included.
-    `network_mode`: Docker's network for the spec's Network."""
-    device_requests = []
-    if spec.gpu_device_ids and spec.gpu_driver == "cdi":
-        # CDI names the devices; Docker refuses a count or capabilities with it.
-        device_requests.append(
-            docker.types.DeviceRequest(driver="cdi", device_ids=list(spec.gpu_device_ids))
-        )
-    elif spec.gpu_device_ids:
-        device_requests.append(
-            docker.types.DeviceRequest(device_ids=list(spec.gpu_device_ids), capabilities=[["gpu"]])
-        )
-    elif spec.gpu_count:
-        device_requests.append(
-            docker.types.DeviceRequest(count=spec.gpu_count, capabilities=[["gpu"]])
-        )
-    host_config = api.create_host_config(
-        mounts=[
-            docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
-            for m in spec.mounts
-        ],
-        network_mode=network_mode,
-        nano_cpus=spec.nano_cpus,
-        cpuset_cpus=spec.cpuset_cpus,
-        mem_limit=spec.memory_bytes,
-        # Equal to the memory limit: no swap, so the limit is real.
-        memswap_limit=spec.memory_bytes,
-        pids_limit=spec.pids_limit,
-        device_requests=device_requests or None,
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        # An init process forwards SIGTERM and reaps zombies: `sh -c` as PID 1 would not.
-        init=True,
-        # Docker keeps two files of the full cap: a live reader that lags while the
-        # container floods its output still gets the first cap bytes (so the cut and
-        # its marker land where they should) before rotation drops the oldest file.
-        log_config=docker.types.LogConfig(
-            type="json-file",
-            config={"max-size": str(max(spec.log_max_bytes, 1024)), "max-file": "2"},
-        ),
-    )
-    return {
-        "image": spec.image,
-        "command": spec.command,
-        "name": spec.name,
-        "labels": dict(spec.labels),
-        "environment": dict(spec.environment),
-        "entrypoint": spec.entrypoint,
-        "user": spec.user,
-        "working_dir": spec.working_dir,
-        "host_config": host_config,
-        "detach": True,
-    }
-
-
-def docker_networks(
-    has_bridge: bool, fetch_network: Literal["auto", "bridge", "host"]
-) -> dict[Network, str]:
-    """Docker's network mode for each Network. Out to the world goes through the bridge
-    where the engine has one: the host's network would reach the host's own services too.
-    The fetch may be told which (an engine without a bridge has only the host's)."""
-    egress = "bridge" if has_bridge else "host"
-    return {
-        Network.NONE: "none",
-        Network.EGRESS: egress,
-        Network.FETCH: egress if fetch_network == "auto" else fetch_network,
-        # The filter's results are on this host's disk: it needs no network.
-        Network.SERVER: "none",
-    }
-
-
-class DockerRuntime:
+class DockerRuntime(DockerCalls):
     """Containers and images of one Docker engine, awaited without blocking the loop."""
 
     def __init__(
@@ -160,117 +51,27 @@ class DockerRuntime:
         fetch_network: Literal["auto", "bridge", "host"] = "auto",
         base_url: str | None = None,
     ) -> None:
-        # The engine's API: DOCKER_HOST's (or the default socket) unless told.
-        self._base_url = base_url or _base_url()
-        self._errors: collections.Counter[str] = collections.Counter()
+        super().__init__(short_workers=short_workers, long_workers=long_workers, base_url=base_url)
         self._fetch_network = fetch_network
         # Docker's network for each Network, known once the engine answers (open).
         self._networks = docker_networks(False, fetch_network)
-        self._short_workers = short_workers
-        self._long_workers = long_workers
-        self._long_slots = asyncio.Semaphore(long_workers)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._api: Any = None  # short calls, with a timeout
-        self._long_api: Any = None  # wait, pull, logs: no timeout
         self._pulls: dict[str, asyncio.Task[None]] = {}
 
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self) -> None:
-        close_refused_sockets()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._short_workers, thread_name_prefix="docker"
-        )
+        await super().open()
         try:
-            # A connection per thread that may call at once: with fewer, urllib3 drops
-            # the spare ones and every call past the pool's size opens a new socket.
-            self._api = await self._short(
-                lambda: docker.APIClient(
-                    base_url=self._base_url,
-                    version="auto",
-                    timeout=SHORT_CALL_TIMEOUT,
-                    max_pool_size=self._short_workers,
-                )
-            )
-            self._long_api = await self._short(
-                lambda: docker.APIClient(
-                    base_url=self._base_url,
-                    version="auto",
-                    timeout=NO_TIMEOUT,
-                    max_pool_size=self._long_workers,
-                )
-            )
             has_bridge = await self._has_network("bridge")
-            self._networks = docker_networks(has_bridge, self._fetch_network)
         except DockerUnavailableError:
             await self.close()
             raise
+        self._networks = docker_networks(has_bridge, self._fetch_network)
 
     async def close(self) -> None:
         for task in self._pulls.values():
             task.cancel()
-        for api in (self._api, self._long_api):
-            if api is not None:
-                api.close()
-        self._api = self._long_api = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-    @property
-    def errors(self) -> dict[str, int]:
-        return dict(self._errors)
-
-    async def ping(self) -> bool:
-        try:
-            return bool(await self._short(lambda: self._api.ping()))
-        except LocalComputeError:
-            return False
-
-    # -- plumbing -----------------------------------------------------------
-
-    async def _short(self, call: Callable[[], T]) -> T:
-        if self._pool is None:
-            raise DockerUnavailableError("the Docker runtime is not open")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, call)
-        except _ENGINE_ERRORS as e:
-            error = _translate(e)
-            self._errors[type(error).__name__] += 1
-            raise error from e
-
-    async def _long(self, call: Callable[[], T], name: str) -> T:
-        """Run `call` on a daemon thread: it may block for as long as a container runs."""
-        async with self._long_slots:
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[T] = loop.create_future()
-
-            def deliver(ok: bool, value: Any) -> None:
-                if future.done():
-                    return
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-
-            def runner() -> None:
-                try:
-                    result: Any = call()
-                    ok = True
-                except BaseException as e:  # handed to the awaiting coroutine
-                    result, ok = e, False
-                # RuntimeError: the loop is gone, so nobody waits for this any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(deliver, ok, result)
-
-            threading.Thread(target=runner, name=f"docker-{name}", daemon=True).start()
-            try:
-                return await future
-            except _ENGINE_ERRORS as e:
-                error = _translate(e)
-                self._errors[type(error).__name__] += 1
-                raise error from e
+        await super().close()
 
     # -- images -------------------------------------------------------------
 
@@ -400,13 +201,13 @@ class DockerRuntime:
         return ContainerExit(
             exit_code=code,
             oom_killed=bool(state.get("OOMKilled")),
-            started_at=_epoch(state.get("StartedAt")),
-            finished_at=_epoch(state.get("FinishedAt")),
+            started_at=docker_time(state.get("StartedAt")),
+            finished_at=docker_time(state.get("FinishedAt")),
         )
 
     async def state(self, name: str) -> ContainerState:
         try:
-            return _state(str((await self._inspect_state(name)).get("Status") or ""))
+            return container_state(str((await self._inspect_state(name)).get("Status") or ""))
         except ContainerError as e:
             if e.details.get("status") == 404:
                 return ContainerState.MISSING
@@ -442,7 +243,7 @@ class DockerRuntime:
                 name=(row.get("Names") or ["/?"])[0].lstrip("/"),
                 job_id=row.get("Labels", {}).get(LABEL_JOB, ""),
                 stage=row.get("Labels", {}).get(LABEL_STAGE, ""),
-                state=_state(str(row.get("State", ""))),
+                state=container_state(str(row.get("State", ""))),
             )
             for row in rows
         ]
@@ -473,28 +274,3 @@ class DockerRuntime:
                 chunks.close()  # its socket, even when the engine cut the stream off
 
         return await self._long(copy, f"logs-{name}")
-
-
-def _base_url() -> str:
-    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-
-
-def _translate(e: Exception) -> LocalComputeError:
-    if isinstance(e, docker.errors.ImageNotFound):
-        return ImageNotFoundError(str(e.explanation or e))
-    if isinstance(e, docker.errors.APIError):
-        status = e.status_code
-        if status == 404 and "image" in str(e.explanation or "").lower():
-            return ImageNotFoundError(str(e.explanation or e), status=status)
-        return ContainerError(str(e.explanation or e), status=status)
-    return DockerUnavailableError(f"the Docker engine does not answer: {e}")
-
-
-def _state(status: str) -> ContainerState:
-    """Docker's Status in the runtime's words: removing and dead are ended containers;
-    paused and restarting have not ended."""
-    if status == "created":
-        return ContainerState.CREATED
-    if status in ("running", "paused", "restarting"):
-        return ContainerState.RUNNING
-    return ContainerState.EXITED

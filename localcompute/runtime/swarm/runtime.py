@@ -1,11 +1,13 @@
 """Jobs on the nodes of a Docker Swarm, behind the same ContainerRuntime as the local engine.
 
-A job container is a replicated-job service (services.py) on the node the runtime chose;
-"created" is a spec held here until start() makes the service, since Swarm has no created
-service that has not started. Images are the manager's engine's business (the methods of
-DockerRuntime, pointed at the manager); what runs where is the manager's, asked through
-its tasks. What the manager cannot do on a node (remove a job's containers and volumes) a
-short reap task does there, with the node's Docker socket mounted (helper/reap.py).
+A job container is a replicated-job service (services.py) on the node its job's
+allocation names (cluster.py); "created" is a spec held here until start() makes the
+service, since Swarm has no created service that has not started. Images are the
+manager's engine's business (the methods of DockerRuntime, pointed at the manager); what
+runs where is the manager's, asked through its tasks (manager.py). Logs come from the
+service's stream (logs.py); a job's disk is measured on its node (meter.py); what the
+manager cannot do on a node (remove a job's containers and volumes) a short reap task
+does there (reaper.py, helper/reap.py).
 
 Weaker than the local engine, as Swarm is: no core pinning (cpuset is ignored), a soft
 disk quota (SwarmQuota), and OOM seen only as exit 137.
@@ -14,24 +16,17 @@ disk quota (SwarmQuota), and OOM seen only as exit 137.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
-import socket
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
-
 from localcompute.core.errors import ConfigError, ContainerError
 from localcompute.core.settings import Settings
-from localcompute.core.stagekey import StageKey
 from localcompute.runtime.base import (
-    DATA_AREAS,
     LABEL_INSTANCE,
     LABEL_JOB,
     LABEL_STAGE,
@@ -39,15 +34,15 @@ from localcompute.runtime.base import (
     ContainerInfo,
     ContainerSpec,
     ContainerState,
-    Mount,
     Network,
-    NodeResources,
 )
-from localcompute.runtime.local.docker import DockerRuntime
 from localcompute.runtime.logfile import write_capped
 from localcompute.runtime.pump import pumped
 from localcompute.runtime.quota import DiskQuota
-from localcompute.runtime.swarm import nodes, services
+from localcompute.runtime.swarm import manager, services
+from localcompute.runtime.swarm.cluster import SwarmCluster
+from localcompute.runtime.swarm.logs import ServiceLogStream, copy_service_logs
+from localcompute.runtime.swarm.meter import last_reading, meter_name, meter_spec
 from localcompute.runtime.swarm.quota import SwarmQuota
 
 log = logging.getLogger(__name__)
@@ -62,24 +57,6 @@ NODE_CHECK_SECONDS = 2.0
 START_TIMEOUT = 600.0
 # How long the log stream is read after its task ended: the node ships the last lines.
 LOG_TAIL_SECONDS = 0.1
-REAP_TIMEOUT = 30.0
-# The meter: a job's volumes measured on its node, as its disk quota's watcher reads them.
-METER_SECONDS = 0.5
-METER = (
-    "import os, sys, time\n"
-    "def size(top):\n"
-    "    total = 0\n"
-    "    for root, dirs, files in os.walk(top):\n"
-    "        for name in dirs + files:\n"
-    "            try:\n"
-    "                total += os.lstat(os.path.join(root, name)).st_blocks * 512\n"
-    "            except OSError:\n"
-    "                pass\n"
-    "    return total\n"
-    "while True:\n"
-    "    print(sum(size(top) for top in sys.argv[1:]), flush=True)\n"
-    f"    time.sleep({METER_SECONDS})\n"
-)
 
 
 @dataclass
@@ -91,36 +68,18 @@ class _Job:
     node_id: str
 
 
-class SwarmRuntime(DockerRuntime):
+class SwarmRuntime(SwarmCluster):
     def __init__(self, settings: Settings) -> None:
-        super().__init__(
-            short_workers=max(4, min(32, settings.total_slots + 4)),
-            long_workers=settings.total_slots * 2 + 4,
-            base_url=settings.runtime.manager,
-        )
-        self._settings = settings
-        self._runtime = settings.runtime
+        super().__init__(settings)
         self._created: dict[str, ContainerSpec] = {}
         self._tasks: dict[str, str] = {}  # service → the id of the task that ran it
         self._jobs: dict[str, _Job] = {}
-        self._nodes: dict[str, nodes.Node] = {}  # the eligible nodes, by id
-        self._key: StageKey | None = None
         # Job id → bytes its volumes hold, as its meter last said; and the meters' readers.
         self._usage: dict[str, int] = {}
         self._meters: dict[str, asyncio.Task[None]] = {}
         self._network_locks: dict[str, asyncio.Lock] = {}
-        # Where ended jobs are reaped, one at a time, off their path.
-        self._reaper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="swarm-reap")
 
-    # -- lifecycle and the nodes -----------------------------------------------
-
-    async def resources(self, data_dir: Path) -> list[NodeResources]:
-        """The eligible nodes, each checked: a node that lacks the helper image (or does
-        not answer) is left out, with Docker's words in the log."""
-        found = await asyncio.to_thread(
-            nodes.check_all, self._runtime, self._settings.docker.helper_image
-        )
-        return [n.resources for n in found]
+    # -- the job's disk ------------------------------------------------------------
 
     async def disk_quota(self, data_dir: Path, wanted: str) -> tuple[DiskQuota, str]:
         if wanted in ("xfs", "loop"):
@@ -135,53 +94,6 @@ class SwarmRuntime(DockerRuntime):
 
     async def leftover_storage(self, jobs_dir: Path) -> list[Path]:
         return await asyncio.to_thread(SwarmQuota.held, jobs_dir)
-
-    async def open(self) -> None:
-        await super().open()
-        info = await self._short(lambda: self._api.info())
-        if not (info.get("Swarm") or {}).get("ControlAvailable"):
-            await self.close()
-            raise ConfigError(
-                f"[runtime] manager {self._runtime.manager} is not a Swarm manager "
-                f"(its swarm state: {(info.get('Swarm') or {}).get('LocalNodeState', '?')})"
-            )
-        found = await asyncio.to_thread(nodes.eligible, self._api, self._runtime.node_labels)
-        if not found:
-            await self.close()
-            raise ConfigError(nodes.none_eligible(self._runtime.node_labels))
-        self._nodes = {n.node_id: n for n in found}
-        self._key = await asyncio.to_thread(StageKey.load, self._settings.data_dir)
-        log.info(
-            "swarm: jobs run on %s; no core pinning there, a soft disk quota",
-            ", ".join(f"node {n.hostname} ({n.node_id})" for n in found),
-        )
-        # What the node checks of resources() left on the nodes.
-        for node_id in self._nodes:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(self._reap_blocking, node_id, [], ["node-check"])
-
-    def _node_of(self, spec: ContainerSpec) -> str:
-        """The node a container runs on: the one the pool placed its job on (one of no
-        node, a start-up probe: the first eligible one)."""
-        if not self._nodes:
-            raise ContainerError("the Swarm runtime is not open")
-        if not spec.node:
-            return next(iter(self._nodes))
-        if spec.node not in self._nodes:
-            raise ContainerError(
-                f"node {spec.node} is not among the eligible nodes now "
-                f"({', '.join(self._nodes)}): the job cannot run there"
-            )
-        return spec.node
-
-    def _placement(self, instance: str, node_id: str) -> services.Placement:
-        return services.Placement(
-            instance=instance,
-            node_id=node_id,
-            server_url=self._runtime.server_url.rstrip("/"),
-            egress_network=self._runtime.egress_network,
-            helper_image=self._settings.docker.helper_image,
-        )
 
     # -- containers as services ---------------------------------------------------
 
@@ -217,50 +129,53 @@ class SwarmRuntime(DockerRuntime):
         body = services.service_body(spec, placement, network=network, token=token)
         if job_id and stage in ("fetch", "algorithm"):
             await self._meter(spec, placement, start=stage == "fetch")
-        await self._short(
-            lambda: self._api._result(
-                self._api._post_json(self._api._url("/services/create"), data=body), True
-            )
+        await self._short(lambda: manager.create_service(self._api, body))
+        task, down = await self._poll(
+            name, lambda t: services.task_status(t) not in services.NOT_STARTED, START_TIMEOUT
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        next_node_check = time.monotonic() + NODE_CHECK_SECONDS
-        delay = POLL_FIRST
-        while True:
-            task = await self._task(name)
-            state = str(((task or {}).get("Status") or {}).get("State", ""))
-            if task is not None and time.monotonic() > next_node_check:
-                next_node_check = time.monotonic() + NODE_CHECK_SECONDS
-                down = await self._node_down(str(task.get("NodeID", "")))
-                if down:
-                    raise ContainerError(down)
-            if task is not None and state not in services.NOT_STARTED:
-                self._tasks[name] = str(task["ID"])
-                if state == "rejected":
-                    exit_ = services.task_exit(task)
-                    raise ContainerError(f"the node refused to run it: {exit_.reason}")
-                return
-            if time.monotonic() > deadline:
-                why = ((task or {}).get("Status") or {}).get("Message", "no task")
-                raise ContainerError(f"{name} did not start in {START_TIMEOUT:g} s ({why})")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, POLL_MOST)
+        if down:
+            raise ContainerError(down)
+        if task is None or services.task_status(task) in services.NOT_STARTED:
+            why = ((task or {}).get("Status") or {}).get("Message", "no task")
+            raise ContainerError(f"{name} did not start in {START_TIMEOUT:g} s ({why})")
+        self._tasks[name] = str(task["ID"])
+        if services.task_status(task) == "rejected":
+            exit_ = services.task_exit(task)
+            raise ContainerError(f"the node refused to run it: {exit_.reason}")
 
     async def wait(self, name: str) -> ContainerExit:
-        """Until the stage's task is terminal; a node that goes down ends the wait with
-        `lost` and a reason that names the node."""
-        delay = POLL_FIRST
+        """Until the stage's task is terminal; a node that goes down (or a service that
+        goes) ends the wait with `lost` and a reason that names the node."""
+        task, down = await self._poll(
+            name, lambda t: services.task_state(t) is ContainerState.EXITED, None
+        )
+        if down:
+            return ContainerExit(-1, None, None, time.time(), down, True)
+        assert task is not None  # _poll returns a ready task or a reason
+        return services.task_exit(task)
+
+    async def _poll(
+        self, name: str, ready: Callable[[dict[str, Any]], bool], give_up_after: float | None
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The stage's task once `ready`, asked quickly at first and then less often;
+        or why it never will be: its node went down, or its service is gone. Past
+        `give_up_after` seconds, the task as it is."""
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
         next_node_check = time.monotonic() + NODE_CHECK_SECONDS
+        delay = POLL_FIRST
         while True:
-            if await self._service(name) is None and name not in self._created:
-                return ContainerExit(-1, None, None, time.time(), "its service is gone", True)
             task = await self._task(name)
-            if task is not None and services.task_state(task) is ContainerState.EXITED:
-                return services.task_exit(task)
+            if task is not None and ready(task):
+                return task, ""
+            if task is None and name not in self._created and await self._service(name) is None:
+                return None, "its service is gone"
             if task is not None and time.monotonic() > next_node_check:
                 next_node_check = time.monotonic() + NODE_CHECK_SECONDS
                 down = await self._node_down(str(task.get("NodeID", "")))
                 if down:
-                    return ContainerExit(-1, None, None, time.time(), down, True)
+                    return task, down
+            if deadline is not None and time.monotonic() > deadline:
+                return task, ""
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_MOST)
 
@@ -281,26 +196,11 @@ class SwarmRuntime(DockerRuntime):
             return
         if services.task_state(await self._task(name)) is ContainerState.EXITED:
             return
-        spec = service["Spec"]
-        container = spec["TaskTemplate"]["ContainerSpec"]
-        container["Image"] = self._settings.docker.helper_image
-        container["Command"] = ["true"]
-        container["Args"] = []
-        # So that the stage's own task is still told from this one (services.original_task).
-        container["Labels"] = {**(container.get("Labels") or {}), services.STOPPER_LABEL: "1"}
-        container["StopGracePeriod"] = int(max(grace, 0) * 1_000_000_000)
-        spec["TaskTemplate"]["ForceUpdate"] = int(spec["TaskTemplate"].get("ForceUpdate", 0)) + 1
+        spec = services.stopper_spec(service["Spec"], self._settings.docker.helper_image, grace)
         version = service["Version"]["Index"]
         try:
             await self._short(
-                lambda: self._api._result(
-                    self._api._post_json(
-                        self._api._url("/services/{0}/update", service["ID"]),
-                        data=spec,
-                        params={"version": version},
-                    ),
-                    True,
-                )
+                lambda: manager.update_service(self._api, service["ID"], spec, version)
             )
         except ContainerError as e:
             if e.details.get("status") != 404:
@@ -322,7 +222,7 @@ class SwarmRuntime(DockerRuntime):
         labels = service["Spec"].get("Labels") or {}
         node_id = services.service_node(service)
         if not labels.get(LABEL_JOB) and labels.get(LABEL_STAGE) and node_id:
-            await asyncio.to_thread(self._reap_blocking, node_id, [], [labels[LABEL_STAGE]])
+            await asyncio.to_thread(self._reaper.reap, node_id, [], [labels[LABEL_STAGE]])
 
     async def list_labelled(self, instance: str) -> list[ContainerInfo]:
         found = await self._short(
@@ -356,61 +256,29 @@ class SwarmRuntime(DockerRuntime):
     # -- logs ---------------------------------------------------------------------
 
     async def follow_logs(self, name: str) -> AsyncIterator[bytes]:
-        """The service's log stream, which Swarm never ends: closed here once the task is
+        """The service's log stream, which Swarm never ends: cut here once the task is
         terminal and the node has had a moment to ship the last lines."""
-        holder: dict[str, Any] = {}
-
-        def stream() -> Iterator[bytes]:
-            api = self._long_api
-            response = api._get(
-                api._url("/services/{0}/logs", name),
-                params={"follow": 1, "stdout": 1, "stderr": 1},
-                stream=True,
-            )
-            api._raise_for_status(response)
-            raw = api._get_raw_response_socket(response)
-            holder["sock"], holder["response"] = getattr(raw, "_sock", raw), response
-            # Read through the response: it undoes the chunked encoding, then the frames.
-            return _payloads(api._multiplexed_response_stream_helper(response), holder)
+        stream = ServiceLogStream(self._long_api, name)
 
         async def closer() -> None:
             await self.wait(name)
             await asyncio.sleep(LOG_TAIL_SECONDS)
-            holder["closed"] = True
-            sock = holder.get("sock")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            stream.cut()
 
         closing = asyncio.ensure_future(closer())
         try:
-            async for batch in pumped(stream, lambda pump: self._long(pump, f"follow-{name}")):
+            async for batch in pumped(stream.open, lambda pump: self._long(pump, f"follow-{name}")):
                 yield batch
         finally:
             closing.cancel()
-            # The pump's thread may be blocked reading: the socket is cut first (which
-            # wakes it), and the response closed off the loop, since closing it waits for
-            # that read to let go.
-            holder["closed"] = True
-            sock = holder.get("sock")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            response = holder.get("response")
-            if response is not None:
-                threading.Thread(target=_close_quietly, args=(response,), daemon=True).start()
+            stream.close()
 
     async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
-        def copy() -> int:
-            chunks: Any = self._long_api.service_logs(name, stdout=True, stderr=True, follow=False)
-            try:
-                return write_capped(chunks, path, limit=limit, append=append)
-            finally:
-                with contextlib.suppress(Exception):
-                    chunks.close()
-
         try:
-            return await self._long(copy, f"logs-{name}")
+            return await self._long(
+                lambda: copy_service_logs(self._long_api, name, path, limit=limit, append=append),
+                f"logs-{name}",
+            )
         except ContainerError as e:
             if e.details.get("status") != 404:
                 raise
@@ -424,61 +292,35 @@ class SwarmRuntime(DockerRuntime):
 
     async def _meter(self, spec: ContainerSpec, placement: services.Placement, start: bool) -> None:
         """The job's meter: a task on its node that measures the job's data volumes every
-        METER_SECONDS (read only, no network) and says it in its log, which is read here.
+        meter.METER_SECONDS (read only, no network) and says it in its log, which is read here.
         Started with the fetch; after a restart, read again from the algorithm's start."""
         job_id = spec.labels[LABEL_JOB]
-        name = f"lc-{placement.instance}-{job_id}-meter"
+        name = meter_name(placement.instance, job_id)
         if start:
-            meter = ContainerSpec(
-                name=name,
-                image=placement.helper_image,
-                entrypoint=["python3", "-c", METER],
-                command=[f"/data/{a}" for a in DATA_AREAS],
-                labels={**spec.labels, LABEL_STAGE: "meter"},
-                mounts=tuple(Mount(Path(), f"/data/{a}", True, a) for a in DATA_AREAS),
-                node=spec.node,
-                network=Network.NONE,
-                user=spec.user,
-                nano_cpus=100_000_000,
-                memory_bytes=64 * 1024**2,
-                pids_limit=spec.pids_limit,
-                log_max_bytes=1024 * 1024,
-            )
+            meter = meter_spec(spec, placement.instance, placement.helper_image)
             network = services.network_for(meter, placement)
             if network is not None:
                 await self._ensure_job_network(network, meter)
             if await self._service(name) is None:
                 body = services.service_body(meter, placement, network=network, token="")
-                await self._short(
-                    lambda: self._api._result(
-                        self._api._post_json(self._api._url("/services/create"), data=body), True
-                    )
-                )
+                await self._short(lambda: manager.create_service(self._api, body))
         if job_id not in self._meters and (start or await self._service(name) is not None):
             self._meters[job_id] = asyncio.ensure_future(self._read_meter(job_id, name))
 
     async def _read_meter(self, job_id: str, name: str) -> None:
         with contextlib.suppress(Exception):  # the meter goes with the job's reap
             async for batch in self.follow_logs(name):
-                lines = [w for w in batch.split() if w.isdigit()]
-                if lines:
-                    self._usage[job_id] = int(lines[-1])
+                reading = last_reading(batch)
+                if reading is not None:
+                    self._usage[job_id] = reading
 
     async def _ensure_job_network(self, network: str, spec: ContainerSpec) -> None:
-        """The job's internal overlay, made once: the meter and the algorithm made ahead
-        both want it, at once, while the fetch runs."""
-        labels = {
-            LABEL_INSTANCE: spec.labels.get(LABEL_INSTANCE, ""),
-            LABEL_JOB: spec.labels.get(LABEL_JOB, ""),
-        }
+        """Made once: the meter and the algorithm made ahead both want it, at once,
+        while the fetch runs."""
+        instance, job_id = spec.labels.get(LABEL_INSTANCE, ""), spec.labels.get(LABEL_JOB, "")
         async with self._network_locks.setdefault(network, asyncio.Lock()):
-            found = await self._short(lambda: self._api.networks(names=[network]))
-            if any(n.get("Name") == network for n in found):
-                return
             await self._short(
-                lambda: self._api.create_network(
-                    network, driver="overlay", internal=True, labels=labels
-                )
+                lambda: manager.ensure_job_network(self._api, network, instance, job_id)
             )
 
     def release_job(self, job_id: str, then: Callable[[], None]) -> None:
@@ -495,112 +337,24 @@ class SwarmRuntime(DockerRuntime):
         if job is not None:
             self._network_locks.pop(services.job_network_name(job.instance, job_id), None)
 
-        def reap() -> None:
-            try:
-                # A job resumed after a restart may not have said where it ran: then its
-                # services say, or (they are gone) every node is reaped of it.
-                where = [job.node_id] if job is not None else self._job_nodes(job_id)
-                for node_id in where:
-                    self._reap_blocking(node_id, [job_id], [])
-            except Exception as e:
-                log.warning("swarm: job %s: its reap failed (the sweep retries): %s", job_id, e)
-                return
-            then()
-
-        self._reaper.submit(reap)
-
-    async def close(self) -> None:
-        # The reaps under way finish first: they need the manager's API.
-        await asyncio.to_thread(self._reaper.shutdown, wait=True)
-        self._reaper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="swarm-reap")
-        await super().close()
-
-    def _job_nodes(self, job_id: str) -> list[str]:
-        """The nodes a job's services were placed on; every eligible one when none is left."""
-        if self._api is None:
-            return []
-        found = self._api.services(filters={"label": f"{LABEL_JOB}={job_id}"})
-        placed = {services.service_node(s) for s in found} - {""}
-        return sorted(placed) or list(self._nodes)
-
-    def _reap_blocking(self, node_id: str, jobs: list[str], stages: list[str]) -> None:
-        if self._api is None:
-            return
-        api = self._api
-        node = api.inspect_node(node_id)
-        state = (node.get("Status") or {}).get("State")
-        if state != "ready":
-            # Nothing can run there now: the job's data folder stays, and the sweep
-            # reaps once the node is back.
-            host = (node.get("Description") or {}).get("Hostname", node_id)
-            raise OSError(f"node {host} is {state}: its reap waits for it")
-        for job_id in jobs:
-            for service in api.services(filters={"label": f"{LABEL_JOB}={job_id}"}):
-                with contextlib.suppress(docker.errors.NotFound):
-                    api.remove_service(service["ID"])
-        nodes.run_reap(
-            api,
-            node_id=node_id,
-            helper_image=self._settings.docker.helper_image,
-            node_socket=(
-                self._nodes[node_id].socket(self._runtime.node_socket)
-                if node_id in self._nodes
-                else self._runtime.node_socket
-            ),
-            jobs=jobs,
-            stages=stages,
-            timeout=REAP_TIMEOUT,
-        )
-        for job_id in jobs:
-            for network in api.networks(filters={"label": f"{LABEL_JOB}={job_id}"}):
-                nodes.remove_network(api, network["Id"])
+        # A job resumed after a restart may not have said where it ran: then its
+        # services say, or (they are gone) every node is reaped of it.
+        self._reaper.release(job_id, job.node_id if job is not None else None, then)
 
     # -- the manager's answers ----------------------------------------------------
 
     async def _service(self, name: str) -> dict[str, Any] | None:
-        try:
-            info: Any = await self._short(lambda: self._api.inspect_service(name))
-            return dict(info)
-        except ContainerError as e:
-            if e.details.get("status") == 404:
-                return None
-            raise
+        return await self._short(lambda: manager.find_service(self._api, name))
 
     async def _task(self, name: str) -> dict[str, Any] | None:
-        own: list[dict[str, Any]] = await self._short(
-            lambda: self._api.tasks(filters={"service": name})
-        )
+        own = await self._short(lambda: manager.service_tasks(self._api, name))
         known = self._tasks.get(name)
         for task in own:
             if task.get("ID") == known:
-                return dict(task)
+                return task
         return services.original_task(own)
 
     async def _node_down(self, node_id: str) -> str:
         """Why the node is gone, in words naming it; "" while it is up (or the task has
         no node yet)."""
-        if not node_id:
-            return ""
-        try:
-            node = await self._short(lambda: self._api.inspect_node(node_id))
-        except ContainerError:
-            return ""
-        state = str((node.get("Status") or {}).get("State", ""))
-        if state in ("down", "disconnected"):
-            host = (node.get("Description") or {}).get("Hostname", "")
-            return f"node {host} ({node_id}) went {state} while the job ran there"
-        return ""
-
-
-def _close_quietly(response: Any) -> None:
-    with contextlib.suppress(Exception):
-        response.close()
-
-
-def _payloads(chunks: Iterator[bytes], holder: dict[str, Any]) -> Iterator[bytes]:
-    """The log stream's payloads; a read cut by the closer ends it."""
-    try:
-        yield from chunks
-    except Exception:  # an OSError or urllib3's "connection broken", as the cut falls
-        if not holder.get("closed"):
-            raise
+        return await self._short(lambda: manager.node_down(self._api, node_id))

@@ -12,7 +12,6 @@ fetch downloads them from the server, and the filter uploads the results to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from localcompute.core.errors import ContainerError
@@ -28,6 +27,7 @@ from localcompute.runtime.base import (
     Mount,
     Network,
 )
+from localcompute.runtime.times import docker_time
 
 # What a task is once it will not run again.
 TERMINAL = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
@@ -175,6 +175,22 @@ def network_for(spec: ContainerSpec, placement: Placement) -> str | None:
     return placement.egress_network or None
 
 
+def stopper_spec(spec: dict[str, Any], helper_image: str, grace: float) -> dict[str, Any]:
+    """A service's spec updated to run `true` in the helper image, forced: Swarm replaces
+    the running task (SIGTERM, then SIGKILL after `grace`), the one way to stop it."""
+    template = dict(spec["TaskTemplate"])
+    container = dict(template["ContainerSpec"])
+    container["Image"] = helper_image
+    container["Command"] = ["true"]
+    container["Args"] = []
+    # So that the stage's own task is still told from this one (original_task).
+    container["Labels"] = {**(container.get("Labels") or {}), STOPPER_LABEL: "1"}
+    container["StopGracePeriod"] = int(max(grace, 0) * 1_000_000_000)
+    template["ContainerSpec"] = container
+    template["ForceUpdate"] = int(template.get("ForceUpdate", 0)) + 1
+    return {**spec, "TaskTemplate": template}
+
+
 def service_node(service: dict[str, Any]) -> str:
     """The node a service of ours is placed on, from its constraint ("" where it has none)."""
     placement = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("Placement") or {}
@@ -190,12 +206,17 @@ def original_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
     else the first made. Swarm trims its times' trailing zeros, so they are compared as
     times, not as text ("…05.1Z" sorts after "…05.12Z")."""
     ran = [t for t in tasks if not _is_stopper(t)] or tasks
-    return min(ran, key=lambda t: swarm_time(str(t.get("CreatedAt", ""))) or 0.0, default=None)
+    return min(ran, key=lambda t: docker_time(str(t.get("CreatedAt", ""))) or 0.0, default=None)
 
 
 def _is_stopper(task: dict[str, Any]) -> bool:
     container = ((task.get("Spec") or {}).get("ContainerSpec")) or {}
     return STOPPER_LABEL in (container.get("Labels") or {})
+
+
+def task_status(task: dict[str, Any] | None) -> str:
+    """Swarm's word for where a task is ("" before it has one)."""
+    return str(((task or {}).get("Status") or {}).get("State", ""))
 
 
 def task_state(task: dict[str, Any] | None) -> ContainerState:
@@ -219,16 +240,7 @@ def task_exit(task: dict[str, Any]) -> ContainerExit:
     return ContainerExit(
         exit_code=code,
         oom_killed=None if code == 137 else False,
-        started_at=swarm_time(str(task.get("CreatedAt") or "")),
-        finished_at=swarm_time(str(status.get("Timestamp") or "")),
+        started_at=docker_time(str(task.get("CreatedAt") or "")),
+        finished_at=docker_time(str(status.get("Timestamp") or "")),
         reason=reason,
     )
-
-
-def swarm_time(text: str) -> float | None:
-    """Swarm's RFC 3339 times, with nanoseconds."""
-    if not text or text.startswith("0001-"):
-        return None
-    head, _, frac = text.rstrip("Z").partition(".")
-    stamp = datetime.fromisoformat(head + "+00:00").timestamp()
-    return stamp + (float("0." + frac[:9]) if frac else 0.0)
