@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,10 +30,13 @@ from localcompute.core.settings import Settings
 from localcompute.core.stagekey import StageKey
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine import failpoints
-from localcompute.engine.amounts import GIB, Capacity
+from localcompute.engine.amounts import Capacity
 from localcompute.engine.capacity import capacity as pool_capacity
 from localcompute.engine.datadir import DataDirLock
+from localcompute.engine.envstate import EnvironmentState, pool_totals
+from localcompute.engine.expiry import expire_results, expiry_loop
 from localcompute.engine.gpu_probe import probe_gpus
+from localcompute.engine.health import Check, health_checks
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.pipeline import Pipeline
@@ -50,11 +51,6 @@ from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore, Store
 
 log = logging.getLogger(__name__)
-
-# How long one health check may take before it counts as failed.
-HEALTH_TIMEOUT = 2.0
-# How often finished jobs are checked against their environment's storage_expiry.
-EXPIRY_SWEEP_SECONDS = 60.0
 
 
 class Engine:
@@ -160,7 +156,7 @@ class Engine:
             await self.close()
             raise
         await self.scheduler.admit()
-        self.scheduler.in_background(self._expiry_loop())
+        self.scheduler.in_background(expiry_loop(self.expire_results))
         self.scheduler.in_background(self.scheduler.sweep_forever())
 
     async def claim_data_dir(self) -> None:
@@ -328,22 +324,7 @@ class Engine:
     async def health(self) -> dict[str, Check]:
         """Whether the store, the Docker engine and the helper image are usable now,
         each with how long asking took. Three cheap calls: fit to poll every second."""
-        helper = self.settings.docker.helper_image
-
-        async def store() -> str | None:
-            await self.store.instance_id()
-            return None
-
-        async def docker() -> str | None:
-            return None if await self.runtime.ping() else "the Docker engine does not answer"
-
-        async def image() -> str | None:
-            if await self.runtime.image_exists(helper):
-                return None
-            return f"the helper image {helper} is missing: run `localcompute images build`"
-
-        checks = {"store": store, "docker": docker, "helper_image": image}
-        return {name: await _timed(probe) for name, probe in checks.items()}
+        return await health_checks(self.store, self.runtime, self.settings.docker.helper_image)
 
     # -- auth tokens (the node dialect) ----------------------------------------
 
@@ -368,13 +349,7 @@ class Engine:
         """Per environment: what its running jobs hold of the pool, the pool's totals,
         whether it can run jobs here, and how its disk limit is enforced."""
         active = await self.store.active_jobs()
-        cap = self.pool.capacity
-        totals = {
-            "cpu": float(len(cap.cores)),
-            "ram": cap.ram_bytes / GIB,
-            "disk": cap.disk_bytes / GIB,
-            "gpu": float(len(cap.gpus)),
-        }
+        totals = pool_totals(self.pool.capacity)
         return {
             env.id: EnvironmentState(
                 in_use=self.pool.in_use(j.claim for j in active if j.environment == env.id),
@@ -394,77 +369,14 @@ class Engine:
         """The output of the job's algorithm while it runs, to follow; None when it is not."""
         return self.scheduler.pipeline.live_logs.get(job_id)
 
+    async def expire_results(self, now: float | None = None) -> list[str]:
+        """Delete the results of finished jobs older than their environment's
+        storage_expiry (0: kept until the job is deleted). Returns the job ids."""
+        return await expire_results(self.store, self.settings, self.delete, now)
+
     def result_path(self, job: Job, index: int) -> Path:
         result = job.results[index]
         return Workspace.of(self.settings.data_dir, job.job_id).root / result.path
-
-    async def _expiry_loop(self) -> None:
-        while True:
-            try:
-                await self.expire_results()
-            except DockerUnavailableError as e:
-                log.warning("result expiry waits for Docker: %s", e)
-            except Exception:
-                log.exception("result expiry failed; trying again later")
-            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
-
-    async def expire_results(self, now: float | None = None) -> list[str]:
-        """Delete the results of finished jobs older than their environment's storage_expiry.
-
-        A storage_expiry of 0 keeps results until the job is deleted. Returns the job ids.
-        """
-        now = time.time() if now is None else now
-        expired: list[str] = []
-        for env in self.settings.environments:
-            if env.storage_expiry == 0:
-                continue
-            # Only the jobs now due are read: every finished job, every minute, would
-            # make the server's memory and its minute's work grow with every job.
-            due = JobQuery(
-                environment=env.id,
-                finished=True,
-                finished_before=now - env.storage_expiry,
-                include_removed=False,
-            )
-            for job in await self.store.find(due):
-                failpoints.hit("expiry.before_delete")
-                await self.delete(job.job_id)
-                expired.append(job.job_id)
-        if expired:
-            log.info("results of %d jobs expired", len(expired))
-        return expired
-
-
-@dataclass(frozen=True)
-class EnvironmentState:
-    in_use: dict[str, float]  # cpu, ram (GiB), disk (GiB), gpu held by its running jobs
-    pool_totals: dict[str, float]  # what the whole pool has, in the same units
-    unavailable: str | None  # why it cannot run jobs here; None when it can
-    disk_quota: str  # xfs, loop or watch
-    disk_hard: bool
-
-    @property
-    def disk_limit(self) -> dict[str, object]:
-        """How a job's disk is limited, as the environment views show it."""
-        return {"mechanism": self.disk_quota, "hard": self.disk_hard}
-
-
-@dataclass(frozen=True)
-class Check:
-    ok: bool
-    ms: float
-    error: str | None = None
-
-
-async def _timed(probe: Callable[[], Awaitable[str | None]]) -> Check:
-    start = time.perf_counter()
-    try:
-        error = await asyncio.wait_for(probe(), HEALTH_TIMEOUT)
-    except TimeoutError:
-        error = f"no answer within {HEALTH_TIMEOUT:g} s"
-    except Exception as e:  # a health check reports every failure, it never raises
-        error = f"{type(e).__name__}: {e}"
-    return Check(error is None, round((time.perf_counter() - start) * 1000, 2), error)
 
 
 def _container_user(setting: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from localcompute.core.models import Job, ResultFile
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, NumberedText, TerminationReason
-from localcompute.engine.api import EnvironmentState
+from localcompute.engine.envstate import EnvironmentState
 from localcompute.web.views import described, epoch_text
 
 

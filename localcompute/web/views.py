@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from localcompute.core.models import Job
 from localcompute.core.settings import Settings
-from localcompute.engine.api import EnvironmentState
+from localcompute.engine.envstate import EnvironmentState
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
