@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from localcompute.core.models import AlgorithmSpec, JobSpec
+from localcompute.core.jobspec import AlgorithmSpec, JobSpec
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.engine.amounts import GIB, Capacity
 from localcompute.engine.pool import Pool

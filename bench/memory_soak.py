@@ -138,7 +138,7 @@ def serve_fake(config: Path) -> None:
     `localcompute serve` runs, until SIGTERM; the URL on stdout as serve prints it."""
     import uvloop
 
-    from localcompute.core.settings import load_settings
+    from localcompute.core.config_file import load_settings
     from localcompute.engine import Engine
     from localcompute.runtime import ContainerSpec
     from localcompute.testing import FakeRuntime

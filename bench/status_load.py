@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 from localcompute.client import Client, Key
-from localcompute.core.models import AlgorithmSpec, JobQuery, JobSpec
+from localcompute.core.jobspec import AlgorithmSpec, JobSpec
+from localcompute.core.models import JobQuery
 from localcompute.core.signing import Key as Signer
 from localcompute.store import JobStore
 from localcompute.store.queries import SQL_COUNT_SLOTS, SQL_GET_JOB, select_jobs

@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _WHERE = {
-    "AlgorithmSpec": "localcompute.core.models",
-    "FileSource": "localcompute.core.models",
-    "InputSpec": "localcompute.core.models",
+    "AlgorithmSpec": "localcompute.core.jobspec",
+    "FileSource": "localcompute.core.jobspec",
+    "InputSpec": "localcompute.core.jobspec",
     "Job": "localcompute.core.models",
     "JobQuery": "localcompute.core.models",
-    "JobSpec": "localcompute.core.models",
+    "JobSpec": "localcompute.core.jobspec",
     "Preconditions": "localcompute.core.models",
     "ResultFile": "localcompute.core.models",
     "Engine": "localcompute.engine",
     "LocalComputeError": "localcompute.core.errors",
     "Settings": "localcompute.core.settings",
-    "load_settings": "localcompute.core.settings",
+    "load_settings": "localcompute.core.config_file",
     "JobStatus": "localcompute.core.status",
     "StopRequest": "localcompute.core.status",
     "TerminationReason": "localcompute.core.status",
@@ -49,18 +49,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from localcompute.core.config_file import load_settings
     from localcompute.core.errors import LocalComputeError
-    from localcompute.core.models import (
-        AlgorithmSpec,
-        FileSource,
-        InputSpec,
-        Job,
-        JobQuery,
-        JobSpec,
-        Preconditions,
-        ResultFile,
-    )
-    from localcompute.core.settings import Settings, load_settings
+    from localcompute.core.jobspec import AlgorithmSpec, FileSource, InputSpec, JobSpec
+    from localcompute.core.models import Job, JobQuery, Preconditions, ResultFile
+    from localcompute.core.settings import Settings
     from localcompute.core.status import JobStatus, StopRequest, TerminationReason
     from localcompute.engine import Engine
 

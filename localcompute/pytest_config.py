@@ -47,7 +47,7 @@ def _plain(value: Any) -> Any:
 
 def anchored(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     """`config` with its relative paths made absolute against `folder`."""
-    from localcompute.core.settings import anchor_paths
+    from localcompute.core.config_file import anchor_paths
 
     return anchor_paths(config, folder)
 

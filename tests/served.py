@@ -309,7 +309,7 @@ async def fake_server(root: Path, **overrides: Any) -> AsyncIterator[Served]:
     """
     from aiohttp import web
 
-    from localcompute.core.settings import load_settings
+    from localcompute.core.config_file import load_settings
     from localcompute.engine import Engine
     from localcompute.testing import FakeRuntime
     from localcompute.web.app import create_app

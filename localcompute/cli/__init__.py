@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from localcompute.cli import config, exits, jobs, run
-from localcompute.core.settings import Settings, load_settings
+from localcompute.core.config_file import load_settings
+from localcompute.core.settings import Settings
 
 if TYPE_CHECKING:
     from localcompute.runtime.local.docker import DockerRuntime

@@ -117,7 +117,7 @@ async def local_engine(
     On the way out, however the command leaves, the engine's containers are removed,
     and its own data folder with the job disks mounted in it.
     """
-    from localcompute.core.settings import parse_settings
+    from localcompute.core.config_file import parse_settings
     from localcompute.engine import Engine
     from localcompute.runtime.choice import runtime_for
     from localcompute.web.serving import serving

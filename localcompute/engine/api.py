@@ -25,7 +25,8 @@ from localcompute.core.errors import (
     InvalidJobError,
     TransitionRefusedError,
 )
-from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions
+from localcompute.core.jobspec import JobSpec
+from localcompute.core.models import Job, JobQuery, Preconditions
 from localcompute.core.settings import Settings
 from localcompute.core.stagekey import StageKey
 from localcompute.core.status import JobStatus, StopRequest

@@ -32,7 +32,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from localcompute.core.errors import ConfigError
-from localcompute.core.models import Allocation, Claim, JobResources
+from localcompute.core.jobspec import JobResources
+from localcompute.core.models import Allocation, Claim
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.engine.amounts import GIB, MILLI, Capacity, Demand, Usage
 

@@ -15,8 +15,8 @@ import socket
 import sys
 from pathlib import Path
 
+from localcompute.core.config_file import load_settings
 from localcompute.core.errors import LocalComputeError
-from localcompute.core.settings import load_settings
 
 
 def own_container_id() -> str:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from localcompute.core.models import Allocation, FileSource, Job, did_folder
+from localcompute.core.jobspec import FileSource, did_folder
+from localcompute.core.models import Allocation, Job
 from localcompute.core.settings import DockerSettings, EnvironmentSettings
 from localcompute.runtime import (
     LABEL_INSTANCE,

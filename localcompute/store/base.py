@@ -14,15 +14,8 @@ from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from typing import Any, Protocol
 
-from localcompute.core.models import (
-    Allocation,
-    Claim,
-    Job,
-    JobQuery,
-    JobSpec,
-    Preconditions,
-    ResultFile,
-)
+from localcompute.core.jobspec import JobSpec
+from localcompute.core.models import Allocation, Claim, Job, JobQuery, Preconditions, ResultFile
 from localcompute.core.status import JobStatus, StopRequest
 
 

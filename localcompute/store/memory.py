@@ -24,7 +24,8 @@ from localcompute.core.errors import (
     TokenError,
     TransitionRefusedError,
 )
-from localcompute.core.models import Job, JobQuery, JobSpec, Preconditions, ResultFile
+from localcompute.core.jobspec import JobSpec
+from localcompute.core.models import Job, JobQuery, Preconditions, ResultFile
 from localcompute.core.status import JobStatus, StopRequest, predecessors
 from localcompute.store.base import Admission
 from localcompute.store.queries import SETTABLE

@@ -16,7 +16,8 @@ from typing import Any
 import aiosqlite
 
 from localcompute.core.errors import AgreementInUseError, NonceError, StoreError, TokenError
-from localcompute.core.models import Allocation, Claim, Job, JobSpec, Preconditions
+from localcompute.core.jobspec import JobSpec
+from localcompute.core.models import Allocation, Claim, Job, Preconditions
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.store.queries import (
     SQL_ACTIVE_CLAIMS,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from localcompute.core.errors import ConfigError, RefusedError
-from localcompute.core.models import AlgorithmSpec, FileSource, InputSpec
+from localcompute.core.jobspec import AlgorithmSpec, FileSource, InputSpec
 from localcompute.core.settings import AlgorithmSettings, DatasetSettings, Settings
 
 

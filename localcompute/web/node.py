@@ -20,11 +20,8 @@ from localcompute.core.errors import (
     SignatureError,
     TokenError,
 )
-from localcompute.core.models import (
-    Job,
-    JobQuery,
-    JobSpec,
-)
+from localcompute.core.jobspec import JobSpec
+from localcompute.core.models import Job, JobQuery
 from localcompute.web import node_jobspec
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
 from localcompute.web.node_auth import (

@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 from pydantic import ValidationError
 
 from localcompute.core.errors import RefusedError
-from localcompute.core.models import DID_PREFIX, AlgorithmSpec, FileSource, InputSpec, JobResources
+from localcompute.core.jobspec import DID_PREFIX, AlgorithmSpec, FileSource, InputSpec, JobResources
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.web.catalog import Catalog
 from localcompute.web.node_requests import (

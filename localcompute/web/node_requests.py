@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
-from localcompute.core.models import Container
+from localcompute.core.jobspec import Container
 from localcompute.web.examples import NODE_FREE_COMPUTE, examples
 from localcompute.web.params import (
     ADDRESS_PATTERN,

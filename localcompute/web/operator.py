@@ -16,15 +16,8 @@ from typing import Any
 from aiohttp import web
 
 from localcompute.core.errors import AccessDeniedError, JobNotFoundError, RefusedError
-from localcompute.core.models import (
-    AlgorithmSpec,
-    FileSource,
-    InputSpec,
-    Job,
-    JobQuery,
-    JobSpec,
-    Preconditions,
-)
+from localcompute.core.jobspec import AlgorithmSpec, FileSource, InputSpec, JobSpec
+from localcompute.core.models import Job, JobQuery, Preconditions
 from localcompute.web import auth
 from localcompute.web.context import ENGINE, SETTINGS, base_url
 from localcompute.web.operator_requests import (

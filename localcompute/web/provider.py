@@ -21,8 +21,9 @@ from localcompute.core.errors import (
     RefusedError,
     SignatureError,
 )
+from localcompute.core.jobspec import AlgorithmSpec, InputSpec, JobSpec
 from localcompute.core.lru import Lru
-from localcompute.core.models import AlgorithmSpec, InputSpec, Job, JobQuery, JobSpec, Preconditions
+from localcompute.core.models import Job, JobQuery, Preconditions
 from localcompute.web import auth
 from localcompute.web.catalog import Catalog
 from localcompute.web.context import (

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
 
-from localcompute.core.models import Container
+from localcompute.core.jobspec import Container
 from localcompute.web.examples import PROVIDER_START, examples
 from localcompute.web.params import (
     META_OR_DOCUMENT_ID,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.core.settings import load_settings
+from localcompute.core.config_file import load_settings
 from tests.conftest import BUSYBOX_IMAGE, unique
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]

@@ -8,7 +8,7 @@ from typing import cast
 
 import pytest
 
-from localcompute.core.models import AlgorithmSpec, JobSpec
+from localcompute.core.jobspec import AlgorithmSpec, JobSpec
 from localcompute.core.status import JobStatus, TerminationReason
 from localcompute.engine.pipeline import Pipeline
 from localcompute.engine.stepkit import ContainerDefaults

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from localcompute.core.models import AlgorithmSpec, JobSpec
+from localcompute.core.jobspec import AlgorithmSpec, JobSpec
 from localcompute.engine import Engine
 from localcompute.store import JobStore
 from localcompute.store.sqlite import FINISHED_CACHE_SIZE

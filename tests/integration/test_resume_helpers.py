@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.core.models import AlgorithmSpec, Job, JobSpec
+from localcompute.core.jobspec import AlgorithmSpec, JobSpec
+from localcompute.core.models import Job
 from localcompute.core.status import JobStatus, TerminationReason
 from localcompute.engine.pipeline import Pipeline
 from localcompute.engine.stepkit import ContainerDefaults

@@ -20,7 +20,8 @@ from localcompute.core.errors import (
     StoreError,
     TransitionRefusedError,
 )
-from localcompute.core.models import AlgorithmSpec, JobQuery, JobSpec, Preconditions
+from localcompute.core.jobspec import AlgorithmSpec, JobSpec
+from localcompute.core.models import JobQuery, Preconditions
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine.amounts import GIB, Capacity

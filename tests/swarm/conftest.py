@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from localcompute import Engine
-from localcompute.core.settings import load_settings
+from localcompute.core.config_file import load_settings
 from localcompute.web.app import create_app
 from localcompute.web.context import ENGINE
 from tests.conftest import STARTED_INSTANCES

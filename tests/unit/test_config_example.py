@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from localcompute.cli import config, main
-from localcompute.core.settings import Settings, load_settings, parse_settings
+from localcompute.core.config_file import load_settings, parse_settings
+from localcompute.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

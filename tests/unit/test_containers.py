@@ -9,7 +9,8 @@ from typing import Literal
 import docker
 import pytest
 
-from localcompute.core.models import AlgorithmSpec, FileSource, InputSpec, Job, JobSpec
+from localcompute.core.jobspec import AlgorithmSpec, FileSource, InputSpec, JobSpec
+from localcompute.core.models import Job
 from localcompute.core.settings import DockerSettings, EnvironmentSettings, PoolSettings, Settings
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine.amounts import Capacity
@@ -171,7 +172,7 @@ def test_owner_and_whitelisted_viewers_may_read_results() -> None:
 
 
 def test_a_job_s_resources_lower_the_environment_s_and_never_raise_them() -> None:
-    from localcompute.core.models import JobResources
+    from localcompute.core.jobspec import JobResources
 
     env = EnvironmentSettings(id="e", cpu=2, ram_gb=4, gpu_devices=["0", "1"])
     base = job()

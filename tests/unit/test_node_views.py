@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from localcompute.core.models import AlgorithmSpec, Job, JobSpec, ResultFile
+from localcompute.core.jobspec import AlgorithmSpec, JobSpec
+from localcompute.core.models import Job, ResultFile
 from localcompute.core.status import JobStatus, TerminationReason
 from localcompute.store.memory import new_row
 from localcompute.web.node_views import NodeStatus, node_job, node_results, node_status

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from localcompute.core.models import AlgorithmSpec, Job, JobSpec
+from localcompute.core.jobspec import AlgorithmSpec, JobSpec
+from localcompute.core.models import Job
 from localcompute.core.status import JobStatus, TerminationReason
 from localcompute.engine.outcome import Ending, Interrupt, algorithm_outcome, resolve
 from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED

@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from localcompute.core.errors import ConfigError
-from localcompute.core.models import Allocation, Claim, JobResources
+from localcompute.core.jobspec import JobResources
+from localcompute.core.models import Allocation, Claim
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.engine.amounts import GIB, Capacity, cpuset_text, parse_cpuset
 from localcompute.engine.pool import Pool

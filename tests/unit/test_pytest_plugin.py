@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.core.settings import parse_settings
+from localcompute.core.config_file import parse_settings
 from localcompute.pytest_config import merge, session_config, to_toml
 from localcompute.pytest_plugin import start_error
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from localcompute.core.errors import RefusedError, RequestValidationError
-from localcompute.core.models import AlgorithmSpec
+from localcompute.core.jobspec import AlgorithmSpec
 from localcompute.web.catalog import Catalog
 from localcompute.web.operator_requests import WorkflowStage
 from localcompute.web.params import parse
@@ -177,7 +177,7 @@ def test_operator_stage_with_empty_url_and_checksum_beside_rawcode() -> None:
 
 
 def test_a_job_stored_with_the_old_untyped_extra_bag_still_reads() -> None:
-    from localcompute.core.models import JobSpec
+    from localcompute.core.jobspec import JobSpec
 
     old = {
         "environment": "e",

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from localcompute.core.config_file import load_settings
 from localcompute.core.errors import ConfigError
-from localcompute.core.settings import CONFIG_ENV_VAR, Settings, load_settings
+from localcompute.core.settings import CONFIG_ENV_VAR, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
