@@ -16,6 +16,7 @@ from localcompute.core.jobspec import (
     JobResources,
     JobSpec,
 )
+from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason, status_text
 
 
@@ -96,6 +97,48 @@ class Allocation(Frozen):
     @property
     def cpuset_text(self) -> str:
         return ",".join(str(c) for c in self.cpuset)
+
+
+GIB = 1024**3
+# The least disk a job gets, whatever it asks: a job cannot work in none.
+MIN_DISK_GB = 0.01
+
+
+class Amounts(Frozen):
+    """What one job of an environment gets: its amounts, each lowered by the job's request."""
+
+    cpu: float
+    ram_bytes: int
+    disk_bytes: int
+    gpus: int
+
+    @classmethod
+    def of(cls, env: EnvironmentSettings, wanted: JobResources | None = None) -> Amounts:
+        wanted = wanted or JobResources()
+        cpu = env.cpu if wanted.cpu is None else min(env.cpu, wanted.cpu)
+        ram_gb = env.ram_gb if wanted.ram_gb is None else min(env.ram_gb, wanted.ram_gb)
+        disk_gb = env.disk_gb if wanted.disk_gb is None else min(env.disk_gb, wanted.disk_gb)
+        gpus = env.gpu_count if wanted.gpus is None else min(env.gpu_count, wanted.gpus)
+        return cls(
+            cpu=cpu,
+            ram_bytes=int(ram_gb * GIB),
+            disk_bytes=int(max(disk_gb, MIN_DISK_GB) * GIB),
+            gpus=gpus,
+        )
+
+
+def held_by(
+    allocation: Allocation | None, env: EnvironmentSettings | None, wanted: JobResources
+) -> Allocation:
+    """What a job holds: what the pool gave it; for a job admitted before the pool
+    existed, its environment's amounts on no particular core (and next to nothing when
+    its environment is no longer configured: it is ended, not run)."""
+    if allocation is not None:
+        return allocation
+    if env is None:
+        return Allocation(cpu=0.001, ram_bytes=1, disk_bytes=0)
+    amounts = Amounts.of(env, wanted)
+    return Allocation(cpu=amounts.cpu, ram_bytes=amounts.ram_bytes, disk_bytes=amounts.disk_bytes)
 
 
 class Claim(Frozen):

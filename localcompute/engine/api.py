@@ -44,7 +44,7 @@ from localcompute.engine.pipeline import Pipeline
 from localcompute.engine.pool import Pool
 from localcompute.engine.scheduler import Scheduler
 from localcompute.engine.stage_files import StageFiles
-from localcompute.engine.stepkit import ContainerDefaults
+from localcompute.engine.stepkit import ContainerDefaults, disk_limit
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.choice import runtime_for
 from localcompute.runtime.quota import DiskQuota, WatchQuota
@@ -116,7 +116,11 @@ class Engine:
             await self.store.open()
             key = await asyncio.to_thread(StageKey.load, self.settings.data_dir)
             self.stage_files = StageFiles(
-                self.store, self.settings.data_dir, key, self.settings.docker.log_max_bytes
+                self.store,
+                self.settings.data_dir,
+                key,
+                self.settings.docker.log_max_bytes,
+                lambda job: disk_limit(job, self.settings),
             )
         except BaseException:
             self._lock.release()

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from localcompute.core.errors import ConfigError
 from localcompute.core.jobspec import JobResources
-from localcompute.core.models import Allocation, Claim
+from localcompute.core.models import Allocation, Amounts, Claim, held_by
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.engine.amounts import GIB, MILLI, Capacity, Demand, Usage
 
@@ -70,32 +70,20 @@ class Pool:
 
     def demand(self, env: EnvironmentSettings, wanted: JobResources | None = None) -> Demand:
         """What one job of `env` needs; a request lowers the environment's amounts."""
-        wanted = wanted or JobResources()
-        cpu = env.cpu if wanted.cpu is None else min(env.cpu, wanted.cpu)
-        ram_gb = env.ram_gb if wanted.ram_gb is None else min(env.ram_gb, wanted.ram_gb)
-        disk_gb = env.disk_gb if wanted.disk_gb is None else min(env.disk_gb, wanted.disk_gb)
-        gpus = env.gpu_count if wanted.gpus is None else min(env.gpu_count, wanted.gpus)
+        amounts = Amounts.of(env, wanted)
         return Demand(
-            cpu=cpu,
-            pinned=float(cpu).is_integer(),
-            ram_bytes=int(ram_gb * GIB),
-            # A request of 0 GB still gets the smallest disk a job can work in.
-            disk_bytes=int(max(disk_gb, 0.01) * GIB),
-            gpus=gpus,
+            cpu=amounts.cpu,
+            pinned=float(amounts.cpu).is_integer(),
+            ram_bytes=amounts.ram_bytes,
+            disk_bytes=amounts.disk_bytes,
+            gpus=amounts.gpus,
             gpu_choices=tuple(env.gpu_devices),
             node_label=env.node_label,
         )
 
     def held(self, job: Claim) -> Allocation:
-        """What a running job holds: its stored allocation. A job admitted before the
-        pool existed is counted at its environment's amounts, on no particular core."""
-        if job.allocation is not None:
-            return job.allocation
-        env = self._environment(job.environment)
-        if env is None:
-            return Allocation(cpu=0.001, ram_bytes=1, disk_bytes=0)
-        d = self.demand(env, job.resources)
-        return Allocation(cpu=d.cpu, ram_bytes=d.ram_bytes, disk_bytes=d.disk_bytes)
+        """What a running job holds (models.held_by)."""
+        return held_by(job.allocation, self._environment(job.environment), job.resources)
 
     def usages(self, allocations: Iterable[Allocation]) -> dict[str, Usage]:
         """What is held on each node. An allocation of no known node counts on the only

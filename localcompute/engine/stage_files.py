@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from localcompute.core.errors import (
@@ -39,11 +39,19 @@ _STAGE_STATUS = {FETCH: JobStatus.CONFIGURING_VOLUMES, FILTER: JobStatus.FILTERI
 
 
 class StageFiles:
-    def __init__(self, store: Store, data_dir: Path, key: StageKey, log_limit: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        key: StageKey,
+        log_limit: int,
+        disk_limit: Callable[[Job], int],
+    ) -> None:
         self.store = store
         self.data_dir = data_dir
         self.key = key
         self.log_limit = log_limit
+        self.disk_limit = disk_limit  # bytes a job may write (stepkit.disk_limit)
 
     async def _job(self, job_id: str, stage: str, token: str) -> tuple[Job, Workspace]:
         if not self.key.allows(job_id, stage, token):
@@ -100,7 +108,7 @@ class StageFiles:
         more. A node's disk quota is soft (its meter is read every half second, through
         the manager), so a job stopped past its disk may have written more than it; this
         bounds what it can make the server keep."""
-        disk = job.allocation.disk_bytes if job.allocation and job.allocation.disk_bytes else GIB
+        disk = self.disk_limit(job)
         return max(2 * disk, disk + SLACK_BYTES)
 
 

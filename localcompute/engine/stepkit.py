@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcompute.core.models import Job
+from localcompute.core.models import Job, held_by
 from localcompute.core.settings import Settings
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.offpath import OffPath
@@ -53,11 +53,8 @@ class StepKit:
         )
 
     def disk_limit(self, job: Job) -> int:
-        """Bytes the job may write on the host: what the pool gave it."""
-        if job.allocation is not None and job.allocation.disk_bytes:
-            return job.allocation.disk_bytes
-        env = self.settings.environment(job.environment)
-        return int((env.disk_gb if env else 1) * 1024**3)
+        """Bytes the job may write: what the pool gave it."""
+        return disk_limit(job, self.settings)
 
     async def disk_full(self, folder: Path, limit: int) -> bool:
         """Whether what the job wrote reached its quota."""
@@ -84,3 +81,10 @@ class StepKit:
             yield over
         finally:
             watcher.cancel()
+
+
+def disk_limit(job: Job, settings: Settings) -> int:
+    """Bytes the job may write: what the pool gave it (models.held_by)."""
+    env = settings.environment(job.environment)
+    held = held_by(job.allocation, env, job.spec.resources)
+    return held.disk_bytes or held_by(None, env, job.spec.resources).disk_bytes

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from localcompute.core.jobspec import FileSource, did_folder
-from localcompute.core.models import Allocation, Job
+from localcompute.core.models import Allocation, Job, held_by
 from localcompute.core.settings import DockerSettings, EnvironmentSettings
 from localcompute.runtime import (
     LABEL_INSTANCE,
@@ -61,17 +61,8 @@ class JobContext:
         return allocation.cpuset_text if allocation is not None and allocation.cpuset else None
 
     def allocation(self, env: EnvironmentSettings) -> Allocation:
-        """What the pool gave the job; the environment's amounts for one admitted before."""
-        if self.job.allocation is not None:
-            return self.job.allocation
-        wanted = self.job.spec.resources
-        return Allocation(
-            cpu=env.cpu if wanted.cpu is None else min(env.cpu, wanted.cpu),
-            ram_bytes=int(
-                (env.ram_gb if wanted.ram_gb is None else min(env.ram_gb, wanted.ram_gb)) * 1024**3
-            ),
-            disk_bytes=int(env.disk_gb * 1024**3),
-        )
+        """What the pool gave the job (models.held_by)."""
+        return held_by(self.job.allocation, env, self.job.spec.resources)
 
     def labels(self, stage: Stage) -> dict[str, str]:
         return {

@@ -38,7 +38,13 @@ def files(tmp_path: Path, status: JobStatus = JobStatus.FILTERING_RESULTS) -> St
     ws = Workspace.of(tmp_path, JOB)
     for folder in (ws.results, ws.meta, ws.adminlogs):
         folder.mkdir(parents=True)
-    return StageFiles(cast(Store, OneJob()), tmp_path, StageKey(b"k" * 32), log_limit=1000)
+    return StageFiles(
+        cast(Store, OneJob()),
+        tmp_path,
+        StageKey(b"k" * 32),
+        log_limit=1000,
+        disk_limit=lambda job: 100,
+    )
 
 
 async def body(*chunks: bytes) -> AsyncIterator[bytes]:
