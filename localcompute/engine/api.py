@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from localcompute import images
+from localcompute.core import nonces
 from localcompute.core.errors import (
     ConfigError,
     DockerUnavailableError,
@@ -306,6 +307,11 @@ class Engine:
     async def last_nonce(self, address: str) -> Decimal:
         """The last nonce accepted from `address`; 0 when none. Reading stores nothing."""
         return await self.store.get_nonce(address) or Decimal(0)
+
+    async def check_nonce(self, address: str, nonce: Decimal) -> None:
+        """NonceError unless `nonce` is above the last one accepted from `address`: asked
+        before a signed call's work; the call's own transaction applies it again."""
+        nonces.refuse_stale(await self.last_nonce(address), nonce)
 
     async def consume_nonce(self, address: str, nonce: Decimal) -> None:
         """Accept a nonce for a call that writes nothing else (a signed read)."""

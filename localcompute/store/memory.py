@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from localcompute.core import nonces
 from localcompute.core.errors import (
     AgreementInUseError,
     JobNotFoundError,
-    NonceError,
     StoreError,
     TokenError,
     TransitionRefusedError,
@@ -90,8 +90,7 @@ class MemoryTransaction:
 
     async def consume_nonce(self, address: str, nonce: Decimal) -> None:
         last = self._state.nonces.get(address.lower(), Decimal(0))
-        if nonce <= last:
-            raise NonceError(f"Invalid signature expected nonce ({last}) > current nonce ({nonce})")
+        nonces.refuse_stale(last, nonce)
         self._state.nonces[address.lower()] = nonce
 
     async def insert_job(self, spec: JobSpec, *, max_duration: float) -> str:

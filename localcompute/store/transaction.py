@@ -15,7 +15,8 @@ from typing import Any
 
 import aiosqlite
 
-from localcompute.core.errors import AgreementInUseError, NonceError, StoreError, TokenError
+from localcompute.core import nonces
+from localcompute.core.errors import AgreementInUseError, StoreError, TokenError
 from localcompute.core.jobspec import JobSpec
 from localcompute.core.models import Allocation, Claim, Job, Preconditions
 from localcompute.core.status import JobStatus, StopRequest
@@ -73,11 +74,7 @@ class Transaction:
         """Accept `nonce` only if above the last one accepted from `address` (case-blind)."""
         rows = await self._sql(SQL_GET_NONCE, (address.lower(),))
         last = Decimal(rows[0][0]) if rows else Decimal(0)
-        if nonce <= last:
-            raise NonceError(
-                f"Invalid signature expected nonce ({last}) > current nonce ({nonce}): "
-                "a nonce must be greater than the last one accepted from this address"
-            )
+        nonces.refuse_stale(last, nonce)
         await self._sql(SQL_SET_NONCE, (address.lower(), str(nonce)))
 
     async def insert_job(self, spec: JobSpec, *, max_duration: float) -> str:

@@ -82,9 +82,7 @@ async def authenticate(
         nonce = _digits(req.nonce)
         message = f"{address}{str(req.nonce).strip()}{command}"
         auth.verify(message, req.signature, address, digests=auth.NODE_DIGESTS)
-        last = await request.app[ENGINE].last_nonce(nonce_account(address))
-        if nonce <= last:
-            raise SignatureError(f"nonce: {nonce} is not a valid nonce: the last one was {last}")
+        await request.app[ENGINE].check_nonce(nonce_account(address), nonce)
         return Caller(address, nonce=nonce)
     token = token_header(request)
     if token is not None:

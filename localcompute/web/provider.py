@@ -254,13 +254,14 @@ FINISHED_VIEWS = 64
 
 
 def _finished_status(request: web.Request, job: Job) -> bytes:
-    """The answer for one finished job, made once: what clients poll most. The store hands
-    out the same Job object until the job changes (results, removal), so the bytes are
-    reused only while it is that very object."""
+    """The answer for one finished job, made once: what clients poll most. A Job is a
+    value (frozen): the bytes are reused while the job read now equals the one they were
+    made of, whichever object the store hands out; any change (results removed, a delete)
+    makes them again. Comparing costs a fraction of serialising."""
     cache = request.app[POLL_CACHE]
     views: Lru[str, tuple[Job, bytes]] = cache.setdefault("finished", Lru(FINISHED_VIEWS))
     entry = views.get(job.job_id)
-    if entry is not None and entry[0] is job:
+    if entry is not None and entry[0] == job:
         return entry[1]
     body = json.dumps([provider_status(job, base_url(request))]).encode()
     views.put(job.job_id, (job, body))
