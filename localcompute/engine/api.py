@@ -48,6 +48,7 @@ from localcompute.engine.stage_files import StageFiles
 from localcompute.engine.stepkit import ContainerDefaults, disk_limit
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.choice import runtime_for
+from localcompute.runtime.pull import must_pull
 from localcompute.runtime.quota import DiskQuota, WatchQuota
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore, Store
@@ -234,11 +235,8 @@ class Engine:
     async def check_image(self, ref: str) -> None:
         """ImageNotFoundError unless `ref` is here or can be pulled under the pull policy
         (the registry is asked; nothing is pulled)."""
-        policy = self.settings.docker.pull_policy
-        if policy != "always" and await self.runtime.image_exists(ref):
+        if not await must_pull(self.runtime, ref, self.settings.docker.pull_policy):
             return
-        if policy == "never":
-            raise ImageNotFoundError(f"image {ref} is not on this host and pull_policy is 'never'")
         why = await self.runtime.pullable(ref)
         if why is not None:
             raise ImageNotFoundError(f"image {ref} is not on this host and cannot be pulled: {why}")

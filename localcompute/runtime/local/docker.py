@@ -33,6 +33,7 @@ from localcompute.runtime.local.calls import DockerCalls
 from localcompute.runtime.local.dockerspec import container_state, create_kwargs, docker_networks
 from localcompute.runtime.local.hostinfo import host_resources
 from localcompute.runtime.logfile import write_capped
+from localcompute.runtime.pull import must_pull
 from localcompute.runtime.pump import pumped
 from localcompute.runtime.quota import DiskQuota
 from localcompute.runtime.times import docker_time
@@ -91,10 +92,8 @@ class DockerRuntime(DockerCalls):
 
     async def ensure_image(self, ref: str, pull_policy: str) -> None:
         """Make `ref` present as the policy says; concurrent pulls of one image share one."""
-        if pull_policy != "always" and await self.image_exists(ref):
+        if not await must_pull(self, ref, pull_policy):
             return
-        if pull_policy == "never":
-            raise ImageNotFoundError(f"image {ref} is not on this host and pull_policy is 'never'")
         task = self._pulls.get(ref)
         if task is None:
             task = asyncio.ensure_future(self._pull(ref))
