@@ -189,8 +189,8 @@ def remove_jobs_left(instance: str, data_dir: Path) -> list[str]:
     """Remove what jobs of `instance` left on the host: their containers, then their
     disks (unmounted, so the loop device goes, and the image) and folders. Returns a line
     for each kind of leftover that was there."""
+    from localcompute.runtime.folders import remove_tree
     from localcompute.runtime.local.disk import mounted_folders, release_all
-    from localcompute.runtime.quota import remove_tree
 
     problems: list[str] = []
     containers = _containers_of(instance)

@@ -18,7 +18,6 @@ import collections
 import contextlib
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from localcompute.runtime import (
     NodeResources,
 )
 from localcompute.runtime.containers import HELPER_DIR as HELPER_IN_IMAGE
+from localcompute.runtime.folders import remove_tree
 from localcompute.runtime.local import disk
 from localcompute.runtime.local.hostinfo import host_resources
 from localcompute.runtime.logfile import write_capped
@@ -96,7 +96,7 @@ class FakeRuntime:
         """Unlike Docker's, these containers die with the runtime: nothing is left running."""
         for name in list(self.containers):
             await self._kill(self.containers[name], grace=0)
-        await asyncio.to_thread(_remove_tree, self._scratch)
+        await asyncio.to_thread(remove_tree, self._scratch)
 
     @property
     def errors(self) -> dict[str, int]:
@@ -302,7 +302,3 @@ class FakeRuntime:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         env.update({k: host(v) for k, v in spec.environment.items()})
         return argv, env
-
-
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -8,12 +8,12 @@ function here blocks (it walks folders); the engine calls them off the event loo
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
+
+from localcompute.runtime.folders import remove_tree
 
 Mechanism = Literal["xfs", "loop", "watch", "volumes"]
 
@@ -65,19 +65,6 @@ def folder_size(folder: Path, *, one_file_system: bool = False) -> int:
             if entry.is_dir(follow_symlinks=False):
                 stack.append(Path(entry.path))
     return total
-
-
-def remove_tree(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-        if path.exists():  # folders a container left without write permission
-            for root, dirs, _ in os.walk(path):
-                for d in dirs:
-                    with contextlib.suppress(OSError):
-                        os.chmod(os.path.join(root, d), 0o700)
-            shutil.rmtree(path)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from localcompute.runtime.folders import remove_tree
 
 # Folders a job container writes to must accept the container's uid, which is not
 # the server's when the server runs as root.
@@ -116,7 +117,7 @@ class Workspace:
 
         `make_data` creates the empty data folder under the job's disk quota."""
         for path in (self.results, self.meta, self.spec, self.adminlogs):
-            _remove_tree(path)
+            remove_tree(path)
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)
         make_data(self.data)
@@ -143,7 +144,7 @@ class Workspace:
     def reset_results(self) -> None:
         """Empty results and meta before a filter runs again."""
         for path in (self.results, self.meta):
-            _remove_tree(path)
+            remove_tree(path)
             path.mkdir(parents=True)
             path.chmod(_SHARED_MODE)
 
@@ -158,30 +159,10 @@ class Workspace:
     def scrub(self) -> None:
         """After publishing: the fetch instructions go (the data folder goes with its
         quota); results and logs stay."""
-        _remove_tree(self.spec)
+        remove_tree(self.spec)
 
     def remove(self) -> None:
-        _remove_tree(self.root)
-
-
-def _remove_tree(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        try:
-            shutil.rmtree(path)
-        except PermissionError:
-            # A container may have left folders without write permission for us.
-            _make_owner_writable(path)
-            shutil.rmtree(path)
-
-
-def _make_owner_writable(folder: Path) -> None:
-    os.chmod(folder, stat.S_IRWXU)
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                _make_owner_writable(Path(entry.path))
+        remove_tree(self.root)
 
 
 def file_digest(path: Path) -> tuple[int, str]:

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localcompute.core.errors import ConfigError
-from localcompute.runtime.quota import DiskQuota, Mechanism, WatchQuota, remove_tree
+from localcompute.runtime.folders import remove_tree
+from localcompute.runtime.quota import DiskQuota, Mechanism, WatchQuota
 
 log = logging.getLogger(__name__)
 

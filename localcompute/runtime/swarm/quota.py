@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from localcompute.runtime.quota import Mechanism, remove_tree
+from localcompute.runtime.folders import remove_tree
+from localcompute.runtime.quota import Mechanism
 
 
 @dataclass(frozen=True)
