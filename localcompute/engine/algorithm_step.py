@@ -43,10 +43,14 @@ class AlgorithmStep:
         self.live_logs: dict[str, LiveLog] = {}
         # Job id → when Docker stopped answering while its algorithm ran.
         self._docker_lost: dict[str, float] = {}
+        # Jobs whose algorithm's start was sent and never answered (Docker went away):
+        # Docker may have run it, and may say "created" when it is back.
+        self._start_unanswered: set[str] = set()
 
     def forget(self, job_id: str) -> None:
         """The job has ended: what was noted of it goes."""
         self._docker_lost.pop(job_id, None)
+        self._start_unanswered.discard(job_id)
 
     async def provision(self, job: Job) -> str | None:
         """While fetch runs: pull the algorithm's image, then create its container ahead.
@@ -98,7 +102,9 @@ class AlgorithmStep:
         A container that exists is continued whatever its state: created is started
         (never made again), running is re-attached, exited is carried on to the filter.
         So the algorithm runs at most once, and is lost only when Docker has no trace
-        of it. The container goes only after its exit is written (40 → 50).
+        of it. One exception: a start whose answer Docker never gave (it went away) is
+        not sent again, even if Docker says "created" when it is back, since it may have
+        run. The container goes only after its exit is written (40 → 50).
         """
         name = ctx.name(Stage.ALGORITHM)
         state = await self._algorithm_state(name)
@@ -120,6 +126,16 @@ class AlgorithmStep:
         if state is ContainerState.MISSING:
             lost = "Job failed: the algorithm container was lost while the server was down"
             return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
+        if state is ContainerState.CREATED and job.job_id in self._start_unanswered:
+            # Docker went away while it was being started and came back saying it never
+            # started; its process may have run before Docker could record it. At most
+            # once: it is not started again.
+            self.kit.offpath.remove_later(job.job_id, name)
+            unsure = (
+                "Job failed: the Docker engine went away while the algorithm was being "
+                "started; it may have run, so it is not started again"
+            )
+            return await self._algorithm_ended(job, None, TerminationReason.ERROR, unsure)
         if state is ContainerState.CREATED:
             refused = await self._start_algorithm(job, name, live)
             if refused is not None:
@@ -160,6 +176,12 @@ class AlgorithmStep:
         try:
             await self.kit.runtime.start(name)
             return None
+        except DockerUnavailableError:
+            # The request may have reached Docker before it went: the algorithm may run
+            # (or have run), and a signal that ends it came from Docker's restart.
+            self._start_unanswered.add(job.job_id)
+            self._docker_lost.setdefault(job.job_id, time.time())
+            raise
         except ContainerError as e:
             await live.close()
             log.warning("job %s: the algorithm container could not start: %s", job.job_id, e)

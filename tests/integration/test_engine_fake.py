@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from localcompute import AlgorithmSpec, Engine, JobSpec, JobStatus, StopRequest, TerminationReason
+from localcompute.core.errors import DockerUnavailableError
 from localcompute.core.models import Job
 from localcompute.core.settings import Settings
+from localcompute.engine import scheduler
+from localcompute.runtime import ContainerState
 from localcompute.runtime.containers import Stage, container_name
 from localcompute.runtime.workspace import Workspace
 from localcompute.store.memory import MemoryStore
@@ -243,3 +246,45 @@ async def test_a_container_docker_will_not_start_ends_the_job_in_one_line_and_le
         assert node_job(job)["statusText"] == "Failed to run algorithm"
     finally:
         await engine.close()
+
+
+class LosesTheStartsAnswer(FakeRuntime):
+    """Docker goes away while it starts the algorithm: the process runs, the answer never
+    comes, and Docker, back, says the container was only created (it never recorded the
+    start: what a dockerd killed mid-start does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.algorithm_starts = 0
+
+    async def start(self, name: str) -> None:
+        if not name.endswith("-algorithm"):
+            return await super().start(name)
+        self.algorithm_starts += 1
+        await super().start(name)
+        if self.algorithm_starts == 1:
+            container = self.containers[name]
+            await container.done.wait()
+            # As Docker has it now: made, never started (no process, no exit).
+            container.state, container.done = ContainerState.CREATED, asyncio.Event()
+            container.process, container.exit_code = None, None
+            raise DockerUnavailableError("the Docker engine does not answer: connection aborted")
+
+
+async def test_an_algorithm_whose_start_went_unanswered_is_not_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler, "DOCKER_RETRY_SECONDS", 0.05)
+    runtime = LosesTheStartsAnswer()
+    engine = Engine(make_settings(tmp_path / "var"), runtime=runtime, store=MemoryStore())
+    await engine.start()
+    try:
+        runs = tmp_path / "runs"
+        job = await engine.wait(await engine.submit(shell(f"echo ran >> {runs}")))
+    finally:
+        await engine.close()
+    # It ran once, as Docker never said; the job says so, and was not started twice.
+    assert runs.read_text() == "ran\n"
+    assert runtime.algorithm_starts == 1
+    assert job.termination_reason == TerminationReason.ERROR, job.status_text
+    assert "it may have run, so it is not started again" in job.status_text
