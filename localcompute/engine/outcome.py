@@ -12,7 +12,7 @@ from enum import Enum
 
 from localcompute.core.models import Job
 from localcompute.core.status import JobStatus, TerminationReason, status_text
-from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED, EXIT_DISK_FULL
+from localcompute.helper.contract import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED, EXIT_DISK_FULL
 from localcompute.runtime import ContainerExit
 
 

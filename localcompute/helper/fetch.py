@@ -1,12 +1,13 @@
 """Fetch a compute job's inputs and algorithm into the job's data folder.
 
-Runs as a plain script inside the helper container, so it uses the standard library
-only and imports nothing else from localcompute (only this file is copied into the
-image). Its stdout becomes configure.log, which the consumer can read: it therefore
-never prints an input's URL or path, which belong to the dataset owner.
+Runs as a program inside the helper container, so it uses the standard library only and
+imports nothing from localcompute but its sibling helper modules (every helper module is
+copied into the image; contract.py holds what the engine reads of it). Its stdout
+becomes configure.log, which the consumer can read: it therefore never prints an
+input's URL or path, which belong to the dataset owner.
 
-Exit codes follow the ocean.py contract: 31 when data provisioning fails (including
-any unexpected error), 32 when algorithm provisioning fails, 0 otherwise.
+Exit codes follow the ocean.py contract (contract.py): 31 when data provisioning fails
+(including any unexpected error), 32 when algorithm provisioning fails, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -22,16 +23,55 @@ import ssl
 import sys
 import tempfile
 import traceback
-import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-EXIT_OK = 0
-EXIT_DATA_FAILED = 31
-EXIT_ALGORITHM_FAILED = 32
-EXIT_DISK_FULL = 33  # a write failed because the job's disk quota is reached
+if __package__:  # imported as part of localcompute (the engine, the tests)
+    from localcompute.helper.contract import (
+        EXIT_ALGORITHM_FAILED,
+        EXIT_DATA_FAILED,
+        EXIT_DISK_FULL,
+        EXIT_OK,
+        SOURCES_PREFIX,
+        STAGE_TOKEN_VAR,
+        STAGE_URL_VAR,
+    )
+    from localcompute.helper.document import (
+        DEFAULT_CONNECT_TIMEOUT,
+        DEFAULT_IDLE_TIMEOUT,
+        FetchAlgorithm,
+        FetchDocument,
+        FetchError,
+        FetchFile,
+        FetchInput,
+        Timeouts,
+        parse_spec,
+    )
+    from localcompute.helper.httpget import open_response
+else:  # run as a program in the helper image, beside the other helper modules
+    from contract import (  # type: ignore[import-not-found,no-redef]
+        EXIT_ALGORITHM_FAILED,
+        EXIT_DATA_FAILED,
+        EXIT_DISK_FULL,
+        EXIT_OK,
+        SOURCES_PREFIX,
+        STAGE_TOKEN_VAR,
+        STAGE_URL_VAR,
+    )
+    from document import (  # type: ignore[import-not-found,no-redef]
+        DEFAULT_CONNECT_TIMEOUT,
+        DEFAULT_IDLE_TIMEOUT,
+        FetchAlgorithm,
+        FetchDocument,
+        FetchError,
+        FetchFile,
+        FetchInput,
+        Timeouts,
+        parse_spec,
+    )
+    from httpget import open_response  # type: ignore[import-not-found,no-redef]
+
 # The errors a full disk quota gives: a full file system (a loop image), a project quota.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -43,28 +83,11 @@ class DiskState:
 
 
 CHUNK_SIZE = 64 * 1024
-MAX_REDIRECTS = 5
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DATA_SUBDIRS = ("inputs", "transformations", "ddos", "outputs", "logs")
 # Inputs must be readable by the algorithm, whatever user its image runs as;
 # mkstemp would otherwise leave them 0o600.
 INPUT_MODE = 0o644
 ALGORITHM_MODE = 0o755
-DEFAULT_CONNECT_TIMEOUT = 30.0
-DEFAULT_IDLE_TIMEOUT = 120.0
-USER_AGENT = "localcompute-fetch/1"
-# Where the job's node shares no disk with the server (Swarm): the server's address for
-# this job's fetch, and the token that opens it. The spec and the local files come from it.
-STAGE_URL_VAR = "LOCALCOMPUTE_STAGE_URL"
-STAGE_TOKEN_VAR = "LOCALCOMPUTE_STAGE_TOKEN"
-SOURCES_PREFIX = "/sources/"
-# Characters left as they are when a request target is quoted: everything that is
-# legal in a URL, so only spaces, controls and non-ASCII get percent-encoded.
-URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
-
-
-class FetchError(Exception):
-    """A failure whose message is safe for the consumer's log: never an input's URL or path."""
 
 
 class Readable(Protocol):
@@ -75,47 +98,6 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    """connect bounds connecting (and the TLS handshake); idle bounds each wait for data."""
-
-    connect: float
-    idle: float
-
-
-@dataclass(frozen=True)
-class FileSource:
-    url: str | None
-    path: str | None
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    did: str
-    folder: str
-    files: tuple[FileSource, ...]
-    ddo: Any
-
-
-@dataclass(frozen=True)
-class AlgorithmSpec:
-    did: str
-    folder: str
-    rawcode: Any
-    url: str | None
-    path: str | None
-    ddo: Any
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    inputs: tuple[InputSpec, ...]
-    algorithm: AlgorithmSpec
-    algocustomdata: Any
-    has_algocustomdata: bool
-    timeouts: Timeouts
-
-
 def log(message: str) -> None:
     """One plain line, flushed at once so the log is complete even if the container is killed."""
     print(message, flush=True)
@@ -124,7 +106,7 @@ def log(message: str) -> None:
 # --- spec ------------------------------------------------------------------------------------
 
 
-def load_spec(path: Path, timeouts: Timeouts | None = None) -> JobSpec:
+def load_spec(path: Path, timeouts: Timeouts | None = None) -> FetchDocument:
     """The spec from `path`, or from the server where the spec is not on this node."""
     server = stage_server()
     if server is not None and not path.exists():
@@ -147,85 +129,6 @@ def stage_server() -> tuple[str, dict[str, str]] | None:
     if not url:
         return None
     return url.rstrip("/"), {"Authorization": "Bearer " + os.environ.get(STAGE_TOKEN_VAR, "")}
-
-
-def parse_spec(raw: Any) -> JobSpec:
-    """Validate the spec's shape; messages name keys only, never values (they may be secret)."""
-    spec = _object(raw, "spec")
-    inputs = tuple(_parse_input(item) for item in _list(spec.get("inputs"), "inputs"))
-    return JobSpec(
-        inputs=inputs,
-        # A missing algorithm is not a malformed spec but an algorithm failure (32),
-        # found when there turns out to be nothing to fetch.
-        algorithm=_parse_algorithm(_object(spec.get("algorithm") or {}, "algorithm")),
-        algocustomdata=spec.get("algocustomdata"),
-        has_algocustomdata=spec.get("has_algocustomdata") is True,
-        timeouts=Timeouts(
-            connect=_seconds(spec, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
-            idle=_seconds(spec, "idle_timeout", DEFAULT_IDLE_TIMEOUT),
-        ),
-    )
-
-
-def _parse_input(raw: Any) -> InputSpec:
-    item = _object(raw, "input")
-    files = tuple(_parse_file(entry) for entry in _list(item.get("files"), "input files"))
-    return InputSpec(
-        did=_text(item, "did"), folder=_text(item, "folder"), files=files, ddo=item.get("ddo")
-    )
-
-
-def _parse_file(raw: Any) -> FileSource:
-    entry = _object(raw, "input file")
-    return FileSource(url=_optional_text(entry, "url"), path=_optional_text(entry, "path"))
-
-
-def _parse_algorithm(item: dict[str, Any]) -> AlgorithmSpec:
-    return AlgorithmSpec(
-        did=_text(item, "did"),
-        folder=_text(item, "folder"),
-        rawcode=item.get("rawcode"),
-        url=_optional_text(item, "url"),
-        path=_optional_text(item, "path"),
-        ddo=item.get("ddo"),
-    )
-
-
-def _object(raw: Any, what: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ValueError(f"{what} must be a JSON object")
-    return raw
-
-
-def _list(raw: Any, what: str) -> list[Any]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ValueError(f"{what} must be a JSON array")
-    return raw
-
-
-def _text(item: dict[str, Any], key: str) -> str:
-    value = item.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be a string")
-    return value
-
-
-def _optional_text(item: dict[str, Any], key: str) -> str | None:
-    return _text(item, key) or None
-
-
-def _seconds(spec: dict[str, Any], key: str, default: float) -> float:
-    value = spec.get(key)
-    if value is None:
-        return default
-    # bool is an int to Python, but true as a timeout is surely a bug upstream.
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{key} must be a positive number")
-    return float(value)
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -318,102 +221,6 @@ def download(
             raise FetchError(f"no data received for {timeouts.idle:g} s") from exc
 
 
-def open_response(
-    url: str, timeouts: Timeouts, headers: dict[str, str] | None = None
-) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    """GET url, following up to MAX_REDIRECTS redirects; the caller closes the connection.
-    `headers` (the server's token) go to the first host only, never where it redirects."""
-    for _ in range(MAX_REDIRECTS + 1):
-        parts = parse_url(url)
-        connection = connect(parts, timeouts)
-        try:
-            response = send_get(connection, parts, timeouts, headers)
-            headers = None
-            next_url = redirect_target(url, response)
-        except BaseException:
-            connection.close()
-            raise
-        if next_url is None:
-            return connection, response
-        connection.close()
-        url = next_url
-    raise FetchError(f"more than {MAX_REDIRECTS} redirects")
-
-
-def parse_url(url: str) -> urllib.parse.SplitResult:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise FetchError("only http and https URLs are supported")
-    if not parts.hostname:
-        raise FetchError("URL has no host")
-    try:
-        _ = parts.port  # parsed lazily: raises ValueError, naming the URL, for a bad port
-    except ValueError as exc:
-        raise FetchError("URL has an invalid port") from exc
-    return parts
-
-
-def connect(parts: urllib.parse.SplitResult, timeouts: Timeouts) -> http.client.HTTPConnection:
-    """Connect within the connect timeout, then switch the socket to the idle timeout.
-
-    A socket timeout bounds each wait for data, not the whole transfer (unlike a single
-    urllib timeout would in effect), so a slow download that keeps making progress
-    never fails, while one that stalls for longer than idle does.
-    """
-    host = parts.hostname or ""
-    connection: http.client.HTTPConnection
-    if parts.scheme == "https":
-        context = ssl.create_default_context()
-        connection = http.client.HTTPSConnection(
-            host, parts.port, timeout=timeouts.connect, context=context
-        )
-    else:
-        connection = http.client.HTTPConnection(host, parts.port, timeout=timeouts.connect)
-    try:
-        connection.connect()
-        connection.sock.settimeout(timeouts.idle)
-    except TimeoutError as exc:
-        connection.close()
-        raise FetchError(f"connect timed out after {timeouts.connect:g} s") from exc
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-def send_get(
-    connection: http.client.HTTPConnection,
-    parts: urllib.parse.SplitResult,
-    timeouts: Timeouts,
-    headers: dict[str, str] | None = None,
-) -> http.client.HTTPResponse:
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    try:
-        connection.request(
-            "GET",
-            urllib.parse.quote(target, safe=URL_SAFE),
-            headers={"User-Agent": USER_AGENT, **(headers or {})},
-        )
-        return connection.getresponse()
-    except TimeoutError as exc:
-        raise FetchError(f"no response within {timeouts.idle:g} s") from exc
-
-
-def redirect_target(url: str, response: http.client.HTTPResponse) -> str | None:
-    """The URL a redirect points to, None for a success; raises for any other status."""
-    if response.status in REDIRECT_STATUSES:
-        location = response.getheader("Location")
-        if not location:
-            raise FetchError(f"HTTP {response.status} redirect without a Location")
-        # urljoin resolves a relative Location against the URL that answered.
-        return urllib.parse.urljoin(url, location)
-    if 200 <= response.status < 300:
-        return None
-    raise FetchError(f"HTTP {response.status}")
-
-
 # --- inputs ----------------------------------------------------------------------------------
 
 
@@ -428,12 +235,12 @@ def safe_folder(name: str) -> str:
     return name
 
 
-def fetch_inputs(inputs: tuple[InputSpec, ...], data_dir: Path, timeouts: Timeouts) -> int:
+def fetch_inputs(inputs: tuple[FetchInput, ...], data_dir: Path, timeouts: Timeouts) -> int:
     """Fetch every input, even after a failure, so the log lists them all; returns failures."""
     return sum(fetch_input(index, item, data_dir, timeouts) for index, item in enumerate(inputs))
 
 
-def fetch_input(index: int, item: InputSpec, data_dir: Path, timeouts: Timeouts) -> int:
+def fetch_input(index: int, item: FetchInput, data_dir: Path, timeouts: Timeouts) -> int:
     label = f"input {index} ({item.did})"
     try:
         folder = safe_folder(item.folder)
@@ -451,7 +258,7 @@ def fetch_input(index: int, item: InputSpec, data_dir: Path, timeouts: Timeouts)
     return failures
 
 
-def fetch_input_file(label: str, source: FileSource, dest: Path, timeouts: Timeouts) -> bool:
+def fetch_input_file(label: str, source: FetchFile, dest: Path, timeouts: Timeouts) -> bool:
     """Fetch one dataset file; the log says why it failed but never where it came from."""
     action = "download" if source.url is not None else "copy"
     try:
@@ -463,7 +270,7 @@ def fetch_input_file(label: str, source: FileSource, dest: Path, timeouts: Timeo
     return True
 
 
-def fetch_source(source: FileSource, dest: Path, timeouts: Timeouts) -> int:
+def fetch_source(source: FetchFile, dest: Path, timeouts: Timeouts) -> int:
     if source.url is not None and source.path is None:
         return download(source.url, dest, timeouts, INPUT_MODE)
     if source.path is not None and source.url is None:
@@ -493,7 +300,7 @@ def write_custom_data(value: Any, data_dir: Path) -> bool:
 # --- algorithm -------------------------------------------------------------------------------
 
 
-def fetch_algorithm(algorithm: AlgorithmSpec, data_dir: Path, timeouts: Timeouts) -> bool:
+def fetch_algorithm(algorithm: FetchAlgorithm, data_dir: Path, timeouts: Timeouts) -> bool:
     label = f"algorithm ({algorithm.did})" if algorithm.did else "algorithm"
     try:
         size, origin = provide_algorithm(
@@ -508,7 +315,7 @@ def fetch_algorithm(algorithm: AlgorithmSpec, data_dir: Path, timeouts: Timeouts
     return True
 
 
-def provide_algorithm(algorithm: AlgorithmSpec, dest: Path, timeouts: Timeouts) -> tuple[int, str]:
+def provide_algorithm(algorithm: FetchAlgorithm, dest: Path, timeouts: Timeouts) -> tuple[int, str]:
     """Write the algorithm from the first usable source; returns its size and origin."""
     rawcode = algorithm.rawcode
     # Any raw code that is not blank runs, however short ("true", "ls /data"); a blank
@@ -535,7 +342,7 @@ def provide_algorithm(algorithm: AlgorithmSpec, dest: Path, timeouts: Timeouts) 
 # --- main ------------------------------------------------------------------------------------
 
 
-def run(spec: JobSpec, data_dir: Path) -> int:
+def run(spec: FetchDocument, data_dir: Path) -> int:
     for name in DATA_SUBDIRS:
         (data_dir / name).mkdir(parents=True, exist_ok=True)
     file_count = sum(len(item.files) for item in spec.inputs)

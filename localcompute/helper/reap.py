@@ -18,8 +18,11 @@ import socket
 import sys
 import urllib.parse
 
-LABEL_JOB = "localcompute.job_id"
-LABEL_STAGE = "localcompute.stage"
+if __package__:  # imported as part of localcompute (the tests)
+    from localcompute.helper.contract import LABEL_JOB, LABEL_STAGE
+else:  # run as a program in the helper image, beside the other helper modules
+    from contract import LABEL_JOB, LABEL_STAGE  # type: ignore[import-not-found,no-redef]
+
 LABEL_TASK = "com.docker.swarm.task.id"
 TIMEOUT = 60.0
 

@@ -14,11 +14,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+# The labels of every job container and volume, re-exported: the helper's reap reads them.
+from localcompute.helper.contract import LABEL_INSTANCE as LABEL_INSTANCE
+from localcompute.helper.contract import LABEL_JOB as LABEL_JOB
+from localcompute.helper.contract import LABEL_STAGE as LABEL_STAGE
 from localcompute.runtime.quota import DiskQuota
-
-LABEL_JOB = "localcompute.job_id"
-LABEL_STAGE = "localcompute.stage"
-LABEL_INSTANCE = "localcompute.instance"
 
 
 class Area(StrEnum):

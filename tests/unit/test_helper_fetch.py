@@ -409,14 +409,14 @@ def test_an_unexpected_error_is_logged_with_a_traceback_and_exits_31(
 
 
 def test_runs_as_a_standalone_script(tmp_path: Path, base_url: str) -> None:
-    # A copy outside the package, in isolated mode: proves it imports nothing from localcompute.
-    script = tmp_path / "fetch.py"
-    shutil.copyfile(fetch.__file__, script)
+    # A copy of the helper modules outside the package, without site-packages (so without
+    # localcompute): proves the fetch imports nothing but its siblings.
+    script = copy_helper(tmp_path, "fetch.py")
     spec = make_spec(tmp_path, one_input({"url": f"{base_url}/a.csv"}))
     data = tmp_path / "data"
 
     completed = subprocess.run(
-        [sys.executable, "-I", str(script), spec, "--data", str(data)],
+        [sys.executable, *STANDALONE, str(script), spec, "--data", str(data)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -426,3 +426,19 @@ def test_runs_as_a_standalone_script(tmp_path: Path, base_url: str) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert (data / "inputs/abc/0").read_bytes() == CSV_BODY
     assert "fetch finished: inputs ok, algorithm ok" in completed.stdout
+
+
+# Python as the helper image runs it, less everything installed: no environment variables,
+# no user or site packages. The program's own folder stays on sys.path (no -I), as in the
+# image, where the helper modules sit side by side.
+STANDALONE = ("-E", "-s", "-S")
+
+
+def copy_helper(tmp_path: Path, program: str) -> Path:
+    """The helper modules, as the image has them (images/helper.py copies every one)."""
+    folder = tmp_path / "helper"
+    folder.mkdir()
+    for module in Path(fetch.__file__).parent.glob("*.py"):
+        if module.name != "__init__.py":
+            shutil.copyfile(module, folder / module.name)
+    return folder / program

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from localcompute.helper import entries
 from localcompute.helper import filter as output_filter
+from tests.unit.test_helper_fetch import STANDALONE, copy_helper
 
 BIG = bytes(range(256)) * 800  # 200 KiB: more than one 64 KiB chunk
 
@@ -241,11 +243,11 @@ def test_a_file_without_read_permission_is_refused(dirs: tuple[Path, Path, Path]
     ],
 )
 def test_name_problems(name: str, problem: str | None) -> None:
-    assert output_filter.name_problem(name) == problem
+    assert entries.name_problem(name) == problem
 
 
 def test_display_name_keeps_one_line() -> None:
-    assert output_filter.display_name("a\nb\udcffc\u2028") == "a\\nb\\xffc\\u2028"
+    assert entries.display_name("a\nb\udcffc\u2028") == "a\\nb\\xffc\\u2028"
 
 
 def test_an_unexpected_error_exits_1_with_a_traceback(
@@ -262,16 +264,16 @@ def test_an_unexpected_error_exits_1_with_a_traceback(
 
 
 def test_runs_as_a_standalone_script(dirs: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    # A copy outside the package, in isolated mode: proves it imports nothing from localcompute.
+    # A copy of the helper modules outside the package, without site-packages (so without
+    # localcompute): proves the filter imports nothing but its siblings.
     outputs, results, manifest = dirs
     build_hostile_tree(outputs)
-    script = tmp_path / "filter.py"
-    shutil.copyfile(output_filter.__file__, script)
+    script = copy_helper(tmp_path, "filter.py")
 
     arguments = ["--outputs", str(outputs), "--results", str(results), "--manifest", str(manifest)]
 
     completed = subprocess.run(
-        [sys.executable, "-I", str(script), *arguments],
+        [sys.executable, *STANDALONE, str(script), *arguments],
         capture_output=True,
         text=True,
         timeout=60,
@@ -325,7 +327,7 @@ def test_outputs_are_moved_into_the_results_never_held_twice(
     """The outputs lie under the job's quota, the results outside it: while the filter
     runs, the two together never hold more than the outputs and one chunk."""
     outputs, results, _ = dirs
-    monkeypatch.setattr(output_filter, "MOVE_CHUNK", 64 * 1024, raising=False)
+    monkeypatch.setattr(entries, "MOVE_CHUNK", 64 * 1024)
     top, inner = os.urandom(1024 * 1024 + 5), os.urandom(700 * 1024)
     (outputs / "top.bin").write_bytes(top)
     (outputs / "dir").mkdir()

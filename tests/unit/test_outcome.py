@@ -10,7 +10,7 @@ from localcompute.core.jobspec import AlgorithmSpec, JobSpec
 from localcompute.core.models import Job
 from localcompute.core.status import JobStatus, TerminationReason
 from localcompute.engine.outcome import Ending, Interrupt, algorithm_outcome, resolve
-from localcompute.helper.fetch import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
+from localcompute.helper.contract import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
 from localcompute.runtime import ContainerExit
 from localcompute.store.memory import new_row
 
