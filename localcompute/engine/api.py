@@ -23,7 +23,6 @@ from localcompute.core.errors import (
     DockerUnavailableError,
     EnvironmentUnavailableError,
     ImageNotFoundError,
-    InvalidJobError,
     TransitionRefusedError,
 )
 from localcompute.core.jobspec import JobSpec
@@ -31,9 +30,10 @@ from localcompute.core.models import Job, JobQuery, Preconditions
 from localcompute.core.settings import Settings
 from localcompute.core.stagekey import StageKey
 from localcompute.core.status import JobStatus, StopRequest
-from localcompute.engine import failpoints
+from localcompute.engine import failpoints, policy
 from localcompute.engine.amounts import Capacity
 from localcompute.engine.capacity import capacity as pool_capacity
+from localcompute.engine.catalog import Catalog
 from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.envstate import EnvironmentState, pool_totals
 from localcompute.engine.expiry import expire_results, expiry_loop
@@ -79,6 +79,8 @@ class Engine:
         self.unavailable: dict[str, str] = {}
         # What a node without this server's disk downloads and uploads (known at start).
         self.stage_files: StageFiles | None = None
+        # The provider's datasets and algorithms: read at start unless handed in.
+        self.catalog: Catalog | None = None
 
     def __repr__(self) -> str:
         return f"<Engine {self.settings.data_dir} {self._scheduler!r}>"
@@ -91,6 +93,8 @@ class Engine:
         failpoints.armed()  # a misspelt failpoint fails the start, not silently the test
         await self.claim_data_dir()
         try:
+            if self.catalog is None:
+                self.catalog = await asyncio.to_thread(Catalog.load, self.settings)
             nodes = await self.runtime.resources(self.settings.data_dir)
             if not nodes:
                 raise ConfigError("the runtime offers no node to run jobs on")
@@ -200,6 +204,8 @@ class Engine:
         agreement that must be unused): if it fails, nothing is stored.
         """
         env = self.settings.require_environment(spec.environment)
+        if self.catalog is not None:
+            self.catalog.check_job(spec)
         if env.id in self.unavailable:
             raise EnvironmentUnavailableError(
                 f"Compute environment {env.id!r} is unavailable: {self.unavailable[env.id]}",
@@ -219,18 +225,8 @@ class Engine:
         return job_id
 
     async def check_files(self, spec: JobSpec) -> None:
-        """InvalidJobError when a local file of the job is missing; the message names the
-        dataset by DID, never the file's path, which is the provider's to know."""
-        for item in spec.inputs:
-            for source in item.files:
-                if source.path is not None and not await asyncio.to_thread(
-                    Path(source.path).is_file
-                ):
-                    raise InvalidJobError(f"a file of dataset {item.did} is missing on this host")
-        algo = spec.algorithm
-        local_algorithm = algo.path is not None and not algo.uses_rawcode
-        if local_algorithm and not await asyncio.to_thread(Path(str(algo.path)).is_file):
-            raise InvalidJobError(f"the file of algorithm {algo.did} is missing on this host")
+        """InvalidJobError when a local file of the job is missing (policy.local_files)."""
+        await policy.local_files(spec)
 
     async def check_image(self, ref: str) -> None:
         """ImageNotFoundError unless `ref` is here or can be pulled under the pull policy

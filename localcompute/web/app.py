@@ -9,9 +9,9 @@ from aiohttp import web
 
 from localcompute.core.settings import Settings
 from localcompute.engine import Engine
+from localcompute.engine.catalog import Catalog
 from localcompute.runtime.choice import runtime_for
 from localcompute.web.auth import ProviderKey
-from localcompute.web.catalog import Catalog
 from localcompute.web.context import (
     CATALOG,
     ENGINE,
@@ -46,6 +46,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
         # locked), keys, then store, Docker and the helper image (engine.start).
         app[CATALOG] = await asyncio.to_thread(Catalog.load, settings)
         app[ENGINE] = engine or Engine(settings, runtime=runtime_for(settings))
+        app[ENGINE].catalog = app[CATALOG]
         await app[ENGINE].claim_data_dir()
         try:
             app[PROVIDER_KEY] = await asyncio.to_thread(

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from localcompute.core.settings import Settings
 from localcompute.engine import Engine
+from localcompute.engine.catalog import Catalog
 from localcompute.web.auth import ProviderKey
-from localcompute.web.catalog import Catalog
 from localcompute.web.tokens import TokenIssuer
 
 ENGINE = web.AppKey("engine", Engine)

@@ -7,7 +7,6 @@ meaningful status (see middleware), never text: ocean.js parses every error body
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 from aiohttp import web
@@ -22,6 +21,7 @@ from localcompute.core.errors import (
 )
 from localcompute.core.jobspec import JobSpec
 from localcompute.core.models import Job, JobQuery
+from localcompute.engine import policy
 from localcompute.web import node_jobspec
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
 from localcompute.web.node_auth import (
@@ -42,9 +42,6 @@ from localcompute.web.node_requests import (
 from localcompute.web.node_views import node_environment, node_job, node_results
 from localcompute.web.params import parse, read_params
 from localcompute.web.results import file_response, running_log, stream_log
-
-METADATA_MAX_CHARS = 1024
-
 
 # -- discovery -------------------------------------------------------------------
 
@@ -80,22 +77,13 @@ async def free_compute(request: web.Request) -> web.Response:
     node_jobspec.refuse_unsupported(req)
     caller = await authenticate(request, req, req.consumerAddress, "freeStartCompute")
     env = settings.require_environment(req.environment)
-    if env.price_min != 0:
-        raise RefusedError(
-            f"environment {env.id} has no free tier (price_min {env.price_min:g}); "
-            "paid compute needs a chain, which this server has not"
-        )
+    policy.free_tier(env)
     catalog = request.app[CATALOG]
     algorithm = node_jobspec.algorithm(catalog, req.algorithm)
     assets = req.datasets or ([req.dataset] if req.dataset is not None else [])
     inputs = node_jobspec.inputs(catalog, assets, algorithm)
-    if req.maxJobDuration is not None and req.maxJobDuration > env.max_job_duration:
-        raise RefusedError(
-            f"maxJobDuration {req.maxJobDuration:g} s is over the environment's "
-            f"{env.max_job_duration:g} s"
-        )
-    if req.metadata is not None and len(json.dumps(req.metadata)) > METADATA_MAX_CHARS:
-        raise RefusedError(f"metadata is over {METADATA_MAX_CHARS} characters of JSON")
+    policy.duration(env, req.maxJobDuration)
+    policy.metadata(req.metadata)
     try:
         spec = JobSpec(
             environment=env.id,

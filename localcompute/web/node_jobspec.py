@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from localcompute.core.errors import RefusedError
 from localcompute.core.jobspec import DID_PREFIX, AlgorithmSpec, FileSource, InputSpec, JobResources
 from localcompute.core.settings import EnvironmentSettings
-from localcompute.web.catalog import Catalog
+from localcompute.engine import policy
+from localcompute.engine.catalog import Catalog
 from localcompute.web.node_requests import (
     Algorithm,
     Asset,
@@ -22,7 +23,6 @@ from localcompute.web.node_requests import (
     FreeComputeRequest,
     ResourceAmount,
 )
-from localcompute.web.node_views import resources_of
 
 
 def refuse_unsupported(req: FreeComputeRequest) -> None:
@@ -109,34 +109,5 @@ def file_url(file: FileObject | None, where: str, userdata: dict[str, object] | 
 
 
 def resources(env: EnvironmentSettings, wanted: list[ResourceAmount] | None) -> JobResources:
-    """The job's amounts: each between the environment's min and max; missing ones at
-    the environment's full per-job amount (what a job without a request gets)."""
-    known = {r.id: r for r in resources_of(env)}
-    amounts = {rid: r.max for rid, r in known.items()}
-    for i, item in enumerate(wanted or []):
-        resource = known.get(item.id)
-        if resource is None:
-            raise RefusedError(
-                f"resources[{i}].id: environment {env.id} has no resource {item.id!r}; "
-                f"it has {', '.join(known)}"
-            )
-        if item.amount > resource.max:
-            raise RefusedError(
-                f"Not enough {item.id} resources. Requested {item.amount:g}, "
-                f"but max is {resource.max:g}"
-            )
-        if item.amount < resource.min:
-            raise RefusedError(
-                f"Not enough {item.id} requested. Requested {item.amount:g}, "
-                f"but min is {resource.min:g}"
-            )
-        amounts[item.id] = item.amount
-    gpus = amounts.get("gpu")
-    if gpus is not None and not float(gpus).is_integer():
-        raise RefusedError(f"gpu: a whole number of GPUs, not {gpus:g}")
-    return JobResources(
-        cpu=amounts["cpu"],
-        ram_gb=amounts["ram"],
-        disk_gb=amounts["disk"],
-        gpus=int(gpus) if gpus is not None else None,
-    )
+    """The job's amounts, as the engine's policy allows them."""
+    return policy.resources(env, [(item.id, item.amount) for item in wanted or []])

@@ -16,6 +16,7 @@ from typing import Any
 from localcompute.core.models import Job, ResultFile
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, NumberedText, TerminationReason
+from localcompute.engine import policy
 from localcompute.engine.envstate import EnvironmentState
 from localcompute.web.views import described, epoch_text
 
@@ -171,14 +172,9 @@ def resources_of(
         most = per_job * env.max_jobs
         return most if pool_totals is None else min(most, pool_totals.get(rid, most))
 
-    listed = [
-        Resource("cpu", env.cpu, min(1.0, env.cpu), total("cpu", env.cpu)),
-        Resource("ram", env.ram_gb, min(1.0, env.ram_gb), total("ram", env.ram_gb)),
-        Resource("disk", env.disk_gb, 0, total("disk", env.disk_gb)),
+    return [
+        Resource(r.id, r.max, r.min, total(r.id, r.per_job)) for r in policy.resource_limits(env)
     ]
-    if env.gpu_count:
-        listed.append(Resource("gpu", env.gpu_count, 0, total("gpu", env.gpu_count)))
-    return listed
 
 
 def resource_amounts(job: Job) -> list[dict[str, Any]]:

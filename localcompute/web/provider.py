@@ -24,8 +24,8 @@ from localcompute.core.errors import (
 from localcompute.core.jobspec import AlgorithmSpec, InputSpec, JobSpec
 from localcompute.core.lru import Lru
 from localcompute.core.models import Job, JobQuery, Preconditions
+from localcompute.engine.catalog import Catalog
 from localcompute.web import auth
-from localcompute.web.catalog import Catalog
 from localcompute.web.context import (
     CATALOG,
     ENGINE,

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from localcompute import AlgorithmSpec, Engine, JobSpec, JobStatus, StopRequest, TerminationReason
-from localcompute.core.errors import DockerUnavailableError
+from localcompute.core.errors import DockerUnavailableError, RefusedError
+from localcompute.core.jobspec import FileSource, InputSpec
 from localcompute.core.models import Job
-from localcompute.core.settings import Settings
+from localcompute.core.settings import DatasetSettings, Settings
 from localcompute.engine import scheduler
 from localcompute.runtime import ContainerState
 from localcompute.runtime.containers import Stage, container_name
@@ -288,3 +289,30 @@ async def test_an_algorithm_whose_start_went_unanswered_is_not_started_again(
     assert runtime.algorithm_starts == 1
     assert job.termination_reason == TerminationReason.ERROR, job.status_text
     assert "it may have run, so it is not started again" in job.status_text
+
+
+async def test_a_datasets_policy_holds_for_a_job_handed_to_the_engine_directly(
+    tmp_path: Path,
+) -> None:
+    """The Python client (or any dialect) cannot pass a dataset's policy by: raw code on a
+    dataset that allows none is refused by the engine, as the dialects refuse it."""
+    owned = tmp_path / "owned.csv"
+    owned.write_text("the owner's\n")
+    did = "did:op:" + "d" * 64
+    settings = make_settings(tmp_path / "var").model_copy(
+        update={
+            "datasets": [DatasetSettings(did=did, files=[str(owned)], allow_raw_algorithm=False)]
+        }
+    )
+    engine = Engine(settings, runtime=FakeRuntime(), store=MemoryStore())
+    await engine.start()
+    try:
+        spec = shell("cat /data/inputs/*/0 > $OUTPUTS/copy.txt").model_copy(
+            update={"inputs": [InputSpec(did=did, files=[FileSource(path=str(owned))])]}
+        )
+        with pytest.raises(RefusedError) as refused:
+            await engine.submit(spec)
+        assert refused.value.payload == {"inputs[0]": "no_raw_algo_allowed"}
+        assert await engine.find() == []  # nothing was stored
+    finally:
+        await engine.close()

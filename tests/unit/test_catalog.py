@@ -9,7 +9,7 @@ import pytest
 
 from localcompute.core.errors import ConfigError, RefusedError
 from localcompute.core.settings import Settings
-from localcompute.web.catalog import Catalog
+from localcompute.engine.catalog import Catalog
 
 
 def settings(tmp_path: Path, **data: object) -> Settings:

@@ -14,7 +14,7 @@ import pytest
 
 from localcompute.core.errors import RefusedError, RequestValidationError
 from localcompute.core.jobspec import AlgorithmSpec
-from localcompute.web.catalog import Catalog
+from localcompute.engine.catalog import Catalog
 from localcompute.web.operator_requests import WorkflowStage
 from localcompute.web.params import parse
 from localcompute.web.provider import algorithm_spec

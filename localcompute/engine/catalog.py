@@ -2,7 +2,8 @@
 
 A client names a dataset by its DID; only the provider knows the files behind it.
 This module turns a request's DIDs into the engine's InputSpec and AlgorithmSpec,
-refusing, with Ocean's error codes, what a dataset does not allow.
+refusing, with Ocean's error codes, what a dataset does not allow; the engine asks it of
+every job it accepts (Engine.submit), so no dialect can pass a dataset's policy by.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from localcompute.core.errors import ConfigError, RefusedError
-from localcompute.core.jobspec import AlgorithmSpec, FileSource, InputSpec
+from localcompute.core.jobspec import AlgorithmSpec, FileSource, InputSpec, JobSpec
 from localcompute.core.settings import AlgorithmSettings, DatasetSettings, Settings
 
 
@@ -84,6 +85,14 @@ class Catalog:
                 raise RefusedError({resource: "no_raw_algo_allowed"})
         elif dataset.trusted_algorithms and algorithm_did not in dataset.trusted_algorithms:
             raise RefusedError({resource: "not_trusted_algo"})
+
+    def check_job(self, spec: JobSpec) -> None:
+        """Every dataset's policy, for each input that is one of this provider's datasets:
+        what the dialects ask while they build a job, asked again of any JobSpec the
+        engine is handed (the Python client's too)."""
+        for i, item in enumerate(spec.inputs):
+            if item.did in self._datasets:
+                self.check_algorithm(item.did, f"inputs[{i}]", spec.algorithm.did or None)
 
     def algorithm_spec(self, did: str, algocustomdata: Any) -> AlgorithmSpec:
         algorithm = self._algorithms.get(did)
