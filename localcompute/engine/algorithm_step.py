@@ -27,6 +27,7 @@ from localcompute.engine.outcome import (
     killed_by_docker_restart,
 )
 from localcompute.engine.stepkit import StepKit
+from localcompute.engine.steps import Done, Moves
 from localcompute.runtime import ContainerExit, ContainerState, containers
 from localcompute.runtime.containers import JobContext, Stage
 
@@ -68,7 +69,7 @@ class AlgorithmStep:
             self.kit.offpath.create_ahead(job.job_id, containers.algorithm_container(ctx, env))
         return None
 
-    async def run(self, job: Job, stop: asyncio.Event) -> Job | Ending:
+    async def run(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | Ending:
         ctx = self.kit.context(job)
         env = self.kit.settings.environment(job.environment)
         if env is None:
@@ -82,7 +83,7 @@ class AlgorithmStep:
         live = await LiveLog.create(ws.live_algorithm_log, self.kit.settings.docker.log_max_bytes)
         self.live_logs[job.job_id] = live
         try:
-            return await self._run_algorithm(job, ctx, env, live, stop)
+            return await self._run_algorithm(job, ctx, env, live, stop, moves)
         finally:
             self.live_logs.pop(job.job_id, None)
             await live.close()
@@ -96,7 +97,8 @@ class AlgorithmStep:
         env: EnvironmentSettings,
         live: LiveLog,
         stop: asyncio.Event,
-    ) -> Job | Ending:
+        moves: Moves,
+    ) -> Done | Ending:
         """Create, start and await the algorithm, or carry on with the container Docker has.
 
         A container that exists is continued whatever its state: created is started
@@ -120,12 +122,10 @@ class AlgorithmStep:
                     note = f"algorithm image {job.spec.algorithm.image_ref}: {e.message}"
                     return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=note)
                 state = ContainerState.CREATED
-            job = await self.kit.store.transition(
-                job.job_id, JobStatus.RUNNING_ALGORITHM, algorithm_started_at=time.time()
-            )
+            job = await moves.enter()
         if state is ContainerState.MISSING:
             lost = "Job failed: the algorithm container was lost while the server was down"
-            return await self._algorithm_ended(job, None, TerminationReason.ERROR, lost)
+            return _ended(None, TerminationReason.ERROR, lost)
         if state is ContainerState.CREATED and job.job_id in self._start_unanswered:
             # Docker went away while it was being started and came back saying it never
             # started; its process may have run before Docker could record it. At most
@@ -135,7 +135,7 @@ class AlgorithmStep:
                 "Job failed: the Docker engine went away while the algorithm was being "
                 "started; it may have run, so it is not started again"
             )
-            return await self._algorithm_ended(job, None, TerminationReason.ERROR, unsure)
+            return _ended(None, TerminationReason.ERROR, unsure)
         if state is ContainerState.CREATED:
             refused = await self._start_algorithm(job, name, live)
             if refused is not None:
@@ -162,15 +162,14 @@ class AlgorithmStep:
         if resumed and interrupt is None:
             interrupt = interrupt_while_away(exit_, stop.is_set(), job.deadline)
         reason, detail = await self._why_ended(job, exit_, interrupt)
-        ended = await self._algorithm_ended(job, exit_, reason, detail)
         self.kit.offpath.remove_later(job.job_id, name)
         if exit_.lost:
             # Its outputs are where it ran, out of reach: no filter, the logs are published.
-            return Ending(reason=reason, detail=detail)
-        return ended
+            return _ended(exit_, reason, detail, then=Ending(reason=reason, detail=detail))
+        return _ended(exit_, reason, detail)
 
-    async def _start_algorithm(self, job: Job, name: str, live: LiveLog) -> Job | None:
-        """Start the algorithm's container; the job moved on (40 → 50) if the runtime
+    async def _start_algorithm(self, job: Job, name: str, live: LiveLog) -> Done | None:
+        """Start the algorithm's container; the step done (to 50) if the runtime
         refused (a GPU driver it lacks, a device it cannot resolve, its node gone), said in
         one line, with no container left behind. None once it started."""
         try:
@@ -186,9 +185,8 @@ class AlgorithmStep:
             await live.close()
             log.warning("job %s: the algorithm container could not start: %s", job.job_id, e)
             why = f"the algorithm container could not start: {e.message}"
-            ended = await self._algorithm_ended(job, None, TerminationReason.ERROR, why)
             self.kit.offpath.remove_later(job.job_id, name)
-            return ended
+            return _ended(None, TerminationReason.ERROR, why)
 
     async def _why_ended(
         self, job: Job, exit_: ContainerExit, interrupt: Interrupt | None
@@ -251,21 +249,26 @@ class AlgorithmStep:
         await live.catch_up(await asyncio.to_thread(_read_and_remove, complete))
         return exit_, interrupt
 
-    async def _algorithm_ended(
-        self, job: Job, exit_: ContainerExit | None, reason: TerminationReason, detail: str
-    ) -> Job:
-        """40 → 50, recording what the algorithm did: the facts `resolve` reads after a restart."""
-        now = time.time()
-        finished = exit_.finished_at if exit_ and exit_.finished_at else now
-        return await self.kit.store.transition(
-            job.job_id,
-            JobStatus.FILTERING_RESULTS,
-            algorithm_finished_at=finished,
-            exit_code=None if exit_ is None else exit_.exit_code,
-            termination_reason=reason,
-            detail=detail,
-            filter_started_at=now,
-        )
+
+def _ended(
+    exit_: ContainerExit | None,
+    reason: TerminationReason,
+    detail: str,
+    then: Ending | None = None,
+) -> Done:
+    """What the algorithm did, written with the move to 50: the facts the filter and
+    `resolve` read, after a restart too (its end is `termination_reason` until the job's
+    final write, which `resolve` decides)."""
+    finished = exit_.finished_at if exit_ and exit_.finished_at else time.time()
+    return Done(
+        {
+            "algorithm_finished_at": finished,
+            "exit_code": None if exit_ is None else exit_.exit_code,
+            "termination_reason": reason,
+            "detail": detail,
+        },
+        ending=then,
+    )
 
 
 def _killed_by_docker(exit_: ContainerExit) -> str:

@@ -1,12 +1,14 @@
 """One job's way through its containers, as a table of steps, from wherever its status says.
 
-Each step does its work and returns what happened; the runner walks the table in
-order and skips what the status says is done, so a job resumed after a restart
-goes on from its step. `outcome.resolve` is the one place that turns what happened
-into the job's outcome, and `_finish` the one place that writes it: awaited to the
-end even when the job's task is cancelled, so the store never closes beneath it.
-The fetch and the filter are here; the algorithm's step is algorithm_step.py, and what
-the steps share (the store, the runtime, the disk's limit and watch) stepkit.py.
+The runner walks the table (steps.py) in order and skips what the status says is done,
+so a job resumed after a restart goes on from its step. It makes every move the table
+says: into a step's status as the step begins (the algorithm asks for its 40 itself, at
+the moment between its container's create and start), and out of it with what the step
+learnt (`Done`). A step only does its work and returns that, or an `Ending`.
+`outcome.resolve` is the one place that turns what happened into the job's outcome, and
+`_finish` the one place that writes it: awaited to the end even when the job's task is
+cancelled, so the store never closes beneath it. The fetch and the filter are here; the
+algorithm's step is algorithm_step.py, and what the steps share stepkit.py.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from localcompute.engine.outcome import (
 )
 from localcompute.engine.publish import build_results
 from localcompute.engine.stepkit import ContainerDefaults, StepKit
-from localcompute.engine.steps import STEPS
+from localcompute.engine.steps import STEPS, Done, Moves
 from localcompute.engine.watch import ContainerWatch
 from localcompute.runtime import ContainerRuntime, ContainerState, containers
 from localcompute.runtime.containers import JobContext, Stage
@@ -50,7 +52,7 @@ from localcompute.store import Store
 
 log = logging.getLogger(__name__)
 
-StepRun = Callable[[Job, asyncio.Event], Awaitable["Job | Ending"]]
+StepRun = Callable[[Job, asyncio.Event, Moves], Awaitable[Done | Ending]]
 
 
 class Pipeline:
@@ -108,12 +110,20 @@ class Pipeline:
         ending: Ending | None = None
         try:
             for step in STEPS:
-                if job.status in step.runs_from:
-                    result = await self._steps[step.stage](job, stop)
-                    if isinstance(result, Ending):
-                        ending = result
-                        break
-                    job = result
+                if job.status not in step.runs_from:
+                    continue
+                moves = Moves(self.store, step, job)
+                if not step.enters_itself:
+                    job = await moves.enter()
+                result = await self._steps[step.stage](job, stop, moves)
+                job = moves.job  # as the step's own move (the algorithm's 40) left it
+                if isinstance(result, Ending):
+                    ending = result
+                    break
+                job = await moves.leave(result)
+                if result.ending is not None:
+                    ending = result.ending
+                    break
             return await self._publish(job, ending)
         except (asyncio.CancelledError, DockerUnavailableError):
             raise
@@ -124,14 +134,10 @@ class Pipeline:
             )
             return await self._publish(job, failed)
 
-    # -- steps: each does its work and returns the job moved on, or an Ending ---
+    # -- steps: each does its work and returns what it learnt, or an Ending -----
 
-    async def _fetch(self, job: Job, stop: asyncio.Event) -> Job | Ending:
-        resumed = job.status == JobStatus.CONFIGURING_VOLUMES
-        if not resumed:
-            job = await self.store.transition(
-                job.job_id, JobStatus.CONFIGURING_VOLUMES, fetch_started_at=time.time()
-            )
+    async def _fetch(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | Ending:
+        resumed = moves.resumed
         if stop.is_set():
             return Ending(reason=TerminationReason.STOPPED)
         ctx = self.context(job)
@@ -184,11 +190,9 @@ class Pipeline:
             pull.cancel()
         if pull_error is not None:
             return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=pull_error)
-        return await self.store.transition(
-            job.job_id, JobStatus.PROVISIONING_SUCCESS, fetch_finished_at=time.time()
-        )
+        return Done()
 
-    async def _filter(self, job: Job, stop: asyncio.Event) -> Job | Ending:
+    async def _filter(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | Ending:
         ws = self.context(job).workspace
         spec = containers.filter_container(self.context(job))
         ahead = self.offpath.take(spec.name)
@@ -225,9 +229,9 @@ class Pipeline:
                 else f"ended with exit code {exit_.exit_code}"
             )
             detail = f"Job failed: the output filter {why}; outputs withheld"
-        return await self._filtered(job, detail)
+        return _filtered(detail)
 
-    async def _filter_left_behind(self, job: Job, name: str, ws: Workspace) -> Job | None:
+    async def _filter_left_behind(self, job: Job, name: str, ws: Workspace) -> Done | None:
         """Resumed after a crash. The filter moves the outputs, so once begun it cannot
         run again: a filter still there is awaited (it carries on moving while the server
         is down), and a filter that wrote its manifest finished. Only a filter that began
@@ -253,23 +257,13 @@ class Pipeline:
             )
             self.offpath.remove_later(job.job_id, name)
         if await asyncio.to_thread(ws.filter_finished) and exit_code in (None, 0):
-            return await self._filtered(job, "")
+            return _filtered("")
         unstarted = state in (ContainerState.MISSING, ContainerState.CREATED)
         if unstarted and not await asyncio.to_thread(ws.holds_results):
             return None
         await asyncio.to_thread(ws.reset_results)
         why = "was cut short by a restart" if exit_code is None else f"ended with {exit_code}"
-        return await self._filtered(job, f"Job failed: the output filter {why}; outputs withheld")
-
-    async def _filtered(self, job: Job, detail: str) -> Job:
-        now = time.time()
-        return await self.store.transition(
-            job.job_id,
-            JobStatus.PUBLISHING_RESULTS,
-            filter_finished_at=now,
-            publish_started_at=now,
-            **({"detail": detail} if detail else {}),
-        )
+        return _filtered(f"Job failed: the output filter {why}; outputs withheld")
 
     # -- the end: publish what there is, then the one final write ---------------
 
@@ -348,6 +342,11 @@ class Pipeline:
             return await self.store.get(job.job_id)
         self.metrics.job_finished(final)
         return final
+
+
+def _filtered(detail: str) -> Done:
+    """The filter is done; `detail`: why its outputs were withheld (a system failure)."""
+    return Done({"detail": detail} if detail else {})
 
 
 def _read_text(path: Path) -> str:
