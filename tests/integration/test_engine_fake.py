@@ -50,6 +50,15 @@ async def until(engine: Engine, job_id: str, done: str, check: object) -> Job:
     raise AssertionError(f"job {job_id} never got {done}: {job!r}")
 
 
+async def slot_waiters(engine: Engine, job_id: str, count: int) -> None:
+    """Until `count` callers wait on the queued job's slot: the state the test needs, not a
+    guess at how long it takes to reach it."""
+    deadline = time.monotonic() + 20
+    while len(engine.scheduler._slot_waiters.get(job_id, [])) < count:
+        assert time.monotonic() < deadline, f"{count} waiters never registered on {job_id}"
+        await asyncio.sleep(0)
+
+
 async def test_a_job_runs_through_every_step(engine: Engine) -> None:
     job = await engine.wait(await engine.submit(shell("echo hi; echo out > $OUTPUTS/o.txt")))
 
@@ -162,7 +171,7 @@ async def test_several_waiters_on_a_queued_job_all_return_and_a_cancelled_one_le
     await one_slot.submit(shell(gate.wait))
     queued = await one_slot.submit(shell("true"))
     waiters = [asyncio.create_task(one_slot.wait(queued)) for _ in range(3)]
-    await asyncio.sleep(0.05)
+    await slot_waiters(one_slot, queued, 3)
     waiters[0].cancel()
     await gate.open()
 
@@ -179,7 +188,7 @@ async def test_waiting_on_a_queued_job_that_is_stopped_returns_it_ended_without_
     blocker = await one_slot.submit(shell("sleep 60"))
     queued = await one_slot.submit(shell("echo never"))
     waiter = asyncio.create_task(one_slot.wait(queued))
-    await asyncio.sleep(0.1)
+    await slot_waiters(one_slot, queued, 1)
     assert not waiter.done(), "wait() returned while the job still waited for a slot"
 
     await one_slot.stop(queued)
@@ -201,7 +210,7 @@ async def test_waiting_on_a_queued_job_ends_when_the_engine_closes(tmp_path: Pat
     await engine.submit(shell("sleep 60"))
     queued = await engine.submit(shell("echo never"))
     waiter = asyncio.create_task(engine.scheduler.wait(queued))
-    await asyncio.sleep(0.1)
+    await slot_waiters(engine, queued, 1)
 
     await engine.close()
 
