@@ -12,7 +12,6 @@ import pytest
 from localcompute.core.jobspec import AlgorithmSpec, FileSource, InputSpec, JobSpec
 from localcompute.core.models import Job
 from localcompute.core.settings import DockerSettings, EnvironmentSettings, PoolSettings, Settings
-from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine.amounts import Capacity
 from localcompute.engine.pool import Pool
 from localcompute.runtime import Network
@@ -26,6 +25,7 @@ from localcompute.runtime.containers import (
 )
 from localcompute.runtime.local.dockerspec import create_kwargs, docker_networks
 from localcompute.runtime.workspace import Workspace
+from tests.factories import a_job
 
 
 def job(**algorithm: object) -> Job:
@@ -46,33 +46,7 @@ def job(**algorithm: object) -> Job:
             }
         ),
     )
-    return Job(
-        job_id="j1",
-        environment="e",
-        owner="o",
-        agreement_id="a",
-        status=JobStatus.JOB_STARTED,
-        stopreq=StopRequest.NONE,
-        removed=False,
-        delete_requested=False,
-        exit_code=None,
-        termination_reason=None,
-        detail="",
-        date_created=0,
-        date_finished=None,
-        max_duration=60,
-        secret="s" * 32,
-        spec=spec,
-        results=[],
-        fetch_started_at=None,
-        fetch_finished_at=None,
-        algorithm_started_at=None,
-        algorithm_finished_at=None,
-        filter_started_at=None,
-        filter_finished_at=None,
-        publish_started_at=None,
-        publish_finished_at=None,
-    )
+    return a_job(spec)
 
 
 def admitted(j: Job, env: EnvironmentSettings, cores: int = 8) -> Job:
