@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localcompute.core.errors import ContainerError, DockerUnavailableError, ImageNotFoundError
+from localcompute.helper.contract import HELPER_IN_IMAGE
 from localcompute.images import LABEL_DIGEST, helper_digest
 from localcompute.runtime import (
     LABEL_INSTANCE,
@@ -38,7 +39,6 @@ from localcompute.runtime import (
     ContainerState,
     NodeResources,
 )
-from localcompute.runtime.containers import HELPER_DIR as HELPER_IN_IMAGE
 from localcompute.runtime.folders import remove_tree
 from localcompute.runtime.local import disk
 from localcompute.runtime.local.hostinfo import host_resources

@@ -119,7 +119,7 @@ def _listening_on(settings: Settings, host: str | None, port: int | None) -> Set
 def main(argv: list[str] | None = None) -> int:
     """The command's exit code: see localcompute.cli.exits for what each means."""
     args = _parser().parse_args(argv)
-    from localcompute.web.logs import configure
+    from localcompute.web.logging_setup import configure
 
     if args.command == "serve":
         configure(args.log_level, args.log_format)

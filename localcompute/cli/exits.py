@@ -26,8 +26,8 @@ from localcompute.core.errors import (
 EXIT_OK = 0
 EXIT_FAILED = 1  # refused or not possible: no such job, deleted, the server said no
 EXIT_USAGE = 2  # a bad option, file or configuration, a port or data folder in use
-EXIT_DATA_FAILED = 65  # an input could not be had: unknown DID, fetch failed (EX_DATAERR)
-EXIT_ALGORITHM_FAILED = 66  # the algorithm or its image could not be provisioned or is refused
+EXIT_INPUT_UNAVAILABLE = 65  # an input could not be had: unknown DID, fetch failed (EX_DATAERR)
+EXIT_ALGORITHM_UNAVAILABLE = 66  # the algorithm or its image could not be provisioned or is refused
 EXIT_UNAVAILABLE = 69  # no server, or no Docker engine, answers (EX_UNAVAILABLE)
 EXIT_SYSTEM = 70  # localcompute failed under the job, or the server failed (EX_SOFTWARE)
 EXIT_TIMEOUT = 124  # the algorithm ran out of time, as timeout(1)
@@ -46,9 +46,9 @@ def code_for(error: BaseException) -> int:
     if isinstance(error, ConfigError):
         return EXIT_USAGE
     if isinstance(error, InputRefusedError):
-        return EXIT_DATA_FAILED
+        return EXIT_INPUT_UNAVAILABLE
     if isinstance(error, AlgorithmRefusedError | ImageNotFoundError):
-        return EXIT_ALGORITHM_FAILED
+        return EXIT_ALGORITHM_UNAVAILABLE
     if isinstance(error, DockerUnavailableError | NoServerError | aiohttp.ClientConnectionError):
         return EXIT_UNAVAILABLE
     if isinstance(error, RemoteError) and error.status == 503:

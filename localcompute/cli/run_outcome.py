@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from localcompute.cli.exits import (
-    EXIT_ALGORITHM_FAILED,
-    EXIT_DATA_FAILED,
+    EXIT_ALGORITHM_UNAVAILABLE,
+    EXIT_INPUT_UNAVAILABLE,
     EXIT_OOM,
     EXIT_STOPPED,
     EXIT_SYSTEM,
@@ -17,7 +17,7 @@ from localcompute.cli.exits import (
 )
 from localcompute.client import RemoteJob
 
-__all__ = ["EXIT_ALGORITHM_FAILED", "EXIT_UNAVAILABLE", "describe", "exit_code", "json_status"]
+__all__ = ["EXIT_ALGORITHM_UNAVAILABLE", "EXIT_UNAVAILABLE", "describe", "exit_code", "json_status"]
 
 # A local run's status fields that point at the command's own server, gone once it exits.
 DEAD_URLS = ("algorithmLogUrl", "resultsUrls")
@@ -42,9 +42,9 @@ def json_status(raw: dict[str, Any], paths: dict[str, Path], *, local: bool) -> 
 def exit_code(job: RemoteJob, *, stopped: bool = False) -> int:
     """The algorithm's own exit code when it ran to its end; else a code that says why."""
     if job.status == 31:
-        return EXIT_DATA_FAILED
+        return EXIT_INPUT_UNAVAILABLE
     if job.status == 32:
-        return EXIT_ALGORITHM_FAILED
+        return EXIT_ALGORITHM_UNAVAILABLE
     reason = job.termination_reason
     if reason == "stopped" or stopped:
         return EXIT_STOPPED

@@ -233,7 +233,9 @@ class AlgorithmStep:
         """Wait for the algorithm while its output streams live into algorithm.log."""
         recorder = asyncio.ensure_future(live.record(self.kit.runtime.follow_logs(name)))
         try:
-            exit_, interrupt = await self.kit.watch.await_exit(name, job.deadline, stop, disk_full)
+            exit_, interrupt = await self.kit.bounded.await_exit(
+                name, job.deadline, stop, disk_full
+            )
             # The stream ends with the container; a runtime that fails to end it
             # must not hold the job.
             with contextlib.suppress(TimeoutError):

@@ -29,6 +29,7 @@ from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine import failpoints
 from localcompute.engine.algorithm_step import AlgorithmStep
+from localcompute.engine.bounded_run import BoundedRun
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.offpath import OffPath
@@ -43,7 +44,6 @@ from localcompute.engine.outcome import (
 from localcompute.engine.publish import build_results
 from localcompute.engine.stepkit import ContainerDefaults, StepKit
 from localcompute.engine.steps import STEPS, Done, Moves
-from localcompute.engine.watch import ContainerWatch
 from localcompute.runtime import ContainerRuntime, ContainerState, containers
 from localcompute.runtime.containers import JobContext, Stage
 from localcompute.runtime.quota import DiskQuota, WatchQuota
@@ -71,10 +71,10 @@ class Pipeline:
         self.runtime = runtime
         self.settings = settings
         self.defaults = defaults
-        self.watch = ContainerWatch(runtime, settings.docker)
+        self.bounded = BoundedRun(runtime, settings.docker)
         self.offpath = OffPath(runtime)
         self.kit = StepKit(
-            store, runtime, settings, defaults, self.metrics, self.disk, self.offpath, self.watch
+            store, runtime, settings, defaults, self.metrics, self.disk, self.offpath, self.bounded
         )
         self.algorithm = AlgorithmStep(self.kit)
         self._steps: dict[Stage, StepRun] = {
@@ -158,7 +158,7 @@ class Pipeline:
         pull = asyncio.ensure_future(self.algorithm.provision(job))
         try:
             async with self.kit.disk_watch(ws.data, limit) as over:
-                exit_, interrupt = await self.watch.run(
+                exit_, interrupt = await self.bounded.run(
                     spec,
                     limit=self.settings.docker.fetch_timeout,
                     stop=stop,
@@ -206,7 +206,7 @@ class Pipeline:
         # algorithm did is the recorded fact, not whether the event is already set.
         obeyed = job.termination_reason is TerminationReason.STOPPED
         fresh_stop = asyncio.Event() if obeyed else stop
-        exit_, interrupt = await self.watch.run(
+        exit_, interrupt = await self.bounded.run(
             spec,
             limit=self.settings.docker.filter_timeout,
             stop=fresh_stop,

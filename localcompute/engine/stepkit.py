@@ -11,9 +11,9 @@ from pathlib import Path
 
 from localcompute.core.models import Job, held_by
 from localcompute.core.settings import Settings
+from localcompute.engine.bounded_run import BoundedRun
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.offpath import OffPath
-from localcompute.engine.watch import ContainerWatch
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import JobContext
 from localcompute.runtime.quota import DiskQuota
@@ -41,7 +41,7 @@ class StepKit:
     metrics: Metrics
     disk: DiskQuota
     offpath: OffPath
-    watch: ContainerWatch
+    bounded: BoundedRun
 
     def context(self, job: Job) -> JobContext:
         return JobContext(

@@ -21,6 +21,9 @@ STAGE_URL_VAR = "LOCALCOMPUTE_STAGE_URL"
 STAGE_TOKEN_VAR = "LOCALCOMPUTE_STAGE_TOKEN"
 SOURCES_PREFIX = "/sources/"
 
+# Where the helper's modules are in its image (its Dockerfile copies them there).
+HELPER_IN_IMAGE = "/opt/localcompute/helper"
+
 # The labels of a job's containers and volumes (runtime/base.py reads them from here).
 LABEL_JOB = "localcompute.job_id"
 LABEL_STAGE = "localcompute.stage"

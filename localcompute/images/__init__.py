@@ -21,7 +21,7 @@ from localcompute.images.base import BOOTSTRAP_TAG, bootstrap_base
 from localcompute.images.busybox import import_busybox
 from localcompute.images.helper import (
     DEFAULT_BASE,
-    HELPER_DIR,
+    HELPER_SOURCES,
     LABEL_BASE,
     LABEL_DIGEST,
     build_helper_image,
@@ -33,7 +33,7 @@ from localcompute.images.helper import (
 __all__ = [
     "BOOTSTRAP_TAG",
     "DEFAULT_BASE",
-    "HELPER_DIR",
+    "HELPER_SOURCES",
     "LABEL_BASE",
     "LABEL_DIGEST",
     "bootstrap_base",

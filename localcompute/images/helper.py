@@ -31,7 +31,7 @@ DEFAULT_BASE = "python:3.12-slim"
 
 # The localcompute package: this file is localcompute/images/helper.py.
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-HELPER_DIR = PACKAGE_DIR / "helper"
+HELPER_SOURCES = PACKAGE_DIR / "helper"
 # Package data, so that an installed wheel can build the image as a checkout can.
 DOCKERFILE = PACKAGE_DIR / "images" / "dockerfiles" / "helper.Dockerfile"
 # The programs the engine runs; a build without them would give an image that fails every job.
@@ -49,7 +49,7 @@ VOLUME_MOUNT_POINTS = (
 
 def _helper_files() -> list[Path]:
     """The helper's .py files, sorted by name: what goes into the image and into the digest."""
-    return sorted(HELPER_DIR.glob("*.py"), key=lambda p: p.name)
+    return sorted(HELPER_SOURCES.glob("*.py"), key=lambda p: p.name)
 
 
 def _dockerfile() -> Path:
@@ -84,7 +84,9 @@ def _make_build_context(context: Path) -> None:
     files = _helper_files()
     missing = sorted(set(HELPER_PROGRAMS) - {p.name for p in files})
     if missing:
-        raise ConfigError(f"the helper programs {', '.join(missing)} are missing from {HELPER_DIR}")
+        raise ConfigError(
+            f"the helper programs {', '.join(missing)} are missing from {HELPER_SOURCES}"
+        )
     (context / "helper").mkdir()
     for path in files:
         shutil.copyfile(path, context / "helper" / path.name)

@@ -14,6 +14,7 @@ from pathlib import Path
 from localcompute.core.jobspec import FileSource, did_folder
 from localcompute.core.models import Allocation, Job, held_by
 from localcompute.core.settings import DockerSettings, EnvironmentSettings
+from localcompute.helper.contract import HELPER_IN_IMAGE
 from localcompute.runtime import (
     LABEL_INSTANCE,
     LABEL_JOB,
@@ -25,7 +26,6 @@ from localcompute.runtime import (
 )
 from localcompute.runtime.workspace import Workspace
 
-HELPER_DIR = "/opt/localcompute/helper"
 ALGORITHM_PATH = "/data/transformations/algorithm"
 SOURCES_DIR = "/sources"
 
@@ -125,7 +125,7 @@ def fetch_container(ctx: JobContext) -> ContainerSpec:
     return ContainerSpec(
         name=ctx.name(Stage.FETCH),
         image=ctx.docker_settings.helper_image,
-        entrypoint=["python3", f"{HELPER_DIR}/fetch.py"],
+        entrypoint=["python3", f"{HELPER_IN_IMAGE}/fetch.py"],
         command=["/job/fetch.json", "--data", "/data"],
         labels=ctx.labels(Stage.FETCH),
         mounts=(
@@ -195,7 +195,7 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
     return ContainerSpec(
         name=ctx.name(Stage.FILTER),
         image=ctx.docker_settings.helper_image,
-        entrypoint=["python3", f"{HELPER_DIR}/filter.py"],
+        entrypoint=["python3", f"{HELPER_IN_IMAGE}/filter.py"],
         command=[
             "--outputs",
             "/data/outputs",

@@ -1,10 +1,9 @@
 """What the engine needs of a job store: two small interfaces.
 
-SQLite (sqlite.py) is the store; `localcompute.testing.MemoryStore` is another,
-for tests. Both keep the same promises: status changes are compare-and-set along
-the transition table, a finished job never changes, admission reads
-what the running jobs hold and admits in the same transaction, and a
-transaction's writes land together or not at all.
+SQLite (sqlite.py) is the store; `MemoryStore` (memory.py) is another, for tests.
+Both keep the same promises: status changes are compare-and-set along the transition
+table, a finished job never changes, admission reads what the running jobs hold and
+admits in the same transaction, and a transaction's writes land together or not at all.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from localcompute.web.context import (
     PublicUrl,
 )
 from localcompute.web.health import healthz
-from localcompute.web.metrics import count_requests, count_result_bytes, metrics
+from localcompute.web.http_metrics import count_requests, count_result_bytes, metrics
 from localcompute.web.middleware import cors, json_errors
 from localcompute.web.openapi import openapi_handler
 from localcompute.web.routes import setup_routes

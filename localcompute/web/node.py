@@ -37,7 +37,7 @@ from localcompute.web.node_requests import (
     NonceRequest,
     ResultRequest,
     StatusRequest,
-    StopRequest,
+    StopComputeRequest,
 )
 from localcompute.web.node_views import node_environment, node_job, node_results
 from localcompute.web.params import parse, read_params
@@ -142,7 +142,7 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def stop(request: web.Request) -> web.Response:
-    req = parse(StopRequest, await read_params(request))
+    req = parse(StopComputeRequest, await read_params(request))
     caller = await authenticate(request, req, req.consumerAddress, "stopCompute")
     job = await _owned_job(request, req.jobId, caller.address)
     engine = request.app[ENGINE]

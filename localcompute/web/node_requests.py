@@ -137,7 +137,7 @@ class StatusRequest(RequestModel):
     agreementId: Maybe = None
 
 
-class StopRequest(Signed):
+class StopComputeRequest(Signed):
     consumerAddress: MaybeAddress = None
     jobId: str = Field(min_length=1)
     agreementId: Maybe = None

@@ -271,7 +271,7 @@ NODE_ROUTES: tuple[Route, ...] = (
         "/api/services/compute",
         node.stop,
         "Stop a job. Signed: consumerAddress + nonce + stopCompute, or a token.",
-        node_requests.StopRequest,
+        node_requests.StopComputeRequest,
         "NodeJobList",
     ),
     Route(

@@ -21,7 +21,7 @@ from localcompute.core.settings import Settings
 from localcompute.engine import Engine
 from localcompute.web.app import create_app
 from localcompute.web.context import ENGINE, PROVIDER_KEY, PUBLIC_URL
-from localcompute.web.logs import RedactingAccessLogger
+from localcompute.web.logging_setup import RedactingAccessLogger
 
 log = logging.getLogger("localcompute")
 

@@ -96,7 +96,7 @@ async def test_run_on_a_dataset_the_provider_does_not_serve_exits_with_the_input
         str(key_file),
         cwd=tmp_path,
     )
-    assert done.code == exits.EXIT_DATA_FAILED == 65
+    assert done.code == exits.EXIT_INPUT_UNAVAILABLE == 65
     assert done.err == (
         "localcompute run: dataset did:op:1234: did_not_found "
         "(the provider serves no dataset with this DID)\n"

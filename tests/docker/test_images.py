@@ -188,10 +188,10 @@ async def test_build_helper_image(
     assert labels[images.LABEL_DIGEST] == images.helper_digest()
     assert labels[images.LABEL_BASE] == python_base
     out = await docker_run(tag, "python3", "-c", HELPER_LISTING, user="1000:1000")
-    expected = sorted(p.name for p in images.HELPER_DIR.glob("*.py"))
+    expected = sorted(p.name for p in images.HELPER_SOURCES.glob("*.py"))
     assert out.splitlines() == [repr(expected), "True", "1 1"]
     fetch = await docker_run(tag, "cat", "/opt/localcompute/helper/fetch.py")
-    assert fetch == (images.HELPER_DIR / "fetch.py").read_text()
+    assert fetch == (images.HELPER_SOURCES / "fetch.py").read_text()
 
 
 async def test_build_helper_image_without_base_names_the_commands(

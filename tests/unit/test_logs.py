@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from localcompute.web.logs import JsonFormatter, redact_query
+from localcompute.web.logging_setup import JsonFormatter, redact_query
 
 
 def test_signatures_nonces_and_tokens_are_redacted_and_the_rest_kept() -> None:

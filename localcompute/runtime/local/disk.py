@@ -7,7 +7,7 @@ Three mechanisms, the strongest the host offers chosen at start-up:
 - loop: the job's folder is an ext4 file system in a sparse image file of exactly the
   quota, mounted on a loop device (needs root: mount, mkfs.ext4). The kernel refuses
   writes past it; the image holds only what is written and not yet deleted.
-- watch: a plain folder whose size is measured every second while the job runs; a job
+- watch: a plain folder whose size is measured every half second while the job runs; a job
   past its quota is stopped. Soft: a fast writer can overshoot by a second's writes.
 
 The DiskQuota interface and the watcher are in runtime/quota.py. Every function here

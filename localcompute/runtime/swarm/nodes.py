@@ -16,13 +16,13 @@ import docker
 
 from localcompute.core.errors import ConfigError
 from localcompute.core.settings import RuntimeSettings
+from localcompute.helper.contract import HELPER_IN_IMAGE
 from localcompute.runtime.base import LABEL_STAGE, NodeResources
 from localcompute.runtime.swarm.services import TERMINAL
 
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 120.0
-HELPER_DIR = "/opt/localcompute/helper"
 # Free bytes where the node keeps its containers: a container's root is on that disk.
 FREE_DISK = "import os; s = os.statvfs('/'); print(s.f_bavail * s.f_frsize)"
 
@@ -207,7 +207,7 @@ def run_reap(
             node_id=node_id,
             container={
                 "Image": helper_image,
-                "Command": ["python3", f"{HELPER_DIR}/reap.py", "--socket=/run/docker.sock"],
+                "Command": ["python3", f"{HELPER_IN_IMAGE}/reap.py", "--socket=/run/docker.sock"],
                 "Args": args,
                 "Env": ["LOCALCOMPUTE_TASK={{.Task.ID}}"],
                 "User": "0",  # the socket is root's

@@ -13,7 +13,7 @@ from localcompute.engine.outcome import Interrupt
 from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec
 
 
-class ContainerWatch:
+class BoundedRun:
     def __init__(self, runtime: ContainerRuntime, docker_settings: DockerSettings) -> None:
         self.runtime = runtime
         self.docker_settings = docker_settings
