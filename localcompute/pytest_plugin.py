@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -76,9 +75,9 @@ class LocalComputeServer:
     @property
     def instance(self) -> str:
         """The id its job containers are labelled with (localcompute.instance)."""
-        with sqlite3.connect(self.data_dir / "localcompute.sqlite") as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'instance_id'").fetchone()
-        return str(row[0])
+        from localcompute.store.readonly import read_instance
+
+        return read_instance(self.data_dir)
 
     def client(self) -> SyncClient:
         """A blocking client with a fresh key; closed when the server stops."""

@@ -52,6 +52,7 @@ from localcompute.runtime.pull import must_pull
 from localcompute.runtime.quota import DiskQuota, WatchQuota
 from localcompute.runtime.workspace import Workspace
 from localcompute.store import JobStore, Store
+from localcompute.store.readonly import db_path
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Engine:
         store: Store | None = None,
     ) -> None:
         self.settings = settings
-        self.store: Store = store or JobStore(settings.data_dir / "localcompute.sqlite")
+        self.store: Store = store or JobStore(db_path(settings.data_dir))
         self.runtime = runtime or runtime_for(settings)
         self._scheduler: Scheduler | None = None
         self._lock = DataDirLock(settings.data_dir)
