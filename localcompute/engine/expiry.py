@@ -3,15 +3,14 @@ storage_expiry has passed (0: kept until the job is deleted)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from localcompute.core.errors import DockerUnavailableError
 from localcompute.core.models import JobQuery
 from localcompute.core.settings import Settings
 from localcompute.engine import failpoints
+from localcompute.engine.every import every
 from localcompute.store import Store
 
 log = logging.getLogger(__name__)
@@ -22,14 +21,7 @@ EXPIRY_SWEEP_SECONDS = 60.0
 
 async def expiry_loop(expire: Callable[[], Awaitable[object]]) -> None:
     """Forever: the finished jobs due are expired, every EXPIRY_SWEEP_SECONDS."""
-    while True:
-        try:
-            await expire()
-        except DockerUnavailableError as e:
-            log.warning("result expiry waits for Docker: %s", e)
-        except Exception:
-            log.exception("result expiry failed; trying again later")
-        await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+    await every(EXPIRY_SWEEP_SECONDS, "result expiry", expire)
 
 
 async def expire_results(

@@ -21,6 +21,7 @@ from localcompute.core.models import Allocation, Job
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus
 from localcompute.engine import failpoints
+from localcompute.engine.every import every
 from localcompute.engine.pipeline import Pipeline
 from localcompute.engine.pool import Pool
 from localcompute.engine.steps import stage_at
@@ -264,15 +265,12 @@ class Scheduler:
         return jobs
 
     async def sweep_forever(self) -> None:
-        interval = self.settings.docker.reconcile_interval
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.sweep()
-            except DockerUnavailableError as e:
-                log.warning("the sweep for left-over containers waits for Docker: %s", e)
-            except Exception:
-                log.exception("the sweep for left-over containers failed; trying again later")
+        await every(
+            self.settings.docker.reconcile_interval,
+            "the sweep for left-over containers",
+            self.sweep,
+            first=False,
+        )
 
     async def remove_helpers(self) -> None:
         """On a clean shutdown every container of this instance goes but the algorithms
