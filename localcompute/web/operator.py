@@ -20,6 +20,7 @@ from localcompute.core.jobspec import AlgorithmSpec, FileSource, InputSpec, JobS
 from localcompute.core.models import Job, JobQuery, Preconditions
 from localcompute.web import auth
 from localcompute.web.context import ENGINE, SETTINGS, base_url
+from localcompute.web.environments import environment_list
 from localcompute.web.operator_requests import (
     CreateRequest,
     JobFilter,
@@ -33,7 +34,6 @@ from localcompute.web.params import (
     parse,
     read_params,
 )
-from localcompute.web.provider import environment_list
 from localcompute.web.results import file_response, readable_job, running_log, stream_log
 from localcompute.web.views import operator_status
 

@@ -30,10 +30,10 @@ from localcompute.web.context import (
     CATALOG,
     ENGINE,
     POLL_CACHE,
-    PROVIDER_KEY,
     SETTINGS,
     base_url,
 )
+from localcompute.web.environments import environment_list
 from localcompute.web.params import (
     parse,
     read_params,
@@ -52,7 +52,7 @@ from localcompute.web.provider_requests import (
     StopJobRequest,
 )
 from localcompute.web.results import file_response, readable_job, running_log, stream_log
-from localcompute.web.views import environment_views, provider_status
+from localcompute.web.views import provider_status
 
 
 def _resource(index: int) -> str:
@@ -130,17 +130,6 @@ async def environments(request: web.Request) -> web.Response:
         cache.clear()
         cache[key] = body
     return web.Response(body=body, content_type="application/json")
-
-
-async def environment_list(request: web.Request) -> list[dict[str, Any]]:
-    engine = request.app[ENGINE]
-    return environment_views(
-        request.app[SETTINGS],
-        engine.cpu_types,
-        await engine.current_jobs(),
-        request.app[PROVIDER_KEY].address,
-        await engine.environment_states(),
-    )
 
 
 async def initialize(request: web.Request) -> web.Response:

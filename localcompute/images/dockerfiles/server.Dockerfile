@@ -19,7 +19,7 @@ COPY site/ /opt/localcompute/site/
 
 ENV PYTHONPATH=/opt/localcompute/site PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
-ENTRYPOINT ["python3", "-m", "localcompute.images.entrypoint"]
+ENTRYPOINT ["python3", "-m", "localcompute.cli.container_entry"]
 CMD ["serve", "--config", "/etc/localcompute/config.toml", "--log-format", "json"]
 
 LABEL org.opencontainers.image.title="localcompute" \
