@@ -7,10 +7,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from localcompute.core.errors import JobRemovedError, NoLogError
+from localcompute.core.models import ResultType
+from localcompute.core.status import FINAL_STATUSES, JobStatus
 
-FINAL_STATUSES = frozenset({31, 32, 70})
-RUNNING_ALGORITHM = 40  # the same number in both dialects
-ALGORITHM_LOG = "algorithmLog"
+RUNNING_ALGORITHM = int(JobStatus.RUNNING_ALGORITHM)  # the same number in both dialects
+ALGORITHM_LOG = ResultType.ALGORITHM_LOG
 
 
 class RemoteResult(BaseModel):

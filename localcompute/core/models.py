@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
@@ -64,6 +65,17 @@ class JobQuery(Frozen):
             and (before is None or (ended is not None and ended <= before))
             and (self.include_removed or not job.removed)
         )
+
+
+class ResultType(StrEnum):
+    """What a result is, in Ocean's words (its spelling too: "configrationLog"), in the
+    order of a job's results list."""
+
+    OUTPUT = "output"
+    ALGORITHM_LOG = "algorithmLog"
+    CONFIGURATION_LOG = "configrationLog"
+    FILTERING_LOG = "filteringLog"
+    PUBLISH_LOG = "publishLog"
 
 
 class ResultFile(Frozen):

@@ -12,15 +12,13 @@ import json
 import time
 from pathlib import Path
 
-from localcompute.core.models import ResultFile
+from localcompute.core.models import ResultFile, ResultType
 from localcompute.runtime.workspace import Workspace, file_digest
 
-LOG_TYPES: tuple[tuple[str, str], ...] = (
-    ("configure.log", "configrationLog"),
-    ("filter.log", "filteringLog"),
+LOG_TYPES: tuple[tuple[str, ResultType], ...] = (
+    ("configure.log", ResultType.CONFIGURATION_LOG),
+    ("filter.log", ResultType.FILTERING_LOG),
 )
-# Every `type` a result can have, in the order of the results list.
-RESULT_TYPES = ("output", "algorithmLog", *(kind for _, kind in LOG_TYPES), "publishLog")
 
 
 def read_manifest(ws: Workspace) -> list[dict[str, object]]:
@@ -64,9 +62,9 @@ def build_results(
         # The manifest names files in results/ only: nothing else may be published.
         if not name or "/" in name or name in (".", ".."):
             continue
-        add(ws.results / name, name, "output")
+        add(ws.results / name, name, ResultType.OUTPUT)
     if algorithm_ran and algorithm_log:
-        add(ws.published_algorithm_log, "algorithm.log", "algorithmLog")
+        add(ws.published_algorithm_log, "algorithm.log", ResultType.ALGORITHM_LOG)
     for name, kind in LOG_TYPES:
         add(ws.admin_log(name), name, kind)
 
@@ -76,5 +74,5 @@ def build_results(
         f"{stamp} publishing {len(results) + 1} results\n" + "\n".join(log_lines) + "\n",
         encoding="utf-8",
     )
-    add(publish_log, "publish.log", "publishLog")
+    add(publish_log, "publish.log", ResultType.PUBLISH_LOG)
     return results

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from localcompute.core.models import Job, ResultFile
+from localcompute.core.models import Job, ResultFile, ResultType
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, NumberedText, TerminationReason
 from localcompute.engine import policy
@@ -71,9 +71,9 @@ def node_status(job: Job) -> NodeStatus:
 
 # Our result types, as the node names them, in the node's order.
 _NODE_RESULTS = (
-    ("configrationLog", "configuration.log", "configurationLog"),
-    ("algorithmLog", "algorithm.log", "algorithmLog"),
-    ("output", None, "output"),
+    (ResultType.CONFIGURATION_LOG, "configuration.log", "configurationLog"),
+    (ResultType.ALGORITHM_LOG, "algorithm.log", "algorithmLog"),
+    (ResultType.OUTPUT, None, "output"),
 )
 
 

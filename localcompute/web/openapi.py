@@ -15,8 +15,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from localcompute import __version__
+from localcompute.core.models import ResultType
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
-from localcompute.engine.publish import RESULT_TYPES
 
 Dialect = Literal["provider", "operator", "node"]
 DIALECTS: tuple[Dialect, ...] = ("provider", "operator", "node")
@@ -45,7 +45,7 @@ _STATUS_OBJECT: dict[str, Any] = {
                 "properties": {
                     "filename": {"type": "string"},
                     "filesize": {"type": "integer", "minimum": 0},
-                    "type": {"type": "string", "enum": list(RESULT_TYPES)},
+                    "type": {"type": "string", "enum": [str(t) for t in ResultType]},
                 },
             },
         },

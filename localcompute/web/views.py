@@ -6,7 +6,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from localcompute.core.models import Job
+from localcompute.core.models import Job, ResultType
 from localcompute.core.settings import Settings
 from localcompute.engine.envstate import EnvironmentState
 
@@ -64,7 +64,8 @@ def provider_status(job: Job, base_url: str) -> dict[str, Any]:
         for i in range(len(job.results))
     ]
     log_url = next(
-        (u for u, r in zip(urls, job.results, strict=True) if r.type == "algorithmLog"), ""
+        (u for u, r in zip(urls, job.results, strict=True) if r.type == ResultType.ALGORITHM_LOG),
+        "",
     )
     return {
         **common_fields(job),
@@ -89,10 +90,10 @@ def operator_status(job: Job, base_url: str) -> dict[str, Any]:
 
     return {
         **common_fields(job),
-        "configlogUrl": first("configrationLog"),
-        "publishlogUrl": first("publishLog"),
-        "algologUrl": first("algorithmLog"),
-        "outputsUrl": [url(i) for i, r in enumerate(job.results) if r.type == "output"],
+        "configlogUrl": first(ResultType.CONFIGURATION_LOG),
+        "publishlogUrl": first(ResultType.PUBLISH_LOG),
+        "algologUrl": first(ResultType.ALGORITHM_LOG),
+        "outputsUrl": [url(i) for i, r in enumerate(job.results) if r.type == ResultType.OUTPUT],
         # The workflow's stage output, as the provider sent it ({} for provider-API jobs).
         "output": job.spec.workflow_output,
     }
