@@ -153,7 +153,7 @@ def held_by(
     return Allocation(cpu=amounts.cpu, ram_bytes=amounts.ram_bytes, disk_bytes=amounts.disk_bytes)
 
 
-class Claim(Frozen):
+class AdmissionView(Frozen):
     """A job as admission sees it: what it asks for, and what it holds once admitted.
     Read alone (not the whole job) so that a long queue costs admission little."""
 
@@ -163,7 +163,7 @@ class Claim(Frozen):
     allocation: Allocation | None = None
 
     @classmethod
-    def from_row(cls, row: Any) -> Claim:
+    def from_row(cls, row: Any) -> AdmissionView:
         return cls(
             job_id=row["job_id"],
             environment=row["environment"],
@@ -227,8 +227,8 @@ class Job(Frozen):
         return None if started is None else started + self.max_duration
 
     @property
-    def claim(self) -> Claim:
-        return Claim(
+    def claim(self) -> AdmissionView:
+        return AdmissionView(
             job_id=self.job_id,
             environment=self.environment,
             resources=self.spec.resources,

@@ -20,8 +20,8 @@ from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine.livelog import LiveLog, move_log
 from localcompute.engine.outcome import (
-    Ending,
-    Interrupt,
+    EarlyEnd,
+    Interruption,
     algorithm_outcome,
     interrupt_while_away,
     killed_by_docker_restart,
@@ -69,11 +69,11 @@ class AlgorithmStep:
             self.kit.offpath.create_ahead(job.job_id, containers.algorithm_container(ctx, env))
         return None
 
-    async def run(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | Ending:
+    async def run(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | EarlyEnd:
         ctx = self.kit.context(job)
         env = self.kit.settings.environment(job.environment)
         if env is None:
-            return Ending(
+            return EarlyEnd(
                 reason=TerminationReason.ERROR,
                 detail=f"environment {job.environment} is no longer configured",
             )
@@ -98,7 +98,7 @@ class AlgorithmStep:
         live: LiveLog,
         stop: asyncio.Event,
         moves: Moves,
-    ) -> Done | Ending:
+    ) -> Done | EarlyEnd:
         """Create, start and await the algorithm, or carry on with the container Docker has.
 
         A container that exists is continued whatever its state: created is started
@@ -114,13 +114,13 @@ class AlgorithmStep:
         if job.status == JobStatus.PROVISIONING_SUCCESS:
             if stop.is_set():
                 await self.kit.runtime.remove(name)
-                return Ending(reason=TerminationReason.STOPPED)
+                return EarlyEnd(reason=TerminationReason.STOPPED)
             if state is ContainerState.MISSING:
                 try:
                     await self.kit.runtime.create(containers.algorithm_container(ctx, env))
                 except ImageNotFoundError as e:
                     note = f"algorithm image {job.spec.algorithm.image_ref}: {e.message}"
-                    return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=note)
+                    return EarlyEnd(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=note)
                 state = ContainerState.CREATED
             job = await moves.enter()
         if state is ContainerState.MISSING:
@@ -165,7 +165,7 @@ class AlgorithmStep:
         self.kit.offpath.remove_later(job.job_id, name)
         if exit_.lost:
             # Its outputs are where it ran, out of reach: no filter, the logs are published.
-            return _ended(exit_, reason, detail, then=Ending(reason=reason, detail=detail))
+            return _ended(exit_, reason, detail, then=EarlyEnd(reason=reason, detail=detail))
         return _ended(exit_, reason, detail)
 
     async def _start_algorithm(self, job: Job, name: str, live: LiveLog) -> Done | None:
@@ -189,10 +189,10 @@ class AlgorithmStep:
             return _ended(None, TerminationReason.ERROR, why)
 
     async def _why_ended(
-        self, job: Job, exit_: ContainerExit, interrupt: Interrupt | None
+        self, job: Job, exit_: ContainerExit, interrupt: Interruption | None
     ) -> tuple[TerminationReason, str]:
         """The algorithm's termination reason, and the sentence where the runtime ended it."""
-        if interrupt is Interrupt.TIMEOUT:
+        if interrupt is Interruption.TIMEOUT:
             await self.kit.store.request_stop(job.job_id, StopRequest.TIME_LIMIT)
         full = await self.kit.disk_full(
             self.kit.context(job).workspace.data, self.kit.disk_limit(job)
@@ -204,7 +204,7 @@ class AlgorithmStep:
         # no flag: the job ends failed, its exit code 137 kept.
         return algorithm_outcome(exit_, interrupt, disk_full=full), ""
 
-    def _killed_under(self, job: Job, exit_: ContainerExit, interrupt: Interrupt | None) -> str:
+    def _killed_under(self, job: Job, exit_: ContainerExit, interrupt: Interruption | None) -> str:
         """Why the algorithm ended by no doing of its own, where the runtime did it: Docker
         restarted under it, or its node went down. "" when neither."""
         lost_at = self._docker_lost.pop(job.job_id, None)
@@ -229,7 +229,7 @@ class AlgorithmStep:
         live: LiveLog,
         stop: asyncio.Event,
         disk_full: asyncio.Event | None,
-    ) -> tuple[ContainerExit, Interrupt | None]:
+    ) -> tuple[ContainerExit, Interruption | None]:
         """Wait for the algorithm while its output streams live into algorithm.log."""
         recorder = asyncio.ensure_future(live.record(self.kit.runtime.follow_logs(name)))
         try:
@@ -256,7 +256,7 @@ def _ended(
     exit_: ContainerExit | None,
     reason: TerminationReason,
     detail: str,
-    then: Ending | None = None,
+    then: EarlyEnd | None = None,
 ) -> Done:
     """What the algorithm did, written with the move to 50: the facts the filter and
     `resolve` read, after a restart too (its end is `termination_reason` until the job's

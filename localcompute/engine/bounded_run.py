@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from localcompute.core.settings import DockerSettings
-from localcompute.engine.outcome import Interrupt
+from localcompute.engine.outcome import Interruption
 from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec
 
 
@@ -28,7 +28,7 @@ class BoundedRun:
         append: bool,
         disk_full: asyncio.Event | None = None,
         ahead: Awaitable[bool] | None = None,
-    ) -> tuple[ContainerExit, Interrupt | None]:
+    ) -> tuple[ContainerExit, Interruption | None]:
         """Start a helper container (created now, or `ahead` of time when that worked),
         wait for it and keep its log. Removing it is the caller's, once its status
         has moved on: off the job's critical path."""
@@ -47,7 +47,7 @@ class BoundedRun:
         deadline: float | None,
         stop: asyncio.Event,
         disk_full: asyncio.Event | None = None,
-    ) -> tuple[ContainerExit, Interrupt | None]:
+    ) -> tuple[ContainerExit, Interruption | None]:
         """Wait for the container; at the deadline, on a stop, or when its disk watcher
         fires, SIGTERM then SIGKILL it."""
         waiter = asyncio.ensure_future(self.runtime.wait(name))
@@ -58,17 +58,17 @@ class BoundedRun:
             done, _ = await asyncio.wait(
                 {waiter, stopper, filler}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
-            interrupt: Interrupt | None = None
+            interrupt: Interruption | None = None
             if waiter not in done:
                 interrupt = (
-                    Interrupt.STOP
+                    Interruption.STOP
                     if stopper in done
-                    else Interrupt.DISK
+                    else Interruption.DISK
                     if filler in done
-                    else Interrupt.TIMEOUT
+                    else Interruption.TIMEOUT
                 )
                 # Past its disk quota a job gets no grace: every second writes more.
-                grace = 0 if interrupt is Interrupt.DISK else self.docker_settings.stop_grace
+                grace = 0 if interrupt is Interruption.DISK else self.docker_settings.stop_grace
                 await self.runtime.stop(name, grace)
             return await waiter, interrupt
         finally:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from localcompute.core.errors import ConfigError
-from localcompute.core.models import Allocation, Claim, Job, ResultFile
+from localcompute.core.models import AdmissionView, Allocation, Job, ResultFile
 from localcompute.core.status import JobStatus
 from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec
 from localcompute.runtime.containers import Stage
@@ -119,11 +119,11 @@ class _WatchedAdmission:
     def __init__(self, inner: Admission) -> None:
         self._inner = inner
 
-    def full_environments(self, active: Sequence[Claim]) -> set[str]:
+    def full_environments(self, active: Sequence[AdmissionView]) -> set[str]:
         return self._inner.full_environments(active)
 
     def plan(
-        self, active: Sequence[Claim], waiting: Sequence[Claim]
+        self, active: Sequence[AdmissionView], waiting: Sequence[AdmissionView]
     ) -> list[tuple[str, Allocation]]:
         chosen = self._inner.plan(active, waiting)
         if chosen:

@@ -24,7 +24,7 @@ from localcompute.runtime import ContainerRuntime, ContainerSpec
 log = logging.getLogger(__name__)
 
 
-class OffPath:
+class OffPathContainers:
     def __init__(self, runtime: ContainerRuntime) -> None:
         self.runtime = runtime
         self._ahead: dict[str, tuple[str, asyncio.Task[bool]]] = {}  # name → (job, create)

@@ -16,14 +16,14 @@ from localcompute.helper.contract import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
 from localcompute.runtime import ContainerExit
 
 
-class Interrupt(Enum):
+class Interruption(Enum):
     STOP = "stop"
     TIMEOUT = "timeout"
     DISK = "disk"  # the watcher found the job's folder past its quota
 
 
 @dataclass(frozen=True)
-class Ending:
+class EarlyEnd:
     """What a step learned that ends the job early; `resolve` turns it into the outcome."""
 
     status: JobStatus = JobStatus.JOB_COMPLETED  # 31 or 32 for a provisioning failure
@@ -33,7 +33,7 @@ class Ending:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class FinalOutcome:
     status: JobStatus
     reason: TerminationReason | None
     detail: str
@@ -43,21 +43,21 @@ class Outcome:
         return status_text(self.status, self.reason, self.detail)
 
 
-def resolve(job: Job, ending: Ending | None) -> Outcome:
+def resolve(job: Job, ending: EarlyEnd | None) -> FinalOutcome:
     """The job's outcome, decided once, from what its steps recorded.
 
     Funnel's deferred block: a system failure beats the algorithm's own result,
     which beats "completed". A provisioning failure (31, 32) has no reason.
     """
     if ending is not None and ending.status != JobStatus.JOB_COMPLETED:
-        return Outcome(ending.status, None, ending.detail)
+        return FinalOutcome(ending.status, None, ending.detail)
     if ending is not None and ending.reason is not None:
         reason, detail = ending.reason, ending.detail
     elif job.detail:  # a system failure recorded on the way (the filter, a lost container)
         reason, detail = TerminationReason.ERROR, job.detail
     else:
         reason, detail = job.termination_reason or TerminationReason.COMPLETED, ""
-    return Outcome(JobStatus.JOB_COMPLETED, reason, detail)
+    return FinalOutcome(JobStatus.JOB_COMPLETED, reason, detail)
 
 
 def first_failure(fetch_log: str) -> str:
@@ -68,17 +68,17 @@ def first_failure(fetch_log: str) -> str:
 
 
 def algorithm_outcome(
-    exit_: ContainerExit, interrupt: Interrupt | None, *, disk_full: bool = False
+    exit_: ContainerExit, interrupt: Interruption | None, *, disk_full: bool = False
 ) -> TerminationReason:
     """Why the algorithm ended; its exit code is kept beside this, never masked.
     `disk_full`: what it wrote reached its disk quota."""
-    if interrupt is Interrupt.TIMEOUT:
+    if interrupt is Interruption.TIMEOUT:
         return TerminationReason.TIMEOUT
-    if interrupt is Interrupt.STOP:
+    if interrupt is Interruption.STOP:
         return TerminationReason.STOPPED
     if exit_.oom_killed:
         return TerminationReason.OOM
-    if interrupt is Interrupt.DISK or disk_full:
+    if interrupt is Interruption.DISK or disk_full:
         return TerminationReason.DISK
     if exit_.exit_code != 0:
         return TerminationReason.FAILED
@@ -87,21 +87,21 @@ def algorithm_outcome(
 
 def interrupt_while_away(
     exit_: ContainerExit, stop_requested: bool, deadline: float | None
-) -> Interrupt | None:
+) -> Interruption | None:
     """For an algorithm that exited while no server watched it (or while Docker was
     away): whether the server had stopped it or its deadline had, so that the job says
     "stopped" or "timed out" rather than blaming the algorithm for the signal."""
     if exit_.exit_code == 0:
         return None
     if stop_requested:
-        return Interrupt.STOP
+        return Interruption.STOP
     if deadline is not None and exit_.finished_at is not None and exit_.finished_at >= deadline:
-        return Interrupt.TIMEOUT
+        return Interruption.TIMEOUT
     return None
 
 
 def killed_by_docker_restart(
-    exit_: ContainerExit, interrupt: Interrupt | None, docker_lost_at: float
+    exit_: ContainerExit, interrupt: Interruption | None, docker_lost_at: float
 ) -> bool:
     """Whether the algorithm ended because the Docker engine went away under it: Docker
     stops running containers when it starts again (without live-restore), which looks
@@ -113,27 +113,27 @@ def killed_by_docker_restart(
 
 def fetch_ending(
     exit_: ContainerExit,
-    interrupt: Interrupt | None,
+    interrupt: Interruption | None,
     fetch_timeout: float,
     *,
     disk_full: bool = False,
     disk_limit: int = 0,
-) -> Ending | None:
+) -> EarlyEnd | None:
     """What the fetch container's end means; None when everything is in place."""
     full = disk_full and exit_.exit_code != 0
-    if interrupt is Interrupt.DISK or exit_.exit_code == EXIT_DISK_FULL or full:
+    if interrupt is Interruption.DISK or exit_.exit_code == EXIT_DISK_FULL or full:
         note = f"the inputs do not fit the job's disk quota of {disk_limit / 1024**2:g} MiB"
-        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
-    if interrupt is Interrupt.STOP:
-        return Ending(reason=TerminationReason.STOPPED)
-    if interrupt is Interrupt.TIMEOUT:
+        return EarlyEnd(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
+    if interrupt is Interruption.STOP:
+        return EarlyEnd(reason=TerminationReason.STOPPED)
+    if interrupt is Interruption.TIMEOUT:
         note = f"fetch did not finish within {fetch_timeout:g} s"
-        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
+        return EarlyEnd(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
     if exit_.exit_code == EXIT_ALGORITHM_FAILED:
-        return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED)
+        return EarlyEnd(JobStatus.ALGORITHM_PROVISIONING_FAILED)
     if exit_.exit_code == EXIT_DATA_FAILED:
-        return Ending(JobStatus.DATA_PROVISIONING_FAILED)
+        return EarlyEnd(JobStatus.DATA_PROVISIONING_FAILED)
     if exit_.exit_code != 0:
         note = f"fetch ended with exit code {exit_.exit_code}"
-        return Ending(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
+        return EarlyEnd(JobStatus.DATA_PROVISIONING_FAILED, detail=note)
     return None

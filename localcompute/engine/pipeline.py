@@ -4,7 +4,7 @@ The runner walks the table (steps.py) in order and skips what the status says is
 so a job resumed after a restart goes on from its step. It makes every move the table
 says: into a step's status as the step begins (the algorithm asks for its 40 itself, at
 the moment between its container's create and start), and out of it with what the step
-learnt (`Done`). A step only does its work and returns that, or an `Ending`.
+learnt (`Done`). A step only does its work and returns that, or an `EarlyEnd`.
 `outcome.resolve` is the one place that turns what happened into the job's outcome, and
 `_finish` the one place that writes it: awaited to the end even when the job's task is
 cancelled, so the store never closes beneath it. The fetch and the filter are here; the
@@ -32,11 +32,11 @@ from localcompute.engine.algorithm_step import AlgorithmStep
 from localcompute.engine.bounded_run import BoundedRun
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
-from localcompute.engine.offpath import OffPath
+from localcompute.engine.offpath import OffPathContainers
 from localcompute.engine.outcome import (
-    Ending,
-    Interrupt,
-    Outcome,
+    EarlyEnd,
+    FinalOutcome,
+    Interruption,
     fetch_ending,
     first_failure,
     resolve,
@@ -52,7 +52,7 @@ from localcompute.store import Store
 
 log = logging.getLogger(__name__)
 
-StepRun = Callable[[Job, asyncio.Event, Moves], Awaitable[Done | Ending]]
+StepRun = Callable[[Job, asyncio.Event, Moves], Awaitable[Done | EarlyEnd]]
 
 
 class Pipeline:
@@ -72,7 +72,7 @@ class Pipeline:
         self.settings = settings
         self.defaults = defaults
         self.bounded = BoundedRun(runtime, settings.docker)
-        self.offpath = OffPath(runtime)
+        self.offpath = OffPathContainers(runtime)
         self.kit = StepKit(
             store, runtime, settings, defaults, self.metrics, self.disk, self.offpath, self.bounded
         )
@@ -107,7 +107,7 @@ class Pipeline:
         """
         if job.stopreq == StopRequest.STOP:
             stop.set()
-        ending: Ending | None = None
+        ending: EarlyEnd | None = None
         try:
             for step in STEPS:
                 if job.status not in step.runs_from:
@@ -117,7 +117,7 @@ class Pipeline:
                     job = await moves.enter()
                 result = await self._steps[step.stage](job, stop, moves)
                 job = moves.job  # as the step's own move (the algorithm's 40) left it
-                if isinstance(result, Ending):
+                if isinstance(result, EarlyEnd):
                     ending = result
                     break
                 job = await moves.leave(result)
@@ -129,17 +129,17 @@ class Pipeline:
             raise
         except Exception as e:
             log.exception("job %s failed in the engine", job.job_id)
-            failed = Ending(
+            failed = EarlyEnd(
                 reason=TerminationReason.ERROR, detail=f"Job failed: {type(e).__name__}: {e}"
             )
             return await self._publish(job, failed)
 
-    # -- steps: each does its work and returns what it learnt, or an Ending -----
+    # -- steps: each does its work and returns what it learnt, or an EarlyEnd -----
 
-    async def _fetch(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | Ending:
+    async def _fetch(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | EarlyEnd:
         resumed = moves.resumed
         if stop.is_set():
-            return Ending(reason=TerminationReason.STOPPED)
+            return EarlyEnd(reason=TerminationReason.STOPPED)
         ctx = self.context(job)
         ws = ctx.workspace
         # A fetch left by a crash is run again from a clean folder: it only reads
@@ -169,7 +169,9 @@ class Pipeline:
             full = exit_.exit_code != 0 and await self.kit.disk_full(ws.data, limit)
             if exit_.lost:
                 self.offpath.remove_later(job.job_id, spec.name)
-                return Ending(reason=TerminationReason.ERROR, detail=f"Job failed: {exit_.reason}")
+                return EarlyEnd(
+                    reason=TerminationReason.ERROR, detail=f"Job failed: {exit_.reason}"
+                )
             ending = fetch_ending(
                 exit_,
                 interrupt,
@@ -189,10 +191,10 @@ class Pipeline:
         finally:
             pull.cancel()
         if pull_error is not None:
-            return Ending(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=pull_error)
+            return EarlyEnd(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=pull_error)
         return Done()
 
-    async def _filter(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | Ending:
+    async def _filter(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | EarlyEnd:
         ws = self.context(job).workspace
         spec = containers.filter_container(self.context(job))
         ahead = self.offpath.take(spec.name)
@@ -219,8 +221,8 @@ class Pipeline:
         if interrupt is not None or exit_.exit_code != 0:
             # Without a complete filter run no output may leave: publish the logs only.
             await asyncio.to_thread(ws.reset_results)
-            if interrupt is Interrupt.STOP:
-                return Ending(reason=TerminationReason.STOPPED)
+            if interrupt is Interruption.STOP:
+                return EarlyEnd(reason=TerminationReason.STOPPED)
             why = (
                 "timed out"
                 if interrupt
@@ -267,7 +269,7 @@ class Pipeline:
 
     # -- the end: publish what there is, then the one final write ---------------
 
-    async def _publish(self, job: Job, ending: Ending | None) -> Job:
+    async def _publish(self, job: Job, ending: EarlyEnd | None) -> Job:
         """Publish the results (or just the logs), then write the outcome `resolve` decides."""
         outcome = resolve(job, ending)
         ws = self.context(job).workspace
@@ -305,9 +307,9 @@ class Pipeline:
 
     async def finish_waiting(self, job: Job) -> Job:
         """A job stopped before it got a slot ends without running."""
-        return await self._finish(job, resolve(job, Ending(reason=TerminationReason.STOPPED)))
+        return await self._finish(job, resolve(job, EarlyEnd(reason=TerminationReason.STOPPED)))
 
-    async def _finish(self, job: Job, outcome: Outcome) -> Job:
+    async def _finish(self, job: Job, outcome: FinalOutcome) -> Job:
         """The one place where a job's final state is written.
 
         The write runs to its end even when this task is cancelled: the

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from localcompute.core.errors import ConfigError
 from localcompute.core.jobspec import JobResources
-from localcompute.core.models import Allocation, Amounts, Claim, held_by
+from localcompute.core.models import AdmissionView, Allocation, Amounts, held_by
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.engine.amounts import GIB, MILLI, Capacity, Demand, Usage
 
@@ -81,7 +81,7 @@ class Pool:
             node_label=env.node_label,
         )
 
-    def held(self, job: Claim) -> Allocation:
+    def held(self, job: AdmissionView) -> Allocation:
         """What a running job holds (models.held_by)."""
         return held_by(job.allocation, self._environment(job.environment), job.resources)
 
@@ -197,7 +197,7 @@ class Pool:
 
     # -- admission -----------------------------------------------------------
 
-    def full_environments(self, active: Sequence[Claim]) -> set[str]:
+    def full_environments(self, active: Sequence[AdmissionView]) -> set[str]:
         """Environments whose every slot is taken by a running job."""
         slots = Counter(job.environment for job in active)
         full = set()
@@ -208,7 +208,7 @@ class Pool:
         return full
 
     def plan(
-        self, active: Sequence[Claim], waiting: Sequence[Claim]
+        self, active: Sequence[AdmissionView], waiting: Sequence[AdmissionView]
     ) -> list[tuple[str, Allocation]]:
         """Which waiting jobs (oldest first) to admit now, and what each gets where."""
         usages = self.usages(self.held(job) for job in active)
@@ -306,7 +306,7 @@ class Pool:
                     short.extend(lacks)
         return short
 
-    def in_use(self, active: Iterable[Claim]) -> dict[str, float]:
+    def in_use(self, active: Iterable[AdmissionView]) -> dict[str, float]:
         """What the running jobs hold: cores (CPU amount), RAM and disk in GiB, GPUs."""
         held = [self.held(job) for job in active]
         usage = Usage.of(held)

@@ -13,7 +13,7 @@ from localcompute.core.models import Job, held_by
 from localcompute.core.settings import Settings
 from localcompute.engine.bounded_run import BoundedRun
 from localcompute.engine.metrics import Metrics
-from localcompute.engine.offpath import OffPath
+from localcompute.engine.offpath import OffPathContainers
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import JobContext
 from localcompute.runtime.quota import DiskQuota
@@ -40,7 +40,7 @@ class StepKit:
     defaults: ContainerDefaults
     metrics: Metrics
     disk: DiskQuota
-    offpath: OffPath
+    offpath: OffPathContainers
     bounded: BoundedRun
 
     def context(self, job: Job) -> JobContext:

@@ -2,7 +2,7 @@
 it works in and leaves for, and which phase times those moves record.
 
 The table is the one statement of it: the runner (pipeline.py) makes every move it
-says, so a step only does its work and returns what it learnt (`Done`, or an `Ending`);
+says, so a step only does its work and returns what it learnt (`Done`, or an `EarlyEnd`);
 the scheduler asks it which container a job at a status may have when it reconciles.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from localcompute.core.models import Job
 from localcompute.core.status import JobStatus
-from localcompute.engine.outcome import Ending
+from localcompute.engine.outcome import EarlyEnd
 from localcompute.runtime.containers import Stage
 from localcompute.store import Store
 
@@ -75,7 +75,7 @@ class Done:
     at once (its later steps cannot run: the algorithm's node is gone)."""
 
     facts: Mapping[str, Any] = field(default_factory=dict)
-    ending: Ending | None = None
+    ending: EarlyEnd | None = None
 
 
 class Moves:

@@ -14,19 +14,26 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from localcompute.core.jobspec import JobSpec
-from localcompute.core.models import Allocation, Claim, Job, JobQuery, Preconditions, ResultFile
+from localcompute.core.models import (
+    AdmissionView,
+    Allocation,
+    Job,
+    JobQuery,
+    Preconditions,
+    ResultFile,
+)
 from localcompute.core.status import JobStatus, StopRequest
 
 
 class Admission(Protocol):
     """Who decides admission (the pool), as the store calls it inside one transaction."""
 
-    def full_environments(self, active: Sequence[Claim]) -> set[str]:
+    def full_environments(self, active: Sequence[AdmissionView]) -> set[str]:
         """With these jobs running, the environments without a free slot: their waiting
         jobs are not even read."""
 
     def plan(
-        self, active: Sequence[Claim], waiting: Sequence[Claim]
+        self, active: Sequence[AdmissionView], waiting: Sequence[AdmissionView]
     ) -> list[tuple[str, Allocation]]:
         """Which waiting jobs (oldest first) to admit now, and what each gets."""
 

@@ -18,7 +18,7 @@ import aiosqlite
 from localcompute.core import nonces
 from localcompute.core.errors import AgreementInUseError, StoreError, TokenError
 from localcompute.core.jobspec import JobSpec
-from localcompute.core.models import Allocation, Claim, Job, Preconditions
+from localcompute.core.models import AdmissionView, Allocation, Job, Preconditions
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.store.queries import (
     SQL_ACTIVE_CLAIMS,
@@ -101,16 +101,16 @@ class Transaction:
         rows = await self._sql(SQL_REQUEST_STOP, {"stopreq": int(reason), "job_id": job_id})
         return Job.from_row(rows[0]) if rows else None
 
-    async def active_claims(self) -> list[Claim]:
-        return [Claim.from_row(r) for r in await self._sql(SQL_ACTIVE_CLAIMS)]
+    async def active_claims(self) -> list[AdmissionView]:
+        return [AdmissionView.from_row(r) for r in await self._sql(SQL_ACTIVE_CLAIMS)]
 
-    async def waiting_claims(self, excluded: set[str]) -> list[Claim]:
+    async def waiting_claims(self, excluded: set[str]) -> list[AdmissionView]:
         """The oldest waiting jobs of every environment but the `excluded` ones."""
         envs = sorted(excluded)
         rows = await self._sql(
             waiting_claims(len(envs)), (int(JobStatus.WARMING_UP), *envs, ADMISSION_WINDOW)
         )
-        return [Claim.from_row(r) for r in rows]
+        return [AdmissionView.from_row(r) for r in rows]
 
     async def admit(self, job_id: str, allocation: Allocation) -> Any:
         """Move a waiting job to 10 with what the pool gave it; the row, or None."""

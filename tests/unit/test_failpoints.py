@@ -9,7 +9,7 @@ import pytest
 from localcompute.core.errors import ConfigError
 from localcompute.core.status import JobStatus
 from localcompute.engine import failpoints
-from localcompute.engine.outcome import Interrupt, interrupt_while_away, killed_by_docker_restart
+from localcompute.engine.outcome import Interruption, interrupt_while_away, killed_by_docker_restart
 from localcompute.engine.scheduler import _passed
 from localcompute.runtime import ContainerExit
 from localcompute.runtime.containers import Stage
@@ -59,8 +59,8 @@ def _exit(code: int, finished: float | None = 100.0, oom: bool = False) -> Conta
 
 
 def test_an_algorithm_signalled_while_no_server_watched_is_not_blamed() -> None:
-    assert interrupt_while_away(_exit(143), True, None) is Interrupt.STOP
-    assert interrupt_while_away(_exit(137), False, 99.0) is Interrupt.TIMEOUT
+    assert interrupt_while_away(_exit(143), True, None) is Interruption.STOP
+    assert interrupt_while_away(_exit(137), False, 99.0) is Interruption.TIMEOUT
     assert interrupt_while_away(_exit(137), False, 101.0) is None  # before its deadline
     assert interrupt_while_away(_exit(0), True, 50.0) is None  # it finished on its own
 
@@ -71,7 +71,7 @@ def test_a_kill_after_docker_went_away_is_docker_s() -> None:
     assert not killed_by_docker_restart(_exit(137, 80.0), None, docker_lost_at=95.0)
     assert not killed_by_docker_restart(_exit(1, 100.0), None, docker_lost_at=95.0)
     assert not killed_by_docker_restart(_exit(137, 100.0, oom=True), None, docker_lost_at=95.0)
-    assert not killed_by_docker_restart(_exit(137, 100.0), Interrupt.STOP, docker_lost_at=95.0)
+    assert not killed_by_docker_restart(_exit(137, 100.0), Interruption.STOP, docker_lost_at=95.0)
 
 
 def test_the_sweep_removes_only_containers_of_steps_a_job_has_passed() -> None:

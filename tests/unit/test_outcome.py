@@ -9,7 +9,7 @@ import pytest
 from localcompute.core.jobspec import AlgorithmSpec, JobSpec
 from localcompute.core.models import Job
 from localcompute.core.status import JobStatus, TerminationReason
-from localcompute.engine.outcome import Ending, Interrupt, algorithm_outcome, resolve
+from localcompute.engine.outcome import EarlyEnd, Interruption, algorithm_outcome, resolve
 from localcompute.helper.contract import EXIT_ALGORITHM_FAILED, EXIT_DATA_FAILED
 from localcompute.runtime import ContainerExit
 from localcompute.store.memory import new_row
@@ -61,7 +61,9 @@ def test_a_system_failure_on_the_way_beats_the_algorithms_result() -> None:
 def test_a_provisioning_failure_ends_at_its_own_status_without_a_reason(
     status: JobStatus,
 ) -> None:
-    outcome = resolve(job(status=JobStatus.CONFIGURING_VOLUMES), Ending(status, detail="HTTP 404"))
+    outcome = resolve(
+        job(status=JobStatus.CONFIGURING_VOLUMES), EarlyEnd(status, detail="HTTP 404")
+    )
 
     assert (outcome.status, outcome.reason, outcome.status_text, outcome.detail) == (
         status,
@@ -72,8 +74,8 @@ def test_a_provisioning_failure_ends_at_its_own_status_without_a_reason(
 
 
 def test_an_ending_beats_what_the_row_says() -> None:
-    stopped = resolve(job(detail="old"), Ending(reason=TerminationReason.STOPPED))
-    crashed = resolve(job(), Ending(reason=TerminationReason.ERROR, detail="Job failed: X"))
+    stopped = resolve(job(detail="old"), EarlyEnd(reason=TerminationReason.STOPPED))
+    crashed = resolve(job(), EarlyEnd(reason=TerminationReason.ERROR, detail="Job failed: X"))
 
     assert (stopped.reason, stopped.status_text) == (TerminationReason.STOPPED, "Job stopped")
     assert (crashed.reason, crashed.status_text) == (TerminationReason.ERROR, "Job failed: X")
@@ -85,12 +87,12 @@ def test_an_ending_beats_what_the_row_says() -> None:
         (0, False, None, TerminationReason.COMPLETED),
         (2, False, None, TerminationReason.FAILED),
         (137, True, None, TerminationReason.OOM),
-        (143, False, Interrupt.TIMEOUT, TerminationReason.TIMEOUT),
-        (143, False, Interrupt.STOP, TerminationReason.STOPPED),
+        (143, False, Interruption.TIMEOUT, TerminationReason.TIMEOUT),
+        (143, False, Interruption.STOP, TerminationReason.STOPPED),
     ],
 )
 def test_algorithm_outcome(
-    exit_code: int, oom: bool, interrupt: Interrupt | None, reason: TerminationReason
+    exit_code: int, oom: bool, interrupt: Interruption | None, reason: TerminationReason
 ) -> None:
     exit_ = ContainerExit(exit_code=exit_code, oom_killed=oom, started_at=None, finished_at=None)
 

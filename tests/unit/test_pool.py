@@ -8,7 +8,7 @@ import pytest
 
 from localcompute.core.errors import ConfigError
 from localcompute.core.jobspec import JobResources
-from localcompute.core.models import Allocation, Claim
+from localcompute.core.models import AdmissionView, Allocation
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.engine.amounts import GIB, Capacity, cpuset_text, parse_cpuset
 from localcompute.engine.pool import Pool
@@ -16,12 +16,14 @@ from localcompute.engine.pool import Pool
 _ids = itertools.count()
 
 
-def job(env: str, resources: JobResources | None = None) -> Claim:
+def job(env: str, resources: JobResources | None = None) -> AdmissionView:
     """A waiting job, as admission sees it."""
-    return Claim(job_id=f"j{next(_ids)}", environment=env, resources=resources or JobResources())
+    return AdmissionView(
+        job_id=f"j{next(_ids)}", environment=env, resources=resources or JobResources()
+    )
 
 
-def running(j: Claim, allocation: Allocation) -> Claim:
+def running(j: AdmissionView, allocation: Allocation) -> AdmissionView:
     return j.model_copy(update={"allocation": allocation})
 
 
@@ -32,7 +34,9 @@ def make_pool(
     return Pool(Capacity(tuple(range(cores)), int(ram_gb * GIB), 100 * GIB, gpus), by_id.get)
 
 
-def run_plan(pool: Pool, active: list[Claim], waiting: list[Claim]) -> list[Claim]:
+def run_plan(
+    pool: Pool, active: list[AdmissionView], waiting: list[AdmissionView]
+) -> list[AdmissionView]:
     """Admit what the plan says; return the admitted jobs as running."""
     chosen = dict(pool.plan(active, waiting))
     return [running(j, chosen[j.job_id]) for j in waiting if j.job_id in chosen]
