@@ -222,7 +222,7 @@ async def _through_server(args: argparse.Namespace, data_dir: Path) -> None:
 def _view(job: Job) -> RemoteJob:
     from localcompute.web.views import provider_status
 
-    return RemoteJob.parse(provider_status(job, ""))
+    return RemoteJob.parse(dict(provider_status(job, "")))
 
 
 def _wanted(job: RemoteJob, status: str | None) -> bool:

@@ -12,75 +12,32 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from localcompute import __version__
-from localcompute.core.models import ResultType
-from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.core.status import JobStatus
+from localcompute.web.status_shape import OperatorStatus, ProviderStatus
 
 Dialect = Literal["provider", "operator", "node"]
 DIALECTS: tuple[Dialect, ...] = ("provider", "operator", "node")
 SCHEMA_REF = "#/components/schemas/{model}"
 
-_TEXT_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
 
-_STATUS_OBJECT: dict[str, Any] = {
-    "type": "object",
-    "required": ["jobId", "owner", "status", "statusText", "dateCreated", "results"],
-    "properties": {
-        "jobId": {"type": "string"},
-        "owner": {"type": "string"},
-        "agreementId": {"type": "string"},
-        "documentId": {"type": "string"},
-        "environment": {"type": "string"},
-        "dateCreated": {"type": "string", "description": "epoch seconds"},
-        "dateFinished": _TEXT_OR_NULL,
-        "status": {"type": "integer", "enum": [int(s) for s in JobStatus]},
-        "statusText": {"type": "string"},
-        "results": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["filename", "filesize", "type"],
-                "properties": {
-                    "filename": {"type": "string"},
-                    "filesize": {"type": "integer", "minimum": 0},
-                    "type": {"type": "string", "enum": [str(t) for t in ResultType]},
-                },
-            },
-        },
-        "algorithmLogUrl": {"type": "string"},
-        "resultsUrls": {"type": "array", "items": {"type": "string"}},
-        "resultsDid": {"type": "string"},
-        "stopreq": {"type": "integer", "enum": [int(s) for s in StopRequest]},
-        "removed": {"type": "integer", "enum": [0, 1]},
-        "algoDID": {"type": "string"},
-        "inputDID": {"type": "array", "items": {"type": "string"}},
-        "exitCode": {"type": ["integer", "null"]},
-        "terminationDetail": _TEXT_OR_NULL,
-        "terminationReason": {"enum": [*(str(r) for r in TerminationReason), None]},
-    },
-}
+def _shape_schemas(**shapes: type) -> dict[str, Any]:
+    """The schemas of the status objects the views build (web/status_shape.py), by name,
+    with every schema they refer to."""
+    found: dict[str, Any] = {}
+    for name, shape in shapes.items():
+        schema = TypeAdapter(shape).json_schema(ref_template=SCHEMA_REF)
+        found.update(schema.pop("$defs", {}))
+        found[name] = schema
+    return found
+
 
 # Answers, per dialect: only the schemas a dialect's document references are put in it.
 RESPONSE_SCHEMAS: dict[str, Any] = {
-    "Status": _STATUS_OBJECT,
+    **_shape_schemas(Status=ProviderStatus, OperatorStatus=OperatorStatus),
     "StatusList": {"type": "array", "items": {"$ref": "#/components/schemas/Status"}},
-    "OperatorStatus": {
-        "allOf": [
-            {"$ref": "#/components/schemas/Status"},
-            {
-                "type": "object",
-                "properties": {
-                    "configlogUrl": {"type": "string"},
-                    "publishlogUrl": {"type": "string"},
-                    "algologUrl": {"type": "string"},
-                    "outputsUrl": {"type": "array", "items": {"type": "string"}},
-                    "output": {"type": "object", "description": "the stage output, echoed"},
-                },
-            },
-        ]
-    },
     "OperatorStatusList": {
         "type": "array",
         "items": {"$ref": "#/components/schemas/OperatorStatus"},

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from localcompute.core.models import Job, ResultType
 from localcompute.core.settings import Settings
 from localcompute.engine.envstate import EnvironmentState
+from localcompute.web.status_shape import OperatorStatus, ProviderStatus, ResultEntry, StatusObject
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
@@ -18,15 +19,18 @@ def epoch_text(value: float | None) -> str | None:
     return None if value is None else f"{value:.6f}"
 
 
-def results_list(job: Job) -> list[dict[str, Any]]:
-    return [{"filename": r.filename, "filesize": r.filesize, "type": r.type} for r in job.results]
+def results_list(job: Job) -> list[ResultEntry]:
+    return [
+        {"filename": r.filename, "filesize": r.filesize, "type": ResultType(r.type)}
+        for r in job.results
+    ]
 
 
 def _url(base_url: str, path: str, params: dict[str, Any]) -> str:
     return f"{base_url}{path}?{urlencode(params)}"
 
 
-def common_fields(job: Job) -> dict[str, Any]:
+def common_fields(job: Job) -> StatusObject:
     algo = job.spec.algorithm
     return {
         "jobId": job.job_id,
@@ -35,25 +39,23 @@ def common_fields(job: Job) -> dict[str, Any]:
         "environment": job.environment,
         "dateCreated": epoch_text(job.date_created),
         "dateFinished": epoch_text(job.date_finished),
-        "status": int(job.status),
+        "status": job.status,
         "statusText": job.status_text,
         "results": results_list(job),
         "resultsDid": "",
-        "stopreq": int(job.stopreq),
-        "removed": int(job.removed),
+        "stopreq": job.stopreq,
+        "removed": 1 if job.removed else 0,
         "algoDID": algo.did or "raw",
         "inputDID": job.input_dids,
         "exitCode": job.exit_code,
-        "terminationReason": None
-        if job.termination_reason is None
-        else str(job.termination_reason),
+        "terminationReason": job.termination_reason,
         # Beyond Ocean's fields: why it ended, in one line ("input 0 (did:…) file 0:
         # download failed: HTTP 404 Not Found"), when there is more to say than the status.
         "terminationDetail": job.detail or None,
     }
 
 
-def provider_status(job: Job, base_url: str) -> dict[str, Any]:
+def provider_status(job: Job, base_url: str) -> ProviderStatus:
     """The status object of the provider API (/api/services/compute)."""
     urls = [
         _url(
@@ -67,15 +69,14 @@ def provider_status(job: Job, base_url: str) -> dict[str, Any]:
         (u for u, r in zip(urls, job.results, strict=True) if r.type == ResultType.ALGORITHM_LOG),
         "",
     )
-    return {
-        **common_fields(job),
-        "documentId": job.input_dids[0] if job.input_dids else "",
-        "algorithmLogUrl": log_url,
-        "resultsUrls": urls,
-    }
+    status = cast(ProviderStatus, common_fields(job))
+    status["documentId"] = job.input_dids[0] if job.input_dids else ""
+    status["algorithmLogUrl"] = log_url
+    status["resultsUrls"] = urls
+    return status
 
 
-def operator_status(job: Job, base_url: str) -> dict[str, Any]:
+def operator_status(job: Job, base_url: str) -> OperatorStatus:
     """The status object of the Operator-Service API (/api/v1/…/compute)."""
 
     def url(index: int) -> str:
@@ -88,15 +89,16 @@ def operator_status(job: Job, base_url: str) -> dict[str, Any]:
     def first(kind: str) -> str:
         return next((url(i) for i, r in enumerate(job.results) if r.type == kind), "")
 
-    return {
-        **common_fields(job),
-        "configlogUrl": first(ResultType.CONFIGURATION_LOG),
-        "publishlogUrl": first(ResultType.PUBLISH_LOG),
-        "algologUrl": first(ResultType.ALGORITHM_LOG),
-        "outputsUrl": [url(i) for i, r in enumerate(job.results) if r.type == ResultType.OUTPUT],
-        # The workflow's stage output, as the provider sent it ({} for provider-API jobs).
-        "output": job.spec.workflow_output,
-    }
+    status = cast(OperatorStatus, common_fields(job))
+    status["configlogUrl"] = first(ResultType.CONFIGURATION_LOG)
+    status["publishlogUrl"] = first(ResultType.PUBLISH_LOG)
+    status["algologUrl"] = first(ResultType.ALGORITHM_LOG)
+    status["outputsUrl"] = [
+        url(i) for i, r in enumerate(job.results) if r.type == ResultType.OUTPUT
+    ]
+    # The workflow's stage output, as the provider sent it ({} for provider-API jobs).
+    status["output"] = job.spec.workflow_output
+    return status
 
 
 def environment_views(
