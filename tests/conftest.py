@@ -39,9 +39,15 @@ def make_settings(
 ) -> Settings:
     """Settings for a test: its own data folder, host-network fetches, no pulls."""
     envs = environments or [{"id": "test", "max_jobs": 2, "max_job_duration": 120}]
+    # The server's own sweep, which tests shorten, is a [server] key.
+    sweep = (
+        {"reconcile_interval": docker.pop("reconcile_interval")}
+        if "reconcile_interval" in docker
+        else {}
+    )
     return Settings(
         pool=PoolSettings(**(pool or {})),
-        server=ServerSettings(host="127.0.0.1", port=0, data_dir=data_dir),
+        server=ServerSettings(host="127.0.0.1", port=0, data_dir=data_dir, **sweep),
         docker=DockerSettings(
             **{"pull_policy": "never", "fetch_network": "host", "stop_grace": 2, **docker}
         ),

@@ -3,6 +3,7 @@ validated with errors that name the file and the key."""
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -12,6 +13,8 @@ from pydantic import ValidationError
 
 from localcompute.core.errors import ConfigError
 from localcompute.core.settings import CONFIG_ENV_VAR, Settings
+
+log = logging.getLogger(__name__)
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -24,10 +27,13 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 def parse_settings(data: dict[str, object], source: str) -> Settings:
     """Validate a parsed TOML document; errors name `source` and the key path."""
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as e:
         lines = [f"{source}: {_key_path(err['loc'])}: {err['msg']}" for err in e.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e
+    for line in settings.deprecations:
+        log.warning("%s: %s", source, line)
+    return settings
 
 
 # Where a configuration file holds paths: (table or array of tables, key).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -53,6 +53,12 @@ class ServerSettings(_Section):
     metrics_allow: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
         description='Networks that may read /metrics; ["0.0.0.0/0", "::/0"] for all.',
+    )
+    reconcile_interval: float = Field(
+        60,
+        gt=0,
+        description="Seconds between sweeps that remove containers and mounts of this "
+        "server that belong to no running job (a crash's leftovers).",
     )
 
     @field_validator("metrics_allow")
@@ -123,12 +129,6 @@ class DockerSettings(_Section):
     filter_timeout: float = Field(
         600, gt=0, description="Seconds the filter container may run in all."
     )
-    download_connect_timeout: float = Field(
-        30, gt=0, description="Seconds a download may wait to connect."
-    )
-    download_idle_timeout: float = Field(
-        120, gt=0, description="Seconds a download may go without receiving a byte."
-    )
     stop_grace: float = Field(
         3, ge=0, description="Seconds between SIGTERM and SIGKILL when a job is stopped."
     )
@@ -140,12 +140,24 @@ class DockerSettings(_Section):
     log_max_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="Most bytes kept of one container's log."
     )
-    reconcile_interval: float = Field(
-        60,
-        gt=0,
-        description="Seconds between sweeps that remove containers and mounts of this "
-        "server that belong to no running job (a crash's leftovers).",
+
+
+class DownloadSettings(_Section):
+    """How the fetch downloads a job's inputs and algorithm."""
+
+    connect_timeout: float = Field(30, gt=0, description="Seconds a download may wait to connect.")
+    idle_timeout: float = Field(
+        120, gt=0, description="Seconds a download may go without receiving a byte."
     )
+
+
+# Keys that were in [docker] and are not Docker's: where each is now. A file that still has
+# them there is read as before, and the server says where they belong (deprecations).
+_MOVED_KEYS = {
+    "download_connect_timeout": ("downloads", "connect_timeout"),
+    "download_idle_timeout": ("downloads", "idle_timeout"),
+    "reconcile_interval": ("server", "reconcile_interval"),
+}
 
 
 class EnvironmentSettings(_Section):
@@ -317,6 +329,7 @@ class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     docker: DockerSettings = Field(default_factory=DockerSettings)
+    downloads: DownloadSettings = Field(default_factory=DownloadSettings)
     environments: Annotated[list[EnvironmentSettings], Field(min_length=1)] = Field(
         default_factory=_default_environments
     )
@@ -326,6 +339,28 @@ class Settings(_Section):
     node: NodeSettings = Field(default_factory=NodeSettings)
     datasets: list[DatasetSettings] = Field(default_factory=list)
     algorithms: list[AlgorithmSettings] = Field(default_factory=list)
+
+    # Where a file said what has moved (see _MOVED_KEYS): for the server to say so.
+    deprecations: list[str] = Field(default_factory=list, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        docker = data.get("docker") if isinstance(data, dict) else None
+        if not isinstance(docker, dict) or not set(docker) & set(_MOVED_KEYS):
+            return data
+        data, docker = dict(data), dict(docker)
+        said = list(data.get("deprecations") or [])
+        for key in [k for k in docker if k in _MOVED_KEYS]:
+            section, name = _MOVED_KEYS[key]
+            moved = dict(data.get(section) or {})
+            if name in moved:
+                raise ValueError(f"[docker] {key} and [{section}] {name} are both set: keep one")
+            moved[name] = docker.pop(key)
+            data[section] = moved
+            said.append(f"[docker] {key} is now [{section}] {name}; it is read from both")
+        data["docker"], data["deprecations"] = docker, said
+        return data
 
     @model_validator(mode="after")
     def _unique_environment_ids(self) -> Settings:

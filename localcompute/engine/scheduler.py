@@ -266,7 +266,7 @@ class Scheduler:
 
     async def sweep_forever(self) -> None:
         await every(
-            self.settings.docker.reconcile_interval,
+            self.settings.server.reconcile_interval,
             "the sweep for left-over containers",
             self.sweep,
             first=False,

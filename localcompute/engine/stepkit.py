@@ -50,6 +50,7 @@ class StepKit:
             instance=self.defaults.instance,
             docker_settings=self.settings.docker,
             user=self.defaults.user,
+            download_settings=self.settings.downloads,
         )
 
     def disk_limit(self, job: Job) -> int:

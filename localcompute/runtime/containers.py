@@ -7,13 +7,13 @@ after a restart, and labels say whose container it is.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from localcompute.core.jobspec import FileSource, did_folder
 from localcompute.core.models import Allocation, Job, held_by
-from localcompute.core.settings import DockerSettings, EnvironmentSettings
+from localcompute.core.settings import DockerSettings, DownloadSettings, EnvironmentSettings
 from localcompute.helper.contract import HELPER_IN_IMAGE
 from localcompute.runtime import (
     LABEL_INSTANCE,
@@ -45,6 +45,7 @@ class JobContext:
     instance: str
     docker_settings: DockerSettings
     user: str
+    download_settings: DownloadSettings = field(default_factory=DownloadSettings)
 
     def name(self, stage: Stage) -> str:
         return container_name(self.instance, self.job.job_id, stage)
@@ -110,8 +111,8 @@ def fetch_document(ctx: JobContext) -> str:
             "algorithm": algorithm,
             "algocustomdata": algo.algocustomdata,
             "has_algocustomdata": algo.algocustomdata is not None,
-            "connect_timeout": ctx.docker_settings.download_connect_timeout,
-            "idle_timeout": ctx.docker_settings.download_idle_timeout,
+            "connect_timeout": ctx.download_settings.connect_timeout,
+            "idle_timeout": ctx.download_settings.idle_timeout,
         }
     )
 

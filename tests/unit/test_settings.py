@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from localcompute.core.config_file import load_settings
+from localcompute.core.config_file import load_settings, parse_settings
 from localcompute.core.errors import ConfigError
 from localcompute.core.settings import CONFIG_ENV_VAR, Settings
 
@@ -114,3 +114,22 @@ def test_local_dataset_outside_the_roots_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="not under any"):
         load_settings(path)
+
+
+def test_keys_that_left_docker_are_read_where_they_were_and_said_to_have_moved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    old: dict[str, object] = {
+        "docker": {"download_idle_timeout": 7, "reconcile_interval": 5, "stop_grace": 1}
+    }
+    with caplog.at_level("WARNING"):
+        settings = parse_settings(old, "old.toml")
+    assert settings.downloads.idle_timeout == 7 and settings.server.reconcile_interval == 5
+    assert settings.docker.stop_grace == 1
+    assert "old.toml: [docker] download_idle_timeout is now [downloads] idle_timeout" in caplog.text
+    both: dict[str, object] = {
+        "docker": {"reconcile_interval": 5},
+        "server": {"reconcile_interval": 6},
+    }
+    with pytest.raises(ConfigError, match="both set: keep one"):
+        parse_settings(both, "both.toml")
