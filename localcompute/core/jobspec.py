@@ -25,7 +25,8 @@ def did_folder(did: str) -> str:
     return did.removeprefix(DID_PREFIX)
 
 
-def _check_url(url: str) -> str:
+def check_url(url: str) -> str:
+    """The URL rule of every input and algorithm download: http or https, with a host."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"not an http or https URL: {url!r}")
@@ -49,7 +50,7 @@ class FileSource(Frozen):
         if (self.url is None) == (self.path is None):
             raise ValueError("a file needs exactly one of url or path")
         if self.url is not None:
-            _check_url(self.url)
+            check_url(self.url)
         return self
 
 
@@ -150,7 +151,7 @@ class AlgorithmSpec(Frozen):
     @field_validator("url")
     @classmethod
     def _url(cls, url: str | None) -> str | None:
-        return None if url is None else _check_url(url)
+        return None if url is None else check_url(url)
 
     @model_validator(mode="after")
     def _has_code(self) -> AlgorithmSpec:

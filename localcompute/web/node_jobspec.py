@@ -12,7 +12,14 @@ from urllib.parse import urlencode, urlsplit
 from pydantic import ValidationError
 
 from localcompute.core.errors import RefusedError
-from localcompute.core.jobspec import DID_PREFIX, AlgorithmSpec, FileSource, InputSpec, JobResources
+from localcompute.core.jobspec import (
+    DID_PREFIX,
+    AlgorithmSpec,
+    FileSource,
+    InputSpec,
+    JobResources,
+    check_url,
+)
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.engine import policy
 from localcompute.engine.catalog import Catalog
@@ -99,9 +106,11 @@ def file_url(file: FileObject | None, where: str, userdata: dict[str, object] | 
         raise RefusedError(f"{where}.method: only GET downloads are supported")
     if file.headers:
         raise RefusedError(f"{where}.headers: request headers are not supported")
+    try:
+        check_url(file.url)
+    except ValueError:
+        raise RefusedError(f"{where}.url: not an http or https URL") from None
     parts = urlsplit(file.url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise RefusedError(f"{where}.url: not an http or https URL")
     if not userdata:
         return file.url
     extra = urlencode({k: v if isinstance(v, str) else json.dumps(v) for k, v in userdata.items()})
