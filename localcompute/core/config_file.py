@@ -27,13 +27,44 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 def parse_settings(data: dict[str, object], source: str) -> Settings:
     """Validate a parsed TOML document; errors name `source` and the key path."""
     try:
+        data, moved = _moved_keys(data)
         settings = Settings.model_validate(data)
     except ValidationError as e:
         lines = [f"{source}: {_key_path(err['loc'])}: {err['msg']}" for err in e.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from e
-    for line in settings.deprecations:
+    except ValueError as e:  # a key given both where it was and where it is now
+        raise ConfigError(f"invalid configuration:\n  {source}: {e}") from e
+    for line in moved:
         log.warning("%s: %s", source, line)
     return settings
+
+
+# Keys that were in [docker] and are not Docker's: where each is now. A file that still has
+# them there is read as before, and the server says where they belong (deprecations).
+_MOVED_KEYS = {
+    "download_connect_timeout": ("downloads", "connect_timeout"),
+    "download_idle_timeout": ("downloads", "idle_timeout"),
+    "reconcile_interval": ("server", "reconcile_interval"),
+}
+
+
+def _moved_keys(data: dict[str, object]) -> tuple[dict[str, object], list[str]]:
+    """The document with each moved key in its new place, and a line for each one moved."""
+    docker = data.get("docker")
+    if not isinstance(docker, dict) or not set(docker) & set(_MOVED_KEYS):
+        return data, []
+    data, docker, said = dict(data), dict(docker), []
+    for key in [k for k in docker if k in _MOVED_KEYS]:
+        section, name = _MOVED_KEYS[key]
+        held = data.get(section)
+        moved = dict(held) if isinstance(held, dict) else {}
+        if name in moved:
+            raise ValueError(f"[docker] {key} and [{section}] {name} are both set: keep one")
+        moved[name] = docker.pop(key)
+        data[section] = moved
+        said.append(f"[docker] {key} is now [{section}] {name}; it is read from both")
+    data["docker"] = docker
+    return data, said
 
 
 # Where a configuration file holds paths: (table or array of tables, key).

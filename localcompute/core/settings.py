@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -149,15 +149,6 @@ class DownloadSettings(_Section):
     idle_timeout: float = Field(
         120, gt=0, description="Seconds a download may go without receiving a byte."
     )
-
-
-# Keys that were in [docker] and are not Docker's: where each is now. A file that still has
-# them there is read as before, and the server says where they belong (deprecations).
-_MOVED_KEYS = {
-    "download_connect_timeout": ("downloads", "connect_timeout"),
-    "download_idle_timeout": ("downloads", "idle_timeout"),
-    "reconcile_interval": ("server", "reconcile_interval"),
-}
 
 
 class EnvironmentSettings(_Section):
@@ -339,28 +330,6 @@ class Settings(_Section):
     node: NodeSettings = Field(default_factory=NodeSettings)
     datasets: list[DatasetSettings] = Field(default_factory=list)
     algorithms: list[AlgorithmSettings] = Field(default_factory=list)
-
-    # Where a file said what has moved (see _MOVED_KEYS): for the server to say so.
-    deprecations: list[str] = Field(default_factory=list, exclude=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _moved_keys(cls, data: Any) -> Any:
-        docker = data.get("docker") if isinstance(data, dict) else None
-        if not isinstance(docker, dict) or not set(docker) & set(_MOVED_KEYS):
-            return data
-        data, docker = dict(data), dict(docker)
-        said = list(data.get("deprecations") or [])
-        for key in [k for k in docker if k in _MOVED_KEYS]:
-            section, name = _MOVED_KEYS[key]
-            moved = dict(data.get(section) or {})
-            if name in moved:
-                raise ValueError(f"[docker] {key} and [{section}] {name} are both set: keep one")
-            moved[name] = docker.pop(key)
-            data[section] = moved
-            said.append(f"[docker] {key} is now [{section}] {name}; it is read from both")
-        data["docker"], data["deprecations"] = docker, said
-        return data
 
     @model_validator(mode="after")
     def _unique_environment_ids(self) -> Settings:
