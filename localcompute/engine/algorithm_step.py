@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from localcompute.core.errors import ContainerError, DockerUnavailableError, ImageNotFoundError
@@ -162,11 +163,12 @@ class AlgorithmStep:
         if resumed and interrupt is None:
             interrupt = interrupt_while_away(exit_, stop.is_set(), job.deadline)
         reason, detail = await self._why_ended(job, exit_, interrupt)
-        self.kit.offpath.remove_later(job.job_id, name)
+        ended = _ended(exit_, reason, detail)
         if exit_.lost:
             # Its outputs are where it ran, out of reach: no filter, the logs are published.
-            return _ended(exit_, reason, detail, then=EarlyEnd(reason=reason, detail=detail))
-        return _ended(exit_, reason, detail)
+            ended = replace(ended, ending=EarlyEnd(reason=reason, detail=detail))
+        # The container goes once its exit is written (40 → 50), never before.
+        return replace(ended, after_leave=lambda: self.kit.offpath.remove_later(job.job_id, name))
 
     async def _start_algorithm(self, job: Job, name: str, live: LiveLog) -> Done | None:
         """Start the algorithm's container; the step done (to 50) if the runtime
@@ -252,12 +254,7 @@ class AlgorithmStep:
         return exit_, interrupt
 
 
-def _ended(
-    exit_: ContainerExit | None,
-    reason: TerminationReason,
-    detail: str,
-    then: EarlyEnd | None = None,
-) -> Done:
+def _ended(exit_: ContainerExit | None, reason: TerminationReason, detail: str) -> Done:
     """What the algorithm did, written with the move to 50: the facts the filter and
     `resolve` read, after a restart too (its end is `termination_reason` until the job's
     final write, which `resolve` decides)."""
@@ -269,7 +266,6 @@ def _ended(
             "termination_reason": reason,
             "detail": detail,
         },
-        ending=then,
     )
 
 

@@ -121,6 +121,8 @@ class Pipeline:
                     ending = result
                     break
                 job = await moves.leave(result)
+                if result.after_leave is not None:
+                    result.after_leave()
                 if result.ending is not None:
                     ending = result.ending
                     break

@@ -9,7 +9,7 @@ the scheduler asks it which container a job at a status may have when it reconci
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,10 +72,14 @@ def stage_at(status: JobStatus) -> Stage | None:
 class Done:
     """A step's work is done: what it learnt, written with the move to its `leaves`
     (the algorithm's exit code and end, say); then, with `ending`, the job is published
-    at once (its later steps cannot run: the algorithm's node is gone)."""
+    at once (its later steps cannot run: the algorithm's node is gone). `after_leave`
+    runs once that move is written: what must not happen before it (the algorithm's
+    container may go only once its exit is recorded, or a crash between the two would
+    leave a job at 40 with no trace of what its algorithm did)."""
 
     facts: Mapping[str, Any] = field(default_factory=dict)
     ending: EarlyEnd | None = None
+    after_leave: Callable[[], None] | None = None
 
 
 class Moves:
