@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localcompute.core.errors import ContainerError, DockerUnavailableError, ImageNotFoundError
+from localcompute.core.provenance import RanImage
 from localcompute.helper.contract import HELPER_IN_IMAGE
 from localcompute.images import LABEL_DIGEST, helper_digest
 from localcompute.runtime import (
@@ -153,6 +155,15 @@ class FakeRuntime:
         await self.remove(spec.name)
         self.containers[spec.name] = FakeContainer(spec)
         self.created.append(spec.name)
+
+    async def ran_image(self, name: str) -> RanImage | None:
+        """A stand-in image id: the sha256 of the reference the container was made with."""
+        self._answering()
+        container = self.containers.get(name)
+        if container is None:
+            return None
+        digest = hashlib.sha256(container.spec.image.encode()).hexdigest()
+        return RanImage(id=f"sha256:{digest}")
 
     def _get(self, name: str) -> FakeContainer:
         self._answering()

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from localcompute.cli import config, exits, jobs, run
+from localcompute.cli import config, exits, jobs, run, verify
 from localcompute.core.config_file import load_settings
 from localcompute.core.settings import Settings
 
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_parser(sub)
     jobs.add_parser(sub)
     config.add_parser(sub)
+    verify.add_parser(sub)
     return parser
 
 
@@ -142,6 +143,8 @@ def _command(args: argparse.Namespace) -> int:
         return jobs.main(args)
     if args.command == "config":
         return config.main(args)
+    if args.command == "verify":
+        return verify.main(args)
     if args.command == "serve":
         _serve(args)
     else:

@@ -131,3 +131,7 @@ class NoLogError(LocalComputeError):
 
 class ContainerError(LocalComputeError):
     """A Docker call about a container failed."""
+
+
+class ReceiptError(LocalComputeError):
+    """The receipt does not hold: its signature, its signer, its shape or its files."""

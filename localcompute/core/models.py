@@ -17,6 +17,7 @@ from localcompute.core.jobspec import (
     JobResources,
     JobSpec,
 )
+from localcompute.core.provenance import RanImage
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason, status_text
 
@@ -201,6 +202,7 @@ class Job(Frozen):
     publish_started_at: float | None
     publish_finished_at: float | None
     allocation: Allocation | None = None  # from admission; None while it waits
+    algorithm_image: RanImage | None = None  # what the algorithm's container ran
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -209,6 +211,8 @@ class Job(Frozen):
         data["results"] = json.loads(data["results"] or "[]")
         raw = data.get("allocation")
         data["allocation"] = Allocation.model_validate_json(raw) if raw else None
+        raw = data.get("algorithm_image")
+        data["algorithm_image"] = RanImage.model_validate_json(raw) if raw else None
         data.pop("seq", None)
         return cls.model_validate(data)
 

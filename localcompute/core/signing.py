@@ -52,12 +52,19 @@ NODE_DIGESTS = (message_hash, zero_stripped_hash, hex_text_hash)
 """The forms of a node-dialect signature: the 32 bytes, ocean.js 8's stripped bytes, hex text."""
 
 
-def recover(message: str, signature: str, digest: Callable[[str], bytes] = message_hash) -> str:
-    """The checksummed address that signed `message`; SignatureError when none can be found."""
-    try:
-        raw = bytes.fromhex(signature.removeprefix("0x"))
-    except ValueError as e:
-        raise SignatureError("the signature is not hex") from e
+def personal_sign_hash(data: bytes) -> bytes:
+    """The digest EIP-191's personal_sign signs for `data` (as eth_account's
+    encode_defunct(primitive=data) and ethers.signMessage(bytes) make it)."""
+    return _eip191(data)
+
+
+def recover_data(data: bytes, signature: bytes) -> str:
+    """The checksummed address whose personal_sign of `data` is `signature` (65 bytes)."""
+    return recover_digest(personal_sign_hash(data), signature)
+
+
+def recover_digest(digest: bytes, raw: bytes) -> str:
+    """The checksummed address that signed the 32-byte `digest`; SignatureError if none."""
     if len(raw) != 65:
         raise SignatureError("the signature must be 65 bytes: r, s and v")
     v = raw[64] - 27 if raw[64] in (27, 28) else raw[64]
@@ -65,10 +72,19 @@ def recover(message: str, signature: str, digest: Callable[[str], bytes] = messa
         raise SignatureError(f"the signature's v byte must be 0, 1, 27 or 28, not {raw[64]}")
     try:
         sig = _KEYS.Signature(raw[:64] + bytes([v]))
-        public = _KEYS.ecdsa_recover(digest(message), sig)
+        public = _KEYS.ecdsa_recover(digest, sig)
     except Exception as e:  # eth-keys raises several kinds for garbage r or s
         raise SignatureError("no address can be recovered from the signature") from e
     return str(public.to_checksum_address())
+
+
+def recover(message: str, signature: str, digest: Callable[[str], bytes] = message_hash) -> str:
+    """The checksummed address that signed `message`; SignatureError when none can be found."""
+    try:
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+    except ValueError as e:
+        raise SignatureError("the signature is not hex") from e
+    return recover_digest(digest(message), raw)
 
 
 def verify(
@@ -110,6 +126,11 @@ class Key:
     def sign(self, message: str) -> str:
         return sign(message, self._key.to_bytes())
 
+    def personal_sign(self, data: bytes) -> bytes:
+        """EIP-191 personal_sign of `data`: r, s and v (27 or 28), as wallets make it."""
+        raw = _KEYS.ecdsa_sign(personal_sign_hash(data), self._key).to_bytes()
+        return raw[:64] + bytes([raw[64] + 27])
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.address}>"
 
@@ -131,6 +152,22 @@ class Key:
     def made_once(cls, path: Path, what: str) -> Self:
         """The key kept in `path`, made on first use with mode 0600."""
         return cls.from_hex(secret_file(path, what), str(path))
+
+
+def provider_key(private_key: str, key_file: str, data_dir: Path) -> bytes:
+    """The provider's key: from [provider] private_key, else from its key file, else
+    the one made once in data_dir (mode 0600)."""
+    if private_key:
+        return parse_key(private_key, "[provider] private_key")
+    if key_file:
+        path = Path(key_file)
+        try:
+            text = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read the provider key file {path}: {e}") from e
+        return parse_key(text, str(path))
+    made = data_dir / "provider.key"
+    return parse_key(secret_file(made, "the provider key"), str(made))
 
 
 def secret_file(path: Path, what: str) -> str:

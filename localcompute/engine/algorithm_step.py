@@ -17,6 +17,7 @@ from pathlib import Path
 
 from localcompute.core.errors import ContainerError, DockerUnavailableError, ImageNotFoundError
 from localcompute.core.models import Job
+from localcompute.core.provenance import RanImage
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine.livelog import LiveLog, move_log
@@ -163,7 +164,8 @@ class AlgorithmStep:
         if resumed and interrupt is None:
             interrupt = interrupt_while_away(exit_, stop.is_set(), job.deadline)
         reason, detail = await self._why_ended(job, exit_, interrupt)
-        ended = _ended(exit_, reason, detail)
+        # What it ran, by content, for the receipt: read before its container goes.
+        ended = _ended(exit_, reason, detail, image=await self.kit.runtime.ran_image(name))
         if exit_.lost:
             # Its outputs are where it ran, out of reach: no filter, the logs are published.
             ended = replace(ended, ending=EarlyEnd(reason=reason, detail=detail))
@@ -254,10 +256,16 @@ class AlgorithmStep:
         return exit_, interrupt
 
 
-def _ended(exit_: ContainerExit | None, reason: TerminationReason, detail: str) -> Done:
+def _ended(
+    exit_: ContainerExit | None,
+    reason: TerminationReason,
+    detail: str,
+    *,
+    image: RanImage | None = None,
+) -> Done:
     """What the algorithm did, written with the move to 50: the facts the filter and
     `resolve` read, after a restart too (its end is `termination_reason` until the job's
-    final write, which `resolve` decides)."""
+    final write, which `resolve` decides), and the image it ran, for the receipt."""
     finished = exit_.finished_at if exit_ and exit_.finished_at else time.time()
     return Done(
         {
@@ -265,6 +273,7 @@ def _ended(exit_: ContainerExit | None, reason: TerminationReason, detail: str) 
             "exit_code": None if exit_ is None else exit_.exit_code,
             "termination_reason": reason,
             "detail": detail,
+            **({"algorithm_image": image} if image is not None else {}),
         },
     )
 

@@ -28,6 +28,7 @@ from localcompute.core.errors import (
 from localcompute.core.jobspec import JobSpec
 from localcompute.core.models import Job, JobQuery, Preconditions
 from localcompute.core.settings import Settings
+from localcompute.core.signing import Key, provider_key
 from localcompute.core.stagekey import StageKey
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine import failpoints, policy
@@ -82,6 +83,9 @@ class Engine:
         self.stage_files: StageFiles | None = None
         # The provider's datasets and algorithms: read at start unless handed in.
         self.catalog: Catalog | None = None
+        # The provider's key, which signs every job's receipt: loaded at start unless
+        # handed in (the server hands in the one it answers GET / with).
+        self.key: Key | None = None
 
     def __repr__(self) -> str:
         return f"<Engine {self.settings.data_dir} {self._scheduler!r}>"
@@ -120,6 +124,16 @@ class Engine:
                 else "soft: measured on the node, a job past it is stopped",
                 f"; passed over: {passed_over}" if passed_over else "",
             )
+            if self.key is None:
+                provider = self.settings.provider
+                self.key = Key(
+                    await asyncio.to_thread(
+                        provider_key,
+                        provider.private_key,
+                        provider.private_key_file,
+                        self.settings.data_dir,
+                    )
+                )
             await self.store.open()
             key = await asyncio.to_thread(StageKey.load, self.settings.data_dir)
             self.stage_files = StageFiles(
@@ -149,6 +163,7 @@ class Engine:
                 ),
                 self.metrics,
                 self.disk,
+                self.key,
             )
             self._scheduler = Scheduler(store, runtime, self.settings, pipeline, self.pool)
             await self._scheduler.reconcile()

@@ -26,6 +26,7 @@ from localcompute.core.errors import (
 )
 from localcompute.core.models import Job
 from localcompute.core.settings import Settings
+from localcompute.core.signing import Key
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine import failpoints
 from localcompute.engine.algorithm_step import AlgorithmStep
@@ -42,6 +43,7 @@ from localcompute.engine.outcome import (
     resolve,
 )
 from localcompute.engine.publish import build_results
+from localcompute.engine.receipts import Receipts
 from localcompute.engine.stepkit import ContainerDefaults, StepKit
 from localcompute.engine.steps import STEPS, Done, Moves
 from localcompute.runtime import ContainerRuntime, ContainerState, containers
@@ -51,6 +53,8 @@ from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
 
 log = logging.getLogger(__name__)
+
+STOPPED_WAITING = "stopped before it started: it was waiting for a free slot"
 
 StepRun = Callable[[Job, asyncio.Event, Moves], Awaitable[Done | EarlyEnd]]
 
@@ -64,9 +68,12 @@ class Pipeline:
         defaults: ContainerDefaults,
         metrics: Metrics | None = None,
         disk: DiskQuota | None = None,
+        key: Key | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.disk: DiskQuota = disk or WatchQuota()
+        # A pipeline made without the provider's key (a test's) signs with one of its own.
+        self.receipts = Receipts(key or Key.random(), settings, self.disk)
         self.store = store
         self.runtime = runtime
         self.settings = settings
@@ -287,9 +294,12 @@ class Pipeline:
                     outputs=job.spec.publish_outputs and outcome.status == JobStatus.JOB_COMPLETED,
                     algorithm_log=job.spec.publish_algorithm_log,
                 )
-                await self.store.set_results(job.job_id, results)
+                # Signed before the data folder goes: it names what the job read too.
+                receipt = await asyncio.to_thread(self.receipts.write, ws, job, outcome, results)
+                await self.store.set_results(job.job_id, [*results, receipt])
             await asyncio.to_thread(ws.scrub)
-            await self.release_disk(job)
+            if job.status != JobStatus.WARMING_UP:  # one that never ran had no disk
+                await self.release_disk(job)
             failpoints.hit("publish.before_final")
         except Exception:
             if ending is None or ending.reason is not TerminationReason.ERROR:
@@ -308,8 +318,16 @@ class Pipeline:
             log.exception("job %s: releasing its disk failed; the next start retries", job.job_id)
 
     async def finish_waiting(self, job: Job) -> Job:
-        """A job stopped before it got a slot ends without running."""
-        return await self._finish(job, resolve(job, EarlyEnd(reason=TerminationReason.STOPPED)))
+        """A job stopped before it got a slot ends without running: its configure.log
+        says so, and it is published like any other (its logs and its receipt)."""
+        ws = self.context(job).workspace
+
+        def say_so() -> None:
+            ws.adminlogs.mkdir(parents=True, exist_ok=True)
+            _append_line(ws.admin_log("configure.log"), STOPPED_WAITING)
+
+        await asyncio.to_thread(say_so)
+        return await self._publish(job, EarlyEnd(reason=TerminationReason.STOPPED))
 
     async def _finish(self, job: Job, outcome: FinalOutcome) -> Job:
         """The one place where a job's final state is written.

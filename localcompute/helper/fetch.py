@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import hashlib
 import http.client
 import json
 import os
@@ -25,7 +26,7 @@ import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 if __package__:  # imported as part of localcompute (the engine, the tests)
     from localcompute.helper.contract import (
@@ -33,9 +34,11 @@ if __package__:  # imported as part of localcompute (the engine, the tests)
         EXIT_DATA_FAILED,
         EXIT_DISK_FULL,
         EXIT_OK,
+        FETCH_STARTED,
         SOURCES_PREFIX,
         STAGE_TOKEN_VAR,
         STAGE_URL_VAR,
+        digest_line,
     )
     from localcompute.helper.document import (
         DEFAULT_CONNECT_TIMEOUT,
@@ -55,9 +58,11 @@ else:  # run as a program in the helper image, beside the other helper modules
         EXIT_DATA_FAILED,
         EXIT_DISK_FULL,
         EXIT_OK,
+        FETCH_STARTED,
         SOURCES_PREFIX,
         STAGE_TOKEN_VAR,
         STAGE_URL_VAR,
+        digest_line,
     )
     from document import (  # type: ignore[import-not-found,no-redef]
         DEFAULT_CONNECT_TIMEOUT,
@@ -163,23 +168,44 @@ def describe_error(exc: BaseException) -> str:
 # --- writing files ---------------------------------------------------------------------------
 
 
-def write_atomically(dest: Path, fill: Callable[[Writable], int], mode: int) -> int:
+class Written(NamedTuple):
+    """A file as written: its size and its sha256 (hex), measured on the way in."""
+
+    size: int
+    sha256: str
+
+
+class _Digesting:
+    """A writer that hashes what passes through it, so a file is never read twice."""
+
+    def __init__(self, out: Writable) -> None:
+        self._out = out
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes, /) -> int:
+        self.digest.update(data)
+        return self._out.write(data)
+
+
+def write_atomically(dest: Path, fill: Callable[[Writable], int], mode: int) -> Written:
     """Write through a temporary name in dest's folder, then rename it into place.
 
     A failed or interrupted transfer thus never leaves a partial file under the final
-    name, where the algorithm would take it for a complete one. Returns the size.
+    name, where the algorithm would take it for a complete one. Returns its size and
+    sha256 (what the engine's receipt names the file by).
     """
     fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
-            size = fill(out)
+            digesting = _Digesting(out)
+            size = fill(digesting)
         os.chmod(temp_name, mode)
         os.replace(temp_name, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
-    return size
+    return Written(size, digesting.digest.hexdigest())
 
 
 def copy_stream(source: Readable, out: Writable) -> int:
@@ -190,12 +216,12 @@ def copy_stream(source: Readable, out: Writable) -> int:
     return size
 
 
-def write_json(dest: Path, value: Any) -> int:
+def write_json(dest: Path, value: Any) -> Written:
     data = json.dumps(value).encode("utf-8")
     return write_atomically(dest, lambda out: out.write(data), INPUT_MODE)
 
 
-def copy_local(path: str, dest: Path, mode: int, timeouts: Timeouts | None = None) -> int:
+def copy_local(path: str, dest: Path, mode: int, timeouts: Timeouts | None = None) -> Written:
     server = stage_server()
     if server is not None and path.startswith(SOURCES_PREFIX) and not os.path.exists(path):
         # The dataset owner's file is on the server's disk, not this node's.
@@ -212,7 +238,7 @@ def copy_local(path: str, dest: Path, mode: int, timeouts: Timeouts | None = Non
 
 def download(
     url: str, dest: Path, timeouts: Timeouts, mode: int, headers: dict[str, str] | None = None
-) -> int:
+) -> Written:
     connection, response = open_response(url, timeouts, headers)
     with contextlib.closing(connection):
         try:
@@ -262,15 +288,15 @@ def fetch_input_file(label: str, source: FetchFile, dest: Path, timeouts: Timeou
     """Fetch one dataset file; the log says why it failed but never where it came from."""
     action = "download" if source.url is not None else "copy"
     try:
-        size = fetch_source(source, dest, timeouts)
+        written = fetch_source(source, dest, timeouts)
     except Exception as exc:
         log(f"{label}: {action} failed: {describe_error(exc)}")
         return False
-    log(f"{label}: {size} bytes")
+    log(digest_line(label, written.size, written.sha256))
     return True
 
 
-def fetch_source(source: FetchFile, dest: Path, timeouts: Timeouts) -> int:
+def fetch_source(source: FetchFile, dest: Path, timeouts: Timeouts) -> Written:
     if source.url is not None and source.path is None:
         return download(source.url, dest, timeouts, INPUT_MODE)
     if source.path is not None and source.url is None:
@@ -289,11 +315,11 @@ def write_ddo(label: str, ddo: Any, dest: Path) -> bool:
 
 def write_custom_data(value: Any, data_dir: Path) -> bool:
     try:
-        size = write_json(data_dir / "inputs" / "algoCustomData.json", value)
+        written = write_json(data_dir / "inputs" / "algoCustomData.json", value)
     except OSError as exc:
         log(f"algoCustomData.json: write failed: {describe_error(exc)}")
         return False
-    log(f"algoCustomData.json: {size} bytes")
+    log(digest_line("algoCustomData.json", written.size, written.sha256))
     return True
 
 
@@ -303,7 +329,7 @@ def write_custom_data(value: Any, data_dir: Path) -> bool:
 def fetch_algorithm(algorithm: FetchAlgorithm, data_dir: Path, timeouts: Timeouts) -> bool:
     label = f"algorithm ({algorithm.did})" if algorithm.did else "algorithm"
     try:
-        size, origin = provide_algorithm(
+        written, origin = provide_algorithm(
             algorithm, data_dir / "transformations" / "algorithm", timeouts
         )
         if algorithm.ddo is not None and algorithm.folder:
@@ -311,11 +337,13 @@ def fetch_algorithm(algorithm: FetchAlgorithm, data_dir: Path, timeouts: Timeout
     except Exception as exc:
         log(f"{label}: {describe_error(exc)}")
         return False
-    log(f"{label}: {size} bytes from {origin}")
+    log(digest_line(label, written.size, written.sha256) + f", from {origin}")
     return True
 
 
-def provide_algorithm(algorithm: FetchAlgorithm, dest: Path, timeouts: Timeouts) -> tuple[int, str]:
+def provide_algorithm(
+    algorithm: FetchAlgorithm, dest: Path, timeouts: Timeouts
+) -> tuple[Written, str]:
     """Write the algorithm from the first usable source; returns its size and origin."""
     rawcode = algorithm.rawcode
     # Any raw code that is not blank runs, however short ("true", "ls /data"); a blank
@@ -346,7 +374,7 @@ def run(spec: FetchDocument, data_dir: Path) -> int:
     for name in DATA_SUBDIRS:
         (data_dir / name).mkdir(parents=True, exist_ok=True)
     file_count = sum(len(item.files) for item in spec.inputs)
-    log(f"fetch started: {len(spec.inputs)} inputs, {file_count} files")
+    log(f"{FETCH_STARTED} {len(spec.inputs)} inputs, {file_count} files")
     failures = fetch_inputs(spec.inputs, data_dir, spec.timeouts)
     if failures and DiskState.full:
         log(f"fetch finished: inputs failed ({failures} failures): the job's disk is full")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 # The labels of every job container and volume, re-exported: the helper's reap reads them.
+from localcompute.core.provenance import RanImage
 from localcompute.helper.contract import LABEL_INSTANCE as LABEL_INSTANCE
 from localcompute.helper.contract import LABEL_JOB as LABEL_JOB
 from localcompute.helper.contract import LABEL_STAGE as LABEL_STAGE
@@ -200,3 +201,7 @@ class ContainerRuntime(Protocol):
 
     async def logs_to_file(self, name: str, path: Path, *, limit: int, append: bool) -> int:
         """Copy the container's output to `path` (at most `limit` bytes); returns the size."""
+
+    async def ran_image(self, name: str) -> RanImage | None:
+        """The image the container ran, by content (for the job's receipt); None when
+        the container is gone or the runtime cannot tell."""

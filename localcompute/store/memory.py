@@ -60,6 +60,7 @@ def new_row(spec: JobSpec, *, max_duration: float, **fields: Any) -> dict[str, A
         "spec": spec,
         "results": [],
         "allocation": None,
+        "algorithm_image": None,
         **{f"{p}_{e}_at": None for p in phases for e in ("started", "finished")},
         **fields,
     }

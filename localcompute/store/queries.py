@@ -124,6 +124,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN allocation TEXT;
     """,
+    # The image the algorithm's container ran, by content (JSON), written with its end:
+    # the container goes after, and the job's receipt names the image.
+    """
+    ALTER TABLE jobs ADD COLUMN algorithm_image TEXT;
+    """,
 )
 
 # Columns a transition may set besides the status.
@@ -141,6 +146,7 @@ SETTABLE = frozenset(
         "filter_finished_at",
         "publish_started_at",
         "publish_finished_at",
+        "algorithm_image",
     }
 )
 

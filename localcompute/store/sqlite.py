@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from pydantic import BaseModel
 
 from localcompute.core.errors import (
     JobNotFoundError,
@@ -211,7 +212,7 @@ class JobStore:
         params = {
             "to": int(to),
             "job_id": job_id,
-            **{k: (str(v) if isinstance(v, TerminationReason) else v) for k, v in fields.items()},
+            **{k: _column_value(v) for k, v in fields.items()},
         }
         row = await self._fetch_one(sql, params)
         if row is None:
@@ -286,3 +287,12 @@ class JobStore:
     async def token_revoked(self, token_id: str) -> bool:
         """Whether the auth token `token_id` was invalidated."""
         return await self._fetch_one(SQL_TOKEN_REVOKED, (token_id,)) is not None
+
+
+def _column_value(value: Any) -> Any:
+    """A transition's field as its column holds it: a reason as its text, a model as JSON."""
+    if isinstance(value, TerminationReason):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    return value

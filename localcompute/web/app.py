@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
             app[TOKENS] = await asyncio.to_thread(
                 TokenIssuer.load, settings.data_dir, settings.node.token_lifetime
             )
+            app[ENGINE].key = app[PROVIDER_KEY]  # the receipts' signer: GET /'s address
             await app[ENGINE].start()
         except BaseException:
             await app[ENGINE].close()  # lets go of the data folder

@@ -9,12 +9,13 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from localcompute.core.errors import ConfigError, SignatureError
+from localcompute.core.errors import SignatureError
 from localcompute.core.signing import (
     NODE_DIGESTS,
     Key,
     hex_text_hash,
     message_hash,
+    provider_key,
     recover,
     secret_file,
     sign,
@@ -61,13 +62,4 @@ class ProviderKey(Key):
     @classmethod
     def load(cls, private_key: str, key_file: str, data_dir: Path) -> ProviderKey:
         """From the setting, else from the file, else one made once in data_dir (mode 0600)."""
-        if private_key:
-            return cls.from_hex(private_key, "[provider] private_key")
-        if key_file:
-            path = Path(key_file)
-            try:
-                text = path.read_text().strip()
-            except OSError as e:
-                raise ConfigError(f"cannot read the provider key file {path}: {e}") from e
-            return cls.from_hex(text, str(path))
-        return cls.made_once(data_dir / "provider.key", "the provider key")
+        return cls(provider_key(private_key, key_file, data_dir))

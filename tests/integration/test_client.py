@@ -120,6 +120,7 @@ async def test_a_finished_job_gives_its_whole_log_and_lists_its_results(
         (2, "configure.log", "configrationLog"),
         (3, "filter.log", "filteringLog"),
         (4, "publish.log", "publishLog"),
+        (5, "receipt.json", "receipt"),
     ]
     out, log = results[:2]
     assert (out.filesize, log.filesize) == (len("out\n"), len("line 1\nline 2\nline 3\n"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -290,8 +291,10 @@ def test_blank_rawcode_falls_back_to_the_url(
     algorithm = data / "transformations/algorithm"
     assert algorithm.read_bytes() == ALGO_BODY
     assert algorithm.stat().st_mode & 0o777 == 0o755
-    # The algorithm's URL is the consumer's own, so the log may show it.
-    assert f"algorithm (did:op:algo1): {len(ALGO_BODY)} bytes from {algo_url}" in (
+    # The algorithm's URL is the consumer's own, so the log may show it; its digest is
+    # what the job's receipt names it by.
+    sha = hashlib.sha256(ALGO_BODY).hexdigest()
+    assert f"algorithm (did:op:algo1): {len(ALGO_BODY)} bytes, sha256 {sha}, from {algo_url}" in (
         capsys.readouterr().out
     )
 

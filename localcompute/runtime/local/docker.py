@@ -18,6 +18,7 @@ from localcompute.core.errors import (
     ImageNotFoundError,
     LocalComputeError,
 )
+from localcompute.core.provenance import RanImage
 from localcompute.runtime import (
     LABEL_INSTANCE,
     LABEL_JOB,
@@ -203,6 +204,26 @@ class DockerRuntime(DockerCalls):
             started_at=docker_time(state.get("StartedAt")),
             finished_at=docker_time(state.get("FinishedAt")),
         )
+
+    async def ran_image(self, name: str) -> RanImage | None:
+        """The container's image id (what it ran, whatever its tag names now) and that
+        image's repository digests."""
+        try:
+            container = await self._short(lambda: self._api.inspect_container(name))
+            return await self.image_identity(str(container.get("Image") or ""))
+        except ContainerError:
+            return None
+
+    async def image_identity(self, ref: str) -> RanImage | None:
+        """`ref`'s image by content, as this engine has it; None when it has none."""
+        try:
+            info = await self._short(lambda: self._api.inspect_image(ref))
+        except (ImageNotFoundError, ContainerError):
+            return None
+        image_id = str(info.get("Id") or "")
+        if not image_id.startswith("sha256:"):
+            return None
+        return RanImage(id=image_id, repo_digests=sorted(info.get("RepoDigests") or []))
 
     async def state(self, name: str) -> ContainerState:
         try:

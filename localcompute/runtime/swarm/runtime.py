@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from localcompute.core.errors import ConfigError, ContainerError
+from localcompute.core.provenance import RanImage
 from localcompute.core.settings import Settings
 from localcompute.runtime.base import (
     LABEL_INSTANCE,
@@ -340,6 +341,17 @@ class SwarmRuntime(SwarmCluster):
         # A job resumed after a restart may not have said where it ran: then its
         # services say, or (they are gone) every node is reaped of it.
         self._reaper.release(job_id, job.node_id if job is not None else None, then)
+
+    async def ran_image(self, name: str) -> RanImage | None:
+        """The image the stage's task names, as the manager has it: the node's own copy
+        is reachable only through a task (the lab's nodes load the same image files, so
+        the ids agree; a registry-pinned reference carries its digest either way)."""
+        task = await self._task(name)
+        if task is None:
+            return None
+        spec = (task.get("Spec") or {}).get("ContainerSpec") or {}
+        ref = str(spec.get("Image") or "")
+        return await self.image_identity(ref) if ref else None
 
     # -- the manager's answers ----------------------------------------------------
 
