@@ -33,6 +33,8 @@ CONSUMER_KEY = bytes.fromhex("11" * 32)
 CONSUMER = "0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A"
 OTHER_KEY = bytes.fromhex("33" * 32)
 PROVIDER_KEY = "0x" + "22" * 32
+# Its address, as GET / publishes it: the signer of every receipt the served server writes.
+PROVIDER_ADDRESS = "0x1563915e194D8CfBA1943570603F7606A3115508"
 LOCAL_DID = "did:op:" + "1a" * 32  # a local file, raw algorithms allowed
 URL_DID = "did:op:" + "2b" * 32  # a URL, only the published algorithm
 ALGO_DID = "did:op:" + "3c" * 32

@@ -12,6 +12,7 @@ waiting, live logs and resumable downloads handled.
 `SyncClient` offers the same calls, blocking. Refusals raise RemoteError with the
 server's message (InputRefusedError, AlgorithmRefusedError when it names that part of
 the job); a job with no log or no results any more raises NoLogError, JobRemovedError.
+Every finished job lists a signed receipt.json: `verify_receipt` checks it offline.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from localcompute.client.keys import load_key
 from localcompute.client.models import RemoteJob, RemoteResult
 from localcompute.client.node import NodeClient
 from localcompute.client.provider import Client
+from localcompute.client.receipts import verify_receipt
 from localcompute.core.errors import (
     AlgorithmRefusedError,
     InputRefusedError,
     JobRemovedError,
     NoLogError,
+    ReceiptError,
     RemoteError,
 )
 from localcompute.core.signing import Key
@@ -38,9 +41,11 @@ __all__ = [
     "Key",
     "NoLogError",
     "NodeClient",
+    "ReceiptError",
     "RemoteError",
     "RemoteJob",
     "RemoteResult",
     "SyncClient",
     "load_key",
+    "verify_receipt",
 ]

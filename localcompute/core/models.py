@@ -77,6 +77,12 @@ class ResultType(StrEnum):
     CONFIGURATION_LOG = "configrationLog"
     FILTERING_LOG = "filteringLog"
     PUBLISH_LOG = "publishLog"
+    RECEIPT = "receipt"  # receipt.json, the job's signed receipt: always the last
+
+
+# Where Ocean Node's dialect names a result otherwise: the receipt names each result as
+# the job's own dialect lists it, so that a folder of downloaded results checks against it.
+NODE_FILENAMES: dict[str, str] = {ResultType.CONFIGURATION_LOG: "configuration.log"}
 
 
 class ResultFile(Frozen):

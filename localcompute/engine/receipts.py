@@ -19,7 +19,7 @@ from typing import Any
 
 from localcompute import __version__
 from localcompute.core.dsse import seal
-from localcompute.core.models import Job, ResultFile
+from localcompute.core.models import NODE_FILENAMES, Job, ResultFile, ResultType
 from localcompute.core.provenance import Fetched
 from localcompute.core.receipt import PROVENANCE_TYPE, RECEIPT_NAME, STATEMENT_TYPE, build_type
 from localcompute.core.settings import Settings
@@ -28,8 +28,6 @@ from localcompute.core.status import TerminationReason
 from localcompute.engine.outcome import FinalOutcome
 from localcompute.runtime.quota import DiskQuota
 from localcompute.runtime.workspace import Workspace, file_digest
-
-RESULT_TYPE = "receipt"
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ class Receipts:
         return ResultFile(
             filename=RECEIPT_NAME,
             filesize=size,
-            type=RESULT_TYPE,
+            type=ResultType.RECEIPT,
             sha256=sha,
             path=str(path.relative_to(ws.root)),
         )
@@ -71,9 +69,10 @@ class Receipts:
         *,
         finished_on: float,
     ) -> dict[str, Any]:
+        node = job.spec.api == "node"
         subjects = [
             {
-                "name": r.filename,
+                "name": NODE_FILENAMES.get(r.type, r.filename) if node else r.filename,
                 "digest": {"sha256": r.sha256},
                 "annotations": {"resultType": r.type, "size": r.filesize},
             }

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from localcompute.core.models import Job, ResultFile, ResultType
+from localcompute.core.models import NODE_FILENAMES, Job, ResultFile, ResultType
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, NumberedText, TerminationReason
 from localcompute.engine import policy
@@ -71,9 +71,14 @@ def node_status(job: Job) -> NodeStatus:
 
 # Our result types, as the node names them, in the node's order.
 _NODE_RESULTS = (
-    (ResultType.CONFIGURATION_LOG, "configuration.log", "configurationLog"),
+    (
+        ResultType.CONFIGURATION_LOG,
+        NODE_FILENAMES[ResultType.CONFIGURATION_LOG],
+        "configurationLog",
+    ),
     (ResultType.ALGORITHM_LOG, "algorithm.log", "algorithmLog"),
     (ResultType.OUTPUT, None, "output"),
+    (ResultType.RECEIPT, None, "receipt"),
 )
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from localcompute.core.receipt import read_receipt
 from tests.clients.conftest import FLOWS, run_flow
 from tests.clients.envs import Builds, ClientSetupError
 from tests.conftest import BUSYBOX_IMAGE
-from tests.served import CONSUMER, CONSUMER_KEY, ENV, LOCAL_DID, Served
+from tests.served import CONSUMER, CONSUMER_KEY, ENV, LOCAL_DID, PROVIDER_ADDRESS, Served
 
 # A cold run installs the clients first (about two minutes); a warm one takes seconds.
 pytestmark = [pytest.mark.docker, pytest.mark.clients, pytest.mark.timeout(1200)]
@@ -57,7 +58,15 @@ def check_finished_job(report: dict[str, Any]) -> None:
         "configure.log",
         "filter.log",
         "publish.log",
+        "receipt.json",
     ]
+    # What ocean.js downloaded is what the receipt, signed by the provider, names.
+    receipt = read_receipt(base64.b64decode(results["receipt.json"]["bytes"]), PROVIDER_ADDRESS)
+    assert {s.name: s.sha256 for s in receipt.subjects} == {
+        name: hashlib.sha256(base64.b64decode(r["bytes"])).hexdigest()
+        for name, r in results.items()
+        if name != "receipt.json"
+    }
     for result in results.values():
         assert result["http_status"] == 200
         assert result["disposition"] == f"attachment;filename={result['filename']}"

@@ -10,6 +10,7 @@ status and results. The wallet has no provider: no chain, no RPC.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 
 import pytest
 
+from localcompute.core.receipt import read_receipt
 from tests.clients.conftest import FLOWS, ocean_js, run_flow
 from tests.clients.envs import Builds
 from tests.conftest import BUSYBOX_IMAGE
-from tests.served import CONSUMER, CONSUMER_KEY, ENV, Served
+from tests.served import CONSUMER, CONSUMER_KEY, ENV, PROVIDER_ADDRESS, Served
 
 pytestmark = [pytest.mark.docker, pytest.mark.clients, pytest.mark.timeout(1200)]
 
@@ -73,9 +75,18 @@ def check_main_job(report: dict[str, Any], version: str) -> None:
         "configuration.log",
         "algorithm.log",
         "outputs.tar",
+        "receipt.json",
     ]
     tar, log = report["results"]["tar"], report["results"]["log"]
     tar_bytes = base64.b64decode(tar["base64"])
+    # The receipt, fetched by ocean.js, signed by the node as ethers and we both see it;
+    # its outputs.tar is the archive ocean.js downloaded.
+    signed = report["results"]["receipt"]
+    receipt = read_receipt(base64.b64decode(signed["base64"]), provider=PROVIDER_ADDRESS)
+    assert signed["ethers_signer"] == receipt.signer
+    assert [(s.name, s.sha256) for s in receipt.outputs] == [
+        ("outputs.tar", hashlib.sha256(tar_bytes).hexdigest())
+    ]
     assert len(tar_bytes) == tar["entry"]["filesize"]
     assert untar(tar_bytes) == {
         "outputs/result.txt": b"ocean node was here\n",

@@ -8,16 +8,18 @@ showed it. The flow runs in the client's own Python 3.10 virtualenv.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from localcompute.core.receipt import read_receipt
 from tests.clients.conftest import FLOWS, run_flow
 from tests.clients.envs import OceanPy
 from tests.conftest import BUSYBOX_IMAGE
-from tests.served import CONSUMER, CONSUMER_KEY, ENV, LOCAL_DID, Served
+from tests.served import CONSUMER, CONSUMER_KEY, ENV, LOCAL_DID, PROVIDER_ADDRESS, Served
 
 # A cold run installs the client first (about two minutes); a warm one takes seconds.
 pytestmark = [pytest.mark.docker, pytest.mark.clients, pytest.mark.timeout(1200)]
@@ -72,7 +74,15 @@ def test_ocean_py_runs_the_whole_compute_flow(
         "configure.log",
         "filter.log",
         "publish.log",
+        "receipt.json",
     ]
+    # Every result ocean.py downloaded is the one the receipt, signed by the provider, names.
+    receipt = read_receipt(results["receipt.json"][1], provider=PROVIDER_ADDRESS)
+    assert {s.name: s.sha256 for s in receipt.subjects} == {
+        name: hashlib.sha256(body).hexdigest()
+        for name, (_, body) in results.items()
+        if name != "receipt.json"
+    }
     assert results["copy.txt"] == ("output", b"local dataset\n")
     assert json.loads(results["dids.json"][1]) == [LOCAL_DID.removeprefix("did:op:")]
     assert results["algorithm.log"] == ("algorithmLog", b"ocean.py was here\n")

@@ -37,7 +37,7 @@ from localcompute import Engine, Job, JobSpec
 from localcompute.core.status import FINAL_STATUSES, TerminationReason
 from localcompute.runtime.workspace import Workspace
 from tests.conftest import FileServer, docker_ps, make_settings, mounts_under, serving_files
-from tests.docker.conftest import ROOT, raw_job
+from tests.docker.conftest import ROOT, raw_job, receipt_problem
 
 SMALL = {"cpu": 0.5, "ram_gb": 0.25, "disk_gb": 0.05, "max_job_duration": 60}
 ENVIRONMENTS = [
@@ -62,10 +62,18 @@ class ChaosReport:
     orphans: list[str] = field(default_factory=list)
     refinalized: list[str] = field(default_factory=list)
     not_final: list[str] = field(default_factory=list)
+    unreceipted: list[str] = field(default_factory=list)  # final without its one receipt
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.twice or self.orphans or self.refinalized or self.not_final)
+        return not (
+            self.lost
+            or self.twice
+            or self.orphans
+            or self.refinalized
+            or self.not_final
+            or self.unreceipted
+        )
 
     def summary(self) -> str:
         return (
@@ -73,7 +81,7 @@ class ChaosReport:
             f"({self.completed} completed, {self.stops} stop orders, {self.deletes} delete "
             f"orders) in {self.seconds:.0f} s: {len(self.lost)} lost, {len(self.twice)} run "
             f"twice, {len(self.orphans)} orphans, {len(self.refinalized)} final twice, "
-            f"{len(self.not_final)} not final"
+            f"{len(self.not_final)} not final, {len(self.unreceipted)} without their receipt"
         )
 
     def details(self) -> str:
@@ -85,6 +93,7 @@ class ChaosReport:
                 ("orphans", self.orphans),
                 ("refinalized", self.refinalized),
                 ("not final", self.not_final),
+                ("without their receipt", self.unreceipted),
             )
             if items
         ]
@@ -292,6 +301,8 @@ def _judge(
         if not job.removed or Workspace.of(engine.settings.data_dir, job.job_id).root.exists():
             report.orphans.append(f"deleted job {job.job_id} still has its files")
         return
+    if not job.removed and (problem := receipt_problem(engine, job)):
+        report.unreceipted.append(problem)
     if job.job_id in touched or job.stopreq:
         return  # stopped: any ending is right, as long as it ran at most once
     output = next(

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from localcompute import AlgorithmSpec, Engine, FileSource, InputSpec, Job, JobSpec
+from localcompute.core.errors import ReceiptError
+from localcompute.core.receipt import read_receipt
 from tests.conftest import BUSYBOX_IMAGE, STARTED_INSTANCES, docker_ps, make_settings
 
 pytestmark = pytest.mark.docker
@@ -116,6 +118,30 @@ async def wait_status(engine: Engine, job_id: str, status: int, timeout: float =
             raise AssertionError(f"job {job_id} ended at {job.status} ({job.status_text})")
         await asyncio.sleep(0.05)
     raise AssertionError(f"job {job_id} never reached {status}")
+
+
+def receipt_problem(engine: Engine, job: Job) -> str:
+    """What is wrong with a final job's receipt: "" when it has exactly one, listed last,
+    signed by the engine's key, naming this job, its outcome and every other result."""
+    names = [r.filename for r in job.results]
+    if names.count("receipt.json") != 1 or names[-1] != "receipt.json":
+        return f"{job.job_id}: results {names} do not end in one receipt.json"
+    try:
+        receipt = read_receipt(engine.result_path(job, len(names) - 1).read_bytes())
+    except (OSError, ReceiptError) as e:
+        return f"{job.job_id}: its receipt does not hold: {e}"
+    if engine.key is None or receipt.signer != engine.key.address or receipt.job_id != job.job_id:
+        return f"{job.job_id}: its receipt is another's ({receipt.signer}, {receipt.job_id})"
+    named = {s.name: s.sha256 for s in receipt.subjects}
+    if named != {r.filename: r.sha256 for r in job.results[:-1]}:
+        return f"{job.job_id}: its receipt's subjects are not its results"
+    products = receipt.section("runDetails").get("byproducts") or []
+    said: dict[str, Any] = next(
+        (p["annotations"] for p in products if p.get("name") == "outcome"), {}
+    )
+    if (text := said.get("statusText")) != job.status_text:
+        return f"{job.job_id}: its receipt says {text!r}, the job {job.status_text!r}"
+    return ""
 
 
 def result_text(engine: Engine, job: Job, filename: str) -> str:

@@ -23,7 +23,15 @@ from localcompute import JobStatus, TerminationReason
 from localcompute.engine import failpoints
 from localcompute.runtime.workspace import Workspace
 from tests.conftest import STARTED_INSTANCES, FileServer, docker_ps, mounts_under
-from tests.docker.conftest import ROOT, EngineFactory, raw_job, result_text, url_input, wait_final
+from tests.docker.conftest import (
+    ROOT,
+    EngineFactory,
+    raw_job,
+    receipt_problem,
+    result_text,
+    url_input,
+    wait_final,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -130,6 +138,8 @@ async def test_a_job_killed_at_each_failpoint_finishes_once(
             assert result_text(engine, job, "out.txt") == "payload\n"
             names = [r.filename for r in job.results]
             assert len(names) == len(set(names)), f"duplicate results: {names}"
+        # However it ended, and wherever the server died, the job has its one receipt.
+        assert receipt_problem(engine, job) == ""
     runs = file_server.requests.count(token)
     assert runs == (0 if kind in ("no-data", "no-image") else 1), f"the algorithm ran {runs} times"
     # Nothing of the job is left on the engine or the host.

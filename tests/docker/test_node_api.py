@@ -55,7 +55,7 @@ async def test_a_free_job_sees_ocean_s_layout_and_its_outputs_come_back_as_one_t
     assert done["terminationDetails"]["exitCode"] == 3
     assert done["terminationDetails"]["reason"] == "failed"
     names = [r["filename"] for r in done["results"]]
-    assert names == ["configuration.log", "algorithm.log", "outputs.tar"]
+    assert names == ["configuration.log", "algorithm.log", "outputs.tar", "receipt.json"]
 
     code, log, _ = await client.result(job_id, 1)
     assert code == 200

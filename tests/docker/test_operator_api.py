@@ -81,6 +81,7 @@ async def test_document_example_runs_to_70_on_both_path_forms(
         "configrationLog",
         "filteringLog",
         "publishLog",
+        "receipt",
     ]
     assert done["algologUrl"] and done["configlogUrl"] and done["publishlogUrl"]
     assert done["outputsUrl"] == [] and done["resultsDid"] == ""

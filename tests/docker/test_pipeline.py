@@ -7,9 +7,11 @@ import json
 import tarfile
 from pathlib import Path
 
+import docker
 import pytest
 
 from localcompute import FileSource, InputSpec, JobStatus, StopRequest, TerminationReason
+from localcompute.core.receipt import read_receipt
 from localcompute.runtime.logfile import TRUNCATION_MARKER
 from tests.conftest import FileServer
 from tests.docker.conftest import (
@@ -125,6 +127,7 @@ async def test_job_sees_the_ocean_layout_and_variables(
         ("configure.log", "configrationLog"),
         ("filter.log", "filteringLog"),
         ("publish.log", "publishLog"),
+        ("receipt.json", "receipt"),
     ]
     for index, result in enumerate(job.results):
         data = engine.result_path(job, index).read_bytes()
@@ -135,6 +138,29 @@ async def test_job_sees_the_ocean_layout_and_variables(
     assert "hello from stdout" in algo_log and "hello from stderr" in algo_log
     configure_log = result_text(engine, job, "configure.log")
     assert file_server.base_url not in configure_log, "dataset URLs leaked into configure.log"
+
+    # The receipt: the image Docker ran, the files the server served, the results as
+    # downloaded, each by its digest; signed by the engine's key.
+    receipt = read_receipt(engine.result_path(job, len(job.results) - 1).read_bytes())
+    assert engine.key is not None and receipt.signer == engine.key.address
+    ran = docker.from_env().images.get(job.spec.algorithm.image_ref).id
+    assert [d["annotations"]["imageId"] for d in receipt.dependencies("image")] == [ran]
+    served = {
+        (d["annotations"]["did"], d["annotations"]["file"]): d["digest"]["sha256"]
+        for d in receipt.dependencies("input")
+    }
+    assert served == {
+        (D1, 0): hashlib.sha256(file_server.files["one.csv"]).hexdigest(),
+        (D2, 0): hashlib.sha256(file_server.files["two-a.csv"]).hexdigest(),
+        (D2, 1): hashlib.sha256(file_server.files["two-b.csv"]).hexdigest(),
+    }
+    downloaded = {
+        r.filename: hashlib.sha256(engine.result_path(job, i).read_bytes()).hexdigest()
+        for i, r in enumerate(job.results[:-1])
+    }
+    assert {s.name: s.sha256 for s in receipt.subjects} == downloaded
+    custom = receipt.section("buildDefinition", "externalParameters")["customDataSha256"]
+    assert custom == hashlib.sha256(json.dumps({"alpha": 1}).encode()).hexdigest()
 
     times = [
         job.date_created,
@@ -164,7 +190,7 @@ async def test_input_that_answers_404_fails_at_31(
     assert job.status == JobStatus.DATA_PROVISIONING_FAILED
     assert job.status_text == "Data provisioning failed"
     assert job.date_finished is not None and job.algorithm_started_at is None
-    assert [r.type for r in job.results] == ["configrationLog", "publishLog"]
+    assert [r.type for r in job.results] == ["configrationLog", "publishLog", "receipt"]
     configure_log = result_text(engine, job, "configure.log")
     assert "404" in configure_log
     assert file_server.url("gone") not in configure_log

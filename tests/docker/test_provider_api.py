@@ -67,8 +67,9 @@ async def test_whole_flow_as_ocean_py_sends_it(
         "configrationLog",
         "filteringLog",
         "publishLog",
+        "receipt",
     ]
-    assert len(done["resultsUrls"]) == 5 and done["algorithmLogUrl"] == done["resultsUrls"][1]
+    assert len(done["resultsUrls"]) == 6 and done["algorithmLogUrl"] == done["resultsUrls"][1]
 
     # Every result, whole, through the signed computeResult (query string, v = 0/1).
     for index, result in enumerate(done["results"]):

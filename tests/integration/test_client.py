@@ -18,9 +18,11 @@ from localcompute.client import (
     Key,
     NodeClient,
     NoLogError,
+    ReceiptError,
     RemoteError,
     RemoteJob,
     SyncClient,
+    verify_receipt,
 )
 from tests.gates import Gate, Gates
 from tests.served import ENV, LOCAL_DID, URL_DID, Consumer, Served, fake_server
@@ -125,6 +127,30 @@ async def test_a_finished_job_gives_its_whole_log_and_lists_its_results(
     out, log = results[:2]
     assert (out.filesize, log.filesize) == (len("out\n"), len("line 1\nline 2\nline 3\n"))
     assert f"jobId={job.job_id}&index=1" in log.url
+
+
+async def test_the_downloaded_results_and_their_receipt_verify_offline(
+    client: Client, served: Served, tmp_path: Path
+) -> None:
+    """What a consumer does to show others what produced its results: download them
+    all, then check the receipt against the provider's address (GET /), offline."""
+    job = await client.start([LOCAL_DID], rawcode="echo out > $OUTPUTS/out.txt", **SHELL)
+    await client.wait(job.job_id, poll=0.05)
+    folder = tmp_path / "results"
+    folder.mkdir()
+    for result in await client.results(job.job_id):
+        await client.download(job.job_id, result.index, folder)
+    async with client.session.get(served.base_url + "/") as answer:
+        provider = next(iter((await answer.json())["providerAddresses"].values()))
+
+    receipt = verify_receipt(folder / "receipt.json", provider=provider, results=folder)
+    assert receipt.job_id == job.job_id and receipt.signer == provider
+    assert [s.name for s in receipt.outputs] == ["out.txt"]
+    (folder / "out.txt").write_text("not what it wrote\n")
+    with pytest.raises(ReceiptError, match=r"out\.txt was changed"):
+        verify_receipt(folder / "receipt.json", provider=provider, results=folder)
+    with pytest.raises(ReceiptError, match="not by the provider"):
+        verify_receipt(folder / "receipt.json", provider=Key.random().address)
 
 
 async def test_a_job_whose_algorithm_never_ran_has_no_log_and_says_why(
@@ -238,11 +264,18 @@ async def test_the_node_client_does_the_same_in_ocean_node_s_dialect(
             "configuration.log",
             "algorithm.log",
             "outputs.tar",
+            "receipt.json",
         ]
         log = await client.download(job.job_id, "algorithm.log", tmp_path)
         assert log.read_text() == "mode=node\n"
         tar = await client.download(job.job_id, "outputs.tar", tmp_path)
         assert tar.stat().st_size == done.results[2].filesize
+        # Every result the node lists, downloaded, checks against the receipt under the
+        # node's own names (configuration.log), outputs.tar a subject of its own.
+        for name in ("configuration.log", "receipt.json"):
+            await client.download(job.job_id, name, tmp_path)
+        receipt = verify_receipt(tmp_path / "receipt.json", results=tmp_path)
+        assert [s.name for s in receipt.outputs] == ["outputs.tar"]
         assert [j.job_id for j in await client.jobs()] == [job.job_id]  # with a token
 
         sleeper = await client.start(

@@ -103,6 +103,7 @@ async def test_the_reference_signature_vector_starts_a_job(
         ("configuration.log", "configurationLog", 0),
         ("algorithm.log", "algorithmLog", 1),
         ("outputs.tar", "output", 2),
+        ("receipt.json", "receipt", 3),
     ]
 
     code, tar_bytes, response = await client.result(job["jobId"], 2)

@@ -123,14 +123,34 @@ async function result (consumer, jobId, entry, offset) {
   }
 }
 
+// The job's signed receipt, and who signed it as ethers sees it: EIP-191 personal_sign
+// over DSSE's pre-authentication encoding of the payload.
+async function receipt (consumer, jobId, entry) {
+  const whole = await read(
+    await ProviderInstance.getComputeResult(nodeUri, consumer, jobId, entry.index)
+  )
+  const envelope = JSON.parse(whole.toString('utf8'))
+  const payload = Buffer.from(envelope.payload, 'base64')
+  const type = Buffer.from(envelope.payloadType, 'utf8')
+  const pae = Buffer.concat([
+    Buffer.from(`DSSEv1 ${type.length} `), type, Buffer.from(` ${payload.length} `), payload
+  ])
+  const sig = ethers.hexlify(Buffer.from(envelope.signatures[0].sig, 'base64'))
+  return { base64: whole.toString('base64'), ethers_signer: ethers.verifyMessage(pae, sig) }
+}
+
 async function results (consumer, job) {
   const entries = job.results || []
   const tar = entries.find((r) => String(r.filename).includes('.tar'))
   const log = entries.find((r) => r.type === 'algorithmLog')
-  if (!tar || !log) throw new Error(`no .tar or algorithm log in ${JSON.stringify(job)}`)
+  const signed = entries.find((r) => r.filename === 'receipt.json')
+  if (!tar || !log || !signed) {
+    throw new Error(`no .tar, algorithm log or receipt in ${JSON.stringify(job)}`)
+  }
   return {
     tar: await result(consumer, job.jobId, tar, 512),
-    log: await result(consumer, job.jobId, log, 10)
+    log: await result(consumer, job.jobId, log, 10),
+    receipt: await receipt(consumer, job.jobId, signed)
   }
 }
 
