@@ -103,7 +103,8 @@ def _config(args: argparse.Namespace, data_dir: Path, files: dict[str, str]) -> 
                 "algorithm_network": args.network,
             }
         ],
-        "provider": {"dataset_roots": roots},
+        # One key for every local run, kept with the cache: its receipts name one signer.
+        "provider": {"dataset_roots": roots, "private_key_file": str(_run_key())},
         "datasets": [{"did": did, "files": [source]} for did, source in files.items()],
     }
 
@@ -178,6 +179,15 @@ async def _remove_containers(instance: str, *, cut_short: bool) -> None:
         log.warning("could not remove the containers of this run (instance %s): %s", instance, e)
     finally:
         await runtime.close()
+
+
+def _run_key() -> Path:
+    """The key that signs the receipts of local runs: made once, mode 0600."""
+    from localcompute.core.signing import secret_file
+
+    path = _cache_dir() / "run.key"
+    secret_file(path, "the key of local runs")
+    return path
 
 
 def _cache_dir() -> Path:
