@@ -17,8 +17,9 @@ import aiohttp
 import pytest
 
 from localcompute import Engine, FileSource, InputSpec, JobSpec, JobStatus
+from localcompute.core.receipt import read_receipt
 from tests.conftest import make_settings
-from tests.docker.conftest import raw_job, wait_final, wait_status
+from tests.docker.conftest import raw_job, receipt_problem, wait_final, wait_status
 from tests.node_client import NodeClient, raw_algorithm
 from tests.operator_client import DOCUMENT_EXAMPLE, OPERATOR_CONFIG, Provider, localised
 from tests.served import LOCAL_DID, Consumer, free_port, start_server, stop_server
@@ -72,6 +73,17 @@ async def run_spec(engine: Engine, name: str, spec: JobSpec) -> dict[str, object
             data = await asyncio.to_thread(engine.result_path(job, index).read_bytes)
             sha[result.filename] = hashlib.sha256(data).hexdigest()
     summary = job_summary(job, sha)
+    # Its receipt holds on either runtime, and names the same files by the same digests
+    # (the image ids differ: each engine imported its own copy).
+    assert receipt_problem(engine, job) == ""
+    receipt = read_receipt(engine.result_path(job, len(job.results) - 1).read_bytes())
+    summary["receipt"] = {
+        "outputs": [(s.name, s.sha256) for s in receipt.outputs],
+        "read": [
+            d["digest"]["sha256"] for k in ("algorithm", "input") for d in receipt.dependencies(k)
+        ],
+        "images": len(receipt.dependencies("image")),
+    }
     if name == "inputs":
         summary["live"] = live.decode()
     return summary
