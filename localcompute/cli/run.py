@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from localcompute.cli import reproduce
 from localcompute.cli.display import human_size
 from localcompute.cli.interrupts import Interrupts
 from localcompute.cli.run_image import Container, Images, choose
@@ -100,6 +101,13 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--key-file", type=Path, help="the consumer key (with --server)")
     run.add_argument("--data-dir", type=Path, help="the local engine's folder (kept)")
     run.add_argument(
+        "--reproduce",
+        type=Path,
+        metavar="RECEIPT",
+        help="run a receipt's job again (its image, limits, algorithm and input files, "
+        "checked) and compare every output's sha256; exit 0 when all are identical",
+    )
+    run.add_argument(
         "--json",
         action="store_true",
         help="print only the final status object, each result with its local path",
@@ -151,7 +159,8 @@ def _algorithm(args: argparse.Namespace) -> Algorithm:
         rawcode = args.algorithm.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read the algorithm {args.algorithm}: {e}") from e
-    given_container(args)  # a file with no default container fails before anything runs
+    if args.reproduce is None:  # a file with no default container fails before anything runs
+        given_container(args)
     custom = None
     if args.custom_data is not None:
         try:
@@ -177,6 +186,7 @@ async def _local_container(args: argparse.Namespace) -> Container:
 
 
 async def _run(args: argparse.Namespace, console: Console, interrupts: Interrupts) -> int:
+    again = None if args.reproduce is None else await asyncio.to_thread(reproduce.prepare, args)
     algorithm = _algorithm(args)
     if args.server:
         if any(v is not None for v in (args.cpu, args.ram_gb, args.gpus, args.max_time)):
@@ -195,12 +205,23 @@ async def _run(args: argparse.Namespace, console: Console, interrupts: Interrupt
     datasets = [await asyncio.to_thread(local_dataset, i) for i in args.input]
     if not datasets:
         raise ConfigError("give at least one --input (a file or a URL)")
-    container = await _local_container(args)
+    if again is not None:
+        await _with_images(again.check_image)
+        console.phase(f"reproducing {args.reproduce}: {again.checked}")
+    container = await _local_container(args) if again is None else again.container
     for did, source in datasets:
         console.phase(f"input {did}  ← {source}")
     async with local_engine(args, datasets) as url, Client(url, Key.random()) as client:
         dids = [did for did, _ in datasets]
-        return await _job(client, args, algorithm, container, dids, None, console, interrupts)
+        ended: list[tuple[RemoteJob, dict[str, Path]]] = []
+        code = await _job(
+            client, args, algorithm, container, dids, None, console, interrupts, ended
+        )
+    if again is None:
+        return code
+    code, line = await asyncio.to_thread(again.compare, *ended[0], code)
+    print(line, flush=True)
+    return code
 
 
 async def _with_images(use: Callable[[Images], Awaitable[T]]) -> T:
@@ -224,6 +245,7 @@ async def _job(
     environment: str | None,
     console: Console,
     interrupts: Interrupts,
+    ended: list[tuple[RemoteJob, dict[str, Path]]] | None = None,
 ) -> int:
     job = await client.start(
         dids,
@@ -273,16 +295,25 @@ async def _job(
         interrupts.job_ended()
     code = exit_code(done, stopped=interrupts.stopping)
     console.phase(f"{'finished' if done.status == 70 else 'failed'}: {describe(done)}")
-    out = args.out or Path("results") / done.job_id
+    paths = await _download(client, done, args.out or Path("results") / done.job_id, console)
+    if args.json:
+        print(json.dumps(json_status(done.raw, paths, local=not args.server), indent=2))
+    if ended is not None:
+        ended.append((done, paths))  # the job and its files, for --reproduce to compare
+    return code
+
+
+async def _download(
+    client: Client, done: RemoteJob, out: Path, console: Console
+) -> dict[str, Path]:
+    """Every result of the job into `out`: each file's name, and where it is now."""
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for result in done.results:
         path = await client.download(done.job_id, result.filename, out)
         paths[result.filename] = path
         console.out.write(f"  {human_size(result.filesize):>9}  {path}\n")
-    if args.json:
-        print(json.dumps(json_status(done.raw, paths, local=not args.server), indent=2))
-    return code
+    return paths
 
 
 async def _leaving(
