@@ -136,7 +136,7 @@ def _check_inputs(receipt: Receipt, inputs: list[str]) -> None:
         receipt.dependencies("input"),
         key=lambda d: (
             _number((d.get("annotations") or {}).get("index")),
-            str((d.get("annotations") or {}).get("file", "")),
+            _number((d.get("annotations") or {}).get("file")),
         ),
     )
     if len(files) != len(inputs):

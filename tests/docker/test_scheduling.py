@@ -9,7 +9,7 @@ import time
 import pytest
 
 from localcompute import JobStatus, StopRequest, TerminationReason
-from tests.docker.conftest import EngineFactory, raw_job, wait_final, wait_status
+from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final, wait_status
 
 pytestmark = pytest.mark.docker
 
@@ -50,13 +50,18 @@ async def test_stop_while_waiting_ends_without_running(engine_factory: EngineFac
     first = await engine.submit(raw_job("sleep 60 # holds the only slot"))
     second = await engine.submit(raw_job("echo should never run"))
     assert (await engine.get(second)).status == JobStatus.WARMING_UP
-    job = await engine.stop(second)
-    assert job.status == JobStatus.JOB_COMPLETED
-    assert job.termination_reason == TerminationReason.STOPPED
-    assert job.algorithm_started_at is None and job.fetch_started_at is None
-    assert job.results == []
-    await engine.stop(first)
-    await wait_final(engine, first, timeout=20)
+    try:
+        job = await engine.stop(second)
+        assert job.status == JobStatus.JOB_COMPLETED
+        assert job.termination_reason == TerminationReason.STOPPED
+        assert job.algorithm_started_at is None and job.fetch_started_at is None
+        # Nothing ran, so nothing of its own is published: its logs say why, and its
+        # receipt says so, signed.
+        assert [r.filename for r in job.results] == ["configure.log", "publish.log", "receipt.json"]
+        assert "stopped before it started" in result_text(engine, job, "configure.log")
+    finally:
+        await engine.stop(first)
+        await wait_final(engine, first, timeout=20)
 
 
 async def test_max_jobs_one_runs_jobs_one_at_a_time_in_order(
