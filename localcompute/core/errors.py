@@ -62,6 +62,23 @@ class RefusedError(LocalComputeError):
         super().__init__(payload if isinstance(payload, str) else str(payload), **details)
 
 
+class LimitError(LocalComputeError):
+    """Too many: a limit on this consumer or client was reached; nothing was changed.
+
+    `limit` names it as its setting is named (max_waiting, starts_per_second, …), `value`
+    is its value, `retry_after` the seconds until trying again can succeed (None when
+    that hangs on other jobs ending, not on the clock).
+    """
+
+    def __init__(
+        self, message: str, *, limit: str, value: float, retry_after: float | None = None
+    ) -> None:
+        self.limit = limit
+        self.value = value
+        self.retry_after = retry_after
+        super().__init__(message, limit=limit, value=value, retry_after=retry_after)
+
+
 class RequestValidationError(LocalComputeError):
     """Validation error"""
 

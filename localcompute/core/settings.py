@@ -22,6 +22,7 @@ from pydantic import (
 
 from localcompute.core.errors import UnknownEnvironmentError
 from localcompute.core.jobspec import Container
+from localcompute.core.limit_settings import ConnectionSettings, JobLimits, LimitSettings
 
 CONFIG_ENV_VAR = "LOCALCOMPUTE_CONFIG"
 
@@ -191,6 +192,16 @@ class EnvironmentSettings(_Section):
         description='swarm: the node label ("key=value" or "key") a node must have to run '
         "this environment's jobs; empty: any eligible node.",
     )
+    queue_max_wait: float = Field(
+        0,
+        ge=0,
+        description="Seconds a job may wait for a slot before it ends unrun (a job's own "
+        "queueMaxWaitTime may ask less); 0: it waits as long as it takes.",
+    )
+    limits: JobLimits = Field(
+        default_factory=JobLimits,
+        description="[limits] job limits of this environment's own; a key left out keeps [limits].",
+    )
 
     @property
     def gpu_count(self) -> int:
@@ -328,6 +339,8 @@ class Settings(_Section):
     operator: OperatorSettings = Field(default_factory=OperatorSettings)
     pool: PoolSettings = Field(default_factory=PoolSettings)
     node: NodeSettings = Field(default_factory=NodeSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)
     datasets: list[DatasetSettings] = Field(default_factory=list)
     algorithms: list[AlgorithmSettings] = Field(default_factory=list)
 

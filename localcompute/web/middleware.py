@@ -10,6 +10,7 @@ Bad input never gives a 500.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from localcompute.core.errors import (
     InvalidJobError,
     JobConflictError,
     JobNotFoundError,
+    LimitError,
     LocalComputeError,
     RefusedError,
     RequestValidationError,
@@ -59,7 +61,21 @@ def _plain_answer(e: LocalComputeError) -> web.Response:
     return _common_answer(e)
 
 
+def _too_many(e: LimitError) -> web.Response:
+    """429 in every dialect: {"error": …} naming the limit, its value and when to retry
+    (a Retry-After header too, when the clock decides)."""
+    body: dict[str, Any] = {"error": e.message, "limit": e.limit, "value": e.value}
+    response = _json(429, body)
+    if e.retry_after is not None:
+        body["retryAfter"] = round(e.retry_after, 3)
+        response = _json(429, body)
+        response.headers["Retry-After"] = str(max(1, math.ceil(e.retry_after)))
+    return response
+
+
 def _common_answer(e: LocalComputeError) -> web.Response:
+    if isinstance(e, LimitError):
+        return _too_many(e)
     if isinstance(e, RefusedError):
         return _json(400, {"error": e.payload})
     if isinstance(e, AccessDeniedError):
