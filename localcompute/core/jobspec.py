@@ -209,6 +209,12 @@ class JobSpec(Frozen):
     max_duration: float | None = Field(
         None, gt=0, description="Lowers the environment's max_job_duration, never raises it."
     )
+    queue_max_wait: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds the job may wait for a slot before it ends unrun; none or 0: "
+        "the environment's queue_max_wait. The engine stores the one that applies.",
+    )
     publish_outputs: bool = Field(True, description="List the outputs among the results.")
     publish_algorithm_log: bool = Field(True, description="List algorithm.log among the results.")
     viewers: list[str] = Field(

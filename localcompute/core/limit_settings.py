@@ -77,8 +77,7 @@ class LimitSettings(_Section):
     )
     addresses: dict[str, AddressLimits] = Field(
         default_factory=dict,
-        description='Per consumer: [limits.addresses."0x…"] with weight, exempt and any '
-        "job limit.",
+        description='Per consumer: [limits.addresses."0x…"] with weight, exempt and any job limit.',
     )
 
     @field_validator("addresses")

@@ -40,6 +40,15 @@ class Preconditions(Frozen):
         return cls(nonce_address=address, nonce=nonce, **more)
 
 
+class ConsumerCounts(Frozen):
+    """One consumer's jobs in one environment, as its job limits count them."""
+
+    waiting: int = 0
+    running: int = 0  # holding a slot
+    started: int = 0  # accepted since the time asked about
+    first_started: float | None = None  # the oldest of those
+
+
 class JobQuery(Frozen):
     """Which jobs: every filter given must hold. Owners compare case-blind."""
 
@@ -168,12 +177,18 @@ class AdmissionView(Frozen):
     environment: str
     resources: JobResources = Field(default_factory=JobResources)
     allocation: Allocation | None = None
+    owner: str = ""  # lower case: fair turns are per consumer
+    date_created: float = 0.0
+    held_since: float | None = None  # when its fetch began: its use of the pool accrues
 
     @classmethod
     def from_row(cls, row: Any) -> AdmissionView:
         return cls(
             job_id=row["job_id"],
             environment=row["environment"],
+            owner=row["owner"],
+            date_created=row["date_created"],
+            held_since=row["fetch_started_at"],
             resources=JobResources.model_validate_json(row["resources"] or "{}"),
             allocation=(
                 Allocation.model_validate_json(row["allocation"]) if row["allocation"] else None
@@ -243,7 +258,16 @@ class Job(Frozen):
             environment=self.environment,
             resources=self.spec.resources,
             allocation=self.allocation,
+            owner=self.owner.lower(),
+            date_created=self.date_created,
+            held_since=self.fetch_started_at,
         )
+
+    @property
+    def queue_deadline(self) -> float | None:
+        """When a job still waiting for a slot ends unrun; None: it waits as long as it takes."""
+        wait = self.spec.queue_max_wait
+        return self.date_created + wait if wait else None
 
     @property
     def input_dids(self) -> list[str]:

@@ -110,6 +110,8 @@ class TerminationReason(StrEnum):
     TIMEOUT = "timeout", "Job timed out"
     OOM = "oom", "Out of memory"
     DISK = "disk", "Disk quota exceeded"
+    # It waited for a slot past its queue deadline and never ran.
+    QUEUE_EXPIRED = "queue_expired", "Job expired in queue"
     # The system failed, not the user's algorithm (a lost container, a helper that crashed).
     ERROR = "error", "Job failed"
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -35,6 +36,7 @@ from localcompute.engine import failpoints, policy
 from localcompute.engine.amounts import Capacity
 from localcompute.engine.capacity import capacity as pool_capacity
 from localcompute.engine.catalog import Catalog
+from localcompute.engine.consumer_limits import HOUR, check_start, running_caps
 from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.envstate import EnvironmentState, pool_totals
 from localcompute.engine.expiry import expire_results, expiry_loop
@@ -47,6 +49,7 @@ from localcompute.engine.pool import Pool
 from localcompute.engine.scheduler import Scheduler
 from localcompute.engine.stage_files import StageFiles
 from localcompute.engine.stepkit import ContainerDefaults, disk_limit
+from localcompute.engine.turns import FairTurns, UseLedger, held_core_seconds
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.choice import runtime_for
 from localcompute.runtime.pull import must_pull
@@ -75,6 +78,15 @@ class Engine:
         self._lock = DataDirLock(settings.data_dir)
         self.metrics = Metrics()
         self.cpu_types: dict[str, str] = {}
+        limits = settings.limits
+        # Each consumer's recent use of the pool, for fair turns: rebuilt from the store
+        # at start, charged as jobs end.
+        self.ledger = UseLedger(limits.fair_share_half_life)
+        self.turns = FairTurns(
+            self.ledger,
+            weight=lambda owner: limits.for_address(owner).weight,
+            caps=lambda owner, env: running_caps(limits, settings.environment(env), owner),
+        )
         self.pool = Pool(Capacity((), 0, 0, ()), settings.environment)  # measured at start
         self.disk: DiskQuota = WatchQuota()  # chosen at start
         # Environment id → why it cannot run jobs here (its GPUs, probed at start).
@@ -104,7 +116,9 @@ class Engine:
             if not nodes:
                 raise ConfigError("the runtime offers no node to run jobs on")
             self.pool = Pool(
-                [pool_capacity(node, self.settings) for node in nodes], self.settings.environment
+                [pool_capacity(node, self.settings) for node in nodes],
+                self.settings.environment,
+                self.turns,
             )
             contentions = self.pool.check(self.settings.environments)
             for line in self.pool.describe():
@@ -135,6 +149,7 @@ class Engine:
                     )
                 )
             await self.store.open()
+            await self._remember_use()
             key = await asyncio.to_thread(StageKey.load, self.settings.data_dir)
             self.stage_files = StageFiles(
                 self.store,
@@ -185,6 +200,15 @@ class Engine:
         await self.scheduler.admit()
         self.scheduler.in_background(expiry_loop(self.expire_results))
         self.scheduler.in_background(self.scheduler.sweep_forever())
+        self.scheduler.in_background(self.scheduler.deadlines_forever())
+
+    async def _remember_use(self) -> None:
+        """Fair turns after a restart as before it: the use of jobs that ended within
+        twenty half-lives (what is older weighs less than a millionth)."""
+        now = time.time()
+        since = now - 20 * self.ledger.half_life
+        for owner, allocation, held_since, finished in await self.store.recent_use(since):
+            self.ledger.charge(owner, held_core_seconds(allocation, held_since, finished), finished)
 
     async def claim_data_dir(self) -> None:
         """Create and lock the data folder (ConfigError naming the holder if another
@@ -233,10 +257,19 @@ class Engine:
         limit = env.max_job_duration
         if spec.max_duration is not None:
             limit = min(limit, spec.max_duration)
+        # The queue deadline that applies is stored with the job: the job's own, else
+        # its environment's (0: none).
+        spec = spec.model_copy(update={"queue_max_wait": spec.queue_max_wait or env.queue_max_wait})
         async with self.store.transaction() as tx:
             await tx.check(requires or Preconditions())
+            if spec.owner:
+                now = time.time()
+                counts = await tx.consumer_counts(spec.owner, now - HOUR)
+                check_start(self.settings.limits, env, spec.owner, counts, now)
             job_id = await tx.insert_job(spec, max_duration=limit)
         log.info("job %s accepted in %s", job_id, env.id)
+        if spec.queue_max_wait:
+            self.scheduler.watch_deadline(job_id, time.time() + spec.queue_max_wait)
         await self.scheduler.admit()
         return job_id
 
@@ -338,6 +371,7 @@ class Engine:
         states = await self.environment_states()
         totals = next(iter(states.values())).pool_totals if states else {}
         self.metrics.refresh_pool(totals, {env: s.in_use for env, s in states.items()})
+        self.metrics.refresh_consumers(await self.store.count_by_consumer())
         return self.metrics.exposition()
 
     # -- health -----------------------------------------------------------------
@@ -371,6 +405,11 @@ class Engine:
         whether it can run jobs here, and how its disk limit is enforced."""
         active = await self.store.active_jobs()
         totals = pool_totals(self.pool.capacity)
+        queued = {
+            env: count
+            for env, status, count in await self.store.count_jobs()
+            if status == JobStatus.WARMING_UP
+        }
         return {
             env.id: EnvironmentState(
                 in_use=self.pool.in_use(j.claim for j in active if j.environment == env.id),
@@ -378,6 +417,7 @@ class Engine:
                 unavailable=self.unavailable.get(env.id),
                 disk_quota=self.disk.mechanism,
                 disk_hard=self.disk.hard,
+                queued=queued.get(env.id, 0),
             )
             for env in self.settings.environments
         }

@@ -14,6 +14,7 @@ class EnvironmentState:
     unavailable: str | None  # why it cannot run jobs here; None when it can
     disk_quota: str  # xfs, loop or watch
     disk_hard: bool
+    queued: int = 0  # its jobs waiting for a slot
 
     @property
     def disk_limit(self) -> dict[str, object]:

@@ -10,6 +10,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from localcompute.core.models import Job
 
+# Consumers shown by name in the per-consumer gauges; the rest are summed as "other", so
+# that a crowd of addresses cannot grow the exposition without bound.
+TOP_CONSUMERS = 10
+OTHER = "other"
+
 # Seconds: from a trivial step to the hour a job may run.
 PHASE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("inf"))
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, float("inf"))
@@ -82,6 +87,25 @@ class Metrics:
         self.result_bytes = Counter(
             "localcompute_result_bytes", "Bytes of results served.", registry=r
         )
+        self.consumer_jobs = Gauge(
+            "localcompute_consumer_jobs",
+            f"Jobs waiting and running per consumer: the {TOP_CONSUMERS} with the most "
+            'unfinished jobs by address, the rest summed as "other".',
+            ["consumer", "state"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "localcompute_refusals",
+            "Requests refused by a limit (429), by the limit's setting name.",
+            ["limit"],
+            registry=r,
+        )
+        self.deadlines = Counter(
+            "localcompute_queue_deadlines",
+            "Jobs that waited past their queue deadline and ended unrun.",
+            ["environment"],
+            registry=r,
+        )
 
     def job_finished(self, job: Job) -> None:
         """Each phase the job went through, from its recorded timestamps."""
@@ -90,6 +114,28 @@ class Metrics:
             finished = getattr(job, f"{phase}_finished_at")
             if started is not None and finished is not None and finished >= started:
                 self.phase_seconds.labels(phase).observe(finished - started)
+
+    def refused(self, limit: str) -> None:
+        self.refusals.labels(limit).inc()
+
+    def deadline_hit(self, environment: str) -> None:
+        self.deadlines.labels(environment).inc()
+
+    def refresh_consumers(self, counts: Iterable[tuple[str, int, int]]) -> None:
+        """(consumer, waiting, running) now: the top ones by name, the rest as "other"."""
+        ranked = sorted(counts, key=lambda c: (-(c[1] + c[2]), c[0]))
+        self.consumer_jobs.clear()
+        rest = [0, 0]
+        for i, (consumer, waiting, running) in enumerate(ranked):
+            if i < TOP_CONSUMERS:
+                self.consumer_jobs.labels(consumer, "waiting").set(waiting)
+                self.consumer_jobs.labels(consumer, "running").set(running)
+            else:
+                rest[0] += waiting
+                rest[1] += running
+        if len(ranked) > TOP_CONSUMERS:
+            self.consumer_jobs.labels(OTHER, "waiting").set(rest[0])
+            self.consumer_jobs.labels(OTHER, "running").set(rest[1])
 
     def swept(self, kind: str, count: int) -> None:
         if count:

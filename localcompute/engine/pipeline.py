@@ -317,17 +317,29 @@ class Pipeline:
         except OSError:
             log.exception("job %s: releasing its disk failed; the next start retries", job.job_id)
 
-    async def finish_waiting(self, job: Job) -> Job:
-        """A job stopped before it got a slot ends without running: its configure.log
-        says so, and it is published like any other (its logs and its receipt)."""
+    async def finish_waiting(self, job: Job, *, expired: bool = False) -> Job:
+        """A job stopped before it got a slot, or `expired` past its queue deadline,
+        ends without running: its configure.log says so, and it is published like any
+        other (its logs and its receipt)."""
         ws = self.context(job).workspace
+        if expired:
+            waited = time.time() - job.date_created
+            line = (
+                f"expired in the queue: it waited {waited:.0f} s for a free slot, past its "
+                f"queue deadline of {job.spec.queue_max_wait or 0:g} s, and never ran"
+            )
+            ending = EarlyEnd(reason=TerminationReason.QUEUE_EXPIRED, detail=line, logged=True)
+        else:
+            line, ending = STOPPED_WAITING, EarlyEnd(reason=TerminationReason.STOPPED)
 
         def say_so() -> None:
             ws.adminlogs.mkdir(parents=True, exist_ok=True)
-            _append_line(ws.admin_log("configure.log"), STOPPED_WAITING)
+            _append_line(ws.admin_log("configure.log"), line)
 
         await asyncio.to_thread(say_so)
-        return await self._publish(job, EarlyEnd(reason=TerminationReason.STOPPED))
+        if expired:
+            self.metrics.deadline_hit(job.environment)
+        return await self._publish(job, ending)
 
     async def _finish(self, job: Job, outcome: FinalOutcome) -> Job:
         """The one place where a job's final state is written.

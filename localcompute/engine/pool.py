@@ -13,8 +13,9 @@ cores (pinned, disjoint from every other job); a job of a fraction of a CPU take
 that share of the least used cores that are not pinned, so fractional jobs share
 cores only with each other.
 
-Admission is first come, first served over the jobs whose environment has a free
-slot. The oldest job that does not fit holds a reservation: a younger job is
+Admission offers the waiting jobs whose environment has a free slot in fair turns
+between consumers (turns.py; first come, first served without them). The first job
+offered that does not fit holds a reservation: a job offered after it is
 admitted only if, after it, every resource the blocked job needs is still as
 available as before (up to what it needs). So small jobs fill what a big job
 cannot use, and never what it waits for. That is also why environments whose jobs
@@ -36,6 +37,7 @@ from localcompute.core.jobspec import JobResources
 from localcompute.core.models import AdmissionView, Allocation, Amounts, held_by
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.engine.amounts import GIB, MILLI, Capacity, Demand, Usage
+from localcompute.engine.turns import FairTurns
 
 
 class Pool:
@@ -43,9 +45,11 @@ class Pool:
         self,
         nodes: Capacity | Sequence[Capacity],
         environment: Callable[[str], EnvironmentSettings | None],
+        turns: FairTurns | None = None,
     ) -> None:
         self.nodes: tuple[Capacity, ...] = (nodes,) if isinstance(nodes, Capacity) else tuple(nodes)
         self._environment = environment
+        self.turns = turns
 
     def __repr__(self) -> str:
         return f"<Pool {'; '.join(n.describe() for n in self.nodes)}>"
@@ -210,7 +214,9 @@ class Pool:
     def plan(
         self, active: Sequence[AdmissionView], waiting: Sequence[AdmissionView]
     ) -> list[tuple[str, Allocation]]:
-        """Which waiting jobs (oldest first) to admit now, and what each gets where."""
+        """Which waiting jobs to admit now, offered in fair turns (oldest first without
+        them), and what each gets where."""
+        queue = self.turns.queue(active, waiting) if self.turns is not None else None
         usages = self.usages(self.held(job) for job in active)
         slots = Counter(job.environment for job in active)
         admitted: list[tuple[str, Allocation]] = []
@@ -218,7 +224,7 @@ class Pool:
         # A demand that did not fit will not fit later in this plan (use only grows): a
         # long queue of alike jobs costs one fit, not one each.
         refused: set[Demand] = set()
-        for job in waiting:
+        for job in queue if queue is not None else waiting:
             env = self._environment(job.environment)
             if env is None:  # no longer configured: admitted to be ended by the pipeline
                 admitted.append((job.job_id, Allocation(cpu=0.001, ram_bytes=1, disk_bytes=0)))
@@ -244,6 +250,8 @@ class Pool:
                     admitted.append((job.job_id, allocation))
                     usages[cap.node].add(allocation)
                     slots[env.id] += 1
+                    if queue is not None:
+                        queue.admitted(job, allocation)
                     break
         return admitted
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -17,14 +18,16 @@ from localcompute.core.errors import (
     LocalComputeError,
     TransitionRefusedError,
 )
-from localcompute.core.models import Allocation, Job
+from localcompute.core.models import Allocation, Job, JobQuery
 from localcompute.core.settings import Settings
 from localcompute.core.status import JobStatus
 from localcompute.engine import failpoints
+from localcompute.engine.deadlines import QueueDeadlines
 from localcompute.engine.every import every
 from localcompute.engine.pipeline import Pipeline
 from localcompute.engine.pool import Pool
 from localcompute.engine.steps import stage_at
+from localcompute.engine.turns import held_core_seconds
 from localcompute.runtime import ContainerRuntime
 from localcompute.runtime.containers import Stage, container_name
 from localcompute.runtime.workspace import Workspace
@@ -60,6 +63,7 @@ class Scheduler:
         # that happened while it read the job.
         self._slot_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._moves = 0
+        self.deadlines = QueueDeadlines()
 
     def __repr__(self) -> str:
         return f"<Scheduler running={len(self._tasks)}>"
@@ -120,12 +124,36 @@ class Scheduler:
             if not woken.done():
                 woken.set_result(None)
 
-    async def finish_waiting(self, job: Job) -> Job:
-        """End a job stopped before it got a slot, without running it."""
+    async def finish_waiting(self, job: Job, *, expired: bool = False) -> Job:
+        """End a job stopped before it got a slot (or `expired` past its queue deadline),
+        without running it."""
         try:
-            return await self.pipeline.finish_waiting(job)
+            return await self.pipeline.finish_waiting(job, expired=expired)
         finally:
             self._wake(job.job_id)
+
+    def watch_deadline(self, job_id: str, deadline: float) -> None:
+        """End the job at `deadline` if it is still waiting for a slot then."""
+        self.deadlines.watch(job_id, deadline)
+
+    async def expire_waiting(self, job_id: str) -> None:
+        """A job at its queue deadline: ended unrun if it still waits (admission and
+        this race through the store's compare-and-set: exactly one of them moves it)."""
+        job = await self.store.get(job_id)
+        deadline = job.queue_deadline
+        if job.status != JobStatus.WARMING_UP or deadline is None:
+            return
+        if deadline > time.time():  # watched early (a restart): watch it again
+            self.deadlines.watch(job_id, deadline)
+            return
+        try:
+            job = await self.finish_waiting(job, expired=True)
+        except TransitionRefusedError:
+            return  # admitted meanwhile: it runs
+        log.info("job %s ended unrun: %s", job_id, job.detail)
+
+    async def deadlines_forever(self) -> None:
+        await self.deadlines.run(self.expire_waiting)
 
     async def remove_files(self, job: Job) -> Job:
         """Remove a finished job's containers, folder and results; the row stays."""
@@ -198,6 +226,11 @@ class Scheduler:
         """A job's task has ended: remove its files if it was deleted, admit the next."""
         try:
             job = await self.store.get(job_id)
+            if job.is_final and job.date_finished is not None:
+                since = job.fetch_started_at or job.algorithm_started_at
+                used = held_core_seconds(job.allocation, since, job.date_finished)
+                if self.pool.turns is not None:
+                    self.pool.turns.ledger.charge(job.owner, used, job.date_finished)
             if job.is_final and job.delete_requested and not job.removed:
                 await self.remove_files(job)
         except Exception:
@@ -216,6 +249,10 @@ class Scheduler:
         for job in active:
             log.info("resuming job %s at %d", job.job_id, job.status)
             self._spawn(job)
+        for job in await self.store.find(JobQuery(unfinished=True)):
+            deadline = job.queue_deadline
+            if job.status == JobStatus.WARMING_UP and deadline is not None:
+                self.deadlines.watch(job.job_id, deadline)
 
     async def sweep(self, *, resuming: bool = False) -> list[Job]:
         """Remove what belongs to no running job: safe while jobs run, so it runs on a

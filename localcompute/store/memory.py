@@ -25,9 +25,9 @@ from localcompute.core.errors import (
     TransitionRefusedError,
 )
 from localcompute.core.jobspec import JobSpec
-from localcompute.core.models import Job, JobQuery, Preconditions, ResultFile
+from localcompute.core.models import ConsumerCounts, Job, JobQuery, Preconditions, ResultFile
 from localcompute.core.status import JobStatus, StopRequest, predecessors
-from localcompute.store.base import Admission
+from localcompute.store.base import Admission, PastUse
 from localcompute.store.queries import SETTABLE
 
 
@@ -85,6 +85,24 @@ class MemoryTransaction:
             raise AgreementInUseError()
         if preconditions.valid_token in self._state.revoked_tokens:
             raise TokenError("Invalid token: it was invalidated")
+
+    async def consumer_counts(self, owner: str, since: float) -> dict[str, ConsumerCounts]:
+        counts: dict[str, ConsumerCounts] = {}
+        for row in self._state.jobs.values():
+            if row["owner"].lower() != owner.lower():
+                continue
+            was = counts.get(row["environment"], ConsumerCounts())
+            recent = row["date_created"] >= since
+            first = was.first_started
+            if recent and (first is None or row["date_created"] < first):
+                first = row["date_created"]
+            counts[row["environment"]] = ConsumerCounts(
+                waiting=was.waiting + (row["status"] == JobStatus.WARMING_UP),
+                running=was.running + row["status"].holds_slot,
+                started=was.started + recent,
+                first_started=first,
+            )
+        return counts
 
     async def revoke_token(self, token_id: str, expires_at: float | None) -> None:
         self._state.revoked_tokens.add(token_id)
@@ -190,6 +208,27 @@ class MemoryStore:
             key = (row["environment"], int(row["status"]))
             counts[key] = counts.get(key, 0) + 1
         return [(env, status, n) for (env, status), n in sorted(counts.items())]
+
+    async def count_by_consumer(self) -> list[tuple[str, int, int]]:
+        counts: dict[str, tuple[int, int]] = {}
+        for row in self._state.jobs.values():
+            if row["status"].is_final:
+                continue
+            waiting, running = counts.get(row["owner"].lower(), (0, 0))
+            counts[row["owner"].lower()] = (
+                waiting + (row["status"] == JobStatus.WARMING_UP),
+                running + row["status"].holds_slot,
+            )
+        return [(owner, w, r) for owner, (w, r) in sorted(counts.items())]
+
+    async def recent_use(self, since: float) -> list[PastUse]:
+        return [
+            (r["owner"].lower(), r["allocation"], r["fetch_started_at"], r["date_finished"])
+            for r in self._state.jobs.values()
+            if r["status"].is_final
+            and r["allocation"] is not None
+            and (r["date_finished"] or 0) >= since
+        ]
 
     async def slots_in_use(self) -> dict[str, int]:
         counts: dict[str, int] = {}

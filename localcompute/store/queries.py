@@ -168,14 +168,47 @@ VALUES (:job_id, :environment, :owner, :agreement_id, :status,
 SQL_GET_JOB = "SELECT * FROM jobs WHERE job_id = ?"
 # Admission reads the running and the waiting jobs and moves the chosen ones to 10 with
 # their allocation, all in one transaction; `status = :waiting` guards each move.
-CLAIM_COLUMNS = "job_id, environment, json_extract(spec, '$.resources') AS resources, allocation"
+CLAIM_COLUMNS = (
+    "job_id, environment, json_extract(spec, '$.resources') AS resources, allocation, "
+    "lower(owner) AS owner, date_created, fetch_started_at"
+)
 
 
 def waiting_claims(excluded: int) -> str:
-    """Waiting jobs, oldest first, but those of `excluded` environments (parameters: the
-    status, the environments, the limit)."""
+    """Waiting jobs, oldest first, but those of `excluded` environments: each consumer's
+    oldest ones only, so that one consumer's long queue never hides another's job from
+    admission (parameters: the status, the environments, the window per consumer, the
+    window in all)."""
     skip = f" AND environment NOT IN ({','.join('?' * excluded)})" if excluded else ""
-    return f"SELECT {CLAIM_COLUMNS} FROM jobs WHERE status = ?{skip} ORDER BY seq LIMIT ?"
+    return (
+        f"SELECT * FROM (SELECT {CLAIM_COLUMNS}, seq, ROW_NUMBER() OVER "
+        f"(PARTITION BY lower(owner) ORDER BY seq) AS turn FROM jobs WHERE status = ?{skip}) "
+        "WHERE turn <= ? ORDER BY seq LIMIT ?"
+    )
+
+
+# Per environment, one consumer's jobs waiting, holding a slot, and accepted since a time
+# (how many, the oldest): what its job limits are checked against.
+SQL_CONSUMER_COUNTS = f"""
+SELECT environment,
+       SUM(status = {int(JobStatus.WARMING_UP)}),
+       SUM(status IN ({SLOT_LIST})),
+       SUM(date_created >= :since),
+       MIN(CASE WHEN date_created >= :since THEN date_created END)
+FROM jobs
+WHERE owner = :owner COLLATE NOCASE AND (status IN ({UNFINISHED_LIST}) OR date_created >= :since)
+GROUP BY environment
+"""
+# Waiting and running jobs per consumer, for /metrics.
+SQL_COUNT_BY_CONSUMER = f"""
+SELECT lower(owner), SUM(status = {int(JobStatus.WARMING_UP)}), SUM(status IN ({SLOT_LIST}))
+FROM jobs WHERE status IN ({UNFINISHED_LIST}) GROUP BY lower(owner)
+"""
+# Jobs that held the pool and ended since a time: what fair turns remember at start-up.
+SQL_RECENT_USE = f"""
+SELECT lower(owner), allocation, fetch_started_at, date_finished FROM jobs
+WHERE status IN ({FINAL_LIST}) AND date_finished >= ? AND allocation IS NOT NULL
+"""
 
 
 SQL_ADMIT = """

@@ -28,17 +28,18 @@ from localcompute.core.errors import (
     TransitionRefusedError,
 )
 from localcompute.core.lru import Lru
-from localcompute.core.models import Job, JobQuery, ResultFile
+from localcompute.core.models import Allocation, Job, JobQuery, ResultFile
 from localcompute.core.status import (
     JobStatus,
     StopRequest,
     TerminationReason,
 )
-from localcompute.store.base import Admission
+from localcompute.store.base import Admission, PastUse
 from localcompute.store.queries import (
     MIGRATIONS,
     SETTABLE,
     SQL_ACTIVE_JOBS,
+    SQL_COUNT_BY_CONSUMER,
     SQL_COUNT_JOBS,
     SQL_COUNT_SLOTS,
     SQL_GET_JOB,
@@ -46,6 +47,7 @@ from localcompute.store.queries import (
     SQL_GET_NONCE,
     SQL_MARK_REMOVED,
     SQL_PENDING_DELETES,
+    SQL_RECENT_USE,
     SQL_SET_META,
     SQL_SET_RESULTS,
     SQL_TOKEN_REVOKED,
@@ -247,6 +249,18 @@ class JobStore:
         """(environment, status, how many) for every pair that has jobs."""
         rows = await self._fetch_all(SQL_COUNT_JOBS)
         return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    async def count_by_consumer(self) -> list[tuple[str, int, int]]:
+        """(owner in lower case, jobs waiting, jobs holding a slot) for every consumer
+        with unfinished jobs."""
+        rows = await self._fetch_all(SQL_COUNT_BY_CONSUMER)
+        return [(str(r[0]), int(r[1] or 0), int(r[2] or 0)) for r in rows]
+
+    async def recent_use(self, since: float) -> list[PastUse]:
+        """Jobs that held the pool and ended at `since` or later: (owner, what they held,
+        from when, until when)."""
+        rows = await self._fetch_all(SQL_RECENT_USE, (since,))
+        return [(str(r[0]), Allocation.model_validate_json(r[1]), r[2], float(r[3])) for r in rows]
 
     async def pending_deletes(self) -> list[Job]:
         """Finished jobs whose delete was recorded but whose files are not removed yet."""

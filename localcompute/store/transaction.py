@@ -18,12 +18,19 @@ import aiosqlite
 from localcompute.core import nonces
 from localcompute.core.errors import AgreementInUseError, StoreError, TokenError
 from localcompute.core.jobspec import JobSpec
-from localcompute.core.models import AdmissionView, Allocation, Job, Preconditions
+from localcompute.core.models import (
+    AdmissionView,
+    Allocation,
+    ConsumerCounts,
+    Job,
+    Preconditions,
+)
 from localcompute.core.status import JobStatus, StopRequest
 from localcompute.store.queries import (
     SQL_ACTIVE_CLAIMS,
     SQL_ADMIT,
     SQL_AGREEMENT_IN_USE,
+    SQL_CONSUMER_COUNTS,
     SQL_FORGET_EXPIRED_TOKENS,
     SQL_GET_NONCE,
     SQL_INSERT_JOB,
@@ -35,8 +42,9 @@ from localcompute.store.queries import (
     waiting_claims,
 )
 
-# Waiting jobs one admission looks at; the rest wait for the next.
-ADMISSION_WINDOW = 1000
+# Waiting jobs one admission looks at, per consumer and in all; the rest wait for the next.
+CONSUMER_WINDOW = 100
+ADMISSION_WINDOW = 5000
 
 
 class Transaction:
@@ -64,6 +72,19 @@ class Transaction:
             SQL_TOKEN_REVOKED, (preconditions.valid_token,)
         ):
             raise TokenError("Invalid token: it was invalidated")
+
+    async def consumer_counts(self, owner: str, since: float) -> dict[str, ConsumerCounts]:
+        """Per environment: `owner`'s jobs waiting, holding a slot, accepted since `since`."""
+        rows = await self._sql(SQL_CONSUMER_COUNTS, {"owner": owner, "since": since})
+        return {
+            str(r[0]): ConsumerCounts(
+                waiting=int(r[1] or 0),
+                running=int(r[2] or 0),
+                started=int(r[3] or 0),
+                first_started=r[4],
+            )
+            for r in rows
+        }
 
     async def revoke_token(self, token_id: str, expires_at: float | None) -> None:
         """Invalidate an auth token for good; rows of tokens past their end go."""
@@ -108,7 +129,8 @@ class Transaction:
         """The oldest waiting jobs of every environment but the `excluded` ones."""
         envs = sorted(excluded)
         rows = await self._sql(
-            waiting_claims(len(envs)), (int(JobStatus.WARMING_UP), *envs, ADMISSION_WINDOW)
+            waiting_claims(len(envs)),
+            (int(JobStatus.WARMING_UP), *envs, CONSUMER_WINDOW, ADMISSION_WINDOW),
         )
         return [AdmissionView.from_row(r) for r in rows]
 

@@ -29,7 +29,7 @@ from localcompute.core.errors import (
     RequestValidationError,
     SignatureError,
 )
-from localcompute.web.context import SETTINGS
+from localcompute.web.context import ENGINE, SETTINGS
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -112,6 +112,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             response.headers["Allow"] = e.headers["Allow"]
         return response
     except LocalComputeError as e:
+        if isinstance(e, LimitError):
+            request.app[ENGINE].metrics.refused(e.limit)
         return _plain_answer(e) if _plain_errors(request) else _provider_answer(e)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)

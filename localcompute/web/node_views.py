@@ -26,6 +26,7 @@ class NodeStatus(NumberedText):
     "Running algorithm", "failed" and "error" in it, so the trailing space stays)."""
 
     QUEUED = 1, "Job queued"
+    EXPIRED_IN_QUEUE = 2, "Job expired in queue"
     PULLING_IMAGE = 10, "Pulling algorithm image"
     CONFIGURING_VOLUMES = 20, "Configuring volumes"
     PROVISIONING = 30, "Provisioning data"
@@ -61,6 +62,8 @@ def node_status(job: Job) -> NodeStatus:
     """
     if job.status != JobStatus.JOB_COMPLETED:
         return _WHILE_RUNNING[job.status]
+    if job.termination_reason is TerminationReason.QUEUE_EXPIRED:
+        return NodeStatus.EXPIRED_IN_QUEUE
     if job.termination_reason is TerminationReason.ERROR:
         # No exit code: the algorithm never ran to an end (it could not start, or was
         # lost); with one, what failed came after it (collecting its outputs).
@@ -147,7 +150,7 @@ def node_job(job: Job) -> dict[str, Any]:
             "detail": (job.detail or job.status_text) if final else None,
         },
         "payment": None,
-        "queueMaxWaitTime": 0,
+        "queueMaxWaitTime": _number(job.spec.queue_max_wait or 0),
         "buildStartTimestamp": "0",
         "buildStopTimestamp": "0",
         "maxJobDuration": _number(job.max_duration),
@@ -239,8 +242,8 @@ def node_environment(
         "queuedJobs": queued,
         "runningfreeJobs": len(running) if free else 0,
         "queuedFreeJobs": queued if free else 0,
-        "queMaxWaitTime": 0,
-        "queMaxWaitTimeFree": 0,
+        "queMaxWaitTime": _number(env.queue_max_wait),
+        "queMaxWaitTimeFree": _number(env.queue_max_wait),
         "runMaxWaitTime": 0,
         "runMaxWaitTimeFree": 0,
         "enableNetwork": env.algorithm_network,

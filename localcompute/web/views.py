@@ -126,6 +126,9 @@ def environment_views(
             # ocean.js picks a free environment with priceMin === 0: a JSON number.
             "priceMin": _number(env.price_min),
             "currentJobs": current.get(env.id, 0),
+            # Beyond Ocean's: how many wait for a slot, and for how long they may.
+            "queuedJobs": states[env.id].queued if env.id in states else 0,
+            "queueMaxWaitTime": _number(env.queue_max_wait),
             "maxJobs": env.max_jobs,
             "maxJobDuration": _number(env.max_job_duration),
             "storageExpiry": env.storage_expiry,

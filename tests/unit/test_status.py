@@ -59,4 +59,5 @@ def test_termination_texts() -> None:
         "timeout": "Job timed out",
         "oom": "Out of memory",
         "disk": "Disk quota exceeded",
+        "queue_expired": "Job expired in queue",
     }
