@@ -91,6 +91,7 @@ async def free_compute(request: web.Request) -> web.Response:
             inputs=inputs,
             algorithm=algorithm,
             max_duration=req.maxJobDuration,
+            queue_max_wait=req.queueMaxWaitTime,
             viewers=req.additionalViewers or [],
             api="node",
             resources=node_jobspec.resources(env, req.resources),
