@@ -20,6 +20,7 @@ from localcompute.core.models import JobQuery
 from localcompute.core.settings import Settings
 from localcompute.engine import Engine
 from localcompute.web.app import create_app
+from localcompute.web.connections import ConnectionGuard, GuardedSite, raise_file_limit
 from localcompute.web.context import ENGINE, PROVIDER_KEY, PUBLIC_URL
 from localcompute.web.logging_setup import RedactingAccessLogger
 
@@ -43,16 +44,24 @@ async def serving(
 
     `handler_cancellation`: a request whose client went away is cancelled, so that a
     server whose only client has left stops at once, not when a log it streamed ends.
+
+    Connections are bounded by [connections] (see `localcompute.web.connections`): a
+    header deadline, the idle keep-alive time, a cap per client IP, the file limit.
     """
+    limits = settings.connections
+    raise_file_limit(limits.file_limit)
     app = create_app(settings, engine=engine)
     runner = web.AppRunner(
-        app, access_log_class=RedactingAccessLogger, handler_cancellation=handler_cancellation
+        app,
+        access_log_class=RedactingAccessLogger,
+        handler_cancellation=handler_cancellation,
+        keepalive_timeout=limits.keepalive_timeout,
     )
     await runner.setup()
     try:
         host, port = settings.server.host, settings.server.port
         try:
-            await web.TCPSite(runner, host, port).start()
+            await GuardedSite(runner, host, port, ConnectionGuard(limits)).start()
         except OSError as e:
             why = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
             raise ConfigError(
