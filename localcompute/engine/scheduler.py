@@ -63,6 +63,9 @@ class Scheduler:
         # that happened while it read the job.
         self._slot_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._moves = 0
+        # Jobs whose task ended without ending them (the store failed under it): resumed
+        # at the next start, not waited for until then.
+        self._lost: set[str] = set()
         self.deadlines = QueueDeadlines()
 
     def __repr__(self) -> str:
@@ -103,10 +106,12 @@ class Scheduler:
                 return
             moves = self._moves
             job = await self.store.get(job_id)
-            if job.status != JobStatus.WARMING_UP:
+            if job.is_final or job_id in self._lost:
                 return  # ended, or its task ended without ending it: nothing to wait for
             if moves != self._moves or job_id in self._tasks:
                 continue  # it moved while it was read
+            # Waiting, or admitted by an admission that has yet to start its task: both
+            # are woken when it starts.
             woken = asyncio.get_running_loop().create_future()
             waiters = self._slot_waiters.setdefault(job_id, [])
             waiters.append(woken)
@@ -216,6 +221,8 @@ class Scheduler:
             # The pipeline ends jobs itself; this is the store failing under it. The job
             # keeps its status and is resumed at the next start.
             log.exception("job %s: the engine lost track of it until the next start", job.job_id)
+            self._lost.add(job.job_id)
+            self._wake(job.job_id)
         finally:
             self._tasks.pop(job.job_id, None)
             self._stops.pop(job.job_id, None)

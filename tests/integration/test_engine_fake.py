@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -323,5 +324,39 @@ async def test_a_datasets_policy_holds_for_a_job_handed_to_the_engine_directly(
             await engine.submit(spec)
         assert refused.value.payload == {"inputs[0]": "no_raw_algo_allowed"}
         assert await engine.find() == []  # nothing was stored
+    finally:
+        await engine.close()
+
+
+class _SlowToReturnAdmissions(MemoryStore):
+    """Admission commits, then takes its time to hand the jobs back: the window in which
+    a job is at 10 and its task not yet started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committed = asyncio.Event()
+
+    async def admit(self, admission: Any) -> list[Job]:
+        jobs = await super().admit(admission)
+        if jobs:
+            self.committed.set()
+            await asyncio.sleep(0.05)
+        return jobs
+
+
+async def test_wait_on_a_job_admitted_but_not_yet_started_waits_for_its_end(
+    tmp_path: Path,
+) -> None:
+    store = _SlowToReturnAdmissions()
+    engine = Engine(make_settings(tmp_path / "var"), runtime=FakeRuntime(), store=store)
+    await engine.start()
+    try:
+        submitted = asyncio.create_task(engine.submit(shell("echo hi > $OUTPUTS/a")))
+        await store.committed.wait()
+        [job] = await engine.find()
+        assert job.status == JobStatus.JOB_STARTED and not engine.scheduler.is_running(job.job_id)
+        ended = await engine.wait(job.job_id)
+        assert ended.status == JobStatus.JOB_COMPLETED, "wait returned before the job ran"
+        await submitted
     finally:
         await engine.close()
