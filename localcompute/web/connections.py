@@ -24,6 +24,7 @@ import json
 import logging
 import resource
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
 
@@ -155,7 +156,9 @@ class _Guarded(asyncio.Protocol):
         return f"<connection from {self._ip or '?'}, {self._phase.value}>"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport, though uvloop's (what `localcompute serve` runs) is no
+        # subclass of asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""

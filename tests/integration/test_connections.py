@@ -13,10 +13,12 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 import pytest_asyncio
+import uvloop
 from yarl import URL
 
 from localcompute.core.config_file import load_settings
@@ -51,15 +53,21 @@ class Server:
         self.dataset = [{"fileObject": {"type": "url", "url": dataset_url, "method": "GET"}}]
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    root = tmp_path_factory.mktemp("connections")
+@contextlib.asynccontextmanager
+async def guarded_server(root: Path) -> AsyncIterator[Server]:
+    """`localcompute serve`'s server (over a FakeRuntime) with CONNECTIONS."""
     async with serving_files() as files:
         dataset_url = files.add("data.csv", "a dataset\n")
         settings = load_settings(write_config(root, 0, dataset_url, extra=CONNECTIONS))
         engine = Engine(settings, runtime=FakeRuntime())
         async with serving(settings, engine=engine) as url:
             yield Server(url, dataset_url)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
+    async with guarded_server(tmp_path_factory.mktemp("connections")) as served:
+        yield served
 
 
 @contextlib.asynccontextmanager
@@ -198,3 +206,21 @@ async def test_a_streamed_log_is_not_cut_by_the_header_timeout(server: Server) -
             assert await r.content.read() == b"one\ntwo\n"
         assert time.monotonic() - started > HEADER_TIMEOUT
         assert (await client.wait(job["jobId"]))["status"] == 70
+
+
+async def test_uvloop_as_localcompute_serve_runs_it(tmp_path: Path) -> None:
+    """`localcompute serve` runs on uvloop, whose transports are not asyncio's: the guard
+    must cap and cut off there too (the tests above run on asyncio's loop)."""
+
+    async def over_the_cap_and_half_open() -> tuple[bytes, list[int], float]:
+        async with guarded_server(tmp_path) as server, connections() as held:
+            readers = [await connect(server, held) for _ in range(CAP + 1)]
+            for writer in held:
+                writer.write(HALF_A_REQUEST)
+            status, _, _ = await read_response(readers[-1])
+            answered = await answered_from(server, "127.0.0.2", 2)
+            return status, answered, await seconds_until_closed(readers[0])
+
+    refused, answered, held_for = await asyncio.to_thread(uvloop.run, over_the_cap_and_half_open())
+    assert (refused, answered) == (b"HTTP/1.1 429 Too Many Requests", [200, 200])
+    assert held_for < KEEPALIVE_TIMEOUT - 0.1
