@@ -9,10 +9,12 @@ from aiohttp import web
 
 from localcompute.core.settings import Settings
 from localcompute.engine import Engine
+from localcompute.engine.buckets import RequestBuckets
 from localcompute.engine.catalog import Catalog
 from localcompute.runtime.choice import runtime_for
 from localcompute.web.auth import ProviderKey
 from localcompute.web.context import (
+    BUCKETS,
     CATALOG,
     ENGINE,
     POLL_CACHE,
@@ -40,6 +42,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
     app[SETTINGS] = settings
     app[PUBLIC_URL] = PublicUrl(settings.server.base_url)
     app[POLL_CACHE] = {}
+    # Memory only, made with the app: a restart forgets every bucket (they start full).
+    app[BUCKETS] = RequestBuckets(settings.limits, operators=settings.operator.allowed_providers)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         # In the order a person fixes them: configuration, data folder (created, writable,

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from localcompute.core.settings import Settings
 from localcompute.engine import Engine
+from localcompute.engine.buckets import RequestBuckets
 from localcompute.engine.catalog import Catalog
 from localcompute.web.auth import ProviderKey
 from localcompute.web.tokens import TokenIssuer
@@ -17,6 +18,8 @@ SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)
 PROVIDER_KEY = web.AppKey("provider_key", ProviderKey)
 TOKENS = web.AppKey("tokens", TokenIssuer)
+# Every client's request buckets (web/throttle.py charges them).
+BUCKETS = web.AppKey("request_buckets", RequestBuckets)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from localcompute import __version__
 from localcompute.core.errors import RefusedError
+from localcompute.web import throttle
 from localcompute.web.context import PROVIDER_KEY, SETTINGS
 from localcompute.web.node_requests import DirectCommandRequest
 from localcompute.web.params import parse, read_params
@@ -28,7 +29,11 @@ ENDPOINTS = web.AppKey("service_endpoints", ServiceEndpoints)
 
 
 async def root(request: web.Request) -> web.Response:
-    """GET /: the classic provider's document (ocean.py and ocean.js 3.x read it)."""
+    """GET /: the classic provider's document (ocean.py and ocean.js 3.x read it).
+
+    In the unsigned bucket like any other route: ocean.py reads it before each call, so
+    a polite client sends it once a poll, and 50 a second per IP leaves room for many."""
+    throttle.unsigned(request)
     settings = request.app[SETTINGS]
     address = request.app[PROVIDER_KEY].address
     return web.json_response(
@@ -58,10 +63,12 @@ def node_document(request: web.Request) -> dict[str, object]:
 
 async def node_root(request: web.Request) -> web.Response:
     """The node dialect's root (ocean.js 8 reads its serviceEndpoints)."""
+    throttle.unsigned(request)
     return web.json_response(node_document(request))
 
 
 async def direct_command(request: web.Request) -> web.Response:
+    throttle.unsigned(request)
     req = parse(DirectCommandRequest, await read_params(request))
     if req.command != "status":
         raise RefusedError(f"command {req.command!r} is not served here; only status is")

@@ -22,7 +22,7 @@ from localcompute.core.errors import (
 from localcompute.core.jobspec import JobSpec
 from localcompute.core.models import Job, JobQuery
 from localcompute.engine import policy
-from localcompute.web import node_jobspec
+from localcompute.web import node_jobspec, throttle
 from localcompute.web.context import CATALOG, ENGINE, PROVIDER_KEY, SETTINGS
 from localcompute.web.node_auth import (
     Caller,
@@ -47,12 +47,14 @@ from localcompute.web.results import file_response, running_log, stream_log
 
 
 async def nonce(request: web.Request) -> web.Response:
+    throttle.unsigned(request)
     address = parse(NonceRequest, await read_params(request)).userAddress
     last = await request.app[ENGINE].last_nonce(nonce_account(address))
     return web.json_response({"nonce": str(last.quantize(Decimal(1)))})
 
 
 async def environments(request: web.Request) -> web.Response:
+    throttle.unsigned(request)
     settings = request.app[SETTINGS]
     engine = request.app[ENGINE]
     jobs = await engine.find(JobQuery(unfinished=True))
@@ -76,6 +78,7 @@ async def free_compute(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     node_jobspec.refuse_unsupported(req)
     caller = await authenticate(request, req, req.consumerAddress, "freeStartCompute")
+    throttle.start(request, caller.address)
     env = settings.require_environment(req.environment)
     policy.free_tier(env)
     catalog = request.app[CATALOG]
@@ -107,6 +110,7 @@ async def free_compute(request: web.Request) -> web.Response:
 
 
 async def compute_start(request: web.Request) -> web.Response:
+    throttle.unsigned(request)
     raise RefusedError(
         "paid compute is not supported: it needs a chain (escrow, fees and payment claims), "
         "and this server has none. Use freeCompute."
@@ -114,6 +118,7 @@ async def compute_start(request: web.Request) -> web.Response:
 
 
 async def initialize_compute(request: web.Request) -> web.Response:
+    throttle.unsigned(request)
     raise RefusedError(
         "initializeCompute quotes paid compute, which needs a chain that this server has "
         "not. Use freeCompute."
@@ -121,6 +126,7 @@ async def initialize_compute(request: web.Request) -> web.Response:
 
 
 async def compute_delete(request: web.Request) -> web.Response:
+    throttle.unsigned(request)
     raise RefusedError("deleting jobs is not part of Ocean Node's dialect; results expire")
 
 
@@ -132,11 +138,15 @@ async def status(request: web.Request) -> web.Response:
     owner = req.consumerAddress
     if token is not None:
         owner = (await token_caller(request, token, req.consumerAddress)).address
-    elif req.jobId is None:
-        raise SignatureError("a jobId, or a token of the owner, is needed to list jobs")
+    else:
+        throttle.unsigned(request)
+        if req.jobId is None:
+            raise SignatureError("a jobId, or a token of the owner, is needed to list jobs")
     if owner is None:
         raise RequestValidationError({"consumerAddress": ["The consumerAddress is required."]})
     jobs = await request.app[ENGINE].find(JobQuery(owner=owner, job_id=req.jobId))
+    if token is not None:  # the token proves the owner: its own bucket, per job
+        throttle.read(request, owner, jobs[0] if req.jobId and jobs else None)
     if req.agreementId is not None:
         jobs = [j for j in jobs if j.agreement_id == req.agreementId]
     return web.json_response([node_job(j) for j in jobs])
@@ -145,6 +155,7 @@ async def status(request: web.Request) -> web.Response:
 async def stop(request: web.Request) -> web.Response:
     req = parse(StopComputeRequest, await read_params(request))
     caller = await authenticate(request, req, req.consumerAddress, "stopCompute")
+    throttle.start(request, caller.address)
     job = await _owned_job(request, req.jobId, caller.address)
     engine = request.app[ENGINE]
     targets = [] if job.is_final else [job.job_id]
@@ -156,9 +167,13 @@ async def result(request: web.Request) -> web.StreamResponse:
     req = parse(ResultRequest, await read_params(request))
     engine = request.app[ENGINE]
     caller = await _result_caller(request, req)
-    job = await _job_by_id(request, req.jobId)
-    if not job.may_read_results(caller.address):
+    found = await _find(request, req.jobId)
+    readable = found if found is not None and found.may_read_results(caller.address) else None
+    if req.signature or token_header(request) is not None:  # else charged by IP, unproven
+        throttle.read(request, caller.address, readable)
+    if readable is None:
         raise JobNotFoundError(f"No job {req.jobId} for {caller.address}")
+    job = readable
     listed = node_results(job)
     if req.index >= len(listed):
         raise JobNotFoundError(
@@ -184,6 +199,7 @@ async def _result_caller(request: web.Request, req: ResultRequest) -> Caller:
             raise
         if request.app[SETTINGS].node.unsigned_results == "never":
             raise
+    throttle.unsigned(request)  # no signature, no token: who asks is not proven
     job = await _job_by_id(request, req.jobId)
     token_id = job.spec.auth_token
     if (
@@ -201,18 +217,27 @@ async def _result_caller(request: web.Request, req: ResultRequest) -> Caller:
 async def logs(request: web.Request) -> web.StreamResponse:
     req = parse(LogsRequest, await read_params(request))
     caller = await authenticate(request, req, req.consumerAddress, "getComputeStreamableLogs")
-    job = await _owned_job(request, req.jobId, caller.address)
+    jobs = await request.app[ENGINE].find(JobQuery(job_id=req.jobId, owner=caller.address))
+    throttle.read(request, caller.address, jobs[0] if jobs else None)
+    if not jobs:
+        raise JobNotFoundError(f"No job {req.jobId} for {caller.address}")
+    job = jobs[0]
     live = running_log(request, job)
     if caller.nonce is not None:
         await request.app[ENGINE].consume_nonce(nonce_account(caller.address), caller.nonce)
     return await stream_log(request, live)
 
 
-async def _job_by_id(request: web.Request, job_id: str) -> Job:
+async def _find(request: web.Request, job_id: str) -> Job | None:
     jobs = await request.app[ENGINE].find(JobQuery(job_id=job_id))
-    if not jobs:
+    return jobs[0] if jobs else None
+
+
+async def _job_by_id(request: web.Request, job_id: str) -> Job:
+    job = await _find(request, job_id)
+    if job is None:
         raise JobNotFoundError(f"No job {job_id}")
-    return jobs[0]
+    return job
 
 
 async def _owned_job(request: web.Request, job_id: str, owner: str) -> Job:

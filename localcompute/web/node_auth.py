@@ -18,7 +18,7 @@ from localcompute.core.errors import (
     TokenError,
 )
 from localcompute.core.models import Preconditions
-from localcompute.web import auth
+from localcompute.web import auth, throttle
 from localcompute.web.context import ENGINE, TOKENS
 from localcompute.web.node_requests import CreateTokenRequest, InvalidateTokenRequest, Signed
 from localcompute.web.params import parse, read_params
@@ -110,6 +110,7 @@ async def create_token(request: web.Request) -> web.Response:
     if not req.signature or req.nonce is None:
         raise RequestValidationError({"signature": ["Missing required parameters"]})
     caller = await authenticate(request, req, req.address, "createAuthToken")
+    throttle.start(request, caller.address)
     if req.validUntil is not None and req.validUntil <= _now_ms():
         raise RefusedError("validUntil is in the past")
     # The nonce is consumed as the token is made: a refused call leaves it unused.
@@ -136,6 +137,7 @@ async def invalidate_token(request: web.Request) -> web.Response:
         )
     except SignatureError:
         auth.verify(message, req.signature, req.address, digests=auth.NODE_DIGESTS)
+    throttle.start(request, req.address)
     signed = Preconditions.signed(nonce_account(req.address), nonce)
     await request.app[ENGINE].revoke_token(claims.token_id, claims.expires_at, requires=signed)
     return web.json_response({"success": True})

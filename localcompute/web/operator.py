@@ -9,7 +9,6 @@ nonce is part of what is verified, so a replay is refused. Errors are
 
 from __future__ import annotations
 
-import ipaddress
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +17,7 @@ from aiohttp import web
 from localcompute.core.errors import AccessDeniedError, JobNotFoundError, RefusedError
 from localcompute.core.jobspec import AlgorithmSpec, FileSource, InputSpec, JobSpec
 from localcompute.core.models import Job, JobQuery, Preconditions
-from localcompute.web import auth
+from localcompute.web import auth, throttle
 from localcompute.web.context import ENGINE, SETTINGS, base_url
 from localcompute.web.environments import environment_list
 from localcompute.web.operator_requests import (
@@ -60,18 +59,11 @@ async def authorize(
                 f"provider {signer} is not allowed to use this operator (recovered from a "
                 f"signature over {message!r}: owner + jobId + nonce, as sent)"
             )
-    elif not _is_loopback(request.remote):
+    elif not throttle.is_loopback(request.remote):
         raise AccessDeniedError(
             "no [operator] allowed_providers are configured: only local callers are answered"
         )
     return signer, nonce
-
-
-def _is_loopback(remote: str | None) -> bool:
-    try:
-        return remote is not None and ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False
 
 
 def _answer(request: web.Request, jobs: list[Job]) -> web.Response:
@@ -151,6 +143,7 @@ async def create(request: web.Request) -> web.Response:
         raise RefusedError("payload seems empty.")
     req = parse(CreateRequest, params)
     signer, nonce = await authorize(request, req, req.owner, None)
+    throttle.start(request, signer)
     stage = _stage(req.workflow)
     try:
         spec = job_spec(req, stage, request)
@@ -163,25 +156,33 @@ async def create(request: web.Request) -> web.Response:
     return _answer(request, [await engine.get(job_id)])
 
 
-async def _filtered(request: web.Request) -> tuple[JobFilter, list[Job], str, Decimal]:
+async def _filtered(
+    request: web.Request, *, writes: bool
+) -> tuple[JobFilter, list[Job], str, Decimal]:
+    """The jobs a status, stop or delete is about, its signer and nonce; charged to the
+    signer's start bucket when it `writes`, else to its read bucket for that job."""
     req = parse(JobFilter, await read_params(request))
     signer, nonce = await authorize(request, req, req.owner, req.jobId)
+    if writes:
+        throttle.start(request, signer)
     if req.agreementId is None and req.jobId is None and req.owner is None:
         raise RefusedError("You have to specify one of agreementId, jobId or owner")
     jobs = await request.app[ENGINE].find(
         JobQuery(job_id=req.jobId, owner=req.owner, agreement_id=req.agreementId)
     )
+    if not writes:
+        throttle.read(request, signer, jobs[0] if req.jobId and jobs else None)
     return req, jobs, signer, nonce
 
 
 async def status(request: web.Request) -> web.Response:
-    _, jobs, signer, nonce = await _filtered(request)
+    _, jobs, signer, nonce = await _filtered(request, writes=False)
     await request.app[ENGINE].consume_nonce(signer, nonce)
     return _answer(request, jobs)
 
 
 async def stop(request: web.Request) -> web.Response:
-    _, jobs, signer, nonce = await _filtered(request)
+    _, jobs, signer, nonce = await _filtered(request, writes=True)
     engine = request.app[ENGINE]
     targets = [j.job_id for j in jobs if not j.is_final]
     stopped = {
@@ -192,7 +193,7 @@ async def stop(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    _, jobs, signer, nonce = await _filtered(request)
+    _, jobs, signer, nonce = await _filtered(request, writes=True)
     engine = request.app[ENGINE]
     deleted = await engine.delete_jobs(
         [j.job_id for j in jobs], requires=Preconditions.signed(signer, nonce)
@@ -203,6 +204,7 @@ async def delete(request: web.Request) -> web.Response:
 async def running_jobs(request: web.Request) -> web.Response:
     req = parse(OwnerFilter, await read_params(request))
     signer, nonce = await authorize(request, req, req.owner, None)
+    throttle.read(request, signer, None)
     await request.app[ENGINE].consume_nonce(signer, nonce)
     return _answer(
         request, await request.app[ENGINE].find(JobQuery(owner=req.owner, unfinished=True))
@@ -212,7 +214,7 @@ async def running_jobs(request: web.Request) -> web.Response:
 async def get_result(request: web.Request) -> web.StreamResponse:
     req = parse(ResultRequest, await read_params(request))
     signer, nonce = await authorize(request, req, req.owner, req.jobId)
-    job = await readable_job(request, req.jobId, req.owner, req.index)
+    job = await readable_job(request, req.jobId, req.owner, req.index, charged=signer)
     await request.app[ENGINE].consume_nonce(signer, nonce)
     return await file_response(
         request.app[ENGINE].result_path(job, req.index), job.results[req.index].filename
@@ -229,7 +231,10 @@ async def environments(request: web.Request) -> web.Response:
     req = parse(OwnerFilter, await read_params(request))
     if req.any_signature is not None:
         signer, nonce = await authorize(request, req, req.owner, None)
+        throttle.read(request, signer, None)
         await request.app[ENGINE].consume_nonce(signer, nonce)
+    else:
+        throttle.unsigned(request)
     return web.json_response(await environment_list(request))
 
 
@@ -238,6 +243,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     req = parse(LogsRequest, await read_params(request))
     signer, nonce = await authorize(request, req, req.owner, req.jobId)
     jobs = await request.app[ENGINE].find(JobQuery(job_id=req.jobId, owner=req.owner))
+    throttle.read(request, signer, jobs[0] if jobs else None)
     if not jobs:
         raise JobNotFoundError(f"No job {req.jobId}" + (f" of {req.owner}" if req.owner else ""))
     live = running_log(request, jobs[0])

@@ -25,7 +25,7 @@ from localcompute.core.jobspec import AlgorithmSpec, InputSpec, JobSpec
 from localcompute.core.lru import Lru
 from localcompute.core.models import Job, JobQuery, Preconditions
 from localcompute.engine.catalog import Catalog
-from localcompute.web import auth
+from localcompute.web import auth, throttle
 from localcompute.web.context import (
     CATALOG,
     ENGINE,
@@ -108,6 +108,7 @@ def _inputs(
 
 
 async def nonce(request: web.Request) -> web.Response:
+    throttle.unsigned(request)
     params = await read_params(request)
     address = parse(NonceRequest, params).userAddress
     last = await request.app[ENGINE].last_nonce(address)
@@ -115,6 +116,7 @@ async def nonce(request: web.Request) -> web.Response:
 
 
 async def environments(request: web.Request) -> web.Response:
+    throttle.unsigned(request)
     wanted = parse(EnvironmentsRequest, await read_params(request)).chainId
     settings = request.app[SETTINGS]
     # Polled all the time and the same until a slot changes or the second turns (its
@@ -134,6 +136,7 @@ async def environments(request: web.Request) -> web.Response:
 
 async def initialize(request: web.Request) -> web.Response:
     """Chain-less: check what a start would check; answer validOrder without any fee."""
+    throttle.unsigned(request)  # unsigned in Ocean's provider too
     req = parse(InitializeRequest, await read_params(request))
     catalog = request.app[CATALOG]
     env_id = req.compute.get("env")
@@ -191,6 +194,7 @@ async def compute_start(request: web.Request) -> web.Response:
     inputs = _inputs(catalog, datasets, algorithm)
     message = f"{req.consumerAddress}{req.dataset.documentId}{auth.nonce_text(req.nonce)}"
     auth.verify(message, req.signature, req.consumerAddress)
+    throttle.start(request, req.consumerAddress)
     spec = JobSpec(
         environment=req.environment,
         owner=req.consumerAddress,
@@ -227,9 +231,13 @@ async def compute_status(request: web.Request) -> web.Response:
             raise SignatureError("The nonce field is required with a signature.")
         message = _stop_message(req.consumerAddress, req.jobId, req.documentId, req.nonce)
         auth.verify(message, req.signature, req.consumerAddress)
+    else:
+        throttle.unsigned(request)
     jobs = await _owned_jobs(
         request, req.consumerAddress, req.jobId, req.documentId, must_exist=False
     )
+    if req.signature:
+        throttle.read(request, req.consumerAddress, jobs[0] if req.jobId and jobs else None)
     if len(jobs) == 1 and jobs[0].is_final:
         return web.Response(
             body=_finished_status(request, jobs[0]), content_type="application/json"
@@ -262,6 +270,7 @@ async def compute_stop(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     message = _stop_message(req.consumerAddress, req.jobId, req.documentId, req.nonce)
     auth.verify(message, req.signature, req.consumerAddress)
+    throttle.start(request, req.consumerAddress)
     jobs = await _owned_jobs(
         request, req.consumerAddress, req.jobId, req.documentId, must_exist=True
     )
@@ -281,6 +290,7 @@ async def compute_delete(request: web.Request) -> web.Response:
         nonce = _plain(await engine.last_nonce(req.consumerAddress) + 1)
     message = _stop_message(req.consumerAddress, req.jobId, req.documentId, nonce)
     auth.verify(message, req.signature, req.consumerAddress)
+    throttle.start(request, req.consumerAddress)
     jobs = await _owned_jobs(
         request, req.consumerAddress, req.jobId, req.documentId, must_exist=True
     )
@@ -299,7 +309,9 @@ async def compute_result(request: web.Request) -> web.StreamResponse:
     index_text = request.query.get("index", str(req.index))
     message = f"{req.consumerAddress}{req.jobId}{index_text}{auth.nonce_text(req.nonce)}"
     auth.verify(message, req.signature, req.consumerAddress)
-    job = await readable_job(request, req.jobId, req.consumerAddress, req.index)
+    job = await readable_job(
+        request, req.jobId, req.consumerAddress, req.index, charged=req.consumerAddress
+    )
     await engine.consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
     return await file_response(engine.result_path(job, req.index), job.results[req.index].filename)
 
@@ -309,7 +321,11 @@ async def compute_streamable_logs(request: web.Request) -> web.StreamResponse:
     req = parse(LogsRequest, await read_params(request))
     message = f"{req.consumerAddress}{req.jobId}{auth.nonce_text(req.nonce)}"
     auth.verify(message, req.signature, req.consumerAddress)
-    [job] = await _owned_jobs(request, req.consumerAddress, req.jobId, None, must_exist=True)
+    jobs = await _owned_jobs(request, req.consumerAddress, req.jobId, None, must_exist=False)
+    throttle.read(request, req.consumerAddress, jobs[0] if jobs else None)
+    if not jobs:
+        raise JobNotFoundError(f"No job {req.jobId} for consumer {req.consumerAddress}")
+    [job] = jobs
     live = running_log(request, job)
     await request.app[ENGINE].consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
     return await stream_log(request, live)

@@ -10,15 +10,21 @@ from aiohttp import web
 from localcompute.core.errors import JobNotFoundError
 from localcompute.core.models import Job, JobQuery
 from localcompute.engine.livelog import LiveLog
+from localcompute.web import throttle
 from localcompute.web.context import ENGINE
 
 
-async def readable_job(request: web.Request, job_id: str, reader: str, index: int) -> Job:
-    """The job, if `reader` may fetch its result `index`; else a 404 that says why."""
+async def readable_job(
+    request: web.Request, job_id: str, reader: str, index: int, *, charged: str
+) -> Job:
+    """The job, if `reader` may fetch its result `index`; else a 404 that says why. The
+    read is charged to `charged`'s bucket (the verified signer) once the job is known."""
     jobs = await request.app[ENGINE].find(JobQuery(job_id=job_id))
-    if not jobs or not jobs[0].may_read_results(reader):
+    readable = jobs[0] if jobs and jobs[0].may_read_results(reader) else None
+    throttle.read(request, charged, readable)
+    if readable is None:
         raise JobNotFoundError(f"No job {job_id} for {reader}")
-    job = jobs[0]
+    job = readable
     if not job.results:
         raise JobNotFoundError(f"No results for job {job_id} yet")
     if index >= len(job.results):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from localcompute.web.operator import _is_loopback, _truthy, _urls
+from localcompute.web.operator import _truthy, _urls
+from localcompute.web.throttle import is_loopback
 
 
 @pytest.mark.parametrize(
@@ -13,6 +14,8 @@ from localcompute.web.operator import _is_loopback, _truthy, _urls
         ("127.0.0.1", True),
         ("127.5.0.1", True),
         ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:10.0.0.1", False),
         ("10.0.0.1", False),
         ("192.168.1.4", False),
         (None, False),
@@ -20,7 +23,7 @@ from localcompute.web.operator import _is_loopback, _truthy, _urls
     ],
 )
 def test_only_loopback_callers_are_local(remote: str | None, loopback: bool) -> None:
-    assert _is_loopback(remote) is loopback
+    assert is_loopback(remote) is loopback
 
 
 @pytest.mark.parametrize(
