@@ -11,7 +11,8 @@ waiting, live logs and resumable downloads handled.
 `NodeClient` does the same in Ocean Node's dialect (a URL ending in /node);
 `SyncClient` offers the same calls, blocking. Refusals raise RemoteError with the
 server's message (InputRefusedError, AlgorithmRefusedError when it names that part of
-the job); a job with no log or no results any more raises NoLogError, JobRemovedError.
+the job); a 429 that says when to try again is waited out (up to 10 s) and sent again;
+a job with no log or no results any more raises NoLogError, JobRemovedError.
 Every finished job lists a signed receipt.json: `verify_receipt` checks it offline.
 """
 

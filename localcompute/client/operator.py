@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from localcompute.client import polite
 from localcompute.client.models import RemoteJob
 from localcompute.client.refusals import refusal
 from localcompute.core.signing import Key
@@ -31,9 +32,8 @@ class OperatorClient:
         }
 
     async def _call(self, method: str, job_id: str) -> list[RemoteJob]:
-        async with self.session.request(
-            method, self.url + "/api/v1/operator/compute", params=self._signed(job_id)
-        ) as r:
+        url, params = self.url + "/api/v1/operator/compute", self._signed(job_id)
+        async with await polite.request(self.session, method, url, params=params) as r:
             if r.status >= 400:
                 raise await refusal(r)
             answer: list[dict[str, Any]] = await r.json()

@@ -17,7 +17,7 @@ from typing import Any, Self
 
 import aiohttp
 
-from localcompute.client import transfer
+from localcompute.client import polite, transfer
 from localcompute.client.models import RUNNING_ALGORITHM, RemoteJob, RemoteResult
 from localcompute.client.refusals import naming_the_input, refusal
 from localcompute.core.errors import InputRefusedError, RemoteError
@@ -79,7 +79,7 @@ class Client:
     # -- plumbing ----------------------------------------------------------------
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        async with self.session.request(method, self.url + path, **kwargs) as r:
+        async with await polite.request(self.session, method, self.url + path, **kwargs) as r:
             if r.status >= 400:
                 raise await refusal(r)
             return await r.json()
@@ -284,7 +284,9 @@ class Client:
                 **(params or {}),
                 **self._credentials(nonce, f"{self.address}{job_id}{signed}{nonce}", command),
             }
-            response = await self.session.get(self.url + path, params=query, headers=headers)
+            response = await polite.request(
+                self.session, "GET", self.url + path, params=query, headers=headers
+            )
             if response.status >= 400:
                 error = await refusal(response)
                 response.release()
