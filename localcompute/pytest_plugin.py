@@ -123,8 +123,15 @@ def start_server(
     Relative paths in `config` are relative to `relative_to` (default: the current folder)."""
     folder.mkdir(parents=True, exist_ok=True)
     extra = anchored(as_dict(config, "the localcompute configuration"), relative_to or Path.cwd())
+    # The fixture's server answers only this host, and its users' tests poll as fast as
+    # they like (a loop without a sleep is a fine test): loopback skips the request
+    # buckets unless their configuration says `[limits] exempt_loopback = false`.
     settings = merge(
-        {"server": {"host": "127.0.0.1", "port": 0, "data_dir": str(folder / "var")}}, extra
+        {
+            "server": {"host": "127.0.0.1", "port": 0, "data_dir": str(folder / "var")},
+            "limits": {"exempt_loopback": True},
+        },
+        extra,
     )
     path = folder / "localcompute.toml"
     path.write_text(to_toml(settings))
