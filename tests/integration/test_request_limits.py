@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from localcompute.client import Client, Key
 from localcompute.web.auth import ProviderKey, sign
 from tests.conftest import BUSYBOX_IMAGE
 from tests.node_client import NodeClient, raw_algorithm
@@ -366,3 +367,20 @@ async def test_exempt_loopback_operators_and_address_rows(tmp_path: Any) -> None
             for _ in range(10)
         ]
         assert codes == [200] * 10, "an allowed provider (exempt_operators = true)"
+
+
+# -- the client library --------------------------------------------------------------
+
+
+async def test_the_client_waits_out_a_429_and_sends_the_same_start_again(tmp_path: Any) -> None:
+    async with server(tmp_path) as served, Client(served.base_url, Key(fresh_key())) as client:
+        began = time.monotonic()
+        jobs = [
+            await client.start(
+                [LOCAL_DID], rawcode="true", image="localcompute/busybox", entrypoint="sh $ALGO"
+            )
+            for _ in range(2)
+        ]
+        assert time.monotonic() - began >= 0.2, "the second waited for its token (1/4 s)"
+        for job in jobs:
+            assert (await client.wait(job.job_id, poll=0.05)).status == 70
