@@ -8,6 +8,7 @@ ends (its resources and slot freed). No polling loop is on a job's path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine
@@ -20,7 +21,7 @@ from localcompute.core.errors import (
 )
 from localcompute.core.models import Allocation, Job, JobQuery
 from localcompute.core.settings import Settings
-from localcompute.core.status import JobStatus
+from localcompute.core.status import JobStatus, StopRequest
 from localcompute.engine import failpoints
 from localcompute.engine.deadlines import QueueDeadlines
 from localcompute.engine.every import every
@@ -151,10 +152,10 @@ class Scheduler:
         if deadline > time.time():  # watched early (a restart): watch it again
             self.deadlines.watch(job_id, deadline)
             return
-        try:
-            job = await self.finish_waiting(job, expired=True)
-        except TransitionRefusedError:
-            return  # admitted meanwhile: it runs
+        marked = await self.store.expire_waiting(job_id)
+        if marked is None:
+            return  # admitted meanwhile (it runs), or stopped (its stop ends it)
+        job = await self.finish_waiting(marked, expired=True)
         log.info("job %s ended unrun: %s", job_id, job.detail)
 
     async def deadlines_forever(self) -> None:
@@ -257,9 +258,16 @@ class Scheduler:
             log.info("resuming job %s at %d", job.job_id, job.status)
             self._spawn(job)
         for job in await self.store.find(JobQuery(unfinished=True)):
-            deadline = job.queue_deadline
-            if job.status == JobStatus.WARMING_UP and deadline is not None:
-                self.deadlines.watch(job.job_id, deadline)
+            if job.status != JobStatus.WARMING_UP:
+                continue
+            if job.stopreq != StopRequest.NONE:
+                # Stopped (or past its deadline) while waiting, and the server went down
+                # before it was ended: no admission takes it, so it is ended here.
+                expired = job.stopreq == StopRequest.TIME_LIMIT
+                with contextlib.suppress(TransitionRefusedError):
+                    await self.finish_waiting(job, expired=expired)
+            elif job.queue_deadline is not None:
+                self.deadlines.watch(job.job_id, job.queue_deadline)
 
     async def sweep(self, *, resuming: bool = False) -> list[Job]:
         """Remove what belongs to no running job: safe while jobs run, so it runs on a

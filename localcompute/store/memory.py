@@ -190,14 +190,16 @@ class MemoryStore:
             waiting = [
                 _job(r).claim
                 for r in rows
-                if r["status"] == JobStatus.WARMING_UP and r["environment"] not in full
+                if r["status"] == JobStatus.WARMING_UP
+                and r["stopreq"] == StopRequest.NONE
+                and r["environment"] not in full
             ]
             if not waiting:
                 return []
             admitted = []
             for job_id, allocation in admission.plan(active, waiting):
                 row = self._state.jobs[job_id]
-                if row["status"] == JobStatus.WARMING_UP:
+                if row["status"] == JobStatus.WARMING_UP and row["stopreq"] == StopRequest.NONE:
                     row.update(status=JobStatus.JOB_STARTED, allocation=allocation)
                     admitted.append(_job(row))
             return admitted
@@ -246,6 +248,14 @@ class MemoryStore:
             for r in self._state.jobs.values()
             if r["delete_requested"] and not r["removed"] and r["status"].is_final
         ]
+
+    async def expire_waiting(self, job_id: str) -> Job | None:
+        async with self._lock:
+            row = self._row(job_id)
+            if row["status"] != JobStatus.WARMING_UP or row["stopreq"] != StopRequest.NONE:
+                return None
+            row["stopreq"] = StopRequest.TIME_LIMIT
+            return _job(row)
 
     async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
         async with self.transaction() as tx:

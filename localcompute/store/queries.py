@@ -10,7 +10,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from localcompute.core.models import JobQuery
-from localcompute.core.status import FINAL_STATUSES, SLOT_STATUSES, JobStatus, predecessors
+from localcompute.core.status import (
+    FINAL_STATUSES,
+    SLOT_STATUSES,
+    JobStatus,
+    StopRequest,
+    predecessors,
+)
 
 # Each entry moves the schema one version up; PRAGMA user_version says where a file is.
 MIGRATIONS: tuple[str, ...] = (
@@ -182,7 +188,8 @@ def waiting_claims(excluded: int) -> str:
     skip = f" AND environment NOT IN ({','.join('?' * excluded)})" if excluded else ""
     return (
         f"SELECT * FROM (SELECT {CLAIM_COLUMNS}, seq, ROW_NUMBER() OVER "
-        f"(PARTITION BY lower(owner) ORDER BY seq) AS turn FROM jobs WHERE status = ?{skip}) "
+        f"(PARTITION BY lower(owner) ORDER BY seq) AS turn FROM jobs "
+        f"WHERE status = ? AND stopreq = 0{skip}) "
         "WHERE turn <= ? ORDER BY seq LIMIT ?"
     )
 
@@ -213,7 +220,14 @@ WHERE status IN ({FINAL_LIST}) AND date_finished >= ? AND allocation IS NOT NULL
 
 SQL_ADMIT = """
 UPDATE jobs SET status = :started, allocation = :allocation
-WHERE job_id = :job_id AND status = :waiting
+WHERE job_id = :job_id AND status = :waiting AND stopreq = 0
+RETURNING *
+"""
+# A waiting job at its queue deadline: marked so that no admission takes it (a waiting
+# job with a stop recorded is never admitted), unless one has already.
+SQL_EXPIRE_WAITING = f"""
+UPDATE jobs SET stopreq = {int(StopRequest.TIME_LIMIT)}
+WHERE job_id = ? AND status = {int(JobStatus.WARMING_UP)} AND stopreq = 0
 RETURNING *
 """
 SQL_COUNT_SLOTS = (

@@ -42,6 +42,7 @@ from localcompute.store.queries import (
     SQL_COUNT_BY_CONSUMER,
     SQL_COUNT_JOBS,
     SQL_COUNT_SLOTS,
+    SQL_EXPIRE_WAITING,
     SQL_GET_JOB,
     SQL_GET_META,
     SQL_GET_NONCE,
@@ -269,6 +270,12 @@ class JobStore:
     async def active_jobs(self) -> list[Job]:
         """Jobs that hold a slot (10 to 60), oldest first."""
         return [Job.from_row(r) for r in await self._fetch_all(SQL_ACTIVE_JOBS)]
+
+    async def expire_waiting(self, job_id: str) -> Job | None:
+        """Mark a waiting job as past its queue deadline (stopreq 2), so that no admission
+        takes it; None if it is no longer waiting or has a stop already."""
+        row = await self._fetch_one(SQL_EXPIRE_WAITING, (job_id,))
+        return None if row is None else self._seen(row)
 
     async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
         """Transaction.request_stop in a transaction of its own."""
