@@ -133,3 +133,37 @@ def test_keys_that_left_docker_are_read_where_they_were_and_said_to_have_moved(
     }
     with pytest.raises(ConfigError, match="both set: keep one"):
         parse_settings(both, "both.toml")
+
+
+def test_the_readme_gives_every_fairness_and_connection_key_with_its_default() -> None:
+    from localcompute.core.limit_settings import AddressLimits, ConnectionSettings, LimitSettings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`["):
+            rows[cells[0]] = cells[1]
+
+    def shown(value: object) -> str:
+        if isinstance(value, bool):
+            return f"`{str(value).lower()}`"
+        if isinstance(value, float) and value.is_integer():
+            return f"`{int(value)}`"
+        return f"`{value}`"
+
+    expected = {
+        **{
+            f"`[limits] {k}`": shown(f.default)
+            for k, f in LimitSettings.model_fields.items()
+            if k != "addresses"
+        },
+        **{
+            f"`[connections] {k}`": shown(f.default)
+            for k, f in ConnectionSettings.model_fields.items()
+        },
+        '`[limits.addresses."0x…"] weight`': shown(AddressLimits.model_fields["weight"].default),
+        '`[limits.addresses."0x…"] exempt`': shown(AddressLimits.model_fields["exempt"].default),
+        "`[[environments]] queue_max_wait`": "`0`",
+    }
+    assert {k: rows.get(k) for k in expected} == expected
