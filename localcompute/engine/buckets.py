@@ -58,14 +58,18 @@ class TokenBucket:
             self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
             self.stamp = now
 
+    def wait(self, now: float) -> float:
+        """Seconds until there is a token: 0 when there is one now."""
+        self._refill(now)
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
     def take(self, now: float) -> float:
         """Take one token: 0 when there was one, else the seconds until there is (and
         nothing is taken)."""
-        self._refill(now)
-        if self.tokens >= 1:
+        wait = self.wait(now)
+        if wait == 0:
             self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+        return wait
 
     def full(self, now: float) -> bool:
         self._refill(now)
@@ -135,15 +139,27 @@ class RequestBuckets:
             buckets.move_to_end(key)
         wait = bucket.take(now)
         if wait > 0:
-            setting = _SETTING[kind]
-            rate = self._rates[kind][0]
-            raise LimitError(
-                f"too many {_WHAT[kind]}: {rate:g} a second ({setting}), "
-                f"{bucket.burst} at once; try again in {wait:.2f} s",
-                limit=setting,
-                value=rate,
-                retry_after=wait,
-            )
+            raise self._refusal(kind, bucket, wait)
+
+    def check(self, key: Hashable, kind: Kind) -> None:
+        """LimitError if `key` has a bucket and it is empty; nothing is taken. A request
+        that `take` would refuse can so be refused before its costly checks."""
+        bucket = self._buckets[kind].get(key)
+        if bucket is not None:
+            wait = bucket.wait(self._clock())
+            if wait > 0:
+                raise self._refusal(kind, bucket, wait)
+
+    def _refusal(self, kind: Kind, bucket: TokenBucket, wait: float) -> LimitError:
+        setting = _SETTING[kind]
+        rate = self._rates[kind][0]
+        return LimitError(
+            f"too many {_WHAT[kind]}: {rate:g} a second ({setting}), "
+            f"{bucket.burst} at once; try again in {wait:.2f} s",
+            limit=setting,
+            value=rate,
+            retry_after=wait,
+        )
 
     def _forget(self, buckets: OrderedDict[Hashable, TokenBucket], now: float) -> None:
         """Drop the oldest buckets that are full again (no loss: a new one starts full),

@@ -65,11 +65,11 @@ def _too_many(e: LimitError) -> web.Response:
     """429 in every dialect: {"error": …} naming the limit, its value and when to retry
     (a Retry-After header too, when the clock decides)."""
     body: dict[str, Any] = {"error": e.message, "limit": e.limit, "value": e.value}
-    response = _json(429, body)
-    if e.retry_after is not None:
-        body["retryAfter"] = round(e.retry_after, 3)
-        response = _json(429, body)
-        response.headers["Retry-After"] = str(max(1, math.ceil(e.retry_after)))
+    if e.retry_after is None:
+        return _json(429, body)
+    body["retryAfter"] = round(e.retry_after, 3)
+    response = _json(429, body)  # made once: an abuser's refusals are to cost little
+    response.headers["Retry-After"] = str(max(1, math.ceil(e.retry_after)))
     return response
 
 

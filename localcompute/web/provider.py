@@ -186,6 +186,7 @@ def _placeholder_order(dataset: DatasetRef) -> str:
 
 async def compute_start(request: web.Request) -> web.Response:
     req = parse(StartRequest, await read_params(request))
+    throttle.empty(request, "start", req.consumerAddress)
     catalog = request.app[CATALOG]
     engine = request.app[ENGINE]
     request.app[SETTINGS].require_environment(req.environment)
@@ -229,6 +230,7 @@ async def compute_status(request: web.Request) -> web.Response:
         # Signed status (ocean.py) must be valid; reading consumes no nonce.
         if req.nonce is None:
             raise SignatureError("The nonce field is required with a signature.")
+        throttle.empty(request, "read", req.consumerAddress, req.jobId)  # polled most
         message = _stop_message(req.consumerAddress, req.jobId, req.documentId, req.nonce)
         auth.verify(message, req.signature, req.consumerAddress)
     else:

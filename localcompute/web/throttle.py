@@ -11,6 +11,11 @@ back-pressure. Every dialect calls these three, at the same points:
   and reads of made-up job ids all share the address's one other bucket;
 - `unsigned(request)`: a route without a signature, by client IP, first thing.
 
+And `empty(request, kind, address, job_id)` before a signature is checked, where the
+address is sent (the provider API): a request whose bucket is empty now is refused before
+its signature is recovered, most of what a refusal would cost. It takes no token, so a
+forged request still drains nobody's bucket; its sender learns only that it is empty.
+
 Not limited at all: /health, /healthz and /metrics (a load balancer or a scraper must
 still see the server while someone floods it, and they change nothing), the OpenAPI
 documents (made once), and the stage routes a job's own containers call (a job must not
@@ -19,15 +24,17 @@ fail because its client polls).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from aiohttp import web
 
 from localcompute.core.models import Job
-from localcompute.engine.buckets import RequestBuckets
+from localcompute.engine.buckets import Kind, RequestBuckets
 from localcompute.web.context import BUCKETS
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every request; parsing costs more than that
 def is_loopback(remote: str | None) -> bool:
     """127.0.0.0/8, ::1 and ::ffff:127.x (a dual-stack socket's view of an IPv4 one)."""
     try:
@@ -56,6 +63,16 @@ def read(request: web.Request, address: str, job: Job | None) -> None:
     buckets = _buckets(request)
     if not buckets.exempt(address, loopback=is_loopback(request.remote)):
         buckets.take((address.lower(), job.job_id if job is not None else None), "read")
+
+
+def empty(request: web.Request, kind: Kind, address: str, job_id: str | None = None) -> None:
+    """LimitError (429) when the bucket `start` or `read` would charge is empty already;
+    nothing is taken. For a read, `job_id` as sent: only a job the address may read has
+    a bucket of its own, so a made-up one is refused by `read`, later."""
+    buckets = _buckets(request)
+    if not buckets.exempt(address, loopback=is_loopback(request.remote)):
+        key = address.lower() if kind == "start" else (address.lower(), job_id)
+        buckets.check(key, kind)
 
 
 def unsigned(request: web.Request) -> None:

@@ -136,3 +136,19 @@ def test_bad_buckets_are_refused() -> None:
         TokenBucket(rate=0, burst=1, now=0)
     with pytest.raises(ValueError):
         buckets(Clock(), size=0)
+
+
+def test_check_refuses_an_empty_bucket_and_takes_nothing() -> None:
+    clock = Clock()
+    b = buckets(clock, read_burst=2)
+    b.check((ALICE, "job"), "read")  # no bucket yet: nothing to say, and none made
+    assert len(b) == 0
+    b.take((ALICE, "job"), "read")
+    b.check((ALICE, "job"), "read")  # one token left, and still there after:
+    b.take((ALICE, "job"), "read")
+    with pytest.raises(LimitError) as refused:
+        b.check((ALICE, "job"), "read")
+    assert refused.value.retry_after == pytest.approx(0.2)
+    clock.now += 0.2
+    b.check((ALICE, "job"), "read")
+    b.take((ALICE, "job"), "read")
