@@ -224,6 +224,7 @@ class Pool:
         # A demand that did not fit will not fit later in this plan (use only grows): a
         # long queue of alike jobs costs one fit, not one each.
         refused: set[Demand] = set()
+        demands: dict[tuple[str, JobResources], Demand] = {}  # alike jobs: one demand
         for job in queue if queue is not None else waiting:
             env = self._environment(job.environment)
             if env is None:  # no longer configured: admitted to be ended by the pipeline
@@ -231,7 +232,9 @@ class Pool:
                 continue
             if slots[env.id] >= env.max_jobs:
                 continue  # waits for its own environment, not for the pool
-            d = self.demand(env, job.resources)
+            d = demands.get((env.id, job.resources))
+            if d is None:
+                d = demands[env.id, job.resources] = self.demand(env, job.resources)
             if d in refused:
                 continue
             fits = [

@@ -17,6 +17,7 @@ A consumer at its max_running (consumer_limits.py) is not offered any: its jobs 
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import time
@@ -108,7 +109,7 @@ class Running:
     its max_running caps."""
 
     def __init__(self, active: Sequence[AdmissionView], caps: Callable[[str, str], Caps]) -> None:
-        self._caps = caps
+        self._caps = functools.cache(caps)  # asked once per consumer and environment
         self._overall = Counter(job.owner for job in active)
         self._in_env = Counter((job.owner, job.environment) for job in active)
 
