@@ -105,7 +105,10 @@ class ConnectionSettings(_Section):
         10, gt=0, description="Seconds a client has to send a request's line and headers."
     )
     keepalive_timeout: float = Field(
-        15, gt=0, description="Seconds an idle keep-alive connection is kept open."
+        20,
+        gt=0,
+        description="Seconds an idle keep-alive connection is kept open (longer than "
+        "clients' own 15 s, so that a client never reuses one the server is closing).",
     )
     max_connections_per_ip: int = Field(
         64, ge=1, description="Connections one client IP may hold open; more are closed."
