@@ -67,6 +67,7 @@ class Scheduler:
         # Jobs whose task ended without ending them (the store failed under it): resumed
         # at the next start, not waited for until then.
         self._lost: set[str] = set()
+        self._finishing: dict[str, asyncio.Future[Job]] = {}
         self.deadlines = QueueDeadlines()
 
     def __repr__(self) -> str:
@@ -132,9 +133,15 @@ class Scheduler:
 
     async def finish_waiting(self, job: Job, *, expired: bool = False) -> Job:
         """End a job stopped before it got a slot (or `expired` past its queue deadline),
-        without running it."""
+        without running it. Two ends at once (two stops, a stop and its deadline) are one:
+        the second waits for the first, so the job is published once."""
+        ending = self._finishing.get(job.job_id)
+        if ending is None:
+            ending = asyncio.ensure_future(self.pipeline.finish_waiting(job, expired=expired))
+            self._finishing[job.job_id] = ending
+            ending.add_done_callback(lambda _: self._finishing.pop(job.job_id, None))
         try:
-            return await self.pipeline.finish_waiting(job, expired=expired)
+            return await asyncio.shield(ending)
         finally:
             self._wake(job.job_id)
 

@@ -360,3 +360,33 @@ async def test_wait_on_a_job_admitted_but_not_yet_started_waits_for_its_end(
         await submitted
     finally:
         await engine.close()
+
+
+async def test_two_stops_of_a_waiting_job_end_it_once(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path / "var", environments=[{"id": "test", "max_jobs": 1, "max_job_duration": 60}]
+    )
+    engine = Engine(settings, runtime=FakeRuntime(), store=MemoryStore())
+    await engine.start()
+    gates = Gates(tmp_path)
+    gate = gates()
+    try:
+        running = await engine.submit(shell(gate.wait))
+        waiting = await engine.submit(shell("echo never"))
+        calls = []
+        finish = engine.scheduler.pipeline.finish_waiting
+
+        async def counted(job: Job, *, expired: bool = False) -> Job:
+            calls.append(job.job_id)
+            return await finish(job, expired=expired)
+
+        engine.scheduler.pipeline.finish_waiting = counted  # type: ignore[method-assign]
+        first, second = await asyncio.gather(engine.stop(waiting), engine.stop(waiting))
+        assert calls == [waiting], "published twice"
+        assert first.status == second.status == JobStatus.JOB_COMPLETED
+        assert first.termination_reason is TerminationReason.STOPPED
+        await gate.open()
+        await engine.wait(running)
+    finally:
+        gates.release()
+        await engine.close()
