@@ -134,6 +134,25 @@ def test_ocean_js_8_6_2_runs_free_compute_with_live_logs_stop_and_tokens(
     assert refused["threw"] and "invalidated" in refused["error"]
 
 
+def test_ocean_js_8_6_2_queue_max_wait_time_ends_a_job_that_waited_too_long(
+    client_builds: Builds, served: Served, tmp_path: Path
+) -> None:
+    """freeComputeStart's queueMaxWaitTime, as ocean.js 8.6.2 sends it: the job waits while
+    long jobs hold every slot, and ends unrun once its time is up, in the node's words."""
+    report = flow(client_builds, "8.6.2", served, tmp_path, "queue")
+    queue = report["queue"]
+    started, done = queue["started"], queue["done"]
+    assert started["queueMaxWaitTime"] == 2 and started["status"] == 1
+    assert queue["statuses"][0]["status"] == 1
+    assert (done["status"], done["statusText"]) == (2, "Job expired in queue")
+    assert done["algoStartTimestamp"] == "0" and done["terminationDetails"]["exitCode"] is None
+    assert "never ran" in done["terminationDetails"]["detail"]
+    waited = queue["finished_at"] - queue["asked_at"]
+    assert 2000 <= waited < 10000, waited
+    # The jobs that held the slots ran on, untouched, until they were stopped.
+    assert [h["status"] for h in queue["holders_during"]] == [40] * len(queue["holders_during"])
+
+
 def test_ocean_js_8_0_0_starts_watches_and_downloads(
     client_builds: Builds, served: Served, tmp_path: Path
 ) -> None:

@@ -9,13 +9,16 @@
 // and lets any error surface with the client's own stack; where a refusal is the
 // expected outcome it is recorded instead. The test asserts on the report.
 //
-//   node ocean_node_flow.cjs REPORT MODULES_DIR NODE_URI KEY IMAGE:TAG DATASET_URL full|short
+//   node ocean_node_flow.cjs REPORT MODULES_DIR NODE_URI KEY IMAGE:TAG DATASET_URL full|short|queue
 //
 // full (8.6.2): environments, nonce, a job whose logs are streamed while it runs, its
 //   results whole and from an offset, a long job stopped while it runs, then an auth
 //   token: a job started, watched and downloaded with it, the token invalidated and
 //   refused.
 // short (8.0.0): environments, nonce, a job, its results whole and from an offset.
+// queue (8.6.2): while long jobs hold every slot of the free environment, a job started
+//   with freeComputeStart's queueMaxWaitTime waits, then expires in the queue; the
+//   long jobs are stopped.
 'use strict'
 
 const fs = require('fs')
@@ -189,6 +192,7 @@ async function flow () {
   if (!env) throw new Error(`no environment with a free tier: ${JSON.stringify(envs)}`)
   out.env_id = env.id
   out.nonce = await ProviderInstance.getNonce(nodeUri, address)
+  if (mode === 'queue') return queued(wallet, env)
 
   // 2. The main job, signed by the wallet.
   const main = await start(wallet, env.id, MAIN_ALGORITHM)
@@ -255,6 +259,37 @@ async function flow () {
     auth.after_invalidate = { threw: false, answer }
   } catch (error) {
     auth.after_invalidate = { threw: true, error: String(error.message || error) }
+  }
+}
+
+// 5. queueMaxWaitTime: the 12th argument of 8.6.2's freeComputeStart.
+async function queued (wallet, env) {
+  const holders = []
+  for (let i = 0; i < env.maxJobs; i++) holders.push(await start(wallet, env.id, LONG_ALGORITHM))
+  for (const holder of holders) {
+    await poll(wallet, holder.job.jobId, isRunning, RUNNING, [])
+  }
+  const queue = { max_wait: 2, asked_at: Date.now() }
+  out.queue = queue
+  const answer = await ProviderInstance.freeComputeStart(
+    nodeUri, wallet, env.id, datasets, algorithm('echo never'),
+    undefined, undefined, undefined, undefined, undefined, undefined, queue.max_wait
+  )
+  queue.started = first(answer)
+  const seen = []
+  queue.statuses = seen
+  const done = await poll(wallet, queue.started.jobId, isFinished, 'dateFinished', seen)
+  queue.finished_at = done.at
+  queue.done = done.job
+  queue.holders_during = []
+  for (const holder of holders) {
+    queue.holders_during.push(
+      first(await ProviderInstance.computeStatus(nodeUri, wallet, holder.job.jobId))
+    )
+    await ProviderInstance.computeStop(holder.job.jobId, nodeUri, wallet)
+  }
+  for (const holder of holders) {
+    await poll(wallet, holder.job.jobId, isFinished, 'dateFinished', [])
   }
 }
 
