@@ -161,6 +161,21 @@ async def test_max_waiting_refuses_a_start_in_every_dialect_using_no_nonce(
     assert code == 429 and answer["limit"] == "max_waiting", answer
     assert await job_ids(consumer) == before, "a refused start added a job"
 
+    # The queue is visible: in both environment views, and per consumer in /metrics.
+    async with session.get(served.base_url + "/api/services/computeEnvironments") as r:
+        classic_envs = await r.json()
+    [narrow] = [e for e in classic_envs[next(iter(classic_envs))] if e["id"] == "narrow"]
+    assert (narrow["currentJobs"], narrow["queuedJobs"]) == (1, 2)
+    async with session.get(served.base_url + "/node/api/services/computeEnvironments") as r:
+        [node_narrow] = [e for e in await r.json() if e["id"] == "narrow"]
+    assert node_narrow["queuedJobs"] == 2
+    async with session.get(served.base_url + "/metrics") as r:
+        metrics = await r.text()
+    me = consumer.address.lower()
+    assert f'localcompute_consumer_jobs{{consumer="{me}",state="waiting"}} 2.0' in metrics
+    assert f'localcompute_consumer_jobs{{consumer="{me}",state="running"}} 1.0' in metrics
+    assert 'localcompute_refusals_total{limit="max_waiting"} 3.0' in metrics
+
     # Each refused request, sent again as it was to an environment with room, is
     # accepted: its nonce was never used.
     async with session.post(url, json={**body, "environment": ENV}) as r:
@@ -242,6 +257,8 @@ async def test_node_job_expires_in_queue_with_status_2(
     assert (job["status"], job["statusText"]) == (2, "Job expired in queue")
     assert job["algoStartTimestamp"] == "0"
     assert "waited" in job["terminationDetails"]["detail"]
+    async with session.get(served.base_url + "/metrics") as r:
+        assert 'localcompute_queue_deadlines_total{environment="shared"} 1.0' in await r.text()
     await gate.open()
     await consumer.wait_final(held)
 
