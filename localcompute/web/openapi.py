@@ -271,6 +271,10 @@ def build_openapi(dialect: Dialect, node_prefix: str = "/node") -> dict[str, Any
             "401": _error("The caller may not use this API, or its signature or token is bad"),
             "404": _error("No such job or result for this caller"),
             "413": _error("The body is over the size limit"),
+            "429": _error(
+                "Too many requests or jobs ([limits]): the body names the limit, its value "
+                "and retryAfter (seconds); a Retry-After header says when, rounded up"
+            ),
             "503": _error("The Docker engine does not answer"),
         }
         operation["responses"] = responses
