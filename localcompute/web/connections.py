@@ -50,8 +50,12 @@ class ConnectionGuard:
 
     `refused` and `timed_out` count what it cut off since it was made."""
 
-    def __init__(self, settings: ConnectionSettings) -> None:
+    def __init__(
+        self, settings: ConnectionSettings, on_cut: Callable[[str], None] = lambda limit: None
+    ) -> None:
         self.settings = settings
+        # Told the setting's name of each connection cut off (for /metrics' refusals).
+        self.on_cut = on_cut
         self.refused = 0
         self.timed_out = 0
         self._per_ip: dict[str, int] = {}
@@ -98,6 +102,7 @@ class ConnectionGuard:
         count = self._per_ip.get(ip, 0)
         if count >= self.settings.max_connections_per_ip:
             self.refused += 1
+            self.on_cut("max_connections_per_ip")
             now = asyncio.get_running_loop().time()
             if now - self._warned_at.get(ip, -_WARN_EVERY) >= _WARN_EVERY:
                 self._warned_at[ip] = now
@@ -233,6 +238,7 @@ class _Guarded(asyncio.Protocol):
             self._arm()
             return
         self._guard.timed_out += 1
+        self._guard.on_cut("header_timeout")
         log.debug("%s sent no complete request headers in time: closed", self._ip)
         transport.close()
 

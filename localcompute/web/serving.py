@@ -61,7 +61,8 @@ async def serving(
     try:
         host, port = settings.server.host, settings.server.port
         try:
-            await GuardedSite(runner, host, port, ConnectionGuard(limits)).start()
+            guard = ConnectionGuard(limits, on_cut=app[ENGINE].metrics.refused)
+            await GuardedSite(runner, host, port, guard).start()
         except OSError as e:
             why = "the port is in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
             raise ConfigError(

@@ -158,6 +158,12 @@ async def test_connections_over_the_cap_are_refused_and_other_addresses_answered
         assert max(held_open) < KEEPALIVE_TIMEOUT
     # Their places are free again.
     assert await answered_from(server, "127.0.0.1", 1) == [200]
+    # Each connection cut off is counted in /metrics, by the setting that cut it.
+    async with aiohttp.ClientSession() as session, session.get(server.url + "/metrics") as r:
+        metrics = await r.text()
+    for limit in ("max_connections_per_ip", "header_timeout"):
+        [line] = [m for m in metrics.splitlines() if f'refusals_total{{limit="{limit}"}}' in m]
+        assert float(line.split()[-1]) >= CAP, line
 
 
 async def test_idle_keep_alive_connections_close_after_keepalive_timeout(server: Server) -> None:
