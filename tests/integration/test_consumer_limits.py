@@ -37,7 +37,7 @@ id = "deadline"
 cpu = 0.5
 max_jobs = 1
 max_job_duration = 60
-queue_max_wait = 0.5
+queue_max_wait = 0.2
 
 [[environments]]
 id = "shared"
@@ -106,6 +106,13 @@ async def hold_slot(consumer: Consumer, env: str, gate: Gate) -> str:
     while (await consumer.status(job["jobId"]))[0]["status"] < 40:
         await asyncio.sleep(POLL)
     return str(job["jobId"])
+
+
+async def stop_all(consumer: Consumer, served: Served, session: aiohttp.ClientSession) -> None:
+    """Every unfinished job of the consumer stopped at once (waiting ones never run)."""
+    query = consumer.stop_query("", await consumer.next_nonce())
+    async with session.put(served.base_url + "/api/services/compute", params=query) as r:
+        assert r.status == 200, await r.text()
 
 
 async def job_ids(consumer: Consumer) -> set[str]:
@@ -189,6 +196,7 @@ async def test_max_waiting_refuses_a_start_in_every_dialect_using_no_nonce(
     assert code == 200
 
     await gate.open()
+    await stop_all(consumer, served, session)
     for job_id in [held, *waiting, classic_job["jobId"], op_job["jobId"]]:
         assert (await consumer.wait_final(job_id))["status"] == 70
     await node.wait(node_job["jobId"])
@@ -250,7 +258,7 @@ async def test_node_job_expires_in_queue_with_status_2(
     held = await hold_slot(consumer, "shared", gate)
     node = NodeClient(session, served.base_url)
     code, [asked] = await node.start(
-        raw_algorithm("echo never"), [], environment="shared", queueMaxWaitTime=0.3
+        raw_algorithm("echo never"), [], environment="shared", queueMaxWaitTime=0.2
     )
     assert code == 200
     job = await node.wait(asked["jobId"], timeout=10)
@@ -281,6 +289,7 @@ async def test_another_consumers_job_takes_the_next_free_slot_ahead_of_a_long_qu
         await asyncio.sleep(POLL)
     # The other consumer's one job runs while every job of the long queue still waits.
     assert [(await consumer.status(j))[0]["status"] for j in flood] == [1] * 3
+    await stop_all(consumer, served, session)  # the flood ends unrun
     await second.open()
     for job_id in [held, *flood]:
         assert (await consumer.wait_final(job_id))["status"] == 70
