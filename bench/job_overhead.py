@@ -186,7 +186,7 @@ def served(work: Path) -> Iterator[str]:
         '[server]\nport = 0\ndata_dir = "var"\n'
         '[docker]\npull_policy = "never"\nfetch_network = "host"\n'
         '[[environments]]\nid = "bench"\nmax_jobs = 1\n'
-        '[limits]\nexempt_loopback = true\n'  # it polls from this host as fast as it can
+        "[limits]\nexempt_loopback = true\n"  # it polls from this host as fast as it can
     )
     command = [sys.executable, "-m", "localcompute", "serve", "--config", str(config)]
     server = subprocess.Popen(

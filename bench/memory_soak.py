@@ -51,7 +51,7 @@ def config_text(work: Path, slots: int) -> str:
         f'[[environments]]\nid = "bench"\nmax_jobs = {slots}\n'
         f'[provider]\ndataset_roots = ["{work}"]\n'
         f'[[datasets]]\ndid = "{DATASET}"\nfiles = ["{work / "data.csv"}"]\n'
-        '[limits]\nexempt_loopback = true\n'  # it polls from this host as fast as it can
+        "[limits]\nexempt_loopback = true\n"  # it polls from this host as fast as it can
     )
 
 
