@@ -192,6 +192,17 @@ class EnvironmentSettings(_Section):
         description='swarm: the node label ("key=value" or "key") a node must have to run '
         "this environment's jobs; empty: any eligible node.",
     )
+    runtime: str = Field(
+        "",
+        pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="OCI runtime the algorithm runs under, as registered with Docker "
+        '("runsc": gVisor); empty: the engine\'s default (runc).',
+    )
+    hardening: Literal["strict", "docker"] = Field(
+        "strict",
+        description='"strict": the project\'s seccomp profile and a read-only root with /tmp '
+        'in memory; "docker": Docker\'s default seccomp profile and a writable root.',
+    )
     queue_max_wait: float = Field(
         0,
         ge=0,

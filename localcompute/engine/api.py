@@ -38,9 +38,9 @@ from localcompute.engine.capacity import capacity as pool_capacity
 from localcompute.engine.catalog import Catalog
 from localcompute.engine.consumer_limits import HOUR, check_start, running_caps
 from localcompute.engine.datadir import DataDirLock
+from localcompute.engine.env_probe import probe_environments
 from localcompute.engine.envstate import EnvironmentState, pool_totals
 from localcompute.engine.expiry import expire_results, expiry_loop
-from localcompute.engine.gpu_probe import probe_gpus
 from localcompute.engine.health import Check, health_checks
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
@@ -182,7 +182,7 @@ class Engine:
             )
             self._scheduler = Scheduler(store, runtime, self.settings, pipeline, self.pool)
             await self._scheduler.reconcile()
-            self.unavailable = await probe_gpus(
+            self.unavailable = await probe_environments(
                 self.runtime,
                 self.settings,
                 self.pool.nodes,

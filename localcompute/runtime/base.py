@@ -87,6 +87,10 @@ class ContainerSpec:
     gpu_driver: str = "nvidia"  # or "cdi": device ids are CDI names (nvidia.com/gpu=0)
     log_max_bytes: int = 10 * 1024 * 1024
     node: str = ""  # the node it runs on, as the pool placed the job; "": the runtime's choice
+    oci_runtime: str = ""  # the OCI runtime it runs under (runsc); "": the engine's default
+    # The hardened profile (runtime/hardening.py): the project's seccomp profile and a
+    # read-only root with /tmp in memory; False: Docker's default profile, a writable root.
+    hardened: bool = True
 
 
 class ContainerState(StrEnum):

@@ -23,6 +23,7 @@ from localcompute.runtime import (
     ContainerSpec,
     Mount,
     Network,
+    hardening,
 )
 from localcompute.runtime.workspace import Workspace
 
@@ -165,6 +166,9 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
             Mount(ws.logs, "/data/logs", read_only=False, area=Area.LOGS),
         ),
         environment={
+            # A read-only root: what expects a writable home gets /tmp (the client may
+            # name another).
+            **({"HOME": "/tmp"} if env.hardening == "strict" else {}),
             # The client's own variables first: Ocean's contract variables win a clash.
             **algo.envs,
             "DIDS": json.dumps([did_folder(d) for d in job.input_dids]),
@@ -182,12 +186,16 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
         nano_cpus=int(held.cpu * 1_000_000_000),
         cpuset_cpus=held.cpuset_text or None,
         memory_bytes=held.ram_bytes,
-        pids_limit=ctx.docker_settings.pids_limit,
+        pids_limit=hardening.pids_limit(ctx.docker_settings.pids_limit, env.runtime),
         gpu_count=gpu_count,
         gpu_device_ids=gpus,
         gpu_driver=env.gpu_driver,
         log_max_bytes=ctx.docker_settings.log_max_bytes,
         node=ctx.node,
+        # Only the algorithm, the stranger's code, runs in the sandbox: fetch and filter
+        # are the provider's own, and the fetch needs a network gVisor is not given.
+        oci_runtime=env.runtime,
+        hardened=env.hardening == "strict",
     )
 
 
@@ -226,7 +234,7 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
     )
 
 
-def gpu_probe_container(
+def probe_container(
     instance: str,
     env: EnvironmentSettings,
     devices: tuple[str, ...],
@@ -234,19 +242,21 @@ def gpu_probe_container(
     user: str,
     node: str = "",
 ) -> ContainerSpec:
-    """A container that asks Docker for `env`'s GPUs as a job would, and does nothing:
+    """A container that asks Docker for `env`'s GPUs and runtime as a job would, and does nothing:
     whether Docker can give them is known at start-up, in Docker's own words."""
     return ContainerSpec(
-        name=f"lc-{instance}-gpu-probe-{env.id}",
+        name=f"lc-{instance}-probe-{env.id}",
         image=docker_settings.helper_image,
         entrypoint=["true"],
         command=[],
-        labels={LABEL_INSTANCE: instance, LABEL_STAGE: "gpu-probe"},
+        labels={LABEL_INSTANCE: instance, LABEL_STAGE: "probe"},
         network=Network.NONE,
         user=user,
-        pids_limit=docker_settings.pids_limit,
+        pids_limit=hardening.pids_limit(docker_settings.pids_limit, env.runtime),
         gpu_count=0 if devices else env.gpu_count,
         gpu_device_ids=devices,
         gpu_driver=env.gpu_driver,
         node=node,
+        oci_runtime=env.runtime,
+        hardened=env.hardening == "strict",
     )

@@ -14,7 +14,7 @@ from localcompute.core.models import Job
 from localcompute.core.settings import DockerSettings, EnvironmentSettings, PoolSettings, Settings
 from localcompute.engine.amounts import Capacity
 from localcompute.engine.pool import Pool
-from localcompute.runtime import Network
+from localcompute.runtime import Network, hardening
 from localcompute.runtime.containers import (
     JobContext,
     Stage,
@@ -93,9 +93,54 @@ def test_algorithm_is_isolated_and_limited() -> None:
     assert host["NanoCpus"] == 1_500_000_000
     assert host["Memory"] == host["MemorySwap"] == 2 * 1024**3
     assert host["PidsLimit"] == 512
-    assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["CapDrop"] == ["ALL"] and host["Init"] is True
+    # The hardened profile: the project's seccomp profile, a read-only root, /tmp in memory
+    # within the job's memory, the engine's default runtime.
+    assert host["SecurityOpt"] == ["no-new-privileges", f"seccomp={hardening.seccomp_profile()}"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["Tmpfs"] == {"/tmp": f"rw,nosuid,nodev,size={2 * 1024**3}"}
+    assert "Runtime" not in host and spec.environment["HOME"] == "/tmp"
     assert host["DeviceRequests"][0]["Count"] == 2
     api.close()
+
+
+def test_a_sandboxed_environment_runs_only_its_algorithm_under_its_runtime() -> None:
+    env = EnvironmentSettings(id="e", runtime="runsc")
+    ctx = context(admitted(job(), env))
+    host = create_kwargs(
+        algorithm_container(ctx, env),
+        docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41"),
+    )["host_config"]
+    assert host["Runtime"] == "runsc"
+    # gVisor's processes cost it host tasks; it answers clone3 with EPERM whatever the
+    # profile says, so clone3 is allowed for glibc to start threads.
+    assert host["PidsLimit"] == 8 * 512
+    profile = json.loads(host["SecurityOpt"][1].removeprefix("seccomp="))
+    assert {"names": ["clone3"], "action": "SCMP_ACT_ALLOW"} in profile["syscalls"]
+    for helper in (fetch_container(ctx), filter_container(ctx)):
+        helper_host = create_kwargs(
+            helper, docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+        )["host_config"]
+        assert "Runtime" not in helper_host and helper_host["ReadonlyRootfs"] is True
+
+
+def test_the_docker_hardening_keeps_dockers_default_profile_and_a_writable_root() -> None:
+    env = EnvironmentSettings(id="e", hardening="docker")
+    spec = algorithm_container(context(admitted(job(), env)), env)
+    host = create_kwargs(
+        spec, docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    )["host_config"]
+    assert host["SecurityOpt"] == ["no-new-privileges"] and not host.get("ReadonlyRootfs")
+    assert "HOME" not in spec.environment
+
+
+def test_the_profile_refuses_what_the_docs_say_and_docker_allows() -> None:
+    rules = json.loads(hardening.seccomp_profile())["syscalls"]
+    allowed = {
+        name for rule in rules for name in rule["names"] if rule["action"] == "SCMP_ACT_ALLOW"
+    }
+    assert allowed.isdisjoint(hardening.REFUSED)
+    assert {"read", "write", "clone", "execve", "socket", "mmap"} <= allowed
 
 
 def test_gpus_are_given_by_device_from_the_pool_and_network_can_be_allowed() -> None:

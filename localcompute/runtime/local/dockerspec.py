@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import docker.types
 
+from localcompute.runtime import hardening
 from localcompute.runtime.base import ContainerSpec, ContainerState, Network
 
 
@@ -41,7 +42,13 @@ def create_kwargs(spec: ContainerSpec, api: Any, network_mode: str = "none") -> 
         pids_limit=spec.pids_limit,
         device_requests=device_requests or None,
         cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
+        security_opt=[
+            "no-new-privileges",
+            *([f"seccomp={hardening.seccomp_profile(spec.oci_runtime)}"] if spec.hardened else []),
+        ],
+        read_only=spec.hardened,
+        tmpfs={"/tmp": hardening.tmpfs_options(spec.memory_bytes)} if spec.hardened else None,
+        runtime=spec.oci_runtime or None,
         # An init process forwards SIGTERM and reaps zombies: `sh -c` as PID 1 would not.
         init=True,
         # Docker keeps two files of the full cap: a live reader that lags while the

@@ -1,0 +1,188 @@
+"""The wall around a stranger's algorithm, under both runtimes: runc (the host's kernel)
+and runsc (gVisor's, `runtime = "runsc"`). Each hostile case is refused or contained the
+same way under both; under runsc the kernel the algorithm sees is gVisor's.
+
+`scripts/run test` registers runsc with the Docker engine (`scripts/run setup --sandbox`);
+without it these tests fail and say so, unless LOCALCOMPUTE_NO_SANDBOX=1 says this
+engine has none on purpose (the runsc cases are then skipped, the runc ones still run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from localcompute import JobStatus, TerminationReason
+from localcompute.core.errors import EnvironmentUnavailableError
+from localcompute.runtime.hardening import REFUSED
+from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final
+
+pytestmark = pytest.mark.docker
+
+HELPER_IMAGE = "localcompute/helper:latest"  # has python3; local, never pulled
+PROBE = (Path(__file__).parent / "hostile" / "probe.py").read_text()
+RUNTIMES = ["runc", "runsc"]
+
+
+def sandbox_registered() -> bool:
+    runtimes = docker.from_env().info().get("Runtimes", {})
+    return "runsc" in runtimes
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    if name == "runsc" and not sandbox_registered():
+        if os.environ.get("LOCALCOMPUTE_NO_SANDBOX") == "1":
+            pytest.skip("LOCALCOMPUTE_NO_SANDBOX=1: this engine has no runsc")
+        pytest.fail(
+            "the Docker engine has no runsc runtime: `scripts/run setup --sandbox` registers "
+            "it (or set LOCALCOMPUTE_NO_SANDBOX=1 to skip the gVisor cases)",
+            pytrace=False,
+        )
+    return name
+
+
+def environment(runtime: str, **extra: Any) -> list[dict[str, Any]]:
+    env = {"id": "test", "cpu": 0.5, "max_job_duration": 60, **extra}
+    if runtime == "runsc":
+        env["runtime"] = "runsc"
+    return [env]
+
+
+async def test_the_kernel_surface_is_refused_and_inputs_and_root_are_read_only(
+    engine_factory: EngineFactory, runtime: str
+) -> None:
+    engine = await engine_factory(environments=environment(runtime))
+    job = await wait_final(
+        engine,
+        await engine.submit(raw_job(PROBE, image=HELPER_IMAGE, entrypoint="python3 $ALGO")),
+    )
+    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 0), job.detail
+    seen = json.loads(result_text(engine, job, "probe.json"))
+    # Every syscall of the hardened profile's list fails with EPERM, under both.
+    assert seen["syscalls"] == dict.fromkeys(REFUSED, "EPERM")
+    assert seen["dmesg"]["code"] != 0 and "Operation not permitted" in seen["dmesg"]["head"]
+    assert seen["raw_socket"] == "EPERM"
+    assert seen["connect_out"] != "ok" and seen["interfaces"] == ["lo"]
+    assert seen["write_inputs"] == "EROFS"
+    # gVisor answers a write to the read-only root with EACCES, runc with EROFS.
+    assert seen["write_root"] in ("EROFS", "EACCES") and seen["write_tmp"] == "ok"
+    assert (seen["home"], seen["uid"]) == ("/tmp", 1000)
+    # A link out of the outputs is not followed into the results.
+    assert "host-hostname" not in [r.filename for r in job.results]
+    host = platform.release()
+    if runtime == "runsc":
+        assert seen["kernel"] != host and seen["kernel"] == "4.4.0", seen["kernel"]
+        assert host not in seen["version"]
+        assert seen["kallsyms"].startswith("error"), "gVisor has no /proc/kallsyms"
+    else:
+        assert seen["kernel"] == host
+        # The host's symbols, with every address hidden from an unprivileged reader.
+        assert seen["kallsyms"].startswith("0000000000000000 "), seen["kallsyms"]
+
+
+CONTAINED: dict[str, tuple[str, dict[str, Any]]] = {
+    # Doubles a shell variable until the memory limit kills it.
+    "memory hog": ("x=aaaaaaaa; while true; do x=$x$x; done", {"ram_gb": 0.05}),
+    # A child shell forks sleepers until the PIDs limit stops it (busybox's sh exits 2 when
+    # it cannot fork); the algorithm counts the processes without forking, and ends them.
+    "fork bomb": (
+        'sh -c "while :; do sleep 20 & done" 2>/dev/null; set -- /proc/[0-9]*; '
+        "echo $# > $OUTPUTS/forked; kill -9 -1 2>/dev/null; exit 0",
+        {},
+    ),
+    # Fills /tmp, which is memory: it stops at the job's memory, never the host's.
+    "tmp filler": (
+        "dd if=/dev/zero of=/tmp/fill bs=1M count=400 2>$OUTPUTS/dd.txt; "
+        "echo $? >> $OUTPUTS/dd.txt",
+        {"ram_gb": 0.1},
+    ),
+    "time limit": ("sleep 30", {"max_job_duration": 2}),
+}
+
+
+@pytest.mark.parametrize("case", list(CONTAINED))
+async def test_a_misbehaving_algorithm_is_contained(
+    engine_factory: EngineFactory, runtime: str, case: str
+) -> None:
+    script, limits = CONTAINED[case]
+    engine = await engine_factory(environments=environment(runtime, **limits))
+    job = await wait_final(engine, await engine.submit(raw_job(script)), timeout=120)
+    assert job.status == JobStatus.JOB_COMPLETED, job.detail
+    if case == "memory hog":
+        assert job.termination_reason is TerminationReason.OOM, (job.exit_code, job.detail)
+        assert job.exit_code == 137
+    elif case == "fork bomb" and runtime == "runc":
+        forked = int(result_text(engine, job, "forked"))
+        assert 100 < forked <= 512, forked  # [docker] pids_limit, the algorithm's own included
+    elif case == "fork bomb":
+        # Each sandboxed process costs gVisor host tasks: its limit is 8 x pids_limit of
+        # them; the sandbox either counts what it got or ends at the limit (exit 2).
+        if job.exit_code == 0:
+            assert 100 < int(result_text(engine, job, "forked")) < 8 * 512
+        else:
+            assert job.termination_reason is TerminationReason.FAILED, job.detail
+    elif case == "tmp filler":
+        if job.termination_reason is not TerminationReason.OOM:
+            out = result_text(engine, job, "dd.txt")
+            assert "No space left on device" in out and out.strip().endswith("1"), out
+    else:
+        assert job.termination_reason is TerminationReason.TIMEOUT
+
+
+async def test_usual_work_runs_under_the_hardened_profile(
+    engine_factory: EngineFactory, runtime: str
+) -> None:
+    """What the profile allows: python with threads, processes and a pipe; a shell pipeline."""
+    work = (
+        "import concurrent.futures, multiprocessing, os, subprocess, hashlib, json, tempfile\n"
+        "with concurrent.futures.ThreadPoolExecutor(4) as pool:\n"
+        "    sums = list(pool.map(lambda n: sum(range(n)), [10**5] * 8))\n"
+        "with multiprocessing.Pool(2) as procs:\n"
+        "    squares = procs.map(abs, [-1, -2, -3])\n"
+        "shell = subprocess.run(['sh', '-c', 'seq 1 1000 | sort -rn | head -1'],\n"
+        "                       capture_output=True, text=True, check=True).stdout.strip()\n"
+        "with tempfile.TemporaryDirectory() as d:\n"
+        "    open(os.path.join(d, 'f'), 'w').write('x' * 10**6)\n"
+        "    digest = hashlib.sha256(open(os.path.join(d, 'f'), 'rb').read()).hexdigest()[:8]\n"
+        "out = {'sums': len(sums), 'squares': squares, 'shell': shell, 'digest': digest}\n"
+        "json.dump(out, open(os.environ['OUTPUTS'] + '/work.json', 'w'))\n"
+    )
+    engine = await engine_factory(environments=environment(runtime))
+    job = await wait_final(
+        engine, await engine.submit(raw_job(work, image=HELPER_IMAGE, entrypoint="python3 $ALGO"))
+    )
+    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 0), result_text(
+        engine, job, "algorithm.log"
+    )
+    assert json.loads(result_text(engine, job, "work.json")) == {
+        "sums": 8,
+        "squares": [1, 2, 3],
+        "shell": "1000",
+        "digest": "1b977e9f",
+    }
+
+
+async def test_an_environment_whose_runtime_docker_lacks_is_unavailable_and_the_rest_run(
+    engine_factory: EngineFactory,
+) -> None:
+    engine = await engine_factory(
+        environments=[
+            {"id": "test", "max_job_duration": 60},
+            {"id": "walled", "max_job_duration": 60, "runtime": "no-such-runtime"},
+        ]
+    )
+    why = engine.unavailable["walled"]
+    assert why.startswith("the no-such-runtime runtime cannot be had on this host: ")
+    assert "no-such-runtime" in why.partition(": ")[2], "Docker's own words"
+    with pytest.raises(EnvironmentUnavailableError, match="no-such-runtime"):
+        await engine.submit(raw_job("true", environment="walled"))
+    job = await wait_final(engine, await engine.submit(raw_job("echo fine")))
+    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 0)
