@@ -21,6 +21,7 @@ import pytest
 from localcompute import JobStatus, TerminationReason
 from localcompute.core.errors import EnvironmentUnavailableError
 from localcompute.runtime.hardening import REFUSED
+from localcompute.runtime.logfile import TRUNCATION_MARKER
 from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final
 
 pytestmark = pytest.mark.docker
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.docker
 HELPER_IMAGE = "localcompute/helper:latest"  # has python3; local, never pulled
 PROBE = (Path(__file__).parent / "hostile" / "probe.py").read_text()
 RUNTIMES = ["runc", "runsc"]
+LOG_CAP = 1_000_000
 
 
 def sandbox_registered() -> bool:
@@ -105,6 +107,13 @@ CONTAINED: dict[str, tuple[str, dict[str, Any]]] = {
         {"ram_gb": 0.1},
     ),
     "time limit": ("sleep 30", {"max_job_duration": 2}),
+    # Writes its outputs past its disk quota (100 MiB).
+    "disk filler": (
+        "dd if=/dev/zero of=$OUTPUTS/big bs=1M count=400 2>/dev/null; echo wrote $?",
+        {"disk_gb": 0.1},
+    ),
+    # 30 MB of output, faster than any reader: the log is capped ([docker] log_max_bytes).
+    "log flood": ("head -c 30000000 /dev/zero | tr '\\0' x | fold -w 99", {}),
 }
 
 
@@ -113,7 +122,9 @@ async def test_a_misbehaving_algorithm_is_contained(
     engine_factory: EngineFactory, runtime: str, case: str
 ) -> None:
     script, limits = CONTAINED[case]
-    engine = await engine_factory(environments=environment(runtime, **limits))
+    engine = await engine_factory(
+        environments=environment(runtime, **limits), log_max_bytes=LOG_CAP
+    )
     job = await wait_final(engine, await engine.submit(raw_job(script)), timeout=120)
     assert job.status == JobStatus.JOB_COMPLETED, job.detail
     if case == "memory hog":
@@ -133,6 +144,12 @@ async def test_a_misbehaving_algorithm_is_contained(
         if job.termination_reason is not TerminationReason.OOM:
             out = result_text(engine, job, "dd.txt")
             assert "No space left on device" in out and out.strip().endswith("1"), out
+    elif case == "disk filler":
+        assert job.termination_reason is TerminationReason.DISK, (job.exit_code, job.detail)
+    elif case == "log flood":
+        log = result_text(engine, job, "algorithm.log").encode()
+        assert job.exit_code == 0 and log.endswith(TRUNCATION_MARKER % LOG_CAP)
+        assert len(log) == LOG_CAP + len(TRUNCATION_MARKER % LOG_CAP)
     else:
         assert job.termination_reason is TerminationReason.TIMEOUT
 
