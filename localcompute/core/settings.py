@@ -214,6 +214,15 @@ class EnvironmentSettings(_Section):
         description="[limits] job limits of this environment's own; a key left out keeps [limits].",
     )
 
+    @model_validator(mode="after")
+    def _sandbox_has_no_network(self) -> EnvironmentSettings:
+        if self.runtime == "runsc" and self.algorithm_network:
+            raise ValueError(
+                f"environment {self.id!r}: runsc is registered with --network=none (it refuses "
+                "a network in the root network namespace), so algorithm_network must be false"
+            )
+        return self
+
     @property
     def gpu_count(self) -> int:
         """GPUs one job gets."""

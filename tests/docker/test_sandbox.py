@@ -22,7 +22,7 @@ from localcompute import JobStatus, TerminationReason
 from localcompute.core.errors import EnvironmentUnavailableError
 from localcompute.runtime.hardening import REFUSED
 from localcompute.runtime.logfile import TRUNCATION_MARKER
-from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final
+from tests.docker.conftest import EngineFactory, raw_job, result_text, wait_final, wait_status
 
 pytestmark = pytest.mark.docker
 
@@ -203,3 +203,25 @@ async def test_an_environment_whose_runtime_docker_lacks_is_unavailable_and_the_
         await engine.submit(raw_job("true", environment="walled"))
     job = await wait_final(engine, await engine.submit(raw_job("echo fine")))
     assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 0)
+
+
+async def test_live_logs_and_a_stop_behave_the_same(
+    engine_factory: EngineFactory, runtime: str
+) -> None:
+    engine = await engine_factory(environments=environment(runtime))
+    job_id = await engine.submit(raw_job("echo begun; sleep 1; echo still; sleep 60; echo never"))
+    await wait_status(engine, job_id, JobStatus.RUNNING_ALGORITHM)
+    live = engine.live_log(job_id)
+    assert live is not None
+    lines = live.follow()
+    assert await anext(lines) == b"begun\n"  # while it runs, not at its end
+    streamed = b"begun\n"
+    async for chunk in lines:
+        streamed += chunk
+        if b"still" in streamed:
+            break
+    assert (await engine.get(job_id)).status == JobStatus.RUNNING_ALGORITHM
+    await engine.stop(job_id)
+    job = await wait_final(engine, job_id, timeout=30)
+    assert job.termination_reason is TerminationReason.STOPPED
+    assert "never" not in result_text(engine, job, "algorithm.log")
