@@ -7,6 +7,7 @@ traceback. Once a command runs, it answers signals itself (`run`: cli/interrupts
 
 from __future__ import annotations
 
+import signal
 import sys
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
@@ -18,6 +19,9 @@ def main() -> int:
 
         return command()
     except KeyboardInterrupt:
+        # A second interrupt on the way out (a pending one, or Ctrl-C pressed twice) must
+        # not turn the exit into death by SIGINT (-2): once seen under load in CI.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("localcompute: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
