@@ -39,18 +39,22 @@ REFUSED = (
 
 
 @functools.cache
-def seccomp_profile(oci_runtime: str = "") -> str:
-    """The profile as Docker's API takes it: the JSON text itself.
+def seccomp_profile(oci_runtime: str = "", *, hardened: bool = True) -> str | None:
+    """The profile as Docker's API takes it, the JSON text itself; None: Docker's default.
 
-    Under runsc clone3 is allowed: like Docker, the profile answers clone3 with ENOSYS so
-    that glibc falls back to clone (whose flags a filter can see), but gVisor's filters
-    answer EPERM whatever errno the rule names, and glibc then cannot start a thread. In
-    the sandbox a new namespace is gVisor's own, not the host's."""
-    text = resources.files("localcompute.runtime").joinpath("profiles/seccomp.json").read_text()
-    profile = json.loads(text)
+    `hardened`: the project's profile; else Docker 20.10's default (profiles/
+    docker-default.json), sent only under runsc: there clone3 is allowed. Like Docker's,
+    the profile answers clone3 with ENOSYS so that glibc falls back to clone (whose flags
+    a filter can see), but gVisor's filters answer EPERM whatever errno a rule names, and
+    then neither glibc nor node can start a thread (Docker's own default breaks them so
+    too). In the sandbox a new namespace is gVisor's own, not the host's."""
+    if not hardened and oci_runtime != "runsc":
+        return None
+    name = "profiles/seccomp.json" if hardened else "profiles/docker-default.json"
+    profile = json.loads(resources.files("localcompute.runtime").joinpath(name).read_text())
     allowed = {name for rule in profile["syscalls"] for name in rule["names"]}
     leaked = sorted(allowed.intersection(REFUSED))
-    if leaked:  # a profile edited by hand must still refuse what the docs say it does
+    if hardened and leaked:  # a profile edited by hand must still refuse what the docs say
         raise RuntimeError(f"profiles/seccomp.json allows {', '.join(leaked)}")
     if oci_runtime == "runsc":
         rules = [r for r in profile["syscalls"] if r["names"] != ["clone3"]]
@@ -63,7 +67,7 @@ def tmpfs_options(memory_bytes: int | None) -> str:
     """/tmp as tmpfs: its pages are the container's memory, so what it holds counts in the
     job's memory limit; never larger than that limit."""
     size = memory_bytes if memory_bytes else 64 * 1024 * 1024
-    return f"rw,nosuid,nodev,size={size}"
+    return f"rw,nosuid,nodev,size={size},mode=1777"  # any user may write, as /tmp is
 
 
 # Under gVisor's ptrace platform each process of the algorithm costs the sandbox several

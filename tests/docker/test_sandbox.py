@@ -9,9 +9,12 @@ engine has none on purpose (the runsc cases are then skipped, the runc ones stil
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +187,68 @@ async def test_usual_work_runs_under_the_hardened_profile(
         "squares": [1, 2, 3],
         "shell": "1000",
         "digest": "1b977e9f",
+    }
+
+
+NODE_IMAGE = "localcompute-test/node-real:latest"
+NODE_WORK = """
+const { Worker } = require('worker_threads');
+const { execSync } = require('child_process');
+const fs = require('fs');
+const crypto = require('crypto');
+const code = 'require("worker_threads").parentPort.postMessage(21 * 2)';
+new Worker(code, { eval: true }).on('message', (fromWorker) => {
+  fs.writeFileSync('/tmp/n', 'x'.repeat(100000));
+  const digest = crypto.createHash('sha256').update(fs.readFileSync('/tmp/n')).digest('hex');
+  const shell = execSync('echo piped | tr a-z A-Z').toString().trim();
+  const out = { fromWorker, shell, digest: digest.slice(0, 8) };
+  fs.writeFileSync(process.env.OUTPUTS + '/work.json', JSON.stringify(out));
+});
+"""
+
+
+@pytest.fixture(scope="session")
+def node_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """This host's node, with the libraries it links and a busybox shell, as an image: no
+    registry is reachable here, and the clients layer needs node on the host anyway."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is needed on PATH to make the node image", pytrace=False)
+    if subprocess.run(["docker", "image", "inspect", NODE_IMAGE], capture_output=True).returncode:
+        root = tmp_path_factory.mktemp("node-root")
+        binary = Path(node).resolve()
+        linked = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True)
+        files = [binary, *(Path(w) for w in linked.stdout.split() if w.startswith("/"))]
+        for file in files:
+            target = root / ("bin/node" if file == binary else str(file).lstrip("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(file, target)
+        shutil.copy(shutil.which("busybox") or "/bin/busybox", root / "bin" / "busybox")
+        for applet in ("sh", "tr", "echo"):
+            (root / "bin" / applet).symlink_to("busybox")
+        (root / "tmp").mkdir()
+        (root / "tmp").chmod(0o1777)  # as every image has it: Docker's /tmp keeps its mode
+        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True)
+        subprocess.run(
+            ["docker", "import", "-", NODE_IMAGE], input=tar.stdout, check=True, capture_output=True
+        )
+    return NODE_IMAGE
+
+
+async def test_node_starts_threads_and_processes_under_the_hardened_profile(
+    engine_factory: EngineFactory, runtime: str, node_image: str
+) -> None:
+    engine = await engine_factory(environments=environment(runtime))
+    job = await wait_final(
+        engine, await engine.submit(raw_job(NODE_WORK, image=node_image, entrypoint="node $ALGO"))
+    )
+    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 0), result_text(
+        engine, job, "algorithm.log"
+    )
+    assert json.loads(result_text(engine, job, "work.json")) == {
+        "fromWorker": 42,
+        "shell": "PIPED",
+        "digest": hashlib.sha256(b"x" * 100000).hexdigest()[:8],
     }
 
 

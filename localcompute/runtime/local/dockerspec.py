@@ -28,6 +28,7 @@ def create_kwargs(spec: ContainerSpec, api: Any, network_mode: str = "none") -> 
         device_requests.append(
             docker.types.DeviceRequest(count=spec.gpu_count, capabilities=[["gpu"]])
         )
+    profile = hardening.seccomp_profile(spec.oci_runtime, hardened=spec.hardened)
     host_config = api.create_host_config(
         mounts=[
             docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
@@ -44,7 +45,7 @@ def create_kwargs(spec: ContainerSpec, api: Any, network_mode: str = "none") -> 
         cap_drop=["ALL"],
         security_opt=[
             "no-new-privileges",
-            *([f"seccomp={hardening.seccomp_profile(spec.oci_runtime)}"] if spec.hardened else []),
+            *([f"seccomp={profile}"] if profile is not None else []),
         ],
         read_only=spec.hardened,
         tmpfs={"/tmp": hardening.tmpfs_options(spec.memory_bytes)} if spec.hardened else None,
