@@ -17,7 +17,6 @@ import functools
 import json
 from importlib import resources
 
-PROFILE = "localcompute"
 # What the profile refuses that an algorithm might try, each with EPERM: the tests check
 # every one fails inside a job.
 REFUSED = (
