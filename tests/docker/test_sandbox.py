@@ -157,6 +157,19 @@ async def test_a_misbehaving_algorithm_is_contained(
         assert job.termination_reason is TerminationReason.TIMEOUT
 
 
+async def usual_work(
+    engine_factory: EngineFactory, runtime: str, code: str, image: str, entrypoint: str
+) -> Any:
+    """What a job of `code` wrote to work.json; it must have exited 0."""
+    engine = await engine_factory(environments=environment(runtime))
+    job = await wait_final(
+        engine, await engine.submit(raw_job(code, image=image, entrypoint=entrypoint))
+    )
+    log = result_text(engine, job, "algorithm.log")
+    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 0), log
+    return json.loads(result_text(engine, job, "work.json"))
+
+
 async def test_usual_work_runs_under_the_hardened_profile(
     engine_factory: EngineFactory, runtime: str
 ) -> None:
@@ -175,14 +188,8 @@ async def test_usual_work_runs_under_the_hardened_profile(
         "out = {'sums': len(sums), 'squares': squares, 'shell': shell, 'digest': digest}\n"
         "json.dump(out, open(os.environ['OUTPUTS'] + '/work.json', 'w'))\n"
     )
-    engine = await engine_factory(environments=environment(runtime))
-    job = await wait_final(
-        engine, await engine.submit(raw_job(work, image=HELPER_IMAGE, entrypoint="python3 $ALGO"))
-    )
-    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 0), result_text(
-        engine, job, "algorithm.log"
-    )
-    assert json.loads(result_text(engine, job, "work.json")) == {
+    work_done = await usual_work(engine_factory, runtime, work, HELPER_IMAGE, "python3 $ALGO")
+    assert work_done == {
         "sums": 8,
         "squares": [1, 2, 3],
         "shell": "1000",
@@ -238,14 +245,8 @@ def node_image(busybox_image: str, tmp_path_factory: pytest.TempPathFactory) -> 
 async def test_node_starts_threads_and_processes_under_the_hardened_profile(
     engine_factory: EngineFactory, runtime: str, node_image: str
 ) -> None:
-    engine = await engine_factory(environments=environment(runtime))
-    job = await wait_final(
-        engine, await engine.submit(raw_job(NODE_WORK, image=node_image, entrypoint="node $ALGO"))
-    )
-    assert (job.status, job.exit_code) == (JobStatus.JOB_COMPLETED, 0), result_text(
-        engine, job, "algorithm.log"
-    )
-    assert json.loads(result_text(engine, job, "work.json")) == {
+    work_done = await usual_work(engine_factory, runtime, NODE_WORK, node_image, "node $ALGO")
+    assert work_done == {
         "fromWorker": 42,
         "shell": "PIPED",
         "digest": hashlib.sha256(b"x" * 100000).hexdigest()[:8],
