@@ -62,10 +62,15 @@ def seccomp_profile(oci_runtime: str = "", *, hardened: bool = True) -> str | No
     return json.dumps(profile, separators=(",", ":"))
 
 
-def tmpfs_options(memory_bytes: int | None) -> str:
+def tmpfs_bytes(memory_bytes: int | None) -> int:
     """/tmp as tmpfs: its pages are the container's memory, so what it holds counts in the
-    job's memory limit; never larger than that limit."""
-    size = memory_bytes if memory_bytes else 64 * 1024 * 1024
+    job's memory limit; never larger than that limit (64 MiB for a stage without one)."""
+    return memory_bytes if memory_bytes else 64 * 1024 * 1024
+
+
+def tmpfs_options(memory_bytes: int | None) -> str:
+    """Docker's words for the /tmp of a container of `memory_bytes`."""
+    size = tmpfs_bytes(memory_bytes)
     return f"rw,nosuid,nodev,size={size},mode=1777"  # any user may write, as /tmp is
 
 

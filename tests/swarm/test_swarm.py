@@ -50,6 +50,11 @@ def specs(files_url: str, local_file: Path) -> dict[str, JobSpec]:
             update={"max_duration": 2}
         ),
         "stop": raw_job("echo stop me; sleep 30", image=BUSYBOX),
+        # The hardened profile's read-only root and /tmp in memory, on both alike.
+        "walls": raw_job(
+            "touch /x 2> $OUTPUTS/root.txt; echo tmp > /tmp/t && cat /tmp/t > $OUTPUTS/tmp.txt",
+            image=BUSYBOX,
+        ),
     }
 
 
@@ -111,6 +116,9 @@ async def test_the_same_jobs_end_alike_on_the_swarm_and_the_local_engine(
     assert (swarm["exit"]["reason"], swarm["exit"]["exit"]) == ("failed", 3)
     assert swarm["timeout"]["reason"] == "timeout"
     assert swarm["stop"]["reason"] == "stopped"
+    refused = hashlib.sha256(b"touch: /x: Read-only file system\n").hexdigest()
+    assert swarm["walls"]["sha256"]["root.txt"] == refused
+    assert swarm["walls"]["sha256"]["tmp.txt"] == hashlib.sha256(b"tmp\n").hexdigest()
 
 
 async def test_a_job_of_each_dialect_runs_on_node_b_and_none_on_a(

@@ -49,6 +49,13 @@ def test_the_data_are_the_jobs_own_volumes_and_nothing_of_the_host_is_mounted() 
     ctx = context(job())
     fetch = service_body(fetch_container(ctx), PLACE, network=None, token="t0k")
     mounts = {m["Target"]: m for m in fetch["TaskTemplate"]["ContainerSpec"]["Mounts"]}
+    # The hardened profile's /tmp in memory, on a read-only root.
+    assert mounts.pop("/tmp") == {
+        "Type": "tmpfs",
+        "Target": "/tmp",
+        "TmpfsOptions": {"SizeBytes": 64 * 1024 * 1024, "Mode": 0o1777},
+    }
+    assert fetch["TaskTemplate"]["ContainerSpec"]["ReadOnly"] is True
     # The spec and the local file are downloaded from the server, never bound.
     assert sorted(mounts) == [
         "/data/ddos",
@@ -68,7 +75,9 @@ def test_the_data_are_the_jobs_own_volumes_and_nothing_of_the_host_is_mounted() 
         algorithm_container(ctx, EnvironmentSettings(id="e")), PLACE, network=None, token=""
     )
     read_only = {
-        m["Target"]: m["ReadOnly"] for m in algo["TaskTemplate"]["ContainerSpec"]["Mounts"]
+        m["Target"]: m["ReadOnly"]
+        for m in algo["TaskTemplate"]["ContainerSpec"]["Mounts"]
+        if m["Type"] == "volume"
     }
     assert read_only == {
         "/data/inputs": True,
@@ -79,7 +88,7 @@ def test_the_data_are_the_jobs_own_volumes_and_nothing_of_the_host_is_mounted() 
     }
     filt = service_body(filter_container(ctx), PLACE, network=None, token="t1")
     targets = {m["Target"] for m in filt["TaskTemplate"]["ContainerSpec"]["Mounts"]}
-    assert targets == {"/data/outputs", "/data/logs", "/results", "/meta"}
+    assert targets == {"/data/outputs", "/data/logs", "/results", "/meta", "/tmp"}
 
 
 def test_a_host_folder_that_is_no_part_of_the_job_is_refused() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localcompute.core.errors import ContainerError
+from localcompute.runtime import hardening
 from localcompute.runtime.base import (
     DATA_AREAS,
     LABEL_INSTANCE,
@@ -118,6 +119,20 @@ def service_body(
         # An init process forwards SIGTERM and reaps zombies.
         "Init": True,
     }
+    if spec.hardened:
+        # The hardened profile's root and /tmp (runtime/hardening.py). Its seccomp
+        # profile and no-new-privileges a Docker 20.10 service cannot carry.
+        container["ReadOnly"] = True
+        container["Mounts"].append(
+            {
+                "Type": "tmpfs",
+                "Target": "/tmp",
+                "TmpfsOptions": {
+                    "SizeBytes": hardening.tmpfs_bytes(spec.memory_bytes),
+                    "Mode": 0o1777,
+                },
+            }
+        )
     if spec.entrypoint is not None:
         container["Command"] = list(spec.entrypoint)
         container["Args"] = list(spec.command)
