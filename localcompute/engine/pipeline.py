@@ -49,7 +49,7 @@ from localcompute.engine.steps import STEPS, Done, Moves
 from localcompute.runtime import ContainerRuntime, ContainerState, containers
 from localcompute.runtime.containers import JobContext, Stage
 from localcompute.runtime.quota import DiskQuota, WatchQuota
-from localcompute.runtime.workspace import Workspace
+from localcompute.runtime.workspace import Workspace, text_or_empty
 from localcompute.store import Store
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class Pipeline:
             if ending is not None:
                 if ending.status != JobStatus.JOB_COMPLETED and not ending.detail:
                     fetch_log = await asyncio.to_thread(
-                        _read_text, ctx.workspace.admin_log("configure.log")
+                        text_or_empty, ctx.workspace.admin_log("configure.log")
                     )
                     ending = replace(ending, detail=first_failure(fetch_log), logged=True)
                 return ending
@@ -381,13 +381,6 @@ class Pipeline:
 def _filtered(detail: str) -> Done:
     """The filter is done; `detail`: why its outputs were withheld (a system failure)."""
     return Done({"detail": detail} if detail else {})
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def _append_line(path: Path, line: str) -> None:

@@ -10,11 +10,11 @@ asked, what the pool gave it, the image its algorithm ran) and from the fetch's 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from localcompute import __version__
@@ -27,7 +27,7 @@ from localcompute.core.signing import Key
 from localcompute.core.status import TerminationReason
 from localcompute.engine.outcome import FinalOutcome
 from localcompute.runtime.quota import DiskQuota
-from localcompute.runtime.workspace import Workspace, file_digest
+from localcompute.runtime.workspace import Workspace, file_digest, text_or_empty
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,11 @@ class Receipts:
         ws.adminlogs.mkdir(parents=True, exist_ok=True)
         temp.write_bytes(envelope)
         os.replace(temp, path)
-        size, sha = file_digest(path)
         return ResultFile(
             filename=RECEIPT_NAME,
-            filesize=size,
+            filesize=len(envelope),
             type=ResultType.RECEIPT,
-            sha256=sha,
+            sha256=hashlib.sha256(envelope).hexdigest(),  # the bytes just written
             path=str(path.relative_to(ws.root)),
         )
 
@@ -78,7 +77,7 @@ class Receipts:
             }
             for r in results
         ]
-        fetched = Fetched.from_log(_read(ws.admin_log("configure.log")))
+        fetched = Fetched.from_log(text_or_empty(ws.admin_log("configure.log")))
         return {
             "_type": STATEMENT_TYPE,
             "subject": subjects,
@@ -232,10 +231,3 @@ def _byproducts(ws: Workspace, job: Job, outcome: FinalOutcome) -> list[dict[str
 def rfc3339(epoch: float) -> str:
     whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
     return f"{whole}.{int(epoch % 1 * 1000):03d}Z"
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""

@@ -173,3 +173,11 @@ def file_digest(path: Path) -> tuple[int, str]:
             raise OSError(f"{path} is not a regular file")
         digest = hashlib.file_digest(f, "sha256")
         return f.tell(), digest.hexdigest()
+
+
+def text_or_empty(path: Path) -> str:
+    """A job's log as text ("" when it is not there yet): what receipts and outcomes read."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
