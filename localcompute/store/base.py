@@ -39,7 +39,7 @@ class Admission(Protocol):
     def plan(
         self, active: Sequence[AdmissionView], waiting: Sequence[AdmissionView]
     ) -> list[tuple[str, Allocation]]:
-        """Which waiting jobs (oldest first) to admit now, and what each gets."""
+        """Which of the waiting jobs (given oldest first) to admit now, and what each gets."""
 
 
 class JobTransaction(Protocol):
