@@ -50,6 +50,11 @@ class AccessDeniedError(LocalComputeError):
     """The caller may not use this service."""
 
 
+class NetworkDeniedError(AccessDeniedError):
+    """The caller's address may not read the operator's pages (/metrics, the dashboard):
+    no credential would change that, so 403, not 401."""
+
+
 class RefusedError(LocalComputeError):
     """The request was refused.
 

@@ -61,11 +61,18 @@ class JobQuery(Frozen):
     finished: bool = False
     finished_before: float | None = None  # epoch seconds: ended then or earlier
     include_removed: bool = True
+    status: JobStatus | None = None
+    job_id_prefix: str | None = None  # ids that start with it
+    newest_first: bool = False  # else oldest first
+    limit: int | None = Field(None, gt=0)  # at most this many (the first ones in order)
 
     def matches(self, job: Job) -> bool:
         before, ended = self.finished_before, job.date_finished
+        prefix = self.job_id_prefix
         return (
             (self.job_id is None or job.job_id == self.job_id)
+            and (prefix is None or job.job_id.startswith(prefix))
+            and (self.status is None or job.status == self.status)
             and (self.owner is None or job.owner.lower() == self.owner.lower())
             and (self.agreement_id is None or job.agreement_id == self.agreement_id)
             and (self.input_did is None or self.input_did in job.input_dids)

@@ -7,6 +7,7 @@ done); the texts are what the compute issue fixes for this project.
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from typing import Self, cast
 
 
 class NumberedText(IntEnum):
@@ -19,6 +20,15 @@ class NumberedText(IntEnum):
         member._value_ = value
         member.text = text
         return member
+
+    @classmethod
+    def numbered(cls, number: int) -> Self:
+        """The member with this number (ValueError if none): what `cls(number)` does, but
+        the two-argument constructor hides that call from type checkers."""
+        member = cls._value2member_map_.get(number)
+        if member is None:
+            raise ValueError(f"{number} is not a {cls.__name__} number")
+        return cast(Self, member)
 
 
 class JobStatus(NumberedText):

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from localcompute.core.errors import ContainerError, DockerUnavailableError, ImageNotFoundError
+from localcompute.core.lru import Lru
 from localcompute.core.models import Job
 from localcompute.core.provenance import RanImage
 from localcompute.core.settings import EnvironmentSettings
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 # How long the algorithm's log stream may take to end after the container did.
 LOG_DRAIN_SECONDS = 30.0
+PULL_TIMES_KEPT = 1024
 
 
 class AlgorithmStep:
@@ -49,6 +51,9 @@ class AlgorithmStep:
         # Jobs whose algorithm's start was sent and never answered (Docker went away):
         # Docker may have run it, and may say "created" when it is back.
         self._start_unanswered: set[str] = set()
+        # When each recent job's image pull began and ended (it runs beside the fetch):
+        # for the dashboard's timeline only, so memory, and forgotten at a restart.
+        self.pull_times: Lru[str, tuple[float, float]] = Lru(PULL_TIMES_KEPT)
 
     def forget(self, job_id: str) -> None:
         """The job has ended: what was noted of it goes."""
@@ -59,12 +64,13 @@ class AlgorithmStep:
         """While fetch runs: pull the algorithm's image, then create its container ahead.
         None when the image is ready, else why it is not."""
         ref = job.spec.algorithm.image_ref
-        start = time.monotonic()
+        start, began = time.monotonic(), time.time()
         try:
             await self.kit.runtime.ensure_image(ref, self.kit.settings.docker.pull_policy)
         except ImageNotFoundError as e:
             return f"algorithm image {ref} is not available: {e.message}"
         self.kit.metrics.pulled(time.monotonic() - start)
+        self.pull_times.put(job.job_id, (began, time.time()))
         env = self.kit.settings.environment(job.environment)
         if env is not None:
             ctx = self.kit.context(job)

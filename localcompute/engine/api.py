@@ -40,10 +40,12 @@ from localcompute.engine.consumer_limits import HOUR, check_start, running_caps
 from localcompute.engine.datadir import DataDirLock
 from localcompute.engine.env_probe import probe_environments
 from localcompute.engine.envstate import EnvironmentState, pool_totals
+from localcompute.engine.events import EventFeed
 from localcompute.engine.expiry import expire_results, expiry_loop
 from localcompute.engine.health import Check, health_checks
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
+from localcompute.engine.overview import ConsumerQueue, EnvironmentOverview, Overview
 from localcompute.engine.pipeline import Pipeline
 from localcompute.engine.pool import Pool
 from localcompute.engine.scheduler import Scheduler
@@ -77,6 +79,8 @@ class Engine:
         self._scheduler: Scheduler | None = None
         self._lock = DataDirLock(settings.data_dir)
         self.metrics = Metrics()
+        # Every status change, for the event streams (the dashboard's, a consumer's).
+        self.events = EventFeed(self.store)
         self.cpu_types: dict[str, str] = {}
         limits = settings.limits
         # Each consumer's recent use of the pool, for fair turns: rebuilt from the store
@@ -149,6 +153,7 @@ class Engine:
                     )
                 )
             await self.store.open()
+            await self.events.open()
             await self._remember_use()
             key = await asyncio.to_thread(StageKey.load, self.settings.data_dir)
             self.stage_files = StageFiles(
@@ -198,6 +203,7 @@ class Engine:
             await self.close()
             raise
         await self.scheduler.admit()
+        self.scheduler.in_background(self.events.read_forever())
         self.scheduler.in_background(expiry_loop(self.expire_results))
         self.scheduler.in_background(self.scheduler.sweep_forever())
         self.scheduler.in_background(self.scheduler.deadlines_forever())
@@ -219,6 +225,7 @@ class Engine:
 
     async def close(self) -> None:
         """Stop watching jobs; their containers run on and are re-attached at the next start."""
+        self.events.close()  # the event streams end first: nothing holds the server open
         if self._scheduler is not None:
             await self._scheduler.close()
         await self.runtime.close()
@@ -422,9 +429,36 @@ class Engine:
             for env in self.settings.environments
         }
 
+    async def overview(self) -> Overview:
+        """Everything the operator's dashboard shows of the server now."""
+        last_event_id = self.events.last_id  # first: the page misses no later change
+        states = await self.environment_states()
+        running = await self.store.slots_in_use()
+        return Overview(
+            environments=[
+                EnvironmentOverview(
+                    env, states[env.id], running.get(env.id, 0), self.cpu_types.get(env.id, "")
+                )
+                for env in self.settings.environments
+            ],
+            pool_totals=pool_totals(self.pool.capacity),
+            jobs_by_status=await self.store.count_jobs(),
+            consumers=[
+                ConsumerQueue(owner, waiting, held)
+                for owner, waiting, held in await self.store.count_by_consumer()
+            ],
+            runtime=self.settings.runtime.kind,
+            health=await self.health(),
+            last_event_id=last_event_id,
+        )
+
     async def current_jobs(self) -> dict[str, int]:
         """Jobs that hold a slot, per environment."""
         return await self.store.slots_in_use()
+
+    def pull_time(self, job_id: str) -> tuple[float, float] | None:
+        """When the job's algorithm image pull began and ended, if this server saw it."""
+        return self.scheduler.pipeline.algorithm.pull_times.get(job_id)
 
     def live_log(self, job_id: str) -> LiveLog | None:
         """The output of the job's algorithm while it runs, to follow; None when it is not."""

@@ -8,11 +8,12 @@ admits in the same transaction, and a transaction's writes land together or not 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
 from typing import Any, Protocol
 
+from localcompute.core.events import JobEvent
 from localcompute.core.jobspec import JobSpec
 from localcompute.core.models import (
     AdmissionView,
@@ -77,4 +78,14 @@ class Store(Protocol):
     async def set_results(self, job_id: str, results: list[ResultFile]) -> Job: ...
     async def mark_removed(self, job_id: str) -> Job: ...
     async def get_nonce(self, address: str) -> Decimal | None: ...
+
+    # Every status change is an event, written with it (ids increase, never reused).
+    def on_events(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (no arguments, no await) after each write that may add events."""
+
+    async def events_after(
+        self, after: int, *, owner: str | None = None, limit: int = 500
+    ) -> list[JobEvent]: ...
+    async def event_range(self) -> tuple[int, int]: ...
+    async def prune_events(self, through: int) -> None: ...
     async def token_revoked(self, token_id: str) -> bool: ...

@@ -10,7 +10,7 @@ import asyncio
 import copy
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,6 +24,7 @@ from localcompute.core.errors import (
     TokenError,
     TransitionRefusedError,
 )
+from localcompute.core.events import JobEvent
 from localcompute.core.jobspec import JobSpec
 from localcompute.core.models import ConsumerCounts, Job, JobQuery, Preconditions, ResultFile
 from localcompute.core.status import JobStatus, StopRequest, predecessors
@@ -36,6 +37,25 @@ class _State:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # in insertion order
     nonces: dict[str, Decimal] = field(default_factory=dict)
     revoked_tokens: set[str] = field(default_factory=set)
+    events: list[JobEvent] = field(default_factory=list)
+    last_event: int = 0  # ids are never reused, even once pruned
+
+    def record(self, row: dict[str, Any]) -> None:
+        """The row's status is new: its event, as SQLite's trigger writes it."""
+        self.last_event += 1
+        self.events.append(
+            JobEvent(
+                id=self.last_event,
+                job_id=row["job_id"],
+                owner=row["owner"],
+                environment=row["environment"],
+                status=row["status"],
+                termination_reason=row["termination_reason"],
+                exit_code=row["exit_code"],
+                detail=row["detail"],
+                at=time.time(),
+            )
+        )
 
 
 def new_row(spec: JobSpec, *, max_duration: float, **fields: Any) -> dict[str, Any]:
@@ -115,6 +135,7 @@ class MemoryTransaction:
     async def insert_job(self, spec: JobSpec, *, max_duration: float) -> str:
         row = new_row(spec, max_duration=max_duration)
         self._state.jobs[row["job_id"]] = row
+        self._state.record(row)
         return str(row["job_id"])
 
     async def request_stop(self, job_id: str, reason: StopRequest) -> Job | None:
@@ -137,6 +158,7 @@ class MemoryStore:
         self._state = _State()
         self._lock = asyncio.Lock()
         self._instance = uuid.uuid4().hex[:12]
+        self._listeners: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
         return f"<MemoryStore jobs={len(self._state.jobs)}>"
@@ -153,6 +175,31 @@ class MemoryStore:
             draft = copy.deepcopy(self._state)
             yield MemoryTransaction(draft)
             self._state = draft
+        self._tell()
+
+    def _tell(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def on_events(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    async def events_after(
+        self, after: int, *, owner: str | None = None, limit: int = 500
+    ) -> list[JobEvent]:
+        found = [
+            e
+            for e in self._state.events
+            if e.id > after and (owner is None or e.owner.lower() == owner.lower())
+        ]
+        return found[:limit]
+
+    async def event_range(self) -> tuple[int, int]:
+        events = self._state.events
+        return (events[0].id, events[-1].id) if events else (0, 0)
+
+    async def prune_events(self, through: int) -> None:
+        self._state.events = [e for e in self._state.events if e.id > through]
 
     async def instance_id(self) -> str:
         return self._instance
@@ -167,7 +214,10 @@ class MemoryStore:
         return _job(self._row(job_id))
 
     async def find(self, query: JobQuery) -> list[Job]:
-        return [j for j in map(_job, self._state.jobs.values()) if query.matches(j)]
+        found = [j for j in map(_job, self._state.jobs.values()) if query.matches(j)]
+        if query.newest_first:
+            found.reverse()
+        return found if query.limit is None else found[: query.limit]
 
     async def transition(self, job_id: str, to: JobStatus, **fields: Any) -> Job:
         unknown = set(fields) - SETTABLE
@@ -180,7 +230,9 @@ class MemoryStore:
                     f"job {job_id} is at {int(row['status'])}: cannot move to {int(to)}"
                 )
             row.update(fields, status=to)
-            return _job(row)
+            self._state.record(row)
+        self._tell()
+        return _job(row)
 
     async def admit(self, admission: Admission) -> list[Job]:
         async with self._lock:
@@ -201,8 +253,10 @@ class MemoryStore:
                 row = self._state.jobs[job_id]
                 if row["status"] == JobStatus.WARMING_UP and row["stopreq"] == StopRequest.NONE:
                     row.update(status=JobStatus.JOB_STARTED, allocation=allocation)
+                    self._state.record(row)
                     admitted.append(_job(row))
-            return admitted
+        self._tell()
+        return admitted
 
     async def count_jobs(self) -> list[tuple[str, int, int]]:
         counts: dict[tuple[str, int], int] = {}

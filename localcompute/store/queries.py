@@ -6,9 +6,11 @@ drift from Ocean's numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sqlite3
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from localcompute.core.events import JobEvent
 from localcompute.core.models import JobQuery
 from localcompute.core.status import (
     FINAL_STATUSES,
@@ -17,6 +19,9 @@ from localcompute.core.status import (
     StopRequest,
     predecessors,
 )
+
+# Unix time with milliseconds, in SQL (unixepoch('subsec') needs SQLite 3.42).
+_NOW = "(julianday('now') - 2440587.5) * 86400.0"
 
 # Each entry moves the schema one version up; PRAGMA user_version says where a file is.
 MIGRATIONS: tuple[str, ...] = (
@@ -135,6 +140,33 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN algorithm_image TEXT;
     """,
+    # Every status change as an event, written by the statement that makes it (triggers:
+    # no code path can change a status without its event), for the event streams.
+    f"""
+    CREATE TABLE job_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        termination_reason TEXT,
+        exit_code INTEGER,
+        detail TEXT NOT NULL DEFAULT '',
+        at REAL NOT NULL
+    );
+    CREATE INDEX job_events_owner ON job_events (owner COLLATE NOCASE, id);
+    CREATE TRIGGER job_events_inserted AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_events (job_id, owner, environment, status, at)
+        VALUES (NEW.job_id, NEW.owner, NEW.environment, NEW.status, {_NOW});
+    END;
+    CREATE TRIGGER job_events_moved AFTER UPDATE OF status ON jobs
+    WHEN NEW.status != OLD.status BEGIN
+        INSERT INTO job_events
+            (job_id, owner, environment, status, termination_reason, exit_code, detail, at)
+        VALUES (NEW.job_id, NEW.owner, NEW.environment, NEW.status,
+                NEW.termination_reason, NEW.exit_code, NEW.detail, {_NOW});
+    END;
+    """,
 )
 
 # Columns a transition may set besides the status.
@@ -155,6 +187,18 @@ SETTABLE = frozenset(
         "algorithm_image",
     }
 )
+
+
+def statements(script: str) -> Iterator[str]:
+    """A migration's statements, one by one: a trigger's body has semicolons of its own."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        yield pending.strip()
 
 
 def in_list(values: Iterable[int]) -> str:
@@ -261,6 +305,14 @@ INSERT INTO revoked_tokens (token_id, expires_at) VALUES (?, ?)
 ON CONFLICT(token_id) DO NOTHING
 """
 SQL_FORGET_EXPIRED_TOKENS = "DELETE FROM revoked_tokens WHERE expires_at < ?"
+EVENT_COLUMNS = "id, job_id, owner, environment, status, termination_reason, exit_code, detail, at"
+SQL_EVENTS_AFTER = f"SELECT {EVENT_COLUMNS} FROM job_events WHERE id > ? ORDER BY id LIMIT ?"
+SQL_OWNER_EVENTS_AFTER = (
+    f"SELECT {EVENT_COLUMNS} FROM job_events WHERE owner = ? COLLATE NOCASE AND id > ? "
+    "ORDER BY id LIMIT ?"
+)
+SQL_EVENT_RANGE = "SELECT MIN(id), MAX(id) FROM job_events"
+SQL_PRUNE_EVENTS = "DELETE FROM job_events WHERE id <= ?"
 SQL_GET_NONCE = "SELECT nonce FROM nonces WHERE address = ?"
 SQL_SET_NONCE = """
 INSERT INTO nonces (address, nonce) VALUES (?, ?)
@@ -268,8 +320,26 @@ ON CONFLICT(address) DO UPDATE SET nonce = excluded.nonce
 """
 
 
+def event_of(row: Any) -> JobEvent:
+    """A row of job_events (EVENT_COLUMNS) as the event."""
+    return JobEvent.model_validate(
+        {
+            "id": row[0],
+            "job_id": row[1],
+            "owner": row[2],
+            "environment": row[3],
+            "status": row[4],
+            "termination_reason": row[5] or None,
+            "exit_code": row[6],
+            "detail": row[7] or "",
+            "at": row[8],
+        }
+    )
+
+
 def select_jobs(query: JobQuery) -> tuple[str, list[Any]]:
-    """The SELECT for `query`, oldest first. The input DID is matched on the rows read."""
+    """The SELECT for `query`, in its order. The input DID is matched on the rows read (so
+    a query with both an input DID and a limit may find fewer than the limit)."""
     clauses: list[str] = []
     params: list[Any] = []
     for value, test in (
@@ -290,8 +360,16 @@ def select_jobs(query: JobQuery) -> tuple[str, list[Any]]:
         params.append(query.finished_before)
     if not query.include_removed:
         clauses.append("removed = 0")
+    if query.status is not None:
+        clauses.append("status = ?")
+        params.append(int(query.status))
+    if query.job_id_prefix is not None:
+        clauses.append("substr(job_id, 1, ?) = ?")
+        params += [len(query.job_id_prefix), query.job_id_prefix]
     where = " AND ".join(clauses) or "1"
-    return f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params
+    order = "seq DESC" if query.newest_first else "seq"
+    limit = "" if query.limit is None else f" LIMIT {int(query.limit)}"
+    return f"SELECT * FROM jobs WHERE {where} ORDER BY {order}{limit}", params
 
 
 def update_status(to: JobStatus, columns: Iterable[str]) -> str:

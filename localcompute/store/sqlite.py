@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +27,7 @@ from localcompute.core.errors import (
     StoreError,
     TransitionRefusedError,
 )
+from localcompute.core.events import JobEvent
 from localcompute.core.lru import Lru
 from localcompute.core.models import Allocation, Job, JobQuery, ResultFile
 from localcompute.core.status import (
@@ -42,17 +43,23 @@ from localcompute.store.queries import (
     SQL_COUNT_BY_CONSUMER,
     SQL_COUNT_JOBS,
     SQL_COUNT_SLOTS,
+    SQL_EVENT_RANGE,
+    SQL_EVENTS_AFTER,
     SQL_EXPIRE_WAITING,
     SQL_GET_JOB,
     SQL_GET_META,
     SQL_GET_NONCE,
     SQL_MARK_REMOVED,
+    SQL_OWNER_EVENTS_AFTER,
     SQL_PENDING_DELETES,
+    SQL_PRUNE_EVENTS,
     SQL_RECENT_USE,
     SQL_SET_META,
     SQL_SET_RESULTS,
     SQL_TOKEN_REVOKED,
+    event_of,
     select_jobs,
+    statements,
     update_status,
 )
 from localcompute.store.transaction import Transaction, rows_of
@@ -82,6 +89,7 @@ class JobStore:
         # Slots in use per environment, as last counted; any status write drops it.
         self._slots: dict[str, int] | None = None
         self._writes = 0  # status writes so far: a count read across one is not kept
+        self._listeners: list[Callable[[], None]] = []  # told of each write with events
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +126,7 @@ class JobStore:
                     f"this localcompute knows up to {len(MIGRATIONS)}"
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
+                for statement in statements(script):
                     await tx._sql(statement)
                 await tx._sql(f"PRAGMA user_version = {number}")
 
@@ -160,8 +168,11 @@ class JobStore:
     # -- jobs -----------------------------------------------------------------
 
     def _slots_changed(self) -> None:
+        """A status may have changed: counts go stale, and a new event may be written."""
         self._slots = None
         self._writes += 1
+        for listener in self._listeners:
+            listener()
 
     def _written(self, row: Any) -> Job:
         """The job of a row just written: counted slots may have changed. Every status
@@ -190,7 +201,7 @@ class JobStore:
         return self._seen(row)
 
     async def find(self, query: JobQuery) -> list[Job]:
-        """Jobs matching every filter of `query`, oldest first."""
+        """Jobs matching every filter of `query`, in its order (oldest first by default)."""
         cached = None if query.job_id is None else self._finished.get(query.job_id)
         if cached is not None:
             return [cached] if query.matches(cached) else []
@@ -297,6 +308,32 @@ class JobStore:
                 f"job {job_id} is at {int(current.status)}: only a finished job can be removed"
             )
         return self._seen(row)
+
+    # -- events ---------------------------------------------------------------
+
+    def on_events(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each write that may have added events (it reads them)."""
+        self._listeners.append(listener)
+
+    async def events_after(
+        self, after: int, *, owner: str | None = None, limit: int = 500
+    ) -> list[JobEvent]:
+        """The status changes after event `after`, oldest first; `owner`'s only if given."""
+        if owner is None:
+            rows = await self._fetch_all(SQL_EVENTS_AFTER, (after, limit))
+        else:
+            rows = await self._fetch_all(SQL_OWNER_EVENTS_AFTER, (owner, after, limit))
+        return [event_of(r) for r in rows]
+
+    async def event_range(self) -> tuple[int, int]:
+        """The first and last event ids kept; (0, 0) while there are none."""
+        row = await self._fetch_one(SQL_EVENT_RANGE, ())
+        return (int(row[0] or 0), int(row[1] or 0))
+
+    async def prune_events(self, through: int) -> None:
+        """Forget the events up to id `through` (a stream asking for them is told so)."""
+        async with self.transaction() as tx:
+            await tx._sql(SQL_PRUNE_EVENTS, (through,))
 
     # -- nonces -------------------------------------------------------------
 

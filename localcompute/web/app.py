@@ -24,6 +24,7 @@ from localcompute.web.context import (
     TOKENS,
     PublicUrl,
 )
+from localcompute.web.dashboard import setup_dashboard_routes
 from localcompute.web.health import healthz
 from localcompute.web.http_metrics import count_requests, count_result_bytes, metrics
 from localcompute.web.middleware import cors, json_errors
@@ -31,6 +32,12 @@ from localcompute.web.openapi import openapi_handler
 from localcompute.web.routes import setup_routes
 from localcompute.web.stage import setup_stage_routes
 from localcompute.web.tokens import TokenIssuer
+
+
+async def _end_event_streams(app: web.Application) -> None:
+    """Before the server waits for its requests to end: the event streams end now."""
+    if ENGINE in app:
+        app[ENGINE].events.close()
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Application:
@@ -78,5 +85,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> web.Appli
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/health", healthz)
     app.router.add_get("/metrics", metrics)
+    setup_dashboard_routes(app)
+    app.on_shutdown.append(_end_event_streams)
     app.on_response_prepare.append(count_result_bytes)
     return app

@@ -1,19 +1,17 @@
 """GET /metrics (Prometheus text format) and what the HTTP edge counts for it.
 
-Only the addresses in [server] metrics_allow may read it (loopback by default):
-nothing in it is secret, but who runs how many jobs is nobody else's business.
+Only the addresses in [server] metrics_allow may read it (web/access.py).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import time
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from localcompute.core.errors import AccessDeniedError
-from localcompute.web.context import ENGINE, SETTINGS
+from localcompute.web.access import require_operator
+from localcompute.web.context import ENGINE
 from localcompute.web.middleware import Handler
 
 
@@ -45,15 +43,6 @@ async def count_result_bytes(request: web.Request, response: web.StreamResponse)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    networks = request.app[SETTINGS].server.metrics_allow
-    allowed = [ipaddress.ip_network(n, strict=False) for n in networks]
-    try:
-        remote = ipaddress.ip_address(request.remote or "")
-    except ValueError:
-        remote = None
-    if remote is None or not any(remote in network for network in allowed):
-        raise AccessDeniedError(
-            f"{request.remote} may not read the metrics: see [server] metrics_allow"
-        )
+    require_operator(request, "the metrics")
     body = await request.app[ENGINE].metrics_text()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

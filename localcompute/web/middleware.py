@@ -25,6 +25,7 @@ from localcompute.core.errors import (
     JobNotFoundError,
     LimitError,
     LocalComputeError,
+    NetworkDeniedError,
     RefusedError,
     RequestValidationError,
     SignatureError,
@@ -78,6 +79,8 @@ def _common_answer(e: LocalComputeError) -> web.Response:
         return _too_many(e)
     if isinstance(e, RefusedError):
         return _json(400, {"error": e.payload})
+    if isinstance(e, NetworkDeniedError):
+        return _json(403, {"error": e.message})
     if isinstance(e, AccessDeniedError):
         return _json(401, {"error": e.message})
     if isinstance(e, JobNotFoundError):

@@ -105,4 +105,4 @@ async def test_metrics_count_jobs_phases_requests_and_bytes_for_allowed_readers_
         aiohttp.ClientSession() as s,
         s.get(served.base_url + "/metrics") as r,
     ):
-        assert r.status == 401 and "metrics_allow" in (await r.json())["error"]
+        assert r.status == 403 and "metrics_allow" in (await r.json())["error"]
