@@ -154,6 +154,13 @@ class LogsRequest(Signed):
     jobId: str = Field(min_length=1)
 
 
+class EventsRequest(Signed):
+    consumerAddress: MaybeAddress = None
+    lastEventId: Maybe = Field(
+        None, description="Resume after this event id (the Last-Event-ID header wins)."
+    )
+
+
 class NonceRequest(RequestModel):
     userAddress: Address
 

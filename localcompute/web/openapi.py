@@ -74,6 +74,13 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
     "Initialize": {"type": "object"},
     "File": {"type": "string", "format": "binary"},
     "Logs": {"type": "string", "description": "stdout and stderr, as they come"},
+    "EventStream": {
+        "type": "string",
+        "description": "Server-Sent Events: `event: ready` {lastEventId} first; then per status "
+        "change `id: N`, `event: status` and {id, jobId, owner, environment, status, "
+        "statusText, terminationReason, exitCode, at}; `event: gap` {after, resumed} when "
+        "events asked for are no longer kept (read the jobs afresh); `: keepalive` comments.",
+    },
     "ValidationError": {
         "type": "object",
         "required": ["errors"],
@@ -255,9 +262,11 @@ def build_openapi(dialect: Dialect, node_prefix: str = "/node") -> dict[str, Any
                         }
                     },
                 }
-        content_type = {"File": "application/octet-stream", "Logs": "text/plain"}.get(
-            route.returns, "application/json"
-        )
+        content_type = {
+            "File": "application/octet-stream",
+            "Logs": "text/plain",
+            "EventStream": "text/event-stream",
+        }.get(route.returns, "application/json")
         ok: dict[str, Any] = {
             "description": "OK",
             "content": {content_type: {"schema": {"$ref": SCHEMA_REF.format(model=route.returns)}}},

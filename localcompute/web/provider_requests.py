@@ -148,3 +148,12 @@ class LogsRequest(RequestModel):
     jobId: str = Field(min_length=1)
     nonce: Nonce
     signature: Signature
+
+
+class EventsRequest(RequestModel):
+    consumerAddress: AddressText
+    nonce: Nonce
+    signature: Signature
+    lastEventId: OptionalText = Field(
+        None, description="Resume after this event id (the Last-Event-ID header wins)."
+    )

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from localcompute.web import (
+    consumer_events,
     discovery,
     node,
     node_auth,
@@ -113,6 +114,17 @@ PROVIDER_ROUTES: tuple[Route, ...] = (
         "is not running. Signed: consumerAddress + jobId + nonce.",
         provider_requests.LogsRequest,
         "Logs",
+    ),
+    Route(
+        "computeEvents",
+        "GET",
+        "/api/services/computeEvents",
+        consumer_events.provider_events,
+        "The consumer's own jobs' status changes, live (Server-Sent Events), after "
+        "lastEventId or the Last-Event-ID header. Signed: consumerAddress + nonce + "
+        "computeEvents.",
+        provider_requests.EventsRequest,
+        "EventStream",
     ),
 )
 
@@ -302,6 +314,17 @@ NODE_ROUTES: tuple[Route, ...] = (
         "it is not running. Signed: consumerAddress + nonce + getComputeStreamableLogs.",
         node_requests.LogsRequest,
         "Logs",
+    ),
+    Route(
+        "computeEvents",
+        "GET",
+        "/api/services/computeEvents",
+        consumer_events.node_events,
+        "The consumer's own jobs' status changes, live (Server-Sent Events), after "
+        "lastEventId or the Last-Event-ID header. Signed: consumerAddress + nonce + "
+        "computeEvents, or a token.",
+        node_requests.EventsRequest,
+        "EventStream",
     ),
     Route(
         "generateAuthToken",
