@@ -17,13 +17,59 @@ from typing import Any, Self
 
 import aiohttp
 
-from localcompute.client import polite, transfer
+from localcompute.client import events, polite, transfer
 from localcompute.client.models import RUNNING_ALGORITHM, RemoteJob, RemoteResult
 from localcompute.client.refusals import naming_the_input, refusal
 from localcompute.core.errors import InputRefusedError, RemoteError
 from localcompute.core.signing import Key
 
 StatusCallback = Callable[[RemoteJob], Awaitable[None] | None]
+EVENTS_PATH = "/api/services/computeEvents"
+FINAL = (31, 32, 70)
+RECONNECT_FOR = 30.0  # seconds a waiting client keeps trying to reach a restarting server
+
+
+class _NoStream(Exception):
+    """The server has no event stream: wait() polls."""
+
+
+class _Watch:
+    """One wait(): the statuses reported so far, and until when it may wait."""
+
+    def __init__(
+        self,
+        job_id: str,
+        on_status: StatusCallback | None,
+        deadline: float | None,
+        max_wait: float | None,
+    ) -> None:
+        self.job_id = job_id
+        self.on_status = on_status
+        self.deadline = deadline
+        self.max_wait = max_wait
+        self.seen: tuple[int, str] | None = None
+
+    async def saw(self, job: RemoteJob) -> RemoteJob:
+        """`job` as just read: reported if its status is new."""
+        if (job.status, job.status_text) != self.seen:
+            self.seen = (job.status, job.status_text)
+            if self.on_status is not None:
+                outcome = self.on_status(job)
+                if outcome is not None:
+                    await outcome
+        return job
+
+    def check_deadline(self, job: RemoteJob) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline and not job.is_final:
+            raise TimeoutError(
+                f"job {self.job_id} is still at {job.status} after {self.max_wait} s"
+            )
+
+    def loop_deadline(self) -> float | None:
+        """The deadline on the event loop's clock (asyncio.timeout_at), or None."""
+        if self.deadline is None:
+            return None
+        return asyncio.get_running_loop().time() + (self.deadline - time.monotonic())
 
 
 class Client:
@@ -51,6 +97,8 @@ class Client:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._nonce_lock = asyncio.Lock()
         self._last_nonce = 0
+        # Whether the server has an event stream for wait(): None until asked.
+        self._events_offered: bool | None = None
 
     def __repr__(self) -> str:
         return f"<Client {self.url} as {self.address}>"
@@ -200,22 +248,84 @@ class Client:
         poll: float = 0.25,
         max_wait: float | None = None,
     ) -> RemoteJob:
-        """The job once final; `on_status(job)` at each new status along the way."""
+        """The job once final; `on_status(job)` at each new status along the way.
+
+        Where the server offers an event stream (computeEvents), the client listens to
+        it and reads the job only when it changes; otherwise (a classic Ocean provider)
+        it polls every `poll` seconds.
+        """
         deadline = None if max_wait is None else time.monotonic() + max_wait
-        seen: tuple[int, str] | None = None
+        watch = _Watch(job_id, on_status, deadline, max_wait)
+        if self._events_offered is not False:
+            try:
+                return await self._wait_streamed(watch)
+            except _NoStream:
+                self._events_offered = False
         while True:
-            job = await self.status(job_id)
-            if (job.status, job.status_text) != seen:
-                seen = (job.status, job.status_text)
-                if on_status is not None:
-                    outcome = on_status(job)
-                    if outcome is not None:
-                        await outcome
+            job = await watch.saw(await self.status(job_id))
             if job.is_final:
                 return job
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is still at {job.status} after {max_wait} s")
+            watch.check_deadline(job)
             await asyncio.sleep(poll)
+
+    async def _wait_streamed(self, watch: _Watch) -> RemoteJob:
+        """wait() over the event stream: reconnecting with the last event id it saw, for
+        as long as the server is back within RECONNECT_FOR seconds."""
+        last_id: int | None = None
+        down_since: float | None = None
+        while True:
+            try:
+                response = await self._events(last_id)
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                down_since = down_since or time.monotonic()
+                if time.monotonic() - down_since > RECONNECT_FOR:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            down_since = None
+            try:
+                async with contextlib.aclosing(events.frames(response)) as stream:
+                    async with asyncio.timeout_at(watch.loop_deadline()):
+                        async for frame in stream:
+                            last_id = frame.event_id or last_id
+                            if frame.kind == "status" and frame.data.get("jobId") != watch.job_id:
+                                continue
+                            final = frame.kind == "status" and frame.data.get("status") in FINAL
+                            if frame.kind == "status" and not final and watch.on_status is None:
+                                continue  # nothing to report until the end
+                            job = await watch.saw(await self.status(watch.job_id))
+                            if job.is_final:
+                                return job
+            except TimeoutError:
+                job = await watch.saw(await self.status(watch.job_id))
+                if job.is_final:
+                    return job
+                watch.check_deadline(job)  # past it: raised; else a read timed out: reconnect
+            except aiohttp.ClientError:
+                pass  # the stream broke (a restart): reconnect from last_id
+            finally:
+                response.release()
+
+    async def _events(self, after: int | None) -> aiohttp.ClientResponse:
+        """The open event stream of this consumer's jobs, after event `after`."""
+
+        async def call(nonce: int) -> aiohttp.ClientResponse:
+            query = self._credentials(nonce, f"{self.address}{nonce}computeEvents", "computeEvents")
+            headers = {} if after is None else {"Last-Event-ID": str(after)}
+            response = await polite.request(
+                self.session, "GET", self.url + EVENTS_PATH, params=query, headers=headers
+            )
+            if response.status in (404, 405) and "event-stream" not in response.content_type:
+                response.release()
+                raise _NoStream()
+            if response.status >= 400:
+                error = await refusal(response)
+                response.release()
+                raise error
+            return response
+
+        response: aiohttp.ClientResponse = await self._signed(call)
+        return response
 
     async def logs(self, job_id: str, *, poll: float = 0.25) -> AsyncGenerator[str]:
         """The algorithm's output, line by line: live as it is printed while it runs

@@ -295,3 +295,75 @@ async def test_the_node_client_does_the_same_in_ocean_node_s_dialect(
         )
         failed = await client.wait(dead.job_id, poll=0.05)
         assert failed.status == 31 and "download failed" in failed.reason
+
+
+class CountingClient(Client):
+    """A client that counts its status reads: how many round trips a wait() cost."""
+
+    reads = 0
+
+    async def status(self, job_id: str) -> RemoteJob:
+        self.reads += 1
+        return await super().status(job_id)
+
+
+async def test_wait_listens_to_the_event_stream_instead_of_polling(
+    served: Served, gates: Gates
+) -> None:
+    gate = gates()
+    async with CountingClient(served.base_url, Key.random()) as client:
+        job = await client.start([LOCAL_DID], rawcode=f"{gate.wait}; echo done", **SHELL)
+
+        async def let_it_end() -> None:
+            while (await Client.status(client, job.job_id)).status < 40:
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(1.0)  # a second at 40: a 0.02 s poll would read it 50 times
+            await gate.open()
+
+        opener = asyncio.create_task(let_it_end())
+        done = await client.wait(job.job_id, poll=0.02, max_wait=30)
+        await opener
+        assert done.status == 70 and done.exit_code == 0
+        assert client._events_offered is not False
+        assert client.reads <= 3, f"{client.reads} status reads: it polled"
+
+
+async def test_wait_polls_a_server_without_an_event_stream(tmp_path: Path) -> None:
+    """A classic Ocean provider has no computeEvents: 404, and wait() polls as before."""
+    from aiohttp import web
+
+    reads = 0
+
+    async def status(request: web.Request) -> web.Response:
+        nonlocal reads
+        reads += 1
+        job = {"jobId": "j1", "status": 70 if reads >= 3 else 40, "owner": "0x0"}
+        job["statusText"] = "Job completed" if reads >= 3 else "Running algorithm"
+        return web.json_response([job])
+
+    async def nonce(request: web.Request) -> web.Response:
+        return web.json_response({"nonce": 0})
+
+    app = web.Application()
+    app.router.add_get("/api/services/compute", status)
+    app.router.add_get("/api/services/nonce", nonce)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with Client(f"http://127.0.0.1:{port}", Key.random()) as client:
+            done = await client.wait("j1", poll=0.01, max_wait=10)
+            assert done.status == 70 and reads == 3
+            assert client._events_offered is False, "asked once, then it polls"
+    finally:
+        await runner.cleanup()
+
+
+async def test_wait_reports_each_new_status_in_order_from_the_stream(client: Client) -> None:
+    job = await client.start([LOCAL_DID], rawcode="echo hi", **SHELL)
+    seen: list[int] = []
+    done = await client.wait(job.job_id, on_status=lambda j: seen.append(j.status), max_wait=30)
+    assert done.status == 70 and seen[-1] == 70
+    assert seen == sorted(set(seen)), "each status once, in order"
