@@ -26,6 +26,7 @@ class Interrupts:
         self._on_stop: Callable[[], str] | None = None
         self.stopping = False  # the first Ctrl-C asked the job to stop
         self.left_by: signal.Signals | None = None  # the signal that made the command leave
+        self._lingering: asyncio.Future[None] | None = None
 
     def __enter__(self) -> Interrupts:
         self._task = asyncio.current_task()
@@ -54,9 +55,20 @@ class Interrupts:
         """The job is over: a Ctrl-C now leaves at once (skipping the downloads)."""
         self._on_stop = None
 
+    async def linger(self) -> None:
+        """Wait, the job over, until a signal says to go (`run --ui` keeps its page up)."""
+        self._lingering = asyncio.get_running_loop().create_future()
+        try:
+            await self._lingering
+        finally:
+            self._lingering = None
+
     def _signalled(self, sig: signal.Signals) -> None:
         if self.left_by is not None:
             return  # cleaning up on the way out: let it finish
+        if self._lingering is not None and not self._lingering.done():
+            self._lingering.set_result(None)  # not a cancel: the command ends as the job did
+            return
         if sig == signal.SIGINT and not self.stopping and self._on_stop is not None:
             self.stopping = True
             self._say(self._on_stop())

@@ -27,6 +27,7 @@ from typing import Any, TextIO, TypeVar
 from localcompute.cli import reproduce
 from localcompute.cli.display import human_size
 from localcompute.cli.interrupts import Interrupts
+from localcompute.cli.page import open_page, page_url
 from localcompute.cli.run_image import Container, Images, choose
 from localcompute.cli.run_image import given as given_container
 from localcompute.cli.run_local import check_limits, local_dataset, local_engine
@@ -106,6 +107,12 @@ def add_parser(sub: Any) -> None:
         metavar="RECEIPT",
         help="run a receipt's job again (its image, limits, algorithm and input files, "
         "checked) and compare every output's sha256; exit 0 when all are identical",
+    )
+    run.add_argument(
+        "--ui",
+        action="store_true",
+        help="print the job's page on the dashboard and open it in a browser; a local "
+        "run keeps it up after the job, until Ctrl-C",
     )
     run.add_argument(
         "--json",
@@ -217,6 +224,10 @@ async def _run(args: argparse.Namespace, console: Console, interrupts: Interrupt
         code = await _job(
             client, args, algorithm, container, dids, None, console, interrupts, ended
         )
+        if args.ui:
+            console.phase(f"the job's page stays up at {page_url(url, ended[0][0].job_id)}")
+            console.phase("Ctrl-C to leave")
+            await interrupts.linger()
     if again is None:
         return code
     code, line = await asyncio.to_thread(again.compare, *ended[0], code)
@@ -247,16 +258,7 @@ async def _job(
     interrupts: Interrupts,
     ended: list[tuple[RemoteJob, dict[str, Path]]] | None = None,
 ) -> int:
-    job = await client.start(
-        dids,
-        rawcode=algorithm.rawcode,
-        image=container.image,
-        tag=container.tag,
-        entrypoint=container.entrypoint,
-        environment=environment,
-        algocustomdata=algorithm.custom_data,
-    )
-    console.phase(f"job {job.job_id} in {job.environment} ({container.ref})")
+    job = await _start(client, args, algorithm, container, dids, environment, console)
     stops: set[asyncio.Task[RemoteJob]] = set()
 
     def settled(task: asyncio.Task[RemoteJob]) -> None:
@@ -301,6 +303,34 @@ async def _job(
     if ended is not None:
         ended.append((done, paths))  # the job and its files, for --reproduce to compare
     return code
+
+
+async def _start(
+    client: Client,
+    args: argparse.Namespace,
+    algorithm: Algorithm,
+    container: Container,
+    dids: list[str],
+    environment: str | None,
+    console: Console,
+) -> RemoteJob:
+    """The job started, said, and with --ui its page printed and opened."""
+    job = await client.start(
+        dids,
+        rawcode=algorithm.rawcode,
+        image=container.image,
+        tag=container.tag,
+        entrypoint=container.entrypoint,
+        environment=environment,
+        algocustomdata=algorithm.custom_data,
+    )
+    console.phase(f"job {job.job_id} in {job.environment} ({container.ref})")
+    if args.ui:
+        page = page_url(client.url, job.job_id)
+        where = " (the provider's dashboard: its operator's networks only)" if args.server else ""
+        console.phase(f"page: {page}{where}")
+        await asyncio.to_thread(open_page, page)
+    return job
 
 
 async def _download(

@@ -413,3 +413,29 @@ def test_a_run_on_a_server_that_is_left_stops_its_job_there(served: Served, tmp_
         assert time.monotonic() < deadline, status
         time.sleep(0.3)
     assert status["terminationReason"] == "stopped"
+
+
+def test_run_ui_prints_the_job_s_page_and_keeps_it_up_until_ctrl_c(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import urllib.request
+
+    monkeypatch.setenv("LOCALCOMPUTE_NO_BROWSER", "1")  # no screen here: the URL is printed
+    with running(work, "algo.sh", *IMAGE, "--input", "data.csv", "--ui") as process:
+        said = read_until(process, "] page: ")
+        page = said.splitlines()[-1].split("page: ", 1)[1].strip()
+        base, _, fragment = page.partition("/ui/#/jobs/")
+        job_id = said.splitlines()[-2].split("job ", 1)[1].split()[0]
+        assert fragment == job_id and base.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(base + "/ui/") as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+        # After the job, the page and its data stay, until Ctrl-C.
+        said = read_until(process, "Ctrl-C to leave")
+        assert "finished: the algorithm exited with code 3" in said
+        assert f"stays up at {page}" in said
+        with urllib.request.urlopen(f"{base}/ui/api/jobs/{job_id}") as r:
+            shown = json.loads(r.read())
+        assert (shown["status"], shown["exitCode"]) == (70, 3)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 3, "it ends as the job did, not as an interrupt"
+    assert left_by_runs(work) == []
