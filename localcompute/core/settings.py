@@ -53,7 +53,8 @@ class ServerSettings(_Section):
     )
     metrics_allow: list[str] = Field(
         default_factory=lambda: ["127.0.0.0/8", "::1/128"],
-        description='Networks that may read /metrics; ["0.0.0.0/0", "::/0"] for all.',
+        description="Networks that may read /metrics and open the dashboard (/ui/), which "
+        'shows every consumer\'s jobs: the operator\'s own; ["0.0.0.0/0", "::/0"] for all.',
     )
     reconcile_interval: float = Field(
         60,
