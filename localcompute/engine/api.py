@@ -412,11 +412,7 @@ class Engine:
         whether it can run jobs here, and how its disk limit is enforced."""
         active = await self.store.active_jobs()
         totals = pool_totals(self.pool.capacity)
-        queued = {
-            env: count
-            for env, status, count in await self.store.count_jobs()
-            if status == JobStatus.WARMING_UP
-        }
+        queued = await self.store.count_waiting()
         return {
             env.id: EnvironmentState(
                 in_use=self.pool.in_use(j.claim for j in active if j.environment == env.id),

@@ -66,6 +66,12 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=r,
         )
+        self.event_streams = Gauge(
+            "localcompute_event_streams",
+            "Event streams open now: the dashboard's and consumers' own.",
+            ["stream"],
+            registry=r,
+        )
         self.pool_capacity = Gauge(
             "localcompute_pool_capacity",
             "What the host pool offers: cpu (cores), ram and disk (GiB), gpu (devices).",

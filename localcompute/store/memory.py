@@ -265,6 +265,13 @@ class MemoryStore:
             counts[key] = counts.get(key, 0) + 1
         return [(env, status, n) for (env, status), n in sorted(counts.items())]
 
+    async def count_waiting(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self._state.jobs.values():
+            if row["status"] == JobStatus.WARMING_UP:
+                counts[row["environment"]] = counts.get(row["environment"], 0) + 1
+        return counts
+
     async def count_by_consumer(self) -> list[tuple[str, int, int]]:
         counts: dict[str, tuple[int, int]] = {}
         for row in self._state.jobs.values():

@@ -277,6 +277,11 @@ RETURNING *
 SQL_COUNT_SLOTS = (
     f"SELECT environment, COUNT(*) FROM jobs WHERE status IN ({SLOT_LIST}) GROUP BY environment"
 )
+# Through jobs_status_env: the waiting jobs only, however many finished ones the store holds.
+SQL_COUNT_WAITING = (
+    f"SELECT environment, COUNT(*) FROM jobs WHERE status = {int(JobStatus.WARMING_UP)} "
+    "GROUP BY environment"
+)
 SQL_COUNT_JOBS = "SELECT environment, status, COUNT(*) FROM jobs GROUP BY environment, status"
 SQL_ACTIVE_JOBS = f"SELECT * FROM jobs WHERE status IN ({SLOT_LIST}) ORDER BY seq"
 SQL_ACTIVE_CLAIMS = f"SELECT {CLAIM_COLUMNS} FROM jobs WHERE status IN ({SLOT_LIST}) ORDER BY seq"

@@ -43,6 +43,7 @@ from localcompute.store.queries import (
     SQL_COUNT_BY_CONSUMER,
     SQL_COUNT_JOBS,
     SQL_COUNT_SLOTS,
+    SQL_COUNT_WAITING,
     SQL_EVENT_RANGE,
     SQL_EVENTS_AFTER,
     SQL_EXPIRE_WAITING,
@@ -261,6 +262,10 @@ class JobStore:
         """(environment, status, how many) for every pair that has jobs."""
         rows = await self._fetch_all(SQL_COUNT_JOBS)
         return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    async def count_waiting(self) -> dict[str, int]:
+        """Jobs waiting for a slot, per environment that has any."""
+        return {str(r[0]): int(r[1]) for r in await self._fetch_all(SQL_COUNT_WAITING)}
 
     async def count_by_consumer(self) -> list[tuple[str, int, int]]:
         """(owner in lower case, jobs waiting, jobs holding a slot) for every consumer

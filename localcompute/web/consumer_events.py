@@ -30,7 +30,10 @@ async def provider_events(request: web.Request) -> web.StreamResponse:
     await engine.consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
     feed = engine.events
     return await stream_events(
-        request, feed.follow(after, owner=req.consumerAddress), last_id=feed.last_id
+        request,
+        feed.follow(after, owner=req.consumerAddress),
+        last_id=feed.last_id,
+        kind="consumer",
     )
 
 
@@ -43,6 +46,5 @@ async def node_events(request: web.Request) -> web.StreamResponse:
     if caller.nonce is not None:
         await engine.consume_nonce(nonce_account(caller.address), caller.nonce)
     feed = engine.events
-    return await stream_events(
-        request, feed.follow(after, owner=caller.address), last_id=feed.last_id
-    )
+    follow = feed.follow(after, owner=caller.address)
+    return await stream_events(request, follow, last_id=feed.last_id, kind="consumer")

@@ -21,6 +21,7 @@ from aiohttp import web
 from localcompute.core.errors import RequestValidationError
 from localcompute.core.events import JobEvent
 from localcompute.engine.events import Gap
+from localcompute.web.context import ENGINE
 
 HEARTBEAT = 15.0
 RETRY_MS = 1000  # how soon a browser reconnects
@@ -47,9 +48,12 @@ async def stream_events(
     events: AsyncGenerator[JobEvent | Gap, None],
     *,
     last_id: int,
-    heartbeat: float = HEARTBEAT,
+    kind: str,
+    heartbeat: float | None = None,
 ) -> web.StreamResponse:
-    """Send `events` until they end (the server stops) or the reader goes."""
+    """Send `events` until they end (the server stops) or the reader goes; `kind` labels
+    the open-streams gauge (dashboard, consumer)."""
+    period = HEARTBEAT if heartbeat is None else heartbeat
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -66,9 +70,11 @@ async def stream_events(
 
     async def beat() -> None:
         while True:
-            await asyncio.sleep(heartbeat)
+            await asyncio.sleep(period)
             await send(b": keepalive\n\n")
 
+    gauge = request.app[ENGINE].metrics.event_streams.labels(kind)
+    gauge.inc()
     beating = asyncio.ensure_future(beat())
     try:
         await send(f"retry: {RETRY_MS}\n\n".encode() + frame("ready", {"lastEventId": last_id}))
@@ -81,6 +87,7 @@ async def stream_events(
     except ConnectionError:
         pass  # the reader left: its stream ends here
     finally:
+        gauge.dec()
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
             await beating

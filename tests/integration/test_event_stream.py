@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from localcompute.web import sse
 from tests.served import Consumer, fake_server
 
 PIPELINE = [1, 10, 20, 30, 40, 50, 60, 70]
@@ -184,3 +187,31 @@ async def test_the_dashboard_is_the_operators_only(tmp_path: Path) -> None:
                 assert "metrics_allow" in (await r.json())["error"]
         async with s.get(served.base_url + "/metrics") as r:
             assert r.status == 403
+
+
+async def test_a_reader_that_left_is_noticed_and_its_stream_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sse, "HEARTBEAT", 0.05)
+
+    async def open_streams(session: aiohttp.ClientSession, base: str) -> dict[str, float]:
+        async with session.get(base + "/metrics") as r:
+            text = await r.text()
+        found = re.findall(r'^localcompute_event_streams\{stream="(\w+)"\} (\S+)$', text, re.M)
+        return {kind: float(n) for kind, n in found}
+
+    async with fake_server(tmp_path) as served, aiohttp.ClientSession() as session:
+        consumer = Consumer(session, served.base_url)
+        async with (
+            consumer_stream(consumer) as stream,
+            session.get(served.base_url + "/ui/events") as dashboard,
+        ):
+            await stream.frame()
+            await Stream(dashboard).frame()
+            assert await open_streams(session, served.base_url) == {
+                "consumer": 1.0,
+                "dashboard": 1.0,
+            }
+        async with asyncio.timeout(5):  # the readers closed their connections: noticed
+            while set((await open_streams(session, served.base_url)).values()) != {0.0}:
+                await asyncio.sleep(0.05)
