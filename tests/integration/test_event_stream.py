@@ -215,3 +215,28 @@ async def test_a_reader_that_left_is_noticed_and_its_stream_ends(
         async with asyncio.timeout(5):  # the readers closed their connections: noticed
             while set((await open_streams(session, served.base_url)).values()) != {0.0}:
                 await asyncio.sleep(0.05)
+
+
+async def test_the_node_dialect_streams_by_signature_or_token(tmp_path: Path) -> None:
+    from tests.node_client import NodeClient
+
+    async with fake_server(tmp_path) as served, aiohttp.ClientSession() as session:
+        node = NodeClient(session, served.base_url)
+        consumer = Consumer(session, served.base_url)  # the same key, in the classic dialect
+        url = node.url("/api/services/computeEvents")
+        async with session.get(url, params=await node.signed("computeEvents")) as r:
+            assert r.status == 200
+            assert (await Stream(r).frame())["event"] == "ready"
+        token = await node.token()
+        async with session.get(url, headers={"Authorization": token}) as r:
+            assert r.status == 200
+            stream = Stream(r)
+            await stream.frame()
+            _, [job] = await consumer.start(ECHO)
+            seen = await stream.statuses_until_final(job["jobId"])
+        assert [f["data"]["status"] for f in seen] == PIPELINE
+        async with session.get(url, params={"consumerAddress": node.address}) as r:
+            assert r.status == 401, "neither a signature nor a token"
+        wrong = await node.signed("getComputeResult")  # signed for another command
+        async with session.get(url, params=wrong) as r:
+            assert r.status == 401
