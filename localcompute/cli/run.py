@@ -258,7 +258,17 @@ async def _job(
     interrupts: Interrupts,
     ended: list[tuple[RemoteJob, dict[str, Path]]] | None = None,
 ) -> int:
-    job = await _start(client, args, algorithm, container, dids, environment, console)
+    job = await client.start(
+        dids,
+        rawcode=algorithm.rawcode,
+        image=container.image,
+        tag=container.tag,
+        entrypoint=container.entrypoint,
+        environment=environment,
+        algocustomdata=algorithm.custom_data,
+    )
+    console.phase(f"job {job.job_id} in {job.environment} ({container.ref})")
+    await _show_page(client, args, job.job_id, console)
     stops: set[asyncio.Task[RemoteJob]] = set()
 
     def settled(task: asyncio.Task[RemoteJob]) -> None:
@@ -305,32 +315,16 @@ async def _job(
     return code
 
 
-async def _start(
-    client: Client,
-    args: argparse.Namespace,
-    algorithm: Algorithm,
-    container: Container,
-    dids: list[str],
-    environment: str | None,
-    console: Console,
-) -> RemoteJob:
-    """The job started, said, and with --ui its page printed and opened."""
-    job = await client.start(
-        dids,
-        rawcode=algorithm.rawcode,
-        image=container.image,
-        tag=container.tag,
-        entrypoint=container.entrypoint,
-        environment=environment,
-        algocustomdata=algorithm.custom_data,
-    )
-    console.phase(f"job {job.job_id} in {job.environment} ({container.ref})")
-    if args.ui:
-        page = page_url(client.url, job.job_id)
-        where = " (the provider's dashboard: its operator's networks only)" if args.server else ""
-        console.phase(f"page: {page}{where}")
-        await asyncio.to_thread(open_page, page)
-    return job
+async def _show_page(
+    client: Client, args: argparse.Namespace, job_id: str, console: Console
+) -> None:
+    """With --ui: the job's page, printed and opened."""
+    if not args.ui:
+        return
+    page = page_url(client.url, job_id)
+    where = " (the provider's dashboard: its operator's networks only)" if args.server else ""
+    console.phase(f"page: {page}{where}")
+    await asyncio.to_thread(open_page, page)
 
 
 async def _download(

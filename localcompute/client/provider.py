@@ -312,19 +312,31 @@ class Client:
         async def call(nonce: int) -> aiohttp.ClientResponse:
             query = self._credentials(nonce, f"{self.address}{nonce}computeEvents", "computeEvents")
             headers = {} if after is None else {"Last-Event-ID": str(after)}
-            response = await polite.request(
-                self.session, "GET", self.url + EVENTS_PATH, params=query, headers=headers
-            )
-            if response.status in (404, 405) and "event-stream" not in response.content_type:
-                response.release()
-                raise _NoStream()
-            if response.status >= 400:
-                error = await refusal(response)
-                response.release()
-                raise error
-            return response
+            return await self._open(EVENTS_PATH, query, headers, missing=_NoStream)
 
         response: aiohttp.ClientResponse = await self._signed(call)
+        return response
+
+    async def _open(
+        self,
+        path: str,
+        params: dict[str, str],
+        headers: dict[str, str] | None,
+        *,
+        missing: type[Exception] | None = None,
+    ) -> aiohttp.ClientResponse:
+        """An open response to a GET, for the caller to read and release; a refusal raises
+        RemoteError (`missing()` instead for a route the server does not have)."""
+        response = await polite.request(
+            self.session, "GET", self.url + path, params=params, headers=headers
+        )
+        if missing is not None and response.status in (404, 405):
+            response.release()  # the route itself is unknown there: it answers nothing else
+            raise missing()
+        if response.status >= 400:
+            error = await refusal(response)
+            response.release()
+            raise error
         return response
 
     async def logs(self, job_id: str, *, poll: float = 0.25) -> AsyncGenerator[str]:
@@ -394,14 +406,7 @@ class Client:
                 **(params or {}),
                 **self._credentials(nonce, f"{self.address}{job_id}{signed}{nonce}", command),
             }
-            response = await polite.request(
-                self.session, "GET", self.url + path, params=query, headers=headers
-            )
-            if response.status >= 400:
-                error = await refusal(response)
-                response.release()
-                raise error
-            return response
+            return await self._open(path, query, headers)
 
         response: aiohttp.ClientResponse = await self._signed(call)
         return response
