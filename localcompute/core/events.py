@@ -3,6 +3,8 @@ change itself (an SQLite trigger), so every change has one, in order, surviving 
 
 from __future__ import annotations
 
+import json
+from functools import cached_property
 from typing import Any
 
 from localcompute.core.jobspec import Frozen
@@ -27,6 +29,11 @@ class JobEvent(Frozen):
     @property
     def status_text(self) -> str:
         return status_text(self.status, self.termination_reason, self.detail)
+
+    @cached_property
+    def view_json(self) -> str:
+        """`view()` as compact JSON, made once: every stream sends the same event."""
+        return json.dumps(self.view(), separators=(",", ":"))
 
     def view(self) -> dict[str, Any]:
         """The event's JSON, the same in every stream."""

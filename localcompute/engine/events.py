@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -109,6 +110,20 @@ class EventFeed:
     ) -> AsyncGenerator[JobEvent | Gap, None]:
         """The events after id `after` (None: from now), then each new one as it comes,
         until the feed closes; only `owner`'s (any case) when given."""
+        async with contextlib.aclosing(self.batches(after, owner=owner)) as batches:
+            async for batch in batches:
+                if isinstance(batch, Gap):
+                    yield batch
+                else:
+                    for event in batch:
+                        yield event
+
+    async def batches(
+        self, after: int | None = None, *, owner: str | None = None
+    ) -> AsyncGenerator[list[JobEvent] | Gap, None]:
+        """`follow`'s events as they come, a batch at a time: every event the store wrote
+        since the stream last looked, so a thousand streams cost a thousand wake-ups per
+        batch, not per event. A batch is never empty."""
         position = self._last if after is None else after
         if position > self._last:
             # An id this store never wrote: the client knew another server (or a data
@@ -125,8 +140,8 @@ class EventFeed:
                     position = replayed.resumed
                     continue
                 events, position = replayed
-                for event in events:
-                    yield event
+                if events:
+                    yield events
                 continue
             start = bisect.bisect_right(self._window, position, key=_event_id)
             newer = self._window[start:]
@@ -134,9 +149,10 @@ class EventFeed:
                 await changed.wait()
                 continue
             position = newer[-1].id
-            for event in newer:
-                if wanted is None or event.owner.lower() == wanted:
-                    yield event
+            if wanted is not None:
+                newer = [e for e in newer if e.owner.lower() == wanted]
+            if newer:
+                yield newer
 
     async def _replay(self, position: int, owner: str | None) -> tuple[list[JobEvent], int] | Gap:
         """The stored events after `position` (a page, up to where the window starts) and

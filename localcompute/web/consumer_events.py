@@ -31,7 +31,7 @@ async def provider_events(request: web.Request) -> web.StreamResponse:
     feed = engine.events
     return await stream_events(
         request,
-        feed.follow(after, owner=req.consumerAddress),
+        feed.batches(after, owner=req.consumerAddress),
         last_id=feed.last_id,
         kind="consumer",
     )
@@ -46,5 +46,5 @@ async def node_events(request: web.Request) -> web.StreamResponse:
     if caller.nonce is not None:
         await engine.consume_nonce(nonce_account(caller.address), caller.nonce)
     feed = engine.events
-    follow = feed.follow(after, owner=caller.address)
+    follow = feed.batches(after, owner=caller.address)
     return await stream_events(request, follow, last_id=feed.last_id, kind="consumer")

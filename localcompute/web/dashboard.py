@@ -172,7 +172,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     require_operator(request, "the dashboard")
     feed = request.app[ENGINE].events
     after = last_event_id(request, request.query.get("lastEventId"))
-    return await stream_events(request, feed.follow(after), last_id=feed.last_id, kind="dashboard")
+    return await stream_events(request, feed.batches(after), last_id=feed.last_id, kind="dashboard")
 
 
 def setup_dashboard_routes(app: web.Application) -> None:

@@ -39,20 +39,35 @@ def last_event_id(request: web.Request, sent: str | None = None) -> int | None:
 
 
 def frame(kind: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    return _frame(kind, json.dumps(data, separators=(",", ":")), event_id)
+
+
+def _frame(kind: str, data: str, event_id: int | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"{head}event: {kind}\ndata: {data}\n\n".encode()
+
+
+def encoded(batch: list[JobEvent] | Gap) -> bytes:
+    """A batch of the feed as one write."""
+    if isinstance(batch, Gap):
+        return frame("gap", {"after": batch.after, "resumed": batch.resumed})
+    return b"".join(_frame("status", e.view_json, e.id) for e in batch)
 
 
 async def stream_events(
     request: web.Request,
-    events: AsyncGenerator[JobEvent | Gap, None],
+    batches: AsyncGenerator[list[JobEvent] | Gap, None],
     *,
     last_id: int,
     kind: str,
     heartbeat: float | None = None,
 ) -> web.StreamResponse:
-    """Send `events` until they end (the server stops) or the reader goes; `kind` labels
-    the open-streams gauge (dashboard, consumer)."""
+    """Send the feed's `batches` until they end (the server stops) or the reader goes;
+    `kind` labels the open-streams gauge (dashboard, consumer).
+
+    Between batches a heartbeat writes a comment; when that fails (the reader left while
+    nothing happened) it cancels this stream, which then ends as if the write had failed.
+    """
     period = HEARTBEAT if heartbeat is None else heartbeat
     response = web.StreamResponse(
         headers={
@@ -62,52 +77,43 @@ async def stream_events(
         }
     )
     await response.prepare(request)
-    lock = asyncio.Lock()  # one frame at a time: the heartbeat writes between events
+    lock = asyncio.Lock()  # one write at a time: the heartbeat writes between batches
+    streaming = asyncio.current_task()
+    gone = False
 
     async def send(data: bytes) -> None:
         async with lock:
             await response.write(data)
 
     async def beat() -> None:
+        nonlocal gone
         while True:
             await asyncio.sleep(period)
-            await send(b": keepalive\n\n")
+            try:
+                await send(b": keepalive\n\n")
+            except ConnectionError:
+                gone = True
+                if streaming is not None:
+                    streaming.cancel()
+                return
 
     gauge = request.app[ENGINE].metrics.event_streams.labels(kind)
     gauge.inc()
     beating = asyncio.ensure_future(beat())
     try:
         await send(f"retry: {RETRY_MS}\n\n".encode() + frame("ready", {"lastEventId": last_id}))
-        async with contextlib.aclosing(events):
-            async for item in _until_gone(events, beating):
-                if isinstance(item, Gap):
-                    await send(frame("gap", {"after": item.after, "resumed": item.resumed}))
-                else:
-                    await send(frame("status", item.view(), item.id))
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                await send(encoded(batch))
     except ConnectionError:
         pass  # the reader left: its stream ends here
+    except asyncio.CancelledError:
+        if not gone or streaming is None:
+            raise  # the server is stopping, or the request was cancelled: not ours
+        streaming.uncancel()
     finally:
         gauge.dec()
         beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+        with contextlib.suppress(asyncio.CancelledError):
             await beating
     return response
-
-
-async def _until_gone(
-    events: AsyncGenerator[JobEvent | Gap, None], beating: asyncio.Future[Any]
-) -> AsyncGenerator[JobEvent | Gap, None]:
-    """`events`, until the heartbeat fails (the reader left while no event came)."""
-    while True:
-        following: asyncio.Future[Any] = asyncio.ensure_future(anext(events))
-        done, _ = await asyncio.wait({following, beating}, return_when=asyncio.FIRST_COMPLETED)
-        if following not in done:
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await following
-            beating.result()  # its ConnectionError ends the stream
-            return
-        try:
-            yield following.result()
-        except StopAsyncIteration:
-            return
