@@ -15,7 +15,7 @@ from localcompute.web import auth, node_requests, provider_requests, throttle
 from localcompute.web.context import ENGINE
 from localcompute.web.node_auth import authenticate, nonce_account
 from localcompute.web.params import parse, read_params
-from localcompute.web.sse import last_event_id, stream_events
+from localcompute.web.sse import last_event_id, stream_feed
 
 COMMAND = "computeEvents"
 
@@ -26,15 +26,8 @@ async def provider_events(request: web.Request) -> web.StreamResponse:
     auth.verify(message, req.signature, req.consumerAddress)
     throttle.read(request, req.consumerAddress, None)
     after = last_event_id(request, req.lastEventId)
-    engine = request.app[ENGINE]
-    await engine.consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
-    feed = engine.events
-    return await stream_events(
-        request,
-        feed.batches(after, owner=req.consumerAddress),
-        last_id=feed.last_id,
-        kind="consumer",
-    )
+    await request.app[ENGINE].consume_nonce(req.consumerAddress, auth.parse_nonce(req.nonce))
+    return await stream_feed(request, after, owner=req.consumerAddress, kind="consumer")
 
 
 async def node_events(request: web.Request) -> web.StreamResponse:
@@ -42,9 +35,6 @@ async def node_events(request: web.Request) -> web.StreamResponse:
     caller = await authenticate(request, req, req.consumerAddress, COMMAND)
     throttle.read(request, caller.address, None)
     after = last_event_id(request, req.lastEventId)
-    engine = request.app[ENGINE]
     if caller.nonce is not None:
-        await engine.consume_nonce(nonce_account(caller.address), caller.nonce)
-    feed = engine.events
-    follow = feed.batches(after, owner=caller.address)
-    return await stream_events(request, follow, last_id=feed.last_id, kind="consumer")
+        await request.app[ENGINE].consume_nonce(nonce_account(caller.address), caller.nonce)
+    return await stream_feed(request, after, owner=caller.address, kind="consumer")

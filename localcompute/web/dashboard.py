@@ -22,7 +22,7 @@ from localcompute.web.access import require_operator
 from localcompute.web.context import ENGINE
 from localcompute.web.dashboard_views import job_detail, job_summary, overview_view
 from localcompute.web.results import file_response, stream_log
-from localcompute.web.sse import last_event_id, stream_events
+from localcompute.web.sse import last_event_id, stream_feed
 
 PREFIX = "/ui"
 STATIC = {
@@ -170,9 +170,8 @@ async def job_result(request: web.Request) -> web.FileResponse:
 async def events(request: web.Request) -> web.StreamResponse:
     """Every job's status changes, live (Server-Sent Events), from Last-Event-ID on."""
     require_operator(request, "the dashboard")
-    feed = request.app[ENGINE].events
     after = last_event_id(request, request.query.get("lastEventId"))
-    return await stream_events(request, feed.batches(after), last_id=feed.last_id, kind="dashboard")
+    return await stream_feed(request, after, kind="dashboard")
 
 
 def setup_dashboard_routes(app: web.Application) -> None:

@@ -117,3 +117,13 @@ async def stream_events(
         with contextlib.suppress(asyncio.CancelledError):
             await beating
     return response
+
+
+async def stream_feed(
+    request: web.Request, after: int | None, *, owner: str | None = None, kind: str
+) -> web.StreamResponse:
+    """The engine's events after `after` (None: from now), `owner`'s only if given."""
+    feed = request.app[ENGINE].events
+    last = feed.last_id  # what `ready` says, and where a stream from now starts: the same id
+    start = last if after is None else after
+    return await stream_events(request, feed.batches(start, owner=owner), last_id=last, kind=kind)
