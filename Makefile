@@ -1,5 +1,5 @@
 # Shortcuts: scripts/run does the set-up (venv, Docker, helper image); CI runs `scripts/run test`.
-.PHONY: setup test test-fast test-fuzz test-clients serve lint format typecheck bench bench-throughput bench-chaos check
+.PHONY: setup test test-fast test-fuzz test-ui test-clients serve lint format typecheck bench bench-throughput bench-chaos check
 
 setup:
 	scripts/run setup
@@ -16,6 +16,10 @@ test-fast:
 # runs them too.
 test-fuzz:
 	scripts/run test-fuzz
+
+# The dashboard in a real headless Chromium on the real Docker engine (under a minute).
+test-ui:
+	scripts/run test-ui
 
 test-clients:
 	scripts/run test tests/clients

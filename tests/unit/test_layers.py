@@ -19,6 +19,7 @@ LAYERS = {
     "docker": "test",
     "clients": "test",
     "swarm": "test",
+    "ui": "test-ui",
 }
 DESELECTING = ("-m", "-k", "--ignore", "--ignore-glob", "--deselect", "--co", "--collect-only")
 
