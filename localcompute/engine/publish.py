@@ -9,6 +9,7 @@ written before it is listed, so its size and hash are final.
 from __future__ import annotations
 
 import json
+import stat
 import time
 from pathlib import Path
 
@@ -31,6 +32,20 @@ def read_manifest(ws: Workspace) -> list[dict[str, object]]:
     return [r for r in results if isinstance(r, dict)]
 
 
+def _measured(path: Path, entry: dict[str, object]) -> tuple[int, str] | None:
+    """The size and sha256 the filter measured as it moved the file (it runs after the
+    algorithm, which cannot touch results/), if the file still has that size; else None:
+    it is read again."""
+    size, sha = entry.get("filesize"), entry.get("sha256")
+    if not isinstance(size, int) or not isinstance(sha, str) or len(sha) != 64:
+        return None
+    try:
+        found = path.lstat()
+    except OSError:
+        return None
+    return (size, sha) if stat.S_ISREG(found.st_mode) and found.st_size == size else None
+
+
 def build_results(
     ws: Workspace,
     *,
@@ -42,10 +57,10 @@ def build_results(
     results: list[ResultFile] = []
     log_lines: list[str] = []
 
-    def add(path: Path, filename: str, kind: str) -> None:
+    def add(path: Path, filename: str, kind: str, known: tuple[int, str] | None = None) -> None:
         if not path.exists():
             return
-        size, sha = file_digest(path)
+        size, sha = known if known is not None else file_digest(path)
         results.append(
             ResultFile(
                 filename=filename,
@@ -62,7 +77,7 @@ def build_results(
         # The manifest names files in results/ only: nothing else may be published.
         if not name or "/" in name or name in (".", ".."):
             continue
-        add(ws.results / name, name, ResultType.OUTPUT)
+        add(ws.results / name, name, ResultType.OUTPUT, _measured(ws.results / name, entry))
     if algorithm_ran and algorithm_log:
         add(ws.published_algorithm_log, "algorithm.log", ResultType.ALGORITHM_LOG)
     for name, kind in LOG_TYPES:

@@ -182,18 +182,26 @@ def open_regular(path: str, expected: os.stat_result) -> tuple[BinaryIO, bool]:
         raise
 
 
-def transfer(source: BinaryIO, movable: bool, size: int, out: BinaryIO, at: int) -> None:
-    """Write the `size` bytes of `source` into `out` from offset `at`.
+def transfer(
+    source: BinaryIO, movable: bool, size: int, out: BinaryIO, at: int, digest: Any = None
+) -> bool:
+    """Write the `size` bytes of `source` into `out` from offset `at`; feed them to
+    `digest` (a hashlib object) on the way when given. Whether `digest` saw them all.
 
-    Movable: last chunk first, cutting `source` short behind each, so the pair holds
-    one chunk twice at most. Otherwise first chunk first, `source` left as it was.
-    Chunks of zeros are never written: `out` keeps a hole there.
+    Movable: a hole is punched in `source` behind each chunk, so the pair holds one chunk
+    twice at most, and the bytes go first to last, which is how a digest must see them.
+    Where the file system cannot punch holes: last chunk first, cutting `source` short
+    behind each, and `digest` is left alone (the caller hashes what arrived). Otherwise
+    first chunk first, `source` left as it was. Chunks of zeros are never written: `out`
+    keeps a hole there.
     """
     out.flush()
     src, dst = source.fileno(), out.fileno()
     os.ftruncate(dst, max(os.fstat(dst).st_size, at + size))
     starts = range(0, size, MOVE_CHUNK)
-    for start in reversed(starts) if movable else starts:
+    backwards = movable and not _punch_hole(src, 0, 0)
+    hashing = digest is not None and not backwards
+    for start in reversed(starts) if backwards else starts:
         length = min(MOVE_CHUNK, size - start)
         try:
             chunk = os.pread(src, length, start)
@@ -201,12 +209,47 @@ def transfer(source: BinaryIO, movable: bool, size: int, out: BinaryIO, at: int)
             raise Unreadable(cannot_read(exc)) from exc
         if len(chunk) != length:
             raise Unreadable("changed while being read")
+        if hashing:
+            digest.update(chunk)
         if chunk != _ZEROS[:length]:
             written = 0
             while written < length:
                 written += os.pwrite(dst, chunk[written:], at + start + written)
-        if movable:
+        if backwards:
             os.ftruncate(src, start)
+        elif movable:
+            _punch_hole(src, start, length)
+    return hashing
+
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_fallocate: Any = None
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Free `length` bytes of the file at `offset` (length 0: only ask whether this file
+    system can); False where it cannot (no such call, or not supported there)."""
+    global _fallocate
+    if _fallocate is None:
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            call = libc.fallocate
+            call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            _fallocate = call
+        except (OSError, AttributeError):
+            _fallocate = False
+    if _fallocate is False:
+        return False
+    # A zero length is refused (EINVAL) by every file system: ask with one byte past the
+    # end instead, which frees nothing.
+    probe = length == 0
+    where = os.fstat(fd).st_size if probe else offset
+    mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+    return int(_fallocate(fd, mode, where, 1 if probe else length)) == 0
 
 
 def hash_file(path: Path) -> tuple[int, str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -83,21 +84,26 @@ else:  # run as a program in the helper image, beside the other helper modules
 
 
 def move_result(entry: os.DirEntry[str], expected: os.stat_result, results: Path) -> Result:
-    """Move one file into results (see transfer), then hash what arrived."""
+    """Move one file into results (see transfer), hashing it on the way (or what arrived,
+    where it had to go last chunk first)."""
     dest = results / entry.name
+    digest = hashlib.sha256()
     try:
         # "xb": results starts empty, so an existing name is a bug, never to be overwritten.
         opened, movable = open_regular(entry.path, expected)
         with opened as source, open(dest, "xb") as out:
-            transfer(source, movable, os.fstat(source.fileno()).st_size, out, 0)
+            size = os.fstat(source.fileno()).st_size
+            hashed = transfer(source, movable, size, out, 0, digest)
     except Unreadable:
         dest.unlink(missing_ok=True)
         raise
     if movable:
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
-    size, sha256 = hash_file(dest)
-    return Result(entry.name, size, sha256)
+    if not hashed:
+        size, sha256 = hash_file(dest)
+        return Result(entry.name, size, sha256)
+    return Result(entry.name, size, digest.hexdigest())
 
 
 # --- main ------------------------------------------------------------------------------------

@@ -396,3 +396,45 @@ def test_an_output_the_filter_may_not_write_is_copied_and_left(
 
     assert (results / "kept.txt").read_text() == "kept"
     assert (outputs / "kept.txt").read_text() == "kept"
+
+
+def test_a_moved_file_is_hashed_on_its_way_not_read_again(
+    dirs: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where holes can be punched, the move goes first to last and feeds the digest: the
+    result is never read back (one read of the bytes in all)."""
+    outputs, results, _ = dirs
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (outputs / "out.bin").write_bytes(data)
+    monkeypatch.setattr(entries, "MOVE_CHUNK", 1024 * 1024)
+
+    def no_second_read(path: Path) -> tuple[int, str]:
+        raise AssertionError(f"{path} was read again")
+
+    monkeypatch.setattr(output_filter, "hash_file", no_second_read)
+    assert run_filter(dirs) == 0
+    [entry] = read_manifest(dirs)["results"]
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest() == sha256(results / "out.bin")
+    assert entry["filesize"] == len(data) and not (outputs / "out.bin").exists()
+
+
+def test_where_holes_cannot_be_punched_the_move_goes_backwards_and_hashes_after(
+    dirs: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outputs, results, _ = dirs
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    (outputs / "out.bin").write_bytes(data)
+    monkeypatch.setattr(entries, "MOVE_CHUNK", 512 * 1024)
+    monkeypatch.setattr(entries, "_punch_hole", lambda fd, offset, length: False)
+    cuts: list[int] = []
+    real_ftruncate = os.ftruncate
+
+    def watched(fd: int, length: int) -> None:
+        cuts.append(length)
+        real_ftruncate(fd, length)
+
+    monkeypatch.setattr(os, "ftruncate", watched)
+    assert run_filter(dirs) == 0
+    [entry] = read_manifest(dirs)["results"]
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest() == sha256(results / "out.bin")
+    assert cuts[1:] == sorted(cuts[1:], reverse=True), "cut short from the end"
