@@ -147,9 +147,8 @@ async def main(sizes: list[int], n: int) -> None:
                 c, life = statistics.median(curls), statistics.median(lives)
                 publishing = med["filter"] + med["publish"]
                 fetch_goal = 1.5 * c + life
-                print(
-                    f"{mib} MiB in, {mib} MiB out: submit → 70 median {statistics.median(totals):.2f} s"
-                )
+                total = statistics.median(totals)
+                print(f"{mib} MiB in, {mib} MiB out: submit → 70 median {total:.2f} s")
                 print("  " + "  ".join(f"{k} {v:.2f} s" for k, v in med.items()))
                 print(f"  floors: curl {c:.2f} s, a container's lifecycle {life:.2f} s")
                 print(
@@ -157,8 +156,8 @@ async def main(sizes: list[int], n: int) -> None:
                     f"{verdict(publishing <= 1.0)}"
                 )
                 print(
-                    f"  fetch {med['fetch']:.2f} s ≤ 1.5 × curl + a lifecycle = {fetch_goal:.2f} s: "
-                    f"{verdict(med['fetch'] <= fetch_goal)}",
+                    f"  fetch {med['fetch']:.2f} s ≤ 1.5 x curl + a lifecycle = "
+                    f"{fetch_goal:.2f} s: {verdict(med['fetch'] <= fetch_goal)}",
                     flush=True,
                 )
         finally:
