@@ -2,7 +2,11 @@
 
 Ocean's clients sign keccak256 of the UTF-8 message with EIP-191 over that 32-byte
 hash (personal_sign of the hash, not of the text). `v` may be 0, 1, 27 or 28.
-Recovery uses coincurve through eth-keys (about 0.1 ms a signature).
+Signing and recovery are coincurve's (libsecp256k1, about 0.1 ms a signature), keccak is
+pycryptodome's, and the checksummed address is EIP-55 written out below: eth-keys and
+eth-utils made the same bytes the same way, but importing them cost every command
+about 0.1-0.2 s (pydantic, toolz, importlib.metadata), on `localcompute run`'s path too.
+tests/unit/test_signing.py holds the result against eth-account.
 """
 
 from __future__ import annotations
@@ -13,15 +17,27 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
 
-from eth_keys.backends.coincurve import CoinCurveECCBackend
-from eth_keys.main import KeyAPI
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
+from coincurve import PrivateKey, PublicKey
+from Crypto.Hash import keccak as _keccak
 
 from localcompute.core.errors import ConfigError, SignatureError
 
-_KEYS = KeyAPI(CoinCurveECCBackend)
 _EIP191_PREFIX = b"\x19Ethereum Signed Message:\n32"
+
+
+def keccak(data: bytes) -> bytes:
+    """Keccak-256 as Ethereum has it (not NIST's SHA3-256, whose padding differs)."""
+    return bytes(_keccak.new(data=data, digest_bits=256).digest())
+
+
+def checksum_address(public: PublicKey) -> str:
+    """EIP-55: the last 20 bytes of keccak(x‖y), hex, each letter upper case where the
+    same nibble of keccak(that lower-case hex) is 8 or more."""
+    address = keccak(public.format(compressed=False)[1:])[-20:].hex()
+    nibbles = keccak(address.encode("ascii")).hex()
+    return "0x" + "".join(
+        c.upper() if int(n, 16) >= 8 else c for c, n in zip(address, nibbles[:40], strict=True)
+    )
 
 
 def message_hash(message: str) -> bytes:
@@ -71,11 +87,10 @@ def recover_digest(digest: bytes, raw: bytes) -> str:
     if v not in (0, 1):
         raise SignatureError(f"the signature's v byte must be 0, 1, 27 or 28, not {raw[64]}")
     try:
-        sig = _KEYS.Signature(raw[:64] + bytes([v]))
-        public = _KEYS.ecdsa_recover(digest, sig)
-    except Exception as e:  # eth-keys raises several kinds for garbage r or s
+        public = PublicKey.from_signature_and_message(raw[:64] + bytes([v]), digest, hasher=None)
+    except Exception as e:  # coincurve raises several kinds for garbage r or s
         raise SignatureError("no address can be recovered from the signature") from e
-    return str(public.to_checksum_address())
+    return checksum_address(public)
 
 
 def recover(message: str, signature: str, digest: Callable[[str], bytes] = message_hash) -> str:
@@ -109,26 +124,34 @@ def verify(
 
 def sign(message: str, private_key: bytes) -> str:
     """Sign as ocean.py does (v = 0 or 1): for tests and for provider-to-operator calls."""
-    sig = _KEYS.ecdsa_sign(message_hash(message), _KEYS.PrivateKey(private_key))
-    return "0x" + sig.to_bytes().hex()
+    return "0x" + Key(private_key).sign_digest(message_hash(message)).hex()
 
 
 class Key:
     """A secp256k1 key: its checksummed address, and the signatures it makes."""
 
     def __init__(self, private_key: bytes) -> None:
-        self._key = _KEYS.PrivateKey(private_key)
+        if len(private_key) != 32:
+            raise ValueError("a secp256k1 private key is 32 bytes")
+        self._key = PrivateKey(private_key)  # ValueError unless 1 ≤ key < the curve's order
+        self._address: str | None = None
 
     @property
     def address(self) -> str:
-        return str(to_checksum_address(self._key.public_key.to_canonical_address()))
+        if self._address is None:  # asked for with every signed request: made once
+            self._address = checksum_address(self._key.public_key)
+        return self._address
 
     def sign(self, message: str) -> str:
-        return sign(message, self._key.to_bytes())
+        return "0x" + self.sign_digest(message_hash(message)).hex()
+
+    def sign_digest(self, digest: bytes) -> bytes:
+        """r, s and v (0 or 1) of the 32-byte `digest`; libsecp256k1's s is always low."""
+        return bytes(self._key.sign_recoverable(digest, hasher=None))
 
     def personal_sign(self, data: bytes) -> bytes:
         """EIP-191 personal_sign of `data`: r, s and v (27 or 28), as wallets make it."""
-        raw = _KEYS.ecdsa_sign(personal_sign_hash(data), self._key).to_bytes()
+        raw = self.sign_digest(personal_sign_hash(data))
         return raw[:64] + bytes([raw[64] + 27])
 
     def __repr__(self) -> str:
@@ -137,7 +160,7 @@ class Key:
     @property
     def public_key(self) -> str:
         """The compressed secp256k1 public key, hex (Ocean Node's nodePublicKey)."""
-        return "0x" + self._key.public_key.to_compressed_bytes().hex()
+        return "0x" + self._key.public_key.format(compressed=True).hex()
 
     @classmethod
     def random(cls) -> Self:
