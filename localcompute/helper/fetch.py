@@ -16,11 +16,10 @@ import argparse
 import contextlib
 import errno
 import hashlib
-import http.client
+import importlib
 import json
 import os
 import socket
-import ssl
 import sys
 import tempfile
 import traceback
@@ -51,7 +50,6 @@ if __package__:  # imported as part of localcompute (the engine, the tests)
         Timeouts,
         parse_spec,
     )
-    from localcompute.helper.httpget import open_response
 else:  # run as a program in the helper image, beside the other helper modules
     from contract import (  # type: ignore[import-not-found,no-redef]
         EXIT_ALGORITHM_FAILED,
@@ -75,7 +73,6 @@ else:  # run as a program in the helper image, beside the other helper modules
         Timeouts,
         parse_spec,
     )
-    from httpget import open_response  # type: ignore[import-not-found,no-redef]
 
 # The errors a full disk quota gives: a full file system (a loop image), a project quota.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -108,6 +105,14 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def _httpget() -> Any:
+    """The HTTP client, imported when first needed: a job whose inputs are all local
+    files (mounted) downloads nothing, and http.client and ssl are a part of its start."""
+    if __package__:
+        return importlib.import_module(f"{__package__}.httpget")
+    return importlib.import_module("httpget")
+
+
 # --- spec ------------------------------------------------------------------------------------
 
 
@@ -116,7 +121,7 @@ def load_spec(path: Path, timeouts: Timeouts | None = None) -> FetchDocument:
     server = stage_server()
     if server is not None and not path.exists():
         url, headers = server
-        connection, response = open_response(
+        connection, response = _httpget().open_response(
             url + "/fetch.json",
             timeouts or Timeouts(DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT),
             headers,
@@ -150,7 +155,10 @@ def describe_error(exc: BaseException) -> str:
             DiskState.full = True
     if isinstance(exc, FetchError):
         return str(exc)
-    if isinstance(exc, ssl.SSLError):
+    # ssl and http.client are loaded only by a run that downloads (httpget): in a run that
+    # never did, no error can be theirs.
+    ssl, http = sys.modules.get("ssl"), sys.modules.get("http.client")
+    if ssl is not None and isinstance(exc, ssl.SSLError):
         return f"TLS error ({exc.reason or type(exc).__name__})"
     if isinstance(exc, TimeoutError):
         return "timed out"
@@ -158,9 +166,9 @@ def describe_error(exc: BaseException) -> str:
         return "host name could not be resolved"
     if isinstance(exc, OSError):
         return exc.strerror or type(exc).__name__
-    if isinstance(exc, http.client.IncompleteRead):
+    if http is not None and isinstance(exc, http.IncompleteRead):
         return "connection closed before the whole body arrived"
-    if isinstance(exc, http.client.HTTPException):
+    if http is not None and isinstance(exc, http.HTTPException):
         return f"HTTP protocol error ({type(exc).__name__})"
     return f"unexpected {type(exc).__name__}"
 
@@ -239,7 +247,7 @@ def copy_local(path: str, dest: Path, mode: int, timeouts: Timeouts | None = Non
 def download(
     url: str, dest: Path, timeouts: Timeouts, mode: int, headers: dict[str, str] | None = None
 ) -> Written:
-    connection, response = open_response(url, timeouts, headers)
+    connection, response = _httpget().open_response(url, timeouts, headers)
     with contextlib.closing(connection):
         try:
             return write_atomically(dest, lambda out: copy_stream(response, out), mode)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -33,6 +34,7 @@ import stat
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 if __package__:  # imported as part of localcompute (the engine, the tests)
     from localcompute.helper.contract import (
@@ -52,8 +54,6 @@ if __package__:  # imported as part of localcompute (the engine, the tests)
         open_regular,
         transfer,
     )
-    from localcompute.helper.tarpack import TAR_STEM, pack_directories, pack_everything, tar_name
-    from localcompute.helper.upload import UploadError, own_log_file, upload_all
 else:  # run as a program in the helper image, beside the other helper modules
     from contract import (  # type: ignore[import-not-found,no-redef]
         EXIT_FILTER_FAILED,
@@ -72,13 +72,16 @@ else:  # run as a program in the helper image, beside the other helper modules
         open_regular,
         transfer,
     )
-    from tarpack import (  # type: ignore[import-not-found,no-redef]
-        TAR_STEM,
-        pack_directories,
-        pack_everything,
-        tar_name,
-    )
-    from upload import UploadError, own_log_file, upload_all  # type: ignore[import-not-found,no-redef]
+
+
+def _sibling(name: str) -> Any:
+    """A sibling helper module, imported when first needed: most runs pack no folder
+    (tarfile) and upload nothing (http.client), and the import is a part of every
+    step's start."""
+    if __package__:
+        return importlib.import_module(f"{__package__}.{name}")
+    return importlib.import_module(name)
+
 
 # --- top-level files -------------------------------------------------------------------------
 
@@ -112,7 +115,8 @@ def move_result(entry: os.DirEntry[str], expected: os.stat_result, results: Path
 def run(outputs: Path, results: Path, *, archive: bool = False) -> Report:
     report = Report()
     if archive:
-        pack_everything(outputs, results / f"{TAR_STEM}.tar", report)
+        tarpack = _sibling("tarpack")
+        tarpack.pack_everything(outputs, results / f"{tarpack.TAR_STEM}.tar", report)
         return report
     directories: list[tuple[str, os.stat_result]] = []
     for entry in list_dir(str(outputs)):
@@ -130,7 +134,8 @@ def run(outputs: Path, results: Path, *, archive: bool = False) -> Report:
         report.add_result(result, f"{result.filesize} bytes")
     if directories:
         taken = {result.filename for result in report.results}
-        pack_directories(outputs, directories, results / tar_name(taken), report)
+        tarpack = _sibling("tarpack")
+        tarpack.pack_directories(outputs, directories, results / tarpack.tar_name(taken), report)
     return report
 
 
@@ -171,12 +176,16 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest(args.manifest, report)
         url = os.environ.get(STAGE_URL_VAR)
         if url:
+            upload = _sibling("upload")
             token = os.environ.get(STAGE_TOKEN_VAR, "")
-            upload_all(url, token, args.results, args.manifest, own_log_file(args.logs))
+            try:
+                upload.upload_all(
+                    url, token, args.results, args.manifest, upload.own_log_file(args.logs)
+                )
+            except upload.UploadError as exc:
+                log(f"filter failed: {exc}")
+                return EXIT_FILTER_FAILED
             log(f"filter uploaded {len(report.results)} results to the server")
-    except UploadError as exc:
-        log(f"filter failed: {exc}")
-        return EXIT_FILTER_FAILED
     except Exception:
         log("filter failed with an unexpected error:")
         log(traceback.format_exc().rstrip())

@@ -8,14 +8,19 @@
 # holding localcompute/helper/*.py. The image is labelled with a digest of those
 # files so the server rebuilds it when the helper code changes.
 #
-# No RUN steps: the build runs with network "none" and the base may have no
-# package manager. Only the standard library of the base's python3 is used.
+# One RUN step, the base's own python3 compiling the helper modules: the build runs
+# with network "none" and the base may have no package manager, so nothing is
+# installed. Only the standard library of the base's python3 is used.
 # No ENTRYPOINT: the engine always passes the full command.
 
 ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE}
 
 COPY helper/ /opt/localcompute/helper/
+# Bytecode made once, here, for the base's python3: each step's container otherwise
+# compiles every helper module it imports, about 40 ms of a 100 ms start. Unchecked:
+# the image never changes under it.
+RUN ["python3", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", "/opt/localcompute/helper"]
 # Mount points of a job's volumes under Swarm, mode 1777 (see images/helper.py).
 COPY skeleton/ /
 
