@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-CHUNK_SIZE = 64 * 1024
+CHUNK_SIZE = 1024 * 1024  # a read a loop turn when hashing
 # What a move holds twice at most; the outputs shrink by this much at a time.
 MOVE_CHUNK = 4 * 1024 * 1024
 _ZEROS = memoryview(bytes(MOVE_CHUNK))
