@@ -9,6 +9,7 @@ schemathesis, in tests/integration/test_fuzz.py).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from aiohttp import web
@@ -34,9 +35,15 @@ def _shape_schemas(**shapes: type) -> dict[str, Any]:
     return found
 
 
+@functools.cache
+def response_schemas() -> dict[str, Any]:
+    """The answers' schemas, by name: made for the first document asked for, not at import
+    (pydantic's schema of the status shapes cost every command that serves about 10 ms)."""
+    return {**_shape_schemas(Status=ProviderStatus, OperatorStatus=OperatorStatus), **_ANSWERS}
+
+
 # Answers, per dialect: only the schemas a dialect's document references are put in it.
-RESPONSE_SCHEMAS: dict[str, Any] = {
-    **_shape_schemas(Status=ProviderStatus, OperatorStatus=OperatorStatus),
+_ANSWERS: dict[str, Any] = {
     "StatusList": {"type": "array", "items": {"$ref": "#/components/schemas/Status"}},
     "OperatorStatusList": {
         "type": "array",
@@ -289,13 +296,14 @@ def build_openapi(dialect: Dialect, node_prefix: str = "/node") -> dict[str, Any
         operation["responses"] = responses
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     # Only the answers this dialect gives, and everything they refer to.
+    answers = response_schemas()
     wanted = _referenced(paths)
     while True:
-        more = _referenced([RESPONSE_SCHEMAS[n] for n in wanted if n in RESPONSE_SCHEMAS])
+        more = _referenced([answers[n] for n in wanted if n in answers])
         if more <= wanted:
             break
         wanted |= more
-    components |= {n: RESPONSE_SCHEMAS[n] for n in sorted(wanted) if n in RESPONSE_SCHEMAS}
+    components |= {n: answers[n] for n in sorted(wanted) if n in answers}
     return {
         "openapi": "3.1.0",
         "info": {
