@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 from localcompute.cli import config, exits, jobs, run, verify
 from localcompute.core.config_file import load_settings
 from localcompute.core.settings import Settings
+from localcompute.web.logging_setup import configure
 
 if TYPE_CHECKING:
     from localcompute.runtime.local.docker import DockerRuntime
@@ -120,8 +121,6 @@ def _listening_on(settings: Settings, host: str | None, port: int | None) -> Set
 def main(argv: list[str] | None = None) -> int:
     """The command's exit code: see localcompute.cli.exits for what each means."""
     args = _parser().parse_args(argv)
-    from localcompute.web.logging_setup import configure
-
     if args.command == "serve":
         configure(args.log_level, args.log_format)
     else:  # a person reads run and jobs: only warnings in between

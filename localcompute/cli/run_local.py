@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import math
@@ -20,12 +21,15 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localcompute.core.errors import ConfigError, LocalComputeError
 from localcompute.runtime.local import hostinfo
+
+if TYPE_CHECKING:
+    from localcompute.runtime import ContainerRuntime
 
 log = logging.getLogger("localcompute")
 
@@ -120,15 +124,20 @@ async def local_engine(
     On the way out, however the command leaves, the engine's containers are removed,
     and its own data folder with the job disks mounted in it.
     """
-    from localcompute.core.config_file import parse_settings
-    from localcompute.engine import Engine
-    from localcompute.runtime.choice import runtime_for
-    from localcompute.web.serving import serving
+    with _loading():
+        from localcompute.core.config_file import parse_settings
+        from localcompute.engine import Engine
+        from localcompute.runtime.choice import runtime_for
+        from localcompute.runtime.local.docker import DockerRuntime
+        from localcompute.web.serving import serving
 
     files = dict(datasets)
     own = args.data_dir is None
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="run-", dir=_cache_dir()))
     instance: str | None = None
+    # The clean-up's own Docker client, opened while the job runs: not after it.
+    sweeper = DockerRuntime()
+    opening: asyncio.Future[None] | None = None
     cut_short = True
     try:
         settings = parse_settings(_config(args, data_dir, files), "localcompute run")
@@ -136,11 +145,14 @@ async def local_engine(
         # Its one client leaves first: a live log it followed must not hold the server.
         async with serving(settings, engine=engine, handler_cancellation=True) as url:
             instance = engine.instance
+            opening = asyncio.ensure_future(sweeper.open())
             yield url
         cut_short = False
     finally:
         # To its end, even when a signal cancels the command meanwhile (it says so after).
-        cleaning = asyncio.ensure_future(_clean_up(instance, data_dir if own else None, cut_short))
+        cleaning = asyncio.ensure_future(
+            _clean_up(instance, sweeper, opening, data_dir if own else None, cut_short)
+        )
         try:
             await asyncio.shield(cleaning)
         except asyncio.CancelledError:
@@ -148,10 +160,33 @@ async def local_engine(
             raise
 
 
-async def _clean_up(instance: str | None, own_dir: Path | None, cut_short: bool) -> None:
+@contextlib.contextmanager
+def _loading() -> Iterator[None]:
+    """No garbage collection while the engine's modules load, as while the CLI's do
+    (localcompute.__main__): they make tens of thousands of objects, nearly none garbage."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def _clean_up(
+    instance: str | None,
+    sweeper: ContainerRuntime,
+    opening: asyncio.Future[None] | None,
+    own_dir: Path | None,
+    cut_short: bool,
+) -> None:
     """The engine's containers, then the job disks mounted in its own folder, then that."""
-    if instance is not None:
-        await _remove_containers(instance, cut_short=cut_short)
+    try:
+        if instance is not None and opening is not None:
+            await _remove_containers(instance, sweeper, opening, cut_short=cut_short)
+    finally:
+        await sweeper.close()
     if own_dir is not None:
         from localcompute.runtime.local.disk import release_all
 
@@ -159,14 +194,13 @@ async def _clean_up(instance: str | None, own_dir: Path | None, cut_short: bool)
         await asyncio.to_thread(shutil.rmtree, own_dir, True)
 
 
-async def _remove_containers(instance: str, *, cut_short: bool) -> None:
+async def _remove_containers(
+    instance: str, runtime: ContainerRuntime, opening: asyncio.Future[None], *, cut_short: bool
+) -> None:
     """Every container of the run's engine: none after a job that ran to its end, its
     job's own when the command left mid-way."""
-    from localcompute.runtime.local.docker import DockerRuntime
-
-    runtime = DockerRuntime()
     try:
-        await runtime.open()
+        await opening
         found_none = 0
         deadline = time.monotonic() + SWEEP_SECONDS
         while True:
@@ -179,8 +213,6 @@ async def _remove_containers(instance: str, *, cut_short: bool) -> None:
             await asyncio.sleep(SWEEP_PAUSE)
     except LocalComputeError as e:
         log.warning("could not remove the containers of this run (instance %s): %s", instance, e)
-    finally:
-        await runtime.close()
 
 
 def _run_key() -> Path:
