@@ -142,6 +142,10 @@ class Key:
             self._address = checksum_address(self._key.public_key)
         return self._address
 
+    def to_bytes(self) -> bytes:
+        """The 32 bytes of the private key (to hand the same key to another signer)."""
+        return bytes(self._key.secret)
+
     def sign(self, message: str) -> str:
         return "0x" + self.sign_digest(message_hash(message)).hex()
 

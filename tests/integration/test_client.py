@@ -212,7 +212,7 @@ async def test_a_nonce_the_server_moved_ahead_is_reread_and_the_call_retried(
     job = await client.start([LOCAL_DID], rawcode="sleep 30", **SHELL)
     # Another program with the same key signs a nonce far ahead of this client's counter.
     async with aiohttp.ClientSession() as session:
-        other = Consumer(session, served.base_url, client.key._key.to_bytes())
+        other = Consumer(session, served.base_url, client.key.to_bytes())
         ahead = 10**15
         status, _ = await other.start({"documentId": "x"}, nonce=ahead)  # refused, nonce unused
         assert status == 400

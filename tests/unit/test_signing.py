@@ -49,6 +49,7 @@ MESSAGES = [
 def test_address_and_public_key_as_eth_keys_make_them(private: bytes) -> None:
     theirs = KEYS.PrivateKey(private).public_key
     key = Key(private)
+    assert key.to_bytes() == private
     assert key.address == theirs.to_checksum_address() == Account.from_key(private).address
     assert key.public_key == "0x" + theirs.to_compressed_bytes().hex()
 
