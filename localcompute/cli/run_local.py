@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("localcompute")
 
 GIB = 1024**3
+# The engine's one environment: named to the client, which need not ask for a free one.
+ENVIRONMENT = "local"
 DEFAULT_CPU = 1.0
 DEFAULT_RAM_GB = 2.0
 DEFAULT_MAX_TIME = 3600.0
@@ -98,7 +100,7 @@ def _config(args: argparse.Namespace, data_dir: Path, files: dict[str, str]) -> 
         },
         "environments": [
             {
-                "id": "local",
+                "id": ENVIRONMENT,
                 "cpu": DEFAULT_CPU if args.cpu is None else args.cpu,
                 "ram_gb": DEFAULT_RAM_GB if args.ram_gb is None else args.ram_gb,
                 "gpus": args.gpus or 0,
@@ -162,8 +164,10 @@ async def local_engine(
 
 @contextlib.contextmanager
 def _loading() -> Iterator[None]:
-    """No garbage collection while the engine's modules load, as while the CLI's do
-    (localcompute.__main__): they make tens of thousands of objects, nearly none garbage."""
+    """No garbage collection while the engine's modules load, as while the CLI's do:
+    they make tens of thousands of objects, nearly none garbage. In the command's own
+    process (localcompute.__main__ froze the CLI's) they are frozen out of later passes
+    too; a process that only calls the CLI (a test) keeps its collector as it was."""
     if not gc.isenabled():
         yield
         return
@@ -171,6 +175,8 @@ def _loading() -> Iterator[None]:
     try:
         yield
     finally:
+        if gc.get_freeze_count():
+            gc.freeze()
         gc.enable()
 
 
