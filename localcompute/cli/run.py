@@ -30,7 +30,7 @@ from localcompute.cli.interrupts import Interrupts
 from localcompute.cli.page import open_page, page_url
 from localcompute.cli.run_image import Container, Images, choose
 from localcompute.cli.run_image import given as given_container
-from localcompute.cli.run_local import check_limits, local_dataset, local_engine
+from localcompute.cli.run_local import ENVIRONMENT, check_limits, local_dataset, local_engine
 from localcompute.cli.run_outcome import (
     describe,
     exit_code,
@@ -222,7 +222,7 @@ async def _run(args: argparse.Namespace, console: Console, interrupts: Interrupt
         dids = [did for did, _ in datasets]
         ended: list[tuple[RemoteJob, dict[str, Path]]] = []
         code = await _job(
-            client, args, algorithm, container, dids, None, console, interrupts, ended
+            client, args, algorithm, container, dids, ENVIRONMENT, console, interrupts, ended
         )
         if args.ui:
             console.phase(f"the job's page stays up at {page_url(url, ended[0][0].job_id)}")
@@ -334,7 +334,7 @@ async def _download(
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for result in done.results:
-        path = await client.download(done.job_id, result.filename, out)
+        path = await client.download(done.job_id, result.filename, out, job=done)
         paths[result.filename] = path
         console.out.write(f"  {human_size(result.filesize):>9}  {path}\n")
     return paths

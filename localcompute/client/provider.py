@@ -420,11 +420,22 @@ class Client:
         return job.results
 
     async def download(
-        self, job_id: str, which: int | str, dest: Path, *, resume: bool = True
+        self,
+        job_id: str,
+        which: int | str,
+        dest: Path,
+        *,
+        resume: bool = True,
+        job: RemoteJob | None = None,
     ) -> Path:
         """Result `which` (its index or file name) into `dest` (a file, or a folder to put
-        it in under its own name). A partial file is resumed with an HTTP Range."""
-        job = await self.status(job_id)
+        it in under its own name). A partial file is resumed with an HTTP Range.
+
+        `job`: the job as the caller has just read it, ended, whose results are looked
+        up there instead of reading the job again for each (run downloads them all).
+        """
+        if job is None:
+            job = await self.status(job_id)
         job.check_not_removed()
         result = job.result(which)
         target = dest / result.filename if await asyncio.to_thread(dest.is_dir) else dest
