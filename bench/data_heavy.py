@@ -33,7 +33,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import verdict
+from bench import bare_lifecycle, verdict
 from localcompute import AlgorithmSpec, Engine, FileSource, InputSpec, Job, JobSpec, JobStatus
 from localcompute.core.settings import (
     DockerSettings,
@@ -73,17 +73,6 @@ def curl(url: str, target: Path) -> float:
     elapsed = time.perf_counter() - start
     target.unlink()
     return elapsed
-
-
-def lifecycle(api: docker.APIClient) -> float:
-    start = time.perf_counter()
-    created = api.create_container(
-        f"{BUSYBOX}:latest", ["true"], host_config=api.create_host_config(network_mode="none")
-    )
-    api.start(created["Id"])
-    api.wait(created["Id"])
-    api.remove_container(created["Id"])
-    return time.perf_counter() - start
 
 
 def phases(job: Job) -> dict[str, float]:
@@ -142,7 +131,7 @@ async def main(sizes: list[int], n: int) -> None:
                     totals.append(total)
                     seen.append(took)
                     curls.append(await asyncio.to_thread(curl, url, work / "curl.bin"))
-                    lives.append(await asyncio.to_thread(lifecycle, api))
+                    lives.append(await asyncio.to_thread(bare_lifecycle, api))
                 med = {k: statistics.median(s[k] for s in seen) for k in seen[0]}
                 c, life = statistics.median(curls), statistics.median(lives)
                 publishing = med["filter"] + med["publish"]

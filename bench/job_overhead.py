@@ -35,7 +35,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import verdict
+from bench import bare_lifecycle, verdict
 from localcompute import AlgorithmSpec, Engine, FileSource, InputSpec, Job, JobSpec, JobStatus
 from localcompute.client import Client, Key
 from localcompute.core.settings import (
@@ -117,15 +117,7 @@ def _chain_steps(work: Path) -> list[tuple[str, list[str], dict[str, dict[str, s
 def physical_floor(api: docker.APIClient) -> float:
     """Three lifecycles of a container that does nothing: what Docker itself needs for
     three steps, strictly one after another."""
-    start = time.perf_counter()
-    for _ in range(3):
-        created = api.create_container(
-            f"{BUSYBOX}:latest", ["true"], host_config=api.create_host_config(network_mode="none")
-        )
-        api.start(created["Id"])
-        api.wait(created["Id"])
-        api.remove_container(created["Id"])
-    return time.perf_counter() - start
+    return sum(bare_lifecycle(api, f"{BUSYBOX}:latest") for _ in range(3))
 
 
 def bare_chain(client: docker.DockerClient, work: Path) -> float:
