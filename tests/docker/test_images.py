@@ -172,6 +172,7 @@ HELPER_LISTING = (
     "import os, sys; "
     "print(sorted(os.listdir('/opt/localcompute/helper'))); "
     "print(os.path.isfile('/opt/localcompute/helper/fetch.py')); "
+    "print(sorted(n.split('.')[0] for n in os.listdir('/opt/localcompute/helper/__pycache__'))); "
     "print(os.environ.get('PYTHONDONTWRITEBYTECODE'), os.environ.get('PYTHONUNBUFFERED'))"
 )
 
@@ -188,8 +189,12 @@ async def test_build_helper_image(
     assert labels[images.LABEL_DIGEST] == images.helper_digest()
     assert labels[images.LABEL_BASE] == python_base
     out = await docker_run(tag, "python3", "-c", HELPER_LISTING, user="1000:1000")
-    expected = sorted(p.name for p in images.HELPER_SOURCES.glob("*.py"))
-    assert out.splitlines() == [repr(expected), "True", "1 1"]
+    sources = sorted(p.name for p in images.HELPER_SOURCES.glob("*.py"))
+    # The image carries each module's bytecode, compiled when it was built, so no
+    # helper container spends its start-up compiling (and none can write there).
+    compiled = sorted(name.removesuffix(".py") for name in sources)
+    listing = sorted([*sources, "__pycache__"])
+    assert out.splitlines() == [repr(listing), "True", repr(compiled), "1 1"]
     fetch = await docker_run(tag, "cat", "/opt/localcompute/helper/fetch.py")
     assert fetch == (images.HELPER_SOURCES / "fetch.py").read_text()
 
