@@ -1,7 +1,8 @@
 """How much the engine adds to the Docker calls a job cannot avoid.
 
 Runs N trivial jobs (raw code, one small local input, one small output) one after
-another through the engine, and beside them, all alternating in one run, the floors:
+another through the engine (its fetch as a process of the host, and, as before, in its
+container), and beside them, all alternating in one run, the floors:
 the same three containers bare (create, start, wait, remove: fetch, algorithm,
 filter) through docker-py's high-level API and the low-level one, and the physical
 floor, three lifecycles of a container that does nothing (`busybox true`, low-level
@@ -255,11 +256,15 @@ async def measure(
     data = tmp / "data.csv"
     data.write_text("a,b\n1,2\n")
     engines: dict[str, Engine] = {}
-    for quota in quotas:
+    # Each quota's engine twice: the fetch on the host, as now, and in its container, as
+    # before (host_fetch = false): the phases of both side by side.
+    for quota, host_fetch in [(q, here) for q in quotas for here in (True, False)]:
         engine = Engine(
             Settings(
-                server=ServerSettings(data_dir=tmp / f"var-{quota}"),
-                docker=DockerSettings(pull_policy="never", fetch_network="host"),
+                server=ServerSettings(data_dir=tmp / f"var-{quota}-{host_fetch}"),
+                docker=DockerSettings(
+                    pull_policy="never", fetch_network="host", host_fetch=host_fetch
+                ),
                 environments=[EnvironmentSettings(id="bench", max_jobs=1)],
                 pool=PoolSettings.model_validate({"disk_quota": quota}),
                 provider={"dataset_roots": [str(tmp)]},
@@ -267,7 +272,8 @@ async def measure(
         )
         await engine.start()
         stack.push_async_callback(engine.close)
-        engines[engine.disk.mechanism if quota == "auto" else quota] = engine
+        name = engine.disk.mechanism if quota == "auto" else quota
+        engines[name + ("" if host_fetch else ", fetch in its container (before)")] = engine
     client = docker.from_env()
     stack.callback(client.close)
     api = docker.APIClient(version="auto")

@@ -79,6 +79,9 @@ class FakeRuntime:
         self.slow_stages: dict[str, float] = {}
         self.containers: dict[str, FakeContainer] = {}
         self.created: list[str] = []  # every container name ever created, in order
+        # As the local engine's, where a test sets it: a fetch with nothing to download
+        # then runs as a process of this host (runtime/hostproc.py), never a "container".
+        self.shares_host_files = False
         self._scratch = Path(tempfile.mkdtemp(prefix="lc-fake-runtime-"))
 
     def __repr__(self) -> str:

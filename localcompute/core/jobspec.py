@@ -257,6 +257,14 @@ class JobSpec(Frozen):
             paths.append(self.algorithm.path)
         return paths
 
+    @property
+    def downloads_nothing(self) -> bool:
+        """Whether its fetch only copies local files and writes what the request carried:
+        no input and no algorithm comes from a URL."""
+        files_local = all(f.path is not None for item in self.inputs for f in item.files)
+        algorithm = self.algorithm
+        return files_local and (algorithm.uses_rawcode or algorithm.url is None)
+
     @model_validator(mode="after")
     def _distinct_inputs(self) -> JobSpec:
         folders = [did_folder(i.did) for i in self.inputs]

@@ -134,6 +134,11 @@ class DockerSettings(_Section):
     stop_grace: float = Field(
         3, ge=0, description="Seconds between SIGTERM and SIGKILL when a job is stopped."
     )
+    host_fetch: bool = Field(
+        True,
+        description="A fetch with nothing to download (raw code, local files) runs as a "
+        "process of this host, as the job's user, not in a helper container (local engine).",
+    )
     run_as_user: str = Field(
         "auto",
         description="uid:gid of job containers; auto: the server's own, or 1000:1000 as root.",

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from localcompute.core.settings import DockerSettings
 from localcompute.engine.outcome import Interruption
 from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec
+from localcompute.runtime.hostproc import HostProcess
+from localcompute.runtime.logfile import write_capped
 
 
 class BoundedRun:
@@ -41,6 +43,28 @@ class BoundedRun:
         )
         return exit_, interrupt
 
+    async def run_here(
+        self,
+        process: HostProcess,
+        *,
+        limit: float,
+        stop: asyncio.Event,
+        log_to: Path,
+        append: bool,
+        disk_full: asyncio.Event | None = None,
+    ) -> tuple[ContainerExit, Interruption | None]:
+        """As run, for a helper run as a process of this host: the same deadline, stop
+        and disk watch, its output kept in the same log."""
+        await process.start()
+        exit_, interrupt = await self._bounded(
+            process.wait(), process.stop, time.time() + limit, stop, disk_full
+        )
+        output = bytes(process.output)
+        await asyncio.to_thread(
+            write_capped, [output], log_to, limit=self.docker_settings.log_max_bytes, append=append
+        )
+        return exit_, interrupt
+
     async def await_exit(
         self,
         name: str,
@@ -50,7 +74,21 @@ class BoundedRun:
     ) -> tuple[ContainerExit, Interruption | None]:
         """Wait for the container; at the deadline, on a stop, or when its disk watcher
         fires, SIGTERM then SIGKILL it."""
-        waiter = asyncio.ensure_future(self.runtime.wait(name))
+
+        async def stop_it(grace: float) -> None:
+            await self.runtime.stop(name, grace)
+
+        return await self._bounded(self.runtime.wait(name), stop_it, deadline, stop, disk_full)
+
+    async def _bounded(
+        self,
+        exited: Awaitable[ContainerExit],
+        stop_it: Callable[[float], Awaitable[None]],
+        deadline: float | None,
+        stop: asyncio.Event,
+        disk_full: asyncio.Event | None,
+    ) -> tuple[ContainerExit, Interruption | None]:
+        waiter = asyncio.ensure_future(exited)
         stopper = asyncio.ensure_future(stop.wait())
         filler = asyncio.ensure_future((disk_full or asyncio.Event()).wait())
         try:
@@ -69,7 +107,7 @@ class BoundedRun:
                 )
                 # Past its disk quota a job gets no grace: every second writes more.
                 grace = 0 if interrupt is Interruption.DISK else self.docker_settings.stop_grace
-                await self.runtime.stop(name, grace)
+                await stop_it(grace)
             return await waiter, interrupt
         finally:
             waiter.cancel()

@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 
 from localcompute.core.errors import (
@@ -31,6 +30,7 @@ from localcompute.core.status import JobStatus, StopRequest, TerminationReason
 from localcompute.engine import failpoints
 from localcompute.engine.algorithm_step import AlgorithmStep
 from localcompute.engine.bounded_run import BoundedRun
+from localcompute.engine.fetch_step import FetchStep
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.offpath import OffPathContainers
@@ -38,18 +38,20 @@ from localcompute.engine.outcome import (
     EarlyEnd,
     FinalOutcome,
     Interruption,
-    fetch_ending,
-    first_failure,
     resolve,
 )
 from localcompute.engine.publish import build_results
 from localcompute.engine.receipts import Receipts
 from localcompute.engine.stepkit import ContainerDefaults, StepKit
 from localcompute.engine.steps import STEPS, Done, Moves
-from localcompute.runtime import ContainerRuntime, ContainerState, containers
+from localcompute.runtime import (
+    ContainerRuntime,
+    ContainerState,
+    containers,
+)
 from localcompute.runtime.containers import JobContext, Stage
 from localcompute.runtime.quota import DiskQuota, WatchQuota
-from localcompute.runtime.workspace import Workspace, text_or_empty
+from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,9 @@ class Pipeline:
             store, runtime, settings, defaults, self.metrics, self.disk, self.offpath, self.bounded
         )
         self.algorithm = AlgorithmStep(self.kit)
+        self.fetch = FetchStep(self.kit, self.algorithm.provision)
         self._steps: dict[Stage, StepRun] = {
-            Stage.FETCH: self._fetch,
+            Stage.FETCH: self.fetch.run,
             Stage.ALGORITHM: self.algorithm.run,
             Stage.FILTER: self._filter,
         }
@@ -144,64 +147,6 @@ class Pipeline:
             return await self._publish(job, failed)
 
     # -- steps: each does its work and returns what it learnt, or an EarlyEnd -----
-
-    async def _fetch(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | EarlyEnd:
-        resumed = moves.resumed
-        if stop.is_set():
-            return EarlyEnd(reason=TerminationReason.STOPPED)
-        ctx = self.context(job)
-        ws = ctx.workspace
-        # A fetch left by a crash is run again from a clean folder: it only reads
-        # sources and writes the job's data, so running it twice is safe (the
-        # algorithm is never run twice). The one left behind may still be running and
-        # writing: it goes before the folder is cleaned, not after.
-        spec = containers.fetch_container(ctx)
-        if resumed:
-            await self.runtime.remove(spec.name)
-        limit = self.kit.disk_limit(job)
-
-        def make_data(folder: Path) -> None:
-            self.disk.attach(folder, limit, job.job_id)
-
-        await asyncio.to_thread(ws.prepare, containers.fetch_document(ctx), make_data)
-        pull = asyncio.ensure_future(self.algorithm.provision(job))
-        try:
-            async with self.kit.disk_watch(ws.data, limit) as over:
-                exit_, interrupt = await self.bounded.run(
-                    spec,
-                    limit=self.settings.docker.fetch_timeout,
-                    stop=stop,
-                    log_to=ws.admin_log("configure.log"),
-                    append=True,
-                    disk_full=over,
-                )
-            full = exit_.exit_code != 0 and await self.kit.disk_full(ws.data, limit)
-            if exit_.lost:
-                self.offpath.remove_later(job.job_id, spec.name)
-                return EarlyEnd(
-                    reason=TerminationReason.ERROR, detail=f"Job failed: {exit_.reason}"
-                )
-            ending = fetch_ending(
-                exit_,
-                interrupt,
-                self.settings.docker.fetch_timeout,
-                disk_full=full,
-                disk_limit=limit,
-            )
-            self.offpath.remove_later(job.job_id, spec.name)
-            if ending is not None:
-                if ending.status != JobStatus.JOB_COMPLETED and not ending.detail:
-                    fetch_log = await asyncio.to_thread(
-                        text_or_empty, ctx.workspace.admin_log("configure.log")
-                    )
-                    ending = replace(ending, detail=first_failure(fetch_log), logged=True)
-                return ending
-            pull_error = await pull
-        finally:
-            pull.cancel()
-        if pull_error is not None:
-            return EarlyEnd(JobStatus.ALGORITHM_PROVISIONING_FAILED, detail=pull_error)
-        return Done()
 
     async def _filter(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | EarlyEnd:
         ws = self.context(job).workspace

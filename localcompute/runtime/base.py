@@ -171,6 +171,12 @@ class ContainerRuntime(Protocol):
     def errors(self) -> dict[str, int]:
         """Failed calls since it opened, by kind of failure (for the metrics)."""
 
+    @property
+    def shares_host_files(self) -> bool:
+        """Whether a job's folder on the server is the one its containers see (the local
+        engine): then a step that needs only that folder and this host's files may run
+        as a process here (runtime/hostproc.py)."""
+
     async def image_exists(self, ref: str) -> bool: ...
     async def image_labels(self, ref: str) -> dict[str, str] | None: ...
     async def ensure_image(self, ref: str, pull_policy: str) -> None:

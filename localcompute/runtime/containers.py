@@ -78,15 +78,18 @@ def container_name(instance: str, job_id: str, stage: Stage) -> str:
     return f"lc-{instance}-{job_id}-{stage}"
 
 
-def fetch_document(ctx: JobContext) -> str:
-    """The fetch container's instructions; local files appear under /sources/<n>."""
+def fetch_document(ctx: JobContext, *, sources: list[str] | None = None) -> str:
+    """The fetch's instructions. In its container local files appear under
+    /sources/<n>; a fetch run on the host (engine/fetch_here.py) names them by `sources`."""
     spec = ctx.job.spec
     algo = spec.algorithm
     # Numbered in the order of JobSpec.local_paths, which fetch_container mounts.
-    sources = iter(f"{SOURCES_DIR}/{i}" for i in range(len(spec.local_paths)))
+    if sources is None:
+        sources = [f"{SOURCES_DIR}/{i}" for i in range(len(spec.local_paths))]
+    sources_left = iter(sources)
 
     def entry(source: FileSource) -> dict[str, str]:
-        return {"url": source.url} if source.url is not None else {"path": next(sources)}
+        return {"url": source.url} if source.url is not None else {"path": next(sources_left)}
 
     inputs = [
         {
@@ -103,7 +106,7 @@ def fetch_document(ctx: JobContext) -> str:
         # Only the source that runs: blank raw code must not shadow a url or a file.
         "rawcode": algo.rawcode if algo.uses_rawcode else None,
         "url": algo.url,
-        "path": next(sources) if algo.path is not None and not algo.uses_rawcode else None,
+        "path": next(sources_left) if algo.path is not None and not algo.uses_rawcode else None,
         "ddo": algo.ddo,
     }
     return json.dumps(

@@ -59,6 +59,10 @@ class DockerRuntime(DockerCalls):
         self._networks = docker_networks(False, fetch_network)
         self._pulls: dict[str, asyncio.Task[None]] = {}
 
+    @property
+    def shares_host_files(self) -> bool:
+        return True  # its bind mounts are this host's folders
+
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self) -> None:

@@ -80,6 +80,10 @@ class SwarmRuntime(SwarmCluster):
         self._meters: dict[str, asyncio.Task[None]] = {}
         self._network_locks: dict[str, asyncio.Lock] = {}
 
+    @property
+    def shares_host_files(self) -> bool:
+        return False  # a job's folder is its volumes on a node
+
     # -- the job's disk ------------------------------------------------------------
 
     async def disk_quota(self, data_dir: Path, wanted: str) -> tuple[DiskQuota, str]:
