@@ -110,14 +110,23 @@ def helper_argv(python: str, program: str, *args: str) -> list[str]:
     return [python, *HELPER_FLAGS, str(HELPER_ON_HOST / program), *args]
 
 
-def _die_with(parent: int, cores: Sequence[int]) -> Callable[[], None]:
-    """What the child does between fork and exec: take the job's cores, and ask the
-    kernel for SIGKILL when the server goes. Runs after the change of user (which would
-    clear the request); a parent already gone by then is caught by its pid."""
+def _child_setup(
+    parent: int, user: tuple[int, int] | None, cores: Sequence[int]
+) -> Callable[[], None]:
+    """What the child does between fork and exec: become the job's user (no groups but
+    its own), take the job's cores, and ask the kernel for SIGKILL when the server goes,
+    after the change of user (which would clear the request); a parent already gone by
+    then is caught by its pid. Here rather than in subprocess's user= and group=, which
+    uvloop's loop (the CLI's) does not take."""
     libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork, not in the child
     prctl = libc.prctl
 
     def setup() -> None:
+        if user is not None:
+            uid, gid = user
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
         if cores:
             os.sched_setaffinity(0, cores)
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -161,10 +170,9 @@ class HostProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # a stop reaches what it started too
-            user=self.uid if switch else None,
-            group=self.gid if switch else None,
-            extra_groups=[] if switch else None,
-            preexec_fn=_die_with(os.getpid(), self.cores),
+            preexec_fn=_child_setup(
+                os.getpid(), (self.uid, self.gid) if switch else None, self.cores
+            ),
         )
         self._started_at = time.time()
         self._reader = asyncio.create_task(self._read())

@@ -202,3 +202,16 @@ def test_it_dies_with_the_server_that_started_it() -> None:
             time.sleep(0.02)
         os.kill(child, signal.SIGKILL)
         pytest.fail("the helper outlived the server that started it")
+
+
+def test_it_starts_the_same_under_uvloop_the_loop_of_the_cli() -> None:
+    # uvloop's subprocesses take no user= or group=: the change of user is the child's own.
+    import uvloop
+
+    async def main() -> str:
+        return await run("import os; print(os.getuid(), os.getgid(), os.getgroups())")
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        out = runner.run(main())
+    uid, gid = JOB_USER.split(":")
+    assert out.split()[:2] == [uid, gid]
