@@ -42,12 +42,11 @@ from localcompute.runtime import (
     NodeResources,
 )
 from localcompute.runtime.folders import remove_tree
+from localcompute.runtime.hostproc import HELPER_ON_HOST
 from localcompute.runtime.local import disk
 from localcompute.runtime.local.hostinfo import host_resources
 from localcompute.runtime.logfile import write_capped
 from localcompute.runtime.quota import DiskQuota
-
-HELPER_ON_HOST = Path(__file__).resolve().parent / "helper"
 
 
 @dataclass
