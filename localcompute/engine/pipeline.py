@@ -172,7 +172,17 @@ class Pipeline:
         )
         self.offpath.remove_later(job.job_id, spec.name)
         detail = ""
-        if interrupt is not None or exit_.exit_code != 0:
+        # A zero exit is not enough: the manifest is the filter's word that every result
+        # is whole, and without it a "completed" job would silently publish no outputs.
+        unlisted = (
+            interrupt is None
+            and exit_.exit_code == 0
+            and not await asyncio.to_thread(ws.filter_finished)
+        )
+        if unlisted:
+            await asyncio.to_thread(ws.reset_results)
+            detail = "Job failed: the output filter ended without its manifest; outputs withheld"
+        elif interrupt is not None or exit_.exit_code != 0:
             # Without a complete filter run no output may leave: publish the logs only.
             await asyncio.to_thread(ws.reset_results)
             if interrupt is Interruption.STOP:

@@ -390,3 +390,32 @@ async def test_two_stops_of_a_waiting_job_end_it_once(tmp_path: Path) -> None:
     finally:
         gates.release()
         await engine.close()
+
+
+class FilterForgetsItsManifest(FakeRuntime):
+    """The output filter exits 0 but its manifest never lands (an upload lost, a helper
+    image of the wrong version): the zero alone must not make outputs of nothing."""
+
+    def _host_command(self, spec: Any) -> tuple[list[str], dict[str, str]]:
+        argv, env = super()._host_command(spec)
+        if spec.name.endswith("-filter"):
+            return ["true"], env
+        return argv, env
+
+
+async def test_a_filter_that_exits_0_without_its_manifest_fails_the_job_it_does_not_complete_it(
+    tmp_path: Path,
+) -> None:
+    engine = Engine(
+        make_settings(tmp_path / "var"), runtime=FilterForgetsItsManifest(), store=MemoryStore()
+    )
+    await engine.start()
+    try:
+        job = await engine.wait(await engine.submit(shell("echo out > $OUTPUTS/out.txt")))
+    finally:
+        await engine.close()
+    # Ended (70, as Ocean ends every job), but as an error, with the reason said.
+    assert job.status == JobStatus.JOB_COMPLETED
+    assert job.termination_reason == TerminationReason.ERROR, job.status_text
+    assert "without its manifest" in job.status_text
+    assert not [r for r in job.results if r.type == "output"]
