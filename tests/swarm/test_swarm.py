@@ -16,7 +16,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from localcompute import Engine, FileSource, InputSpec, JobSpec, JobStatus
+from localcompute import (
+    Engine,
+    FileSource,
+    InputSpec,
+    JobSpec,
+    JobStatus,
+    TerminationReason,
+)
 from localcompute.core.receipt import read_receipt
 from tests.conftest import make_settings
 from tests.docker.conftest import raw_job, receipt_problem, wait_final, wait_status
@@ -172,9 +179,14 @@ async def test_a_job_of_each_dialect_runs_on_node_b_and_none_on_a(
         seen_on_b: set[str] = set()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(seen_on_b) < len(jobs):
-            names = lab.docker("b", "ps", "-a", "--format", "{{.Names}}", "-f", label).split()
+            # In a thread: the server and engine under test run on this loop.
+            names = (
+                await asyncio.to_thread(
+                    lab.docker, "b", "ps", "-a", "--format", "{{.Names}}", "-f", label
+                )
+            ).split()
             seen_on_b |= {j for j in jobs if any(j in n for n in names)}
-            assert lab.docker("a", "ps", "-aq", "-f", label) == ""
+            assert await asyncio.to_thread(lab.docker, "a", "ps", "-aq", "-f", label) == ""
             await asyncio.sleep(0.2)
         assert seen_on_b == set(jobs)
         done = await consumer.wait_final(provider_job)
@@ -232,16 +244,30 @@ async def test_the_pool_spans_both_nodes_and_an_environment_naming_a_label_runs_
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (seen["a"] and seen["b"]):
             for node in ("a", "b"):
-                names = lab.docker(node, "ps", "-a", "--format", "{{.Names}}", "-f", label)
+                # In a thread: a blocking `docker ps` would stall the server and engine
+                # on this loop, as they serve and run the very jobs it watches.
+                names = await asyncio.to_thread(
+                    lab.docker, node, "ps", "-a", "--format", "{{.Names}}", "-f", label
+                )
                 seen[node] |= {j for j in (left, right) if j in names}
             await asyncio.sleep(0.2)
         # Each job's containers are on its environment's node, and only there.
         assert seen == {"a": {left}, "b": {right}}
         for job_id, node in ((left, lab.manager_node), (right, lab.worker_node)):
             job = await wait_final(engine, job_id, timeout=90)
-            assert job.status == JobStatus.JOB_COMPLETED, job
+            logs = {
+                r.filename: engine.result_path(job, i).read_text(errors="replace")
+                for i, r in enumerate(job.results)
+                if r.filename.endswith(".log")
+            }
+            # 70 alone is any ending: it must be a success, and if not, say why.
+            why = dump({"job": job.model_dump(mode="json"), "logs": logs})
+            assert job.status == JobStatus.JOB_COMPLETED, why
+            assert job.termination_reason == TerminationReason.COMPLETED, why
             assert job.allocation is not None and job.allocation.node == node
-            [copy] = [i for i, r in enumerate(job.results) if r.filename == "copy.txt"]
+            copies = [i for i, r in enumerate(job.results) if r.filename == "copy.txt"]
+            assert len(copies) == 1, why
+            [copy] = copies
             assert engine.result_path(job, copy).read_bytes() == b"dataset behind a URL\n"
 
 
