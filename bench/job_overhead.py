@@ -1,8 +1,9 @@
 """How much the engine adds to the Docker calls a job cannot avoid.
 
 Runs N trivial jobs (raw code, one small local input, one small output) one after
-another through the engine (its fetch as a process of the host, and, as before, in its
-container), and beside them, all alternating in one run, the floors:
+another through the engine (its fetch and filter as processes of the host; the filter
+alone in its container; and, as before, both in their containers), and beside them, all
+alternating in one run, the floors:
 the same three containers bare (create, start, wait, remove: fetch, algorithm,
 filter) through docker-py's high-level API and the low-level one, and the physical
 floor, three lifecycles of a container that does nothing (`busybox true`, low-level
@@ -256,14 +257,23 @@ async def measure(
     data = tmp / "data.csv"
     data.write_text("a,b\n1,2\n")
     engines: dict[str, Engine] = {}
-    # Each quota's engine twice: the fetch on the host, as now, and in its container, as
-    # before (host_fetch = false): the phases of both side by side.
-    for quota, host_fetch in [(q, here) for q in quotas for here in (True, False)]:
+    # Each quota's engine three times: the fetch and the filter on the host, as now; the
+    # fetch alone (host_filter = false); and both in their containers, as before: the
+    # phases of each side by side.
+    ways = {
+        (True, True): "",
+        (True, False): ", filter in its container",
+        (False, False): ", fetch and filter in their containers (before)",
+    }
+    for quota, (host_fetch, host_filter) in [(q, way) for q in quotas for way in ways]:
         engine = Engine(
             Settings(
-                server=ServerSettings(data_dir=tmp / f"var-{quota}-{host_fetch}"),
+                server=ServerSettings(data_dir=tmp / f"var-{quota}-{host_fetch}-{host_filter}"),
                 docker=DockerSettings(
-                    pull_policy="never", fetch_network="host", host_fetch=host_fetch
+                    pull_policy="never",
+                    fetch_network="host",
+                    host_fetch=host_fetch,
+                    host_filter=host_filter,
                 ),
                 environments=[EnvironmentSettings(id="bench", max_jobs=1)],
                 pool=PoolSettings.model_validate({"disk_quota": quota}),
@@ -273,7 +283,7 @@ async def measure(
         await engine.start()
         stack.push_async_callback(engine.close)
         name = engine.disk.mechanism if quota == "auto" else quota
-        engines[name + ("" if host_fetch else ", fetch in its container (before)")] = engine
+        engines[name + ways[host_fetch, host_filter]] = engine
     client = docker.from_env()
     stack.callback(client.close)
     api = docker.APIClient(version="auto")

@@ -139,6 +139,11 @@ class DockerSettings(_Section):
         description="A fetch with nothing to download (raw code, local files) runs as a "
         "process of this host, as the job's user, not in a helper container (local engine).",
     )
+    host_filter: bool = Field(
+        True,
+        description="The output filter runs as a process of this host, as the job's user, "
+        "once the algorithm's container is gone, not in a helper container (local engine).",
+    )
     run_as_user: str = Field(
         "auto",
         description="uid:gid of job containers; auto: the server's own, or 1000:1000 as root.",

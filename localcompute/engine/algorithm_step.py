@@ -21,6 +21,7 @@ from localcompute.core.models import Job
 from localcompute.core.provenance import RanImage
 from localcompute.core.settings import EnvironmentSettings
 from localcompute.core.status import JobStatus, StopRequest, TerminationReason
+from localcompute.engine.helpers_here import host_python
 from localcompute.engine.livelog import LiveLog, move_log
 from localcompute.engine.outcome import (
     EarlyEnd,
@@ -98,6 +99,12 @@ class AlgorithmStep:
             # Moved into algorithm.log when the algorithm ran; else nothing to keep.
             await asyncio.to_thread(live.path.unlink, missing_ok=True)
 
+    async def _filter_ahead(self, ctx: JobContext) -> None:
+        """The filter's container is made while the algorithm runs, unless it runs here."""
+        allowed = self.kit.settings.docker.host_filter
+        if await asyncio.to_thread(host_python, ctx, self.kit.runtime, allowed=allowed) is None:
+            self.kit.offpath.create_ahead(ctx.job.job_id, containers.filter_container(ctx))
+
     async def _run_algorithm(
         self,
         job: Job,
@@ -148,8 +155,7 @@ class AlgorithmStep:
             refused = await self._start_algorithm(job, name, live)
             if refused is not None:
                 return refused
-        # The filter's container is made while the algorithm runs.
-        self.kit.offpath.create_ahead(job.job_id, containers.filter_container(ctx))
+        await self._filter_ahead(ctx)
         ws, limit = ctx.workspace, self.kit.disk_limit(job)
         try:
             async with self.kit.disk_watch(ws.data, limit) as over:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from localcompute.core.settings import DockerSettings
+from localcompute.engine import failpoints
 from localcompute.engine.outcome import Interruption
 from localcompute.runtime import ContainerExit, ContainerRuntime, ContainerSpec
 from localcompute.runtime.hostproc import HostProcess
@@ -47,6 +48,7 @@ class BoundedRun:
         self,
         process: HostProcess,
         *,
+        stage: str,
         limit: float,
         stop: asyncio.Event,
         log_to: Path,
@@ -54,10 +56,19 @@ class BoundedRun:
         disk_full: asyncio.Event | None = None,
     ) -> tuple[ContainerExit, Interruption | None]:
         """As run, for a helper run as a process of this host: the same deadline, stop
-        and disk watch, its output kept in the same log."""
+        and disk watch, its output kept in the same log. `stage` names its failpoints."""
+        failpoints.hit(f"{stage}.here_before_start")
         await process.start()
+        failpoints.hit(f"{stage}.here_after_start")
+
+        async def exited() -> ContainerExit:
+            failpoints.hit(f"{stage}.here_before_wait")
+            exit_ = await process.wait()
+            failpoints.hit(f"{stage}.here_after_wait")
+            return exit_
+
         exit_, interrupt = await self._bounded(
-            process.wait(), process.stop, time.time() + limit, stop, disk_full
+            exited(), process.stop, time.time() + limit, stop, disk_full
         )
         output = bytes(process.output)
         await asyncio.to_thread(

@@ -32,6 +32,8 @@ VARIABLE = "LOCALCOMPUTE_FAILPOINT"
 EXIT_CODE = 86
 
 CONTAINER_CALLS = ("create", "start", "wait", "remove")
+HOST_STAGES = (Stage.FETCH, Stage.FILTER)
+HOST_CALLS = ("start", "wait")
 # Statuses the engine writes with a transition (1 is an insert, 10 is admission's).
 WRITTEN_STATUSES = tuple(
     s for s in JobStatus if s not in (JobStatus.WARMING_UP, JobStatus.JOB_STARTED)
@@ -42,6 +44,14 @@ POINTS: tuple[str, ...] = (
         f"{stage}.{when}_{call}"
         for stage in Stage
         for call in CONTAINER_CALLS
+        for when in ("before", "after")
+    ),
+    # A helper run as a process of this host (helpers_here.py) passes these instead:
+    # started, it runs until it ends or the server dies (it dies with the server).
+    *(
+        f"{stage}.here_{when}_{call}"
+        for stage in HOST_STAGES
+        for call in HOST_CALLS
         for when in ("before", "after")
     ),
     *(f"status.{when}_{int(s)}" for s in WRITTEN_STATUSES for when in ("before", "after")),

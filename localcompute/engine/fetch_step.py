@@ -3,7 +3,7 @@ algorithm fetched into it under the fetch timeout, the stop and the disk quota, 
 algorithm's image is pulled and its container made ahead.
 
 The fetch runs in its helper container, or, when it downloads nothing and can change
-nothing but the time (fetch_here.py), as the same helper program on this host.
+nothing but the time (helpers_here.py), as the same helper program on this host.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 
 from localcompute.core.models import Job
 from localcompute.core.status import JobStatus, TerminationReason
-from localcompute.engine.fetch_here import HostFetch, host_fetch, open_workspace
+from localcompute.engine.helpers_here import HostFetch, host_fetch, open_workspace
 from localcompute.engine.outcome import EarlyEnd, Interruption, fetch_ending, first_failure
 from localcompute.engine.stepkit import StepKit
 from localcompute.engine.steps import Done, Moves
 from localcompute.runtime import ContainerExit, ContainerSpec, containers
-from localcompute.runtime.containers import JobContext
+from localcompute.runtime.containers import JobContext, Stage
 from localcompute.runtime.hostproc import HostProcess, by_descriptor, helper_argv
 from localcompute.runtime.workspace import text_or_empty
 
@@ -121,7 +121,13 @@ class FetchStep:
                 log_limit=settings.log_max_bytes,
             )
             return await self.kit.bounded.run_here(
-                process, limit=timeout, stop=stop, log_to=log_to, append=True, disk_full=disk_full
+                process,
+                stage=Stage.FETCH,
+                limit=timeout,
+                stop=stop,
+                log_to=log_to,
+                append=True,
+                disk_full=disk_full,
             )
         finally:
             os.close(data)

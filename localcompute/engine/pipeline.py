@@ -7,8 +7,8 @@ the moment between its container's create and start), and out of it with what th
 learnt (`Done`). A step only does its work and returns that, or an `EarlyEnd`.
 `outcome.resolve` is the one place that turns what happened into the job's outcome, and
 `_finish` the one place that writes it: awaited to the end even when the job's task is
-cancelled, so the store never closes beneath it. The fetch and the filter are here; the
-algorithm's step is algorithm_step.py, and what the steps share stepkit.py.
+cancelled, so the store never closes beneath it. The steps are fetch_step.py, algorithm_step.py
+and filter_step.py, and what they share stepkit.py.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from localcompute.engine import failpoints
 from localcompute.engine.algorithm_step import AlgorithmStep
 from localcompute.engine.bounded_run import BoundedRun
 from localcompute.engine.fetch_step import FetchStep
+from localcompute.engine.filter_step import FilterStep
 from localcompute.engine.livelog import LiveLog
 from localcompute.engine.metrics import Metrics
 from localcompute.engine.offpath import OffPathContainers
 from localcompute.engine.outcome import (
     EarlyEnd,
     FinalOutcome,
-    Interruption,
     resolve,
 )
 from localcompute.engine.publish import build_results
@@ -46,12 +46,9 @@ from localcompute.engine.stepkit import ContainerDefaults, StepKit
 from localcompute.engine.steps import STEPS, Done, Moves
 from localcompute.runtime import (
     ContainerRuntime,
-    ContainerState,
-    containers,
 )
 from localcompute.runtime.containers import JobContext, Stage
 from localcompute.runtime.quota import DiskQuota, WatchQuota
-from localcompute.runtime.workspace import Workspace
 from localcompute.store import Store
 
 log = logging.getLogger(__name__)
@@ -87,10 +84,11 @@ class Pipeline:
         )
         self.algorithm = AlgorithmStep(self.kit)
         self.fetch = FetchStep(self.kit, self.algorithm.provision)
+        self.filter = FilterStep(self.kit)
         self._steps: dict[Stage, StepRun] = {
             Stage.FETCH: self.fetch.run,
             Stage.ALGORITHM: self.algorithm.run,
-            Stage.FILTER: self._filter,
+            Stage.FILTER: self.filter.run,
         }
 
     @property
@@ -147,89 +145,6 @@ class Pipeline:
             return await self._publish(job, failed)
 
     # -- steps: each does its work and returns what it learnt, or an EarlyEnd -----
-
-    async def _filter(self, job: Job, stop: asyncio.Event, moves: Moves) -> Done | EarlyEnd:
-        ws = self.context(job).workspace
-        spec = containers.filter_container(self.context(job))
-        ahead = self.offpath.take(spec.name)
-        if ahead is None:
-            resumed = await self._filter_left_behind(job, spec.name, ws)
-            if resumed is not None:
-                return resumed
-        await asyncio.to_thread(ws.reset_results)
-        # A stop the algorithm obeyed must not cut the filter of its partial outputs;
-        # after an algorithm that ended on its own, a stop ends the filter. What the
-        # algorithm did is the recorded fact, not whether the event is already set.
-        obeyed = job.termination_reason is TerminationReason.STOPPED
-        fresh_stop = asyncio.Event() if obeyed else stop
-        exit_, interrupt = await self.bounded.run(
-            spec,
-            limit=self.settings.docker.filter_timeout,
-            stop=fresh_stop,
-            log_to=ws.admin_log("filter.log"),
-            append=False,
-            ahead=ahead,
-        )
-        self.offpath.remove_later(job.job_id, spec.name)
-        detail = ""
-        # A zero exit is not enough: the manifest is the filter's word that every result
-        # is whole, and without it a "completed" job would silently publish no outputs.
-        unlisted = (
-            interrupt is None
-            and exit_.exit_code == 0
-            and not await asyncio.to_thread(ws.filter_finished)
-        )
-        if unlisted:
-            await asyncio.to_thread(ws.reset_results)
-            detail = "Job failed: the output filter ended without its manifest; outputs withheld"
-        elif interrupt is not None or exit_.exit_code != 0:
-            # Without a complete filter run no output may leave: publish the logs only.
-            await asyncio.to_thread(ws.reset_results)
-            if interrupt is Interruption.STOP:
-                return EarlyEnd(reason=TerminationReason.STOPPED)
-            why = (
-                "timed out"
-                if interrupt
-                else exit_.reason
-                if exit_.lost
-                else f"ended with exit code {exit_.exit_code}"
-            )
-            detail = f"Job failed: the output filter {why}; outputs withheld"
-        return _filtered(detail)
-
-    async def _filter_left_behind(self, job: Job, name: str, ws: Workspace) -> Done | None:
-        """Resumed after a crash. The filter moves the outputs, so once begun it cannot
-        run again: a filter still there is awaited (it carries on moving while the server
-        is down), and a filter that wrote its manifest finished. Only a filter that began
-        and was cut short (Docker itself restarted under it) withholds the outputs.
-        None: no filter began, so one runs now."""
-        state = await self.runtime.state(name)
-        exit_code: int | None = None
-        if state is ContainerState.CREATED:  # made ahead, never started: nothing was moved
-            await self.runtime.remove(name)
-        elif state is not ContainerState.MISSING:
-            try:
-                exit_ = await asyncio.wait_for(
-                    self.runtime.wait(name), self.settings.docker.filter_timeout
-                )
-                exit_code = exit_.exit_code
-            except TimeoutError:
-                await self.runtime.stop(name, 0)
-            await self.runtime.logs_to_file(
-                name,
-                ws.admin_log("filter.log"),
-                limit=self.settings.docker.log_max_bytes,
-                append=False,
-            )
-            self.offpath.remove_later(job.job_id, name)
-        if await asyncio.to_thread(ws.filter_finished) and exit_code in (None, 0):
-            return _filtered("")
-        unstarted = state in (ContainerState.MISSING, ContainerState.CREATED)
-        if unstarted and not await asyncio.to_thread(ws.holds_results):
-            return None
-        await asyncio.to_thread(ws.reset_results)
-        why = "was cut short by a restart" if exit_code is None else f"ended with {exit_code}"
-        return _filtered(f"Job failed: the output filter {why}; outputs withheld")
 
     # -- the end: publish what there is, then the one final write ---------------
 
@@ -331,11 +246,6 @@ class Pipeline:
             return await self.store.get(job.job_id)
         self.metrics.job_finished(final)
         return final
-
-
-def _filtered(detail: str) -> Done:
-    """The filter is done; `detail`: why its outputs were withheld (a system failure)."""
-    return Done({"detail": detail} if detail else {})
 
 
 def _append_line(path: Path, line: str) -> None:

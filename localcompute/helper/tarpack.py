@@ -175,7 +175,9 @@ def pack_everything(outputs: Path, dest: Path, report: Report) -> None:
     getArchive('/data/outputs')); made even when the folder is empty."""
     with new_tar(dest) as (tar, out):
         packer = TarPacker(tar, out, outputs, report, prefix=f"{TAR_STEM}/")
-        tar.addfile(tar_info(TAR_STEM, os.lstat(outputs), tarfile.DIRTYPE))
+        # Followed: the folder the engine named (a mount, or, on the host, the link
+        # /proc/self/fd/N, whose own mode is not the folder's), never the algorithm's.
+        tar.addfile(tar_info(TAR_STEM, os.stat(outputs), tarfile.DIRTYPE))
         for entry in list_dir(str(outputs)):
             info = inspect(entry, entry.name, report)
             if info is None:

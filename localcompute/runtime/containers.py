@@ -80,7 +80,7 @@ def container_name(instance: str, job_id: str, stage: Stage) -> str:
 
 def fetch_document(ctx: JobContext, *, sources: list[str] | None = None) -> str:
     """The fetch's instructions. In its container local files appear under
-    /sources/<n>; a fetch run on the host (engine/fetch_here.py) names them by `sources`."""
+    /sources/<n>; a fetch run on the host (engine/helpers_here.py) names them by `sources`."""
     spec = ctx.job.spec
     algo = spec.algorithm
     # Numbered in the order of JobSpec.local_paths, which fetch_container mounts.

@@ -8,9 +8,12 @@ would there: as the job's user (so it reads only what the container's user could
 what it writes belongs to that user), with the helper image's interpreter flags, on
 the job's cores, and killed with the server (PR_SET_PDEATHSIG), as a container's
 process would be with its engine: a fetch left by a crash is run again from a clean
-folder, so none may still be writing.
+folder, so none may still be writing. The output filter, once the algorithm's container
+is gone, only lists, reads and moves what the algorithm left (never following a link,
+never running anything of it), so it runs here too, with no privilege to gain
+(PR_SET_NO_NEW_PRIVS).
 
-The algorithm and the output filter never run here: both touch what a stranger wrote.
+The algorithm never runs here: it is a stranger's code.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ HELPER_ON_HOST = Path(__file__).resolve().parent.parent / "helper"
 # variables of Python's, and no bytecode written beside the helpers.
 HELPER_FLAGS = ("-E", "-s", "-S", "-B")
 PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
 READ, SEARCH = 0o4, 0o1
 # What a helper process reads of this host's environment: nothing but its PATH.
 HELPER_ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
@@ -130,6 +134,8 @@ def _child_setup(
         if cores:
             os.sched_setaffinity(0, cores)
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # Nothing it runs can gain what the job's user lacks (a set-uid file, say).
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         if os.getppid() != parent:
             os._exit(137)
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from localcompute import JobStatus, TerminationReason
+from localcompute import FileSource, InputSpec, JobStatus, TerminationReason
 from localcompute.engine import failpoints
+from localcompute.runtime.containers import Stage
 from localcompute.runtime.workspace import Workspace
 from tests.conftest import STARTED_INSTANCES, FileServer, docker_ps, mounts_under
 from tests.docker.conftest import (
@@ -58,7 +59,15 @@ def scenario(point: str) -> str:
         return "no-data"
     if point.endswith(f"_{int(JobStatus.ALGORITHM_PROVISIONING_FAILED)}"):
         return "no-image"
+    if point.startswith("fetch.here_"):
+        return "local"  # a fetch with nothing to download runs on this host
     return "run"
+
+
+def child_settings(point: str) -> dict[str, Any]:
+    """The filter runs on this host unless told not to; its container's points need that."""
+    contained = point.startswith(f"{Stage.FILTER}.") and ".here_" not in point
+    return {"environments": ENV, **({"host_filter": False} if contained else {})}
 
 
 def die_at(point: str, data_dir: Path, spec_json: str, action: str) -> tuple[int, str, str]:
@@ -69,7 +78,7 @@ def die_at(point: str, data_dir: Path, spec_json: str, action: str) -> tuple[int
             "-m",
             "tests.docker.failpoint_child",
             str(data_dir),
-            json.dumps({"environments": ENV}),
+            json.dumps(child_settings(point)),
             action,
             spec_json,
         ],
@@ -102,7 +111,14 @@ async def test_a_job_killed_at_each_failpoint_finishes_once(
     extra: dict[str, Any] = {}
     if kind == "no-image":
         extra["image"] = "localcompute-test/no-such-image:1"
-    spec = raw_job(script, inputs=[url_input(DID, missing if kind == "no-data" else data)], **extra)
+    if kind == "local":
+        local = data_dir.parent / "data.csv"
+        await asyncio.to_thread(local.write_text, "payload\n")
+        await asyncio.to_thread(local.chmod, 0o644)
+        inputs = [InputSpec(did=DID, files=[FileSource(path=str(local))])]
+    else:
+        inputs = [url_input(DID, missing if kind == "no-data" else data)]
+    spec = raw_job(script, inputs=inputs, **extra)
     action = kind if kind in ("delete", "expiry") else "run"
     code, out, err = await asyncio.to_thread(
         die_at, point, data_dir, spec.model_dump_json(), "expire" if action == "expiry" else action

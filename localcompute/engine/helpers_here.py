@@ -1,16 +1,21 @@
-"""Whether a job's fetch runs as a process of this host rather than in a container.
+"""Whether a job's helper steps (the fetch, the output filter) run as processes of this
+host rather than in containers.
 
-It does when that can change nothing but the time: the job downloads nothing (raw code
-and the provider's local files), the runtime's containers see the job's folder where
-the server made it (the local engine), the server can start a process as the job's
-user, and that user can run an interpreter with the helpers. Then the same helper
-program does the same work, as the same user, and the algorithm finds exactly the
+They do when that can change nothing but the time: the runtime's containers see the
+job's folder where the server made it (the local engine), the server can start a process
+as the job's user, and that user can run an interpreter with the helpers. Then the same
+helper program does the same work, as the same user, and the next step finds exactly the
 folder it would have found. As a container is given its files by mounts, the process is
-given them by the server: the job's folder, its instructions and the provider's files
-are opened for it and handed over by descriptor, which it opens again as the job's user
-(so a file that user may not read fails as it would in the container). Otherwise (a Swarm
-node, a URL to download, `host_fetch = false`) the fetch runs in its container. The
-algorithm and the filter always run in containers.
+given them by the server: the folders and files it works on are opened for it and handed
+over by descriptor, which it opens again as the job's user (so a file that user may not
+read fails as it would in the container).
+
+The fetch runs here when it downloads nothing (raw code and the provider's local files):
+one with a URL to download runs in its container, with its own network. The filter runs
+here after the algorithm's container is gone, so nothing of the algorithm runs beside it:
+it only lists, reads and moves what the algorithm left, never follows a link, and runs
+nothing from the outputs. On a Swarm node, or with `host_fetch` / `host_filter` false,
+each runs in its container. The algorithm always runs in its container.
 """
 
 from __future__ import annotations
@@ -46,14 +51,18 @@ class HostFetch:
                 os.close(fd)
 
 
+def host_python(ctx: JobContext, runtime: ContainerRuntime, *, allowed: bool) -> str | None:
+    """The interpreter a helper step of this job runs with as a process of this host, or
+    None when it runs in its container. Blocks (it looks at the helpers' folders once)."""
+    if not (allowed and runtime.shares_host_files and can_run_as(ctx.user)):
+        return None
+    return helper_python(*parse_user(ctx.user))
+
+
 def host_fetch(ctx: JobContext, runtime: ContainerRuntime, *, allowed: bool) -> HostFetch | None:
     """The fetch to run here, or None for its container. Blocks (it opens files)."""
     spec = ctx.job.spec
-    if not (allowed and runtime.shares_host_files and spec.downloads_nothing):
-        return None
-    if not can_run_as(ctx.user):
-        return None
-    python = helper_python(*parse_user(ctx.user))
+    python = host_python(ctx, runtime, allowed=allowed and spec.downloads_nothing)
     if python is None:
         return None
     fds: list[int] = []
@@ -80,3 +89,16 @@ def open_workspace(ws: Workspace) -> tuple[int, int]:
     except OSError:
         os.close(data)
         raise
+
+
+def open_filter_folders(ws: Workspace) -> tuple[int, int, int]:
+    """The outputs, results and meta folders, opened for a filter run here."""
+    fds: list[int] = []
+    try:
+        for folder in (ws.outputs, ws.results, ws.meta):
+            fds.append(os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW))
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds[0], fds[1], fds[2]
