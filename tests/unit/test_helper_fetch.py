@@ -445,3 +445,61 @@ def copy_helper(tmp_path: Path, program: str) -> Path:
         if module.name != "__init__.py":
             shutil.copyfile(module, folder / module.name)
     return folder / program
+
+
+class Chunked:
+    """A source that hands out `body` in reads of at most `size`, counting them, and
+    fails with `error` once `fail_after` bytes are out."""
+
+    def __init__(self, body: bytes, fail_after: int | None = None) -> None:
+        self.body, self.at, self.reads, self.fail_after = body, 0, 0, fail_after
+
+    def read(self, size: int, /) -> bytes:
+        self.reads += 1
+        if self.fail_after is not None and self.at >= self.fail_after:
+            raise TimeoutError("the source stalled")
+        chunk = self.body[self.at : self.at + size]
+        self.at += len(chunk)
+        return chunk
+
+
+class FillsUp:
+    """A file that takes `room` bytes and then answers as a full disk quota does."""
+
+    def __init__(self, room: int) -> None:
+        self.room, self.data = room, bytearray()
+
+    def write(self, data: bytes, /) -> int:
+        if len(self.data) + len(data) > self.room:
+            raise OSError(28, "No space left on device")
+        self.data += data
+        return len(data)
+
+
+def test_a_large_copy_hashes_and_writes_beside_its_reads_and_loses_nothing() -> None:
+    body = bytes(range(256)) * (fetch.CHUNK_SIZE * 5 // 256) + b"tail"
+    sink = FillsUp(len(body))
+    digesting = fetch._Digesting(sink)
+    threads = threading.active_count()
+    assert fetch.copy_stream(Chunked(body), digesting) == len(body)
+    assert bytes(sink.data) == body
+    assert digesting.digest.hexdigest() == hashlib.sha256(body).hexdigest()
+    assert threading.active_count() == threads, "the writer thread outlived the copy"
+
+
+def test_a_full_disk_ends_a_large_copy_with_its_error_and_stops_reading() -> None:
+    body = b"x" * (fetch.CHUNK_SIZE * 40)
+    source = Chunked(body)
+    with pytest.raises(OSError) as raised:
+        fetch.copy_stream(source, FillsUp(fetch.CHUNK_SIZE * 2))
+    assert raised.value.errno == 28
+    # It stopped soon after the write failed: not the 40 reads of the whole source.
+    assert source.reads <= 2 + fetch.OVERLAP_CHUNKS + 2, source.reads
+
+
+def test_a_source_that_fails_mid_copy_ends_it_with_its_error_and_no_thread_left() -> None:
+    threads = threading.active_count()
+    source = Chunked(b"y" * (fetch.CHUNK_SIZE * 6), fail_after=fetch.CHUNK_SIZE * 3)
+    with pytest.raises(TimeoutError):
+        fetch.copy_stream(source, FillsUp(fetch.CHUNK_SIZE * 10))
+    assert threading.active_count() == threads
