@@ -17,6 +17,8 @@ from typing import Any, BinaryIO
 CHUNK_SIZE = 1024 * 1024  # a read a loop turn when hashing
 # What a move holds twice at most; the outputs shrink by this much at a time.
 MOVE_CHUNK = 4 * 1024 * 1024
+# Chunks a large file's hashing may lag behind its copy (memory: a few MOVE_CHUNKs).
+HASH_AHEAD = 2
 _ZEROS = memoryview(bytes(MOVE_CHUNK))
 MAX_NAME_BYTES = 255
 # C0/C1 controls and the Unicode line and paragraph separators: any of them in a name
@@ -201,25 +203,59 @@ def transfer(
     starts = range(0, size, MOVE_CHUNK)
     backwards = movable and not _punch_hole(src, 0, 0)
     hashing = digest is not None and not backwards
-    for start in reversed(starts) if backwards else starts:
-        length = min(MOVE_CHUNK, size - start)
-        try:
-            chunk = os.pread(src, length, start)
-        except OSError as exc:
-            raise Unreadable(cannot_read(exc)) from exc
-        if len(chunk) != length:
-            raise Unreadable("changed while being read")
-        if hashing:
-            digest.update(chunk)
-        if chunk != _ZEROS[:length]:
-            written = 0
-            while written < length:
-                written += os.pwrite(dst, chunk[written:], at + start + written)
-        if backwards:
-            os.ftruncate(src, start)
-        elif movable:
-            _punch_hole(src, start, length)
+    hasher = _Hasher(digest) if hashing and size > MOVE_CHUNK else None
+    try:
+        for start in reversed(starts) if backwards else starts:
+            length = min(MOVE_CHUNK, size - start)
+            try:
+                chunk = os.pread(src, length, start)
+            except OSError as exc:
+                raise Unreadable(cannot_read(exc)) from exc
+            if len(chunk) != length:
+                raise Unreadable("changed while being read")
+            if hasher is not None:
+                hasher.update(chunk)
+            elif hashing:
+                digest.update(chunk)
+            if chunk != _ZEROS[:length]:
+                written = 0
+                while written < length:
+                    written += os.pwrite(dst, chunk[written:], at + start + written)
+            if backwards:
+                os.ftruncate(src, start)
+            elif movable:
+                _punch_hole(src, start, length)
+    finally:
+        if hasher is not None:
+            hasher.close()
     return hashing
+
+
+class _Hasher:
+    """A digest fed on a thread of its own, in order, at most HASH_AHEAD chunks behind:
+    hashing lets go of the GIL, so a large file's sha256 (for 512 MiB, about 0.3 s on
+    these cores) runs beside its reads and writes instead of between them."""
+
+    def __init__(self, digest: Any) -> None:
+        import queue  # only for a file of more than one chunk: every filter would pay it
+        import threading
+
+        self._digest = digest
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=HASH_AHEAD)
+        self._thread = threading.Thread(target=self._feed, name="filter-hasher", daemon=True)
+        self._thread.start()
+
+    def _feed(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._digest.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def close(self) -> None:
+        """Once every chunk given is in the digest."""
+        self._chunks.put(None)
+        self._thread.join()
 
 
 _FALLOC_FL_KEEP_SIZE = 0x01

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -438,3 +439,28 @@ def test_where_holes_cannot_be_punched_the_move_goes_backwards_and_hashes_after(
     [entry] = read_manifest(dirs)["results"]
     assert entry["sha256"] == hashlib.sha256(data).hexdigest() == sha256(results / "out.bin")
     assert cuts[1:] == sorted(cuts[1:], reverse=True), "cut short from the end"
+
+
+def test_a_large_file_that_fails_mid_move_is_refused_and_its_hashing_thread_ends(
+    dirs: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of several chunks is hashed on a thread of its own; a read that fails on
+    the way refuses the file and leaves no thread behind."""
+    outputs, _, _ = dirs
+    (outputs / "out.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    monkeypatch.setattr(entries, "MOVE_CHUNK", 1024 * 1024)
+    real_pread, reads = os.pread, []
+
+    def failing(fd: int, length: int, offset: int) -> bytes:
+        reads.append(offset)
+        if len(reads) == 3:
+            raise OSError(5, "Input/output error")
+        return real_pread(fd, length, offset)
+
+    monkeypatch.setattr(os, "pread", failing)
+    threads = threading.active_count()
+    assert run_filter(dirs) == 0
+    assert threading.active_count() == threads, "the hashing thread outlived the move"
+    manifest = read_manifest(dirs)
+    assert manifest["results"] == []
+    assert [r["path"] for r in manifest["refused"]] == ["out.bin"], manifest
