@@ -56,6 +56,11 @@ POLL_MOST = 0.25
 NODE_CHECK_SECONDS = 2.0
 # How long a task may take to begin (the node pulls its image meanwhile).
 START_TIMEOUT = 600.0
+# A task the node refused for a moment (services.refused_for_a_moment) is made again,
+# after a pause that grows, up to this many tries in all.
+REFUSED_TRIES = 3
+REFUSED_PAUSE = 0.5
+REMOVED_CHECKS = 100  # 5 s at POLL_FIRST: then the create says what stands in its way
 # How long the log stream is read after its task ended: the node ships the last lines.
 LOG_TAIL_SECONDS = 0.1
 
@@ -134,19 +139,31 @@ class SwarmRuntime(SwarmCluster):
         body = services.service_body(spec, placement, network=network, token=token)
         if job_id and stage in ("fetch", "algorithm"):
             await self._meter(spec, placement, start=stage == "fetch")
-        await self._short(lambda: manager.create_service(self._api, body))
-        task, down = await self._poll(
-            name, lambda t: services.task_status(t) not in services.NOT_STARTED, START_TIMEOUT
-        )
-        if down:
-            raise ContainerError(down)
-        if task is None or services.task_status(task) in services.NOT_STARTED:
-            why = ((task or {}).get("Status") or {}).get("Message", "no task")
-            raise ContainerError(f"{name} did not start in {START_TIMEOUT:g} s ({why})")
-        self._tasks[name] = str(task["ID"])
-        if services.task_status(task) == "rejected":
-            exit_ = services.task_exit(task)
-            raise ContainerError(f"the node refused to run it: {exit_.reason}")
+        for attempt in range(1, REFUSED_TRIES + 1):
+            await self._short(lambda: manager.create_service(self._api, body))
+            task, down = await self._poll(
+                name, lambda t: services.task_status(t) not in services.NOT_STARTED, START_TIMEOUT
+            )
+            if down:
+                raise ContainerError(down)
+            if task is None or services.task_status(task) in services.NOT_STARTED:
+                why = ((task or {}).get("Status") or {}).get("Message", "no task")
+                raise ContainerError(f"{name} did not start in {START_TIMEOUT:g} s ({why})")
+            self._tasks[name] = str(task["ID"])
+            if services.task_status(task) != "rejected":
+                return
+            reason = services.task_exit(task).reason
+            if attempt == REFUSED_TRIES or not services.refused_for_a_moment(reason):
+                raise ContainerError(f"the node refused to run it: {reason}")
+            # Its container never ran, so making the service again runs nothing twice.
+            log.warning("%s: the node refused it for now (%s); trying again", name, reason)
+            self._tasks.pop(name, None)
+            await self._short(lambda: self._api.remove_service(name))
+            await asyncio.sleep(REFUSED_PAUSE * attempt)
+            for _ in range(REMOVED_CHECKS):  # the name is free once the service is gone
+                if await self._service(name) is None:
+                    break
+                await asyncio.sleep(POLL_FIRST)
 
     async def wait(self, name: str) -> ContainerExit:
         """Until the stage's task is terminal; a node that goes down (or a service that

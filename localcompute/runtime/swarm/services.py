@@ -241,6 +241,21 @@ def task_state(task: dict[str, Any] | None) -> ContainerState:
     return ContainerState.EXITED if state in TERMINAL else ContainerState.RUNNING
 
 
+# What a node answers when the overlay network it must join is still being torn down
+# from an earlier network of the same subnet: Swarm hands freed subnets out again at
+# once, and the node's kernel has not yet let go of the old VXLAN interface
+# (moby/libnetwork#1765, moby/moby#28559). Gone a moment later.
+MOMENTARY_REFUSALS = (
+    "error creating vxlan interface: file exists",
+    "network sandbox join failed",
+)
+
+
+def refused_for_a_moment(reason: str) -> bool:
+    """Whether a rejected task's `reason` is one that passes: the task is made again."""
+    return any(text in reason for text in MOMENTARY_REFUSALS)
+
+
 def task_exit(task: dict[str, Any]) -> ContainerExit:
     """How a terminal task ended, as far as the manager knows: the exit code and Swarm's
     error; whether the kernel killed it for memory it cannot say (exit 137 only)."""
