@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed stdout shows here, where it is handled, not at exit
     except BrokenPipeError:
         return exits.output_closed()
-    except exits.FAILURES as e:
+    except exits.failures() as e:
         return exits.fail(args.command, e)
     return code
 

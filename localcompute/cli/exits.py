@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import sys
 
-import aiohttp
-
 from localcompute.core.errors import (
     AlgorithmRefusedError,
     ConfigError,
@@ -37,8 +35,19 @@ EXIT_OOM = 137  # killed for memory, as the kernel's SIGKILL
 # number, as a shell reports it: 130, 143, 129 (localcompute.cli.interrupts).
 EXIT_OUTPUT_CLOSED = 141  # stdout was closed (`| head`): what a shell reports for SIGPIPE
 
-# What a command lets through to `code_for`: everything else is a bug, with its traceback.
-FAILURES = (LocalComputeError, KeyError, OSError, aiohttp.ClientError)
+
+def failures() -> tuple[type[BaseException], ...]:
+    """What a command lets through to `code_for`: everything else is a bug, with its
+    traceback. aiohttp's errors only where a command spoke HTTP (it loaded aiohttp):
+    `localcompute run` of a local job does not, and does not pay for the import."""
+    aiohttp = sys.modules.get("aiohttp")
+    own = (LocalComputeError, KeyError, OSError)
+    return own if aiohttp is None else (*own, aiohttp.ClientError)
+
+
+def _connection_refused(error: BaseException) -> bool:
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and isinstance(error, aiohttp.ClientConnectionError)
 
 
 def code_for(error: BaseException) -> int:
@@ -49,7 +58,7 @@ def code_for(error: BaseException) -> int:
         return EXIT_INPUT_UNAVAILABLE
     if isinstance(error, AlgorithmRefusedError | ImageNotFoundError):
         return EXIT_ALGORITHM_UNAVAILABLE
-    if isinstance(error, DockerUnavailableError | NoServerError | aiohttp.ClientConnectionError):
+    if isinstance(error, DockerUnavailableError | NoServerError) or _connection_refused(error):
         return EXIT_UNAVAILABLE
     if isinstance(error, RemoteError) and error.status == 503:
         return EXIT_UNAVAILABLE  # the server's Docker engine is away

@@ -14,15 +14,15 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from localcompute.cli.display import human_size, table, when
-from localcompute.client import Client, RemoteError, RemoteJob, load_key
-from localcompute.client.operator import OperatorClient
+from localcompute.client import RemoteError, RemoteJob, load_key
 from localcompute.core.errors import ConfigError, JobConflictError, JobNotFoundError, NoServerError
 from localcompute.core.models import Job, JobQuery
+
+if TYPE_CHECKING:
+    from localcompute.client import Client
 
 FAILED_REASONS = frozenset({"failed", "timeout", "oom", "error"})
 FOLLOW_POLL = 0.2
@@ -68,6 +68,8 @@ def main(args: argparse.Namespace) -> int:
 
 async def _dispatch(args: argparse.Namespace) -> None:
     if args.server:
+        from localcompute.client import Client  # aiohttp: only for a command that speaks HTTP
+
         async with Client(args.server, load_key(args.key_file)) as client:
             await _remote(args, client)
     else:
@@ -207,6 +209,10 @@ async def _through_server(args: argparse.Namespace, data_dir: Path) -> None:
         raise NoServerError(
             f"no server is running on {data_dir} (no {URL_FILE}): start it, or use --server"
         ) from None
+    import aiohttp
+
+    from localcompute.client.operator import OperatorClient
+
     async with aiohttp.ClientSession() as session:
         operator = OperatorClient(url, load_key(args.key_file), session=session)
         action = operator.stop if args.jobs_command == "stop" else operator.delete

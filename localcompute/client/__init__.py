@@ -18,11 +18,11 @@ Every finished job lists a signed receipt.json: `verify_receipt` checks it offli
 
 from __future__ import annotations
 
-from localcompute.client.blocking import SyncClient
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from localcompute.client.keys import load_key
 from localcompute.client.models import RemoteJob, RemoteResult
-from localcompute.client.node import NodeClient
-from localcompute.client.provider import Client
 from localcompute.client.receipts import verify_receipt
 from localcompute.core.errors import (
     AlgorithmRefusedError,
@@ -33,6 +33,29 @@ from localcompute.core.errors import (
     RemoteError,
 )
 from localcompute.core.signing import Key
+
+if TYPE_CHECKING:
+    from localcompute.client.blocking import SyncClient
+    from localcompute.client.node import NodeClient
+    from localcompute.client.provider import Client
+
+# The clients that speak HTTP, and so import aiohttp, load when first named: a program
+# that only reads a RemoteJob (`localcompute run` of a local job) does not pay for them.
+_ON_DEMAND = {
+    "Client": "localcompute.client.provider",
+    "NodeClient": "localcompute.client.node",
+    "SyncClient": "localcompute.client.blocking",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _ON_DEMAND.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # asked once
+    return value
+
 
 __all__ = [
     "AlgorithmRefusedError",

@@ -1,5 +1,5 @@
-"""How the server logs: text or JSON lines, at a chosen level, and an access log that
-never records a signature, nonce or token (they sit in query strings)."""
+"""How the server and the command log: text or JSON lines, at a chosen level; and what
+the access log (access_log.py) leaves out of a query: a signature, nonce or token."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ import json
 import logging
 import time
 from urllib.parse import parse_qsl, urlencode
-
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 # Query parameters that are credentials, or would let a reader replay or link a call.
 SECRET_PARAMS = frozenset(
@@ -23,28 +20,6 @@ def redact_query(query: str) -> str:
     return urlencode(
         [(k, REDACTED if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="[]:/"
     )
-
-
-class RedactingAccessLogger(AbstractAccessLogger):
-    """One line per request: who, what (query redacted), status, size, milliseconds."""
-
-    @property
-    def enabled(self) -> bool:
-        """Nothing is built for a request when INFO is off (--log-level warning)."""
-        return self.logger.isEnabledFor(logging.INFO)
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
-        query = request.query_string
-        target = request.path + (f"?{redact_query(query)}" if query else "")
-        self.logger.info(
-            '%s "%s %s" %d %d %.1fms',
-            request.remote,
-            request.method,
-            target,
-            response.status,
-            response.body_length,
-            time_ * 1000,
-        )
 
 
 class JsonFormatter(logging.Formatter):

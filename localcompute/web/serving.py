@@ -19,10 +19,10 @@ from localcompute.core.errors import ConfigError
 from localcompute.core.models import JobQuery
 from localcompute.core.settings import Settings
 from localcompute.engine import Engine
+from localcompute.web.access_log import RedactingAccessLogger
 from localcompute.web.app import create_app
 from localcompute.web.connections import ConnectionGuard, GuardedSite, raise_file_limit
 from localcompute.web.context import ENGINE, PROVIDER_KEY, PUBLIC_URL
-from localcompute.web.logging_setup import RedactingAccessLogger
 
 log = logging.getLogger("localcompute")
 
