@@ -37,7 +37,7 @@ BUSYBOX = "localcompute/busybox"
 SCRIPT = "cat /data/inputs/*/0 > /data/outputs/copy.txt\n"
 # Every module `localcompute run` loads, as its own code imports them.
 IMPORTS = (
-    "import localcompute.cli, localcompute.cli.run, localcompute.web.serving, "
+    "import localcompute.cli, localcompute.cli.run, localcompute.cli.local_jobs, "
     "localcompute.engine, localcompute.runtime.choice, localcompute.runtime.local.docker, "
     "localcompute.runtime.local.disk"
 )

@@ -1,10 +1,10 @@
 """`localcompute run`: an algorithm on local files, as Ocean would run it, in one command.
 
-Without --server it serves an engine inside the command (port 0 on 127.0.0.1, a
-data folder of its own) and talks to it through localcompute.client, exactly as it
-talks to a remote provider with --server: the same requests, signatures and
-results. The algorithm sees Ocean's layout and variables, so what runs here runs
-on Ocean.
+Without --server it runs an engine inside the command (a data folder of its own) and
+asks it directly (local_jobs.py), in the terms it uses with a remote provider through
+localcompute.client: the same job spec, from the same catalog checks, the same status
+objects and results; only --ui serves the engine (port 0 on 127.0.0.1), for the page.
+The algorithm sees Ocean's layout and variables, so what runs here runs on Ocean.
 
 Ctrl-C stops the job and still collects its logs and results (exit 130); a second
 Ctrl-C, or SIGTERM, leaves at once. However the command ends, nothing of a local run
@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from localcompute.cli import reproduce
 from localcompute.cli.display import human_size
@@ -30,17 +30,26 @@ from localcompute.cli.interrupts import Interrupts
 from localcompute.cli.page import open_page, page_url
 from localcompute.cli.run_image import Container, Images, choose
 from localcompute.cli.run_image import given as given_container
-from localcompute.cli.run_local import ENVIRONMENT, check_limits, local_dataset, local_engine
+from localcompute.cli.run_local import (
+    ENVIRONMENT,
+    LocalEngine,
+    check_limits,
+    local_dataset,
+    local_engine,
+)
 from localcompute.cli.run_outcome import (
     describe,
     exit_code,
     json_status,
 )
-from localcompute.client import Client, Key, RemoteJob, load_key
+from localcompute.client.models import RemoteJob
 from localcompute.core.errors import (
     ConfigError,
     RemoteError,
 )
+
+if TYPE_CHECKING:
+    from localcompute.cli.local_jobs import JobClient
 
 T = TypeVar("T")
 
@@ -201,6 +210,8 @@ async def _run(args: argparse.Namespace, console: Console, interrupts: Interrupt
         if not args.input or not all(i.startswith("did:") for i in args.input):
             raise ConfigError("with --server, every --input is a dataset DID the provider knows")
         container = await _container(args, None)  # the provider's images are its own
+        from localcompute.client import Client, load_key  # aiohttp: for the provider only
+
         async with Client(args.server, load_key(args.key_file)) as client:
             return await _job(
                 client, args, algorithm, container, args.input, args.env, console, interrupts
@@ -218,14 +229,16 @@ async def _run(args: argparse.Namespace, console: Console, interrupts: Interrupt
     container = await _local_container(args) if again is None else again.container
     for did, source in datasets:
         console.phase(f"input {did}  ← {source}")
-    async with local_engine(args, datasets) as url, Client(url, Key.random()) as client:
+    async with local_engine(args, datasets, serve=args.ui) as local:
         dids = [did for did, _ in datasets]
         ended: list[tuple[RemoteJob, dict[str, Path]]] = []
-        code = await _job(
-            client, args, algorithm, container, dids, ENVIRONMENT, console, interrupts, ended
-        )
+        async with _local_client(local) as client:
+            code = await _job(
+                client, args, algorithm, container, dids, ENVIRONMENT, console, interrupts, ended
+            )
         if args.ui:
-            console.phase(f"the job's page stays up at {page_url(url, ended[0][0].job_id)}")
+            page = page_url(local.url, ended[0][0].job_id)
+            console.phase(f"the job's page stays up at {page}")
             console.phase("Ctrl-C to leave")
             await interrupts.linger()
     if again is None:
@@ -233,6 +246,18 @@ async def _run(args: argparse.Namespace, console: Console, interrupts: Interrupt
     code, line = await asyncio.to_thread(again.compare, *ended[0], code)
     print(line, flush=True)
     return code
+
+
+def _local_client(local: LocalEngine) -> JobClient:
+    """The engine itself, in this process; through HTTP only where it is served (--ui),
+    so that the page and the command see the same server."""
+    if not local.url:
+        from localcompute.cli.local_jobs import LocalJobs  # the engine's own: with it
+
+        return LocalJobs(local.engine)
+    from localcompute.client import Client, Key  # aiohttp: only for a served engine
+
+    return Client(local.url, Key.random())
 
 
 async def _with_images(use: Callable[[Images], Awaitable[T]]) -> T:
@@ -248,7 +273,7 @@ async def _with_images(use: Callable[[Images], Awaitable[T]]) -> T:
 
 
 async def _job(
-    client: Client,
+    client: JobClient,
     args: argparse.Namespace,
     algorithm: Algorithm,
     container: Container,
@@ -316,7 +341,7 @@ async def _job(
 
 
 async def _show_page(
-    client: Client, args: argparse.Namespace, job_id: str, console: Console
+    client: JobClient, args: argparse.Namespace, job_id: str, console: Console
 ) -> None:
     """With --ui: the job's page, printed and opened."""
     if not args.ui:
@@ -328,7 +353,7 @@ async def _show_page(
 
 
 async def _download(
-    client: Client, done: RemoteJob, out: Path, console: Console
+    client: JobClient, done: RemoteJob, out: Path, console: Console
 ) -> dict[str, Path]:
     """Every result of the job into `out`: each file's name, and where it is now."""
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
@@ -341,7 +366,12 @@ async def _download(
 
 
 async def _leaving(
-    client: Client, job_id: str, stops: set[asyncio.Task[RemoteJob]], *, remote: bool, asked: bool
+    client: JobClient,
+    job_id: str,
+    stops: set[asyncio.Task[RemoteJob]],
+    *,
+    remote: bool,
+    asked: bool,
 ) -> None:
     """The command leaves before the job ended: a provider's job must not run on unseen,
     and no stop may be left in flight on a client about to close."""
@@ -354,7 +384,7 @@ async def _leaving(
             await asyncio.wait_for(client.stop(job_id), REMOTE_STOP_SECONDS)
 
 
-async def _follow(client: Client, job_id: str, console: Console) -> None:
+async def _follow(client: JobClient, job_id: str, console: Console) -> None:
     """The algorithm's output as it is printed; a broken stream only ends the following."""
     with contextlib.suppress(RemoteError, OSError):
         async for line in client.logs(job_id):

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from localcompute.core.errors import ConfigError, LocalComputeError
 from localcompute.runtime.local import hostinfo
 
 if TYPE_CHECKING:
+    from localcompute.engine import Engine
     from localcompute.runtime import ContainerRuntime
 
 log = logging.getLogger("localcompute")
@@ -117,11 +119,20 @@ def _config(args: argparse.Namespace, data_dir: Path, files: dict[str, str]) -> 
     }
 
 
+@dataclass(frozen=True)
+class LocalEngine:
+    """The command's own engine and, where it is served (`run --ui`), its URL; else
+    "": the command asks the engine itself (local_jobs.py)."""
+
+    engine: Engine
+    url: str = ""
+
+
 @contextlib.asynccontextmanager
 async def local_engine(
-    args: argparse.Namespace, datasets: list[tuple[str, str]]
-) -> AsyncIterator[str]:
-    """An engine served for this command only; yields its URL.
+    args: argparse.Namespace, datasets: list[tuple[str, str]], *, serve: bool
+) -> AsyncIterator[LocalEngine]:
+    """An engine for this command only; served on 127.0.0.1 when `serve`.
 
     On the way out, however the command leaves, the engine's containers are removed,
     and its own data folder with the job disks mounted in it.
@@ -131,7 +142,6 @@ async def local_engine(
         from localcompute.engine import Engine
         from localcompute.runtime.choice import runtime_for
         from localcompute.runtime.local.docker import DockerRuntime
-        from localcompute.web.serving import serving
 
     files = dict(datasets)
     own = args.data_dir is None
@@ -144,11 +154,22 @@ async def local_engine(
     try:
         settings = parse_settings(_config(args, data_dir, files), "localcompute run")
         engine = Engine(settings, runtime=runtime_for(settings))
-        # Its one client leaves first: a live log it followed must not hold the server.
-        async with serving(settings, engine=engine, handler_cancellation=True) as url:
-            instance = engine.instance
-            opening = asyncio.ensure_future(sweeper.open())
-            yield url
+        if serve:
+            with _loading():  # aiohttp's server: only for the page
+                from localcompute.web.serving import serving
+            # Its one client leaves first: a live log it followed must not hold the server.
+            async with serving(settings, engine=engine, handler_cancellation=True) as url:
+                instance = engine.instance
+                opening = asyncio.ensure_future(sweeper.open())
+                yield LocalEngine(engine, url)
+        else:
+            await engine.start()  # its catalog, data folder, key, store and Docker
+            try:
+                instance = engine.instance
+                opening = asyncio.ensure_future(sweeper.open())
+                yield LocalEngine(engine)
+            finally:
+                await engine.close()
         cut_short = False
     finally:
         # To its end, even when a signal cancels the command meanwhile (it says so after).

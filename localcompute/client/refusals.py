@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+from localcompute.core.errors import (
+    AlgorithmRefusedError,
+    InputRefusedError,
+    RefusedError,
+    RemoteError,
+)
 
-from localcompute.core.errors import AlgorithmRefusedError, InputRefusedError, RemoteError
+if TYPE_CHECKING:
+    import aiohttp
 
 
 async def refusal(response: aiohttp.ClientResponse) -> RemoteError:
@@ -22,6 +28,18 @@ async def refusal(response: aiohttp.ClientResponse) -> RemoteError:
         body = text
     kind = _refusal_kind(body)
     return kind(_reason(body) or f"HTTP {response.status}", status=response.status, body=body)
+
+
+def as_answered(error: RefusedError, datasets: list[str]) -> RemoteError:
+    """The engine's refusal as a client is told it (the server answers a RefusedError
+    400 {"error": payload}): for a caller that asks the engine in its own process and
+    must tell an input's refusal from the algorithm's as a client of the server does."""
+    body = {"error": error.payload}
+    kind = _refusal_kind(body)
+    answered = kind(_reason(body) or "HTTP 400", status=400, body=body)
+    if isinstance(answered, InputRefusedError):
+        return naming_the_input(answered, datasets)
+    return answered
 
 
 # Ocean's codes for a dataset that refuses the algorithm, not for a missing input.

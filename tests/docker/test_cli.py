@@ -158,6 +158,42 @@ def test_run_gives_live_output_results_and_the_algorithm_s_exit_code(work: Path)
     assert (work / "results" / status["jobId"] / "copy.txt") in paths
 
 
+def test_a_local_run_loads_no_http_client_or_server(work: Path) -> None:
+    """A local run asks its engine in its own process: what it imports, as Python's own
+    import log says, has nothing of aiohttp, the client's HTTP side or the web server
+    (only --ui serves it, for the page: test_run_ui_… below)."""
+    env = {**user_env(work), "PYTHONPROFILEIMPORTTIME": "1"}
+
+    def imported(*extra: str) -> set[str]:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "localcompute",
+                "run",
+                "algo.sh",
+                *IMAGE,
+                "--input",
+                "data.csv",
+                "--json",
+                *extra,
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert json.loads(done.stdout)["exitCode"] == 3, done.stderr[-3000:]
+        lines = [line.split("|")[-1].strip() for line in done.stderr.splitlines()]
+        return {line for line in lines if line and "import time:" not in line}
+
+    modules = imported()
+    assert "localcompute.engine.pipeline" in modules, "the import log was read"
+    http = {"aiohttp", "aiohttp.web", "localcompute.client.provider", "localcompute.web.serving"}
+    assert http.isdisjoint(modules), sorted(http & modules)
+
+
 def test_run_says_why_a_job_could_not_start_with_its_own_exit_code(work: Path) -> None:
     missing = localcompute(
         "run", "algo.sh", "--image", "no/such-image", "--input", "data.csv", cwd=work
