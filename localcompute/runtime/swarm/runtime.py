@@ -153,8 +153,11 @@ class SwarmRuntime(SwarmCluster):
             if services.task_status(task) != "rejected":
                 return
             reason = services.task_exit(task).reason
-            if attempt == REFUSED_TRIES or not services.refused_for_a_moment(reason):
-                raise ContainerError(f"the node refused to run it: {reason}")
+            momentary = services.refused_for_a_moment(reason)
+            if attempt == REFUSED_TRIES or not momentary:
+                # Past its tries, such a refusal is a device the node kept, not a moment.
+                hint = f" ({services.LEFT_DEVICE_HINT})" if momentary else ""
+                raise ContainerError(f"the node refused to run it: {reason}{hint}")
             # Its container never ran, so making the service again runs nothing twice.
             log.warning("%s: the node refused it for now (%s); trying again", name, reason)
             self._tasks.pop(name, None)

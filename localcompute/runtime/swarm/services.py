@@ -251,6 +251,14 @@ MOMENTARY_REFUSALS = (
 )
 
 
+# Where it does not pass: a VXLAN device of that network's VNI was left in the node's
+# own namespace (by an engine that stopped mid-way); only its removal lets it pass.
+LEFT_DEVICE_HINT = (
+    "a VXLAN device of this network may be left on the node: "
+    "`ip -d link show type vxlan` there, and `ip link del` the vx-… one no network uses"
+)
+
+
 def refused_for_a_moment(reason: str) -> bool:
     """Whether a rejected task's `reason` is one that passes: the task is made again."""
     return any(text in reason for text in MOMENTARY_REFUSALS)
