@@ -140,9 +140,11 @@ class DockerSettings(_Section):
         "process of this host, as the job's user, not in a helper container (local engine).",
     )
     host_filter: bool = Field(
-        True,
+        False,
         description="The output filter runs as a process of this host, as the job's user, "
-        "once the algorithm's container is gone, not in a helper container (local engine).",
+        "once the algorithm's container is gone, not in a helper container (local engine): "
+        "a container lifecycle less a job, but a server that dies mid-filter withholds the "
+        "outputs, where the container carries on and is awaited.",
     )
     run_as_user: str = Field(
         "auto",

@@ -65,9 +65,10 @@ def scenario(point: str) -> str:
 
 
 def child_settings(point: str) -> dict[str, Any]:
-    """The filter runs on this host unless told not to; its container's points need that."""
-    contained = point.startswith(f"{Stage.FILTER}.") and ".here_" not in point
-    return {"environments": ENV, **({"host_filter": False} if contained else {})}
+    """The filter runs in its container unless told otherwise; its points on this host
+    need host_filter."""
+    here = point.startswith(f"{Stage.FILTER}.here_")
+    return {"environments": ENV, **({"host_filter": True} if here else {})}
 
 
 def die_at(point: str, data_dir: Path, spec_json: str, action: str) -> tuple[int, str, str]:

@@ -99,11 +99,11 @@ async def test_a_fetch_of_local_files_runs_on_the_host_and_leaves_the_same_folde
     here = await engine_factory()
     made_here = Created(here)
     seen_here, log_here = await look(here, datasets)
-    # Fetch and filter both ran as processes of this host: one container, the algorithm's.
-    assert made_here.stages() == ["algorithm"], made_here.names
+    # The fetch ran as a process of this host; the filter, by default, in its container.
+    assert made_here.stages() == ["algorithm", "filter"], made_here.names
     await here.close()  # the data folder is one server's at a time
 
-    contained = await engine_factory(host_fetch=False, host_filter=False)
+    contained = await engine_factory(host_fetch=False)
     made_contained = Created(contained)
     seen_contained, log_contained = await look(contained, datasets)
     assert made_contained.stages() == ["fetch", "algorithm", "filter"]
@@ -151,5 +151,5 @@ async def test_a_fetch_that_downloads_still_runs_in_its_container(
     inputs = [datasets[0], url_input(D2, file_server.add("two.csv", "downloaded"))]
     job = await wait_final(engine, await engine.submit(raw_job("true", inputs=inputs)))
     assert job.status == JobStatus.JOB_COMPLETED, job.detail
-    # The download needs the fetch container; the filter still runs on this host.
-    assert made.stages() == ["fetch", "algorithm"]
+    # The download needs the fetch container.
+    assert made.stages() == ["fetch", "algorithm", "filter"]

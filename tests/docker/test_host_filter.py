@@ -1,7 +1,7 @@
 """The output filter runs as a process of this host once the algorithm's container is
 gone (engine/helpers_here.py): what an algorithm leaves, hostile or not, must become
 exactly the results, refusals and log the filter container makes of it, owned by the
-job's user, and with `host_filter = false` the filter runs in its container."""
+job's user, and without `host_filter` (the default) the filter runs in its container."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ async def filtered(engine: Engine, script: str, **spec: Any) -> tuple[Job, dict[
 async def test_hostile_outputs_become_the_same_results_on_the_host_as_in_the_container(
     engine_factory: EngineFactory, archive: bool
 ) -> None:
-    here = await engine_factory()
+    here = await engine_factory(host_filter=True)
     made_here = Created(here)
     job_here, seen_here = await filtered(here, HOSTILE, output_archive=archive)
     assert made_here.stages() == ["algorithm"], made_here.names
@@ -121,7 +121,7 @@ async def test_a_filter_on_the_host_is_not_root_and_cannot_reach_the_servers_fil
     await asyncio.to_thread(secret.write_text, "root's alone")
     await asyncio.to_thread(secret.chmod, 0o600)
     assert os.geteuid() == 0, "the docker layer runs as root"
-    engine = await engine_factory()
+    engine = await engine_factory(host_filter=True)
     script = (
         f"ln -s {secret} $OUTPUTS/secret.txt; ln $OUTPUTS/../outputs $OUTPUTS/x 2>/dev/null; true"
     )
