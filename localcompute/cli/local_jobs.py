@@ -66,11 +66,6 @@ class JobClient(Protocol):
     ) -> Path: ...
 
 
-def _resource(index: int) -> str:
-    """A dataset's place in a start request, as the provider API names it in a refusal."""
-    return "dataset" if index == 0 else f"datasets[{index}]"
-
-
 class LocalJobs:
     """What `localcompute run` asks of a provider (start, wait, follow the log, download,
     stop), answered by `engine`, as the job's owner `key` (made for this run)."""
@@ -117,10 +112,7 @@ class LocalJobs:
             algocustomdata=algocustomdata,
         )
         try:
-            inputs = []
-            for index, did in enumerate(datasets):
-                self.catalog.check_algorithm(did, _resource(index), None)
-                inputs.append(self.catalog.input_spec(did, _resource(index)))
+            inputs = self.catalog.inputs(datasets, None)  # as the provider API's start
             spec = JobSpec(
                 environment=environment or "",
                 owner=self.address,

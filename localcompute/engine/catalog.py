@@ -69,6 +69,16 @@ class Catalog:
             raise RefusedError({resource: "did_not_found"})
         return dataset
 
+    def inputs(self, dids: list[str], algorithm_did: str | None) -> list[InputSpec]:
+        """A start's datasets, in order, each checked against the algorithm; a refusal
+        names the dataset's place as the provider API does ("dataset", "datasets[1]")."""
+        inputs = []
+        for index, did in enumerate(dids):
+            resource = "dataset" if index == 0 else f"datasets[{index}]"
+            self.check_algorithm(did, resource, algorithm_did)
+            inputs.append(self.input_spec(did, resource))
+        return inputs
+
     def input_spec(self, did: str, resource: str) -> InputSpec:
         dataset = self.dataset(did, resource)
         files = [

@@ -54,11 +54,6 @@ from localcompute.web.provider_requests import (
 from localcompute.web.results import file_response, readable_job, running_log, stream_log
 from localcompute.web.views import provider_status
 
-
-def _resource(index: int) -> str:
-    return "dataset" if index == 0 else f"datasets[{index}]"
-
-
 # Where each AlgorithmSpec field came from in a start request, to name it in a refusal.
 _META_FIELDS = {
     "rawcode": "algorithm.meta.rawcode",
@@ -91,17 +86,6 @@ def algorithm_spec(catalog: Catalog, algorithm: AlgorithmRef) -> AlgorithmSpec:
     if algorithm.documentId:
         return catalog.algorithm_spec(algorithm.documentId, algorithm.algocustomdata)
     raise RefusedError({"algorithm": "missing_meta_documentId"})
-
-
-def _inputs(
-    catalog: Catalog, datasets: list[DatasetRef], algorithm: AlgorithmSpec
-) -> list[InputSpec]:
-    inputs = []
-    for i, ref in enumerate(datasets):
-        resource = _resource(i)
-        catalog.check_algorithm(ref.documentId, resource, algorithm.did or None)
-        inputs.append(catalog.input_spec(ref.documentId, resource))
-    return inputs
 
 
 # -- routes ---------------------------------------------------------------------
@@ -150,7 +134,7 @@ async def initialize(request: web.Request) -> web.Response:
         if valid_until <= time.time():
             raise RefusedError("The validUntil value is not correct.")
     algorithm = algorithm_spec(catalog, req.algorithm)
-    inputs = _inputs(catalog, req.datasets, algorithm)
+    inputs = catalog.inputs([d.documentId for d in req.datasets], algorithm.did or None)
     await _check_runnable(request, inputs, algorithm, env_id)
     answer: dict[str, Any] = {
         "datasets": [{"validOrder": d.transferTxId or _placeholder_order(d)} for d in req.datasets]
@@ -192,7 +176,7 @@ async def compute_start(request: web.Request) -> web.Response:
     request.app[SETTINGS].require_environment(req.environment)
     algorithm = algorithm_spec(catalog, req.algorithm)
     datasets = [req.dataset, *req.additionalDatasets]
-    inputs = _inputs(catalog, datasets, algorithm)
+    inputs = catalog.inputs([d.documentId for d in datasets], algorithm.did or None)
     message = f"{req.consumerAddress}{req.dataset.documentId}{auth.nonce_text(req.nonce)}"
     auth.verify(message, req.signature, req.consumerAddress)
     throttle.start(request, req.consumerAddress)
