@@ -25,6 +25,11 @@ class DiskQuota(Protocol):
     def hard(self) -> bool:
         """The kernel enforces it; else the engine watches."""
 
+    @property
+    def keeps_renamed(self) -> bool:
+        """A file renamed out of the folder still counts against the quota (an XFS
+        project's files carry its id): the filter copies the outputs out instead."""
+
     def attach(self, folder: Path, limit: int, key: str) -> None:
         """Create `folder`, empty, limited to `limit` bytes; `key` names the job."""
 
@@ -39,14 +44,17 @@ class DiskQuota(Protocol):
 
 
 def folder_size(folder: Path, *, one_file_system: bool = False) -> int:
-    """Bytes allocated under `folder` (as du counts them), links not followed; with
-    `one_file_system`, only on `folder`'s own file system (du -x): a mounted loop image
-    then counts once, as its file, not again as what is mounted from it."""
+    """Bytes allocated under `folder` (as du counts them), links not followed, each file
+    once however many names it has (or has had: one renamed while the walk goes on may be
+    met under its new name too); with `one_file_system`, only on `folder`'s own file
+    system (du -x): a mounted loop image then counts once, as its file, not again as
+    what is mounted from it."""
     try:
         device = folder.stat().st_dev
     except OSError:
         return 0
     total = 0
+    seen: set[tuple[int, int]] = set()
     stack = [folder]
     while stack:
         current = stack.pop()
@@ -61,6 +69,9 @@ def folder_size(folder: Path, *, one_file_system: bool = False) -> int:
                 continue
             if one_file_system and info.st_dev != device:
                 continue
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
             total += info.st_blocks * 512
             if entry.is_dir(follow_symlinks=False):
                 stack.append(Path(entry.path))
@@ -74,6 +85,7 @@ class WatchQuota:
 
     mechanism: Mechanism = "watch"
     hard: bool = False
+    keeps_renamed: bool = False
 
     def attach(self, folder: Path, limit: int, key: str) -> None:
         remove_tree(folder)
