@@ -84,6 +84,7 @@ class FilterStep:
                 "--manifest",
                 f"{by_descriptor(meta)}/{ws.filter_manifest.name}",
                 *(["--archive"] if ctx.job.spec.output_archive else []),
+                *(["--copy"] if ctx.copy_outputs else []),
             )
             process = HostProcess(
                 argv,

@@ -51,6 +51,7 @@ class StepKit:
             docker_settings=self.settings.docker,
             user=self.defaults.user,
             download_settings=self.settings.downloads,
+            copy_outputs=self.disk.keeps_renamed,
         )
 
     def disk_limit(self, job: Job) -> int:

@@ -15,16 +15,22 @@ A JSON manifest lists the results with their sizes and sha256 sums, and the
 refusals. Stdout becomes filter.log.
 
 The outputs lie under the job's disk quota and the results outside it, so the outputs
-are moved, not copied: each file is copied last chunk first and cut short behind the
-copy, and the two together never hold more than one chunk twice. Chunks of zeros are
-left as holes, so a sparse file cannot become more on the host than in the quota.
-A file the filter may not write to (the algorithm made it read-only) is copied as is.
+are moved, never held twice. Where one file system and one mount hold both (a watched
+folder; the filter sees the job's whole folder) a top-level file is renamed: no byte is
+copied, and the one read of it is for its sha256. Elsewhere (a loop-mounted image is a
+file system of its own; with --copy, where a renamed file would still count against the
+job's quota) each file is copied first chunk first with a hole punched behind the copy
+(last chunk first, cut short, where holes cannot be punched), so the two together never
+hold more than one chunk twice. Chunks of zeros are left as holes, so a sparse file cannot
+become more on the host than in the quota. A file the filter may not write to (the
+algorithm made it read-only) is copied as is.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import importlib
 import io
@@ -34,7 +40,7 @@ import stat
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 if __package__:  # imported as part of localcompute (the engine, the tests)
     from localcompute.helper.contract import (
@@ -47,6 +53,7 @@ if __package__:  # imported as part of localcompute (the engine, the tests)
         Report,
         Result,
         Unreadable,
+        cannot_read,
         hash_file,
         inspect,
         list_dir,
@@ -65,6 +72,7 @@ else:  # run as a program in the helper image, beside the other helper modules
         Report,
         Result,
         Unreadable,
+        cannot_read,
         hash_file,
         inspect,
         list_dir,
@@ -86,10 +94,24 @@ def _sibling(name: str) -> Any:
 # --- top-level files -------------------------------------------------------------------------
 
 
-def move_result(entry: os.DirEntry[str], expected: os.stat_result, results: Path) -> Result:
-    """Move one file into results (see transfer), hashing it on the way (or what arrived,
-    where it had to go last chunk first)."""
+# A result's mode, as a copy would have it: readable, not executable, nothing an ACL of
+# the algorithm's granted beyond that (a chmod narrows an ACL's mask too).
+RESULT_MODE = 0o644
+# Where a rename cannot be had: another file system or mount, or one that will not.
+_NOT_HERE = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.EROFS, errno.ENOSYS})
+
+
+def move_result(
+    entry: os.DirEntry[str], expected: os.stat_result, results: Path, *, rename: bool = True
+) -> Result:
+    """Move one file into results: renamed where it can be (then hashed, its one read),
+    else copied by transfer, hashing it on the way (or what arrived, where it had to go
+    last chunk first)."""
     dest = results / entry.name
+    if rename:
+        renamed = rename_result(entry.path, expected, dest)
+        if renamed is not None:
+            return renamed
     digest = hashlib.sha256()
     try:
         # "xb": results starts empty, so an existing name is a bug, never to be overwritten.
@@ -109,10 +131,43 @@ def move_result(entry: os.DirEntry[str], expected: os.stat_result, results: Path
     return Result(entry.name, size, digest.hexdigest())
 
 
+def rename_result(path: str, expected: os.stat_result, dest: Path) -> Result | None:
+    """Rename the file into results and hash it there; None where a rename cannot be had
+    here (the caller copies). The file is opened first, so one the filter cannot read is
+    refused where it lies, and what is hashed is the very file that moved."""
+    opened, _ = open_regular(path, expected)
+    with opened as source:
+        if os.path.lexists(dest):
+            raise Unreadable("a result of that name exists already")
+        try:
+            os.rename(path, dest)
+        except OSError as exc:
+            if exc.errno in _NOT_HERE:
+                return None
+            raise Unreadable(cannot_read(exc)) from exc
+        try:
+            moved = os.lstat(dest)
+            if (moved.st_dev, moved.st_ino) != (expected.st_dev, expected.st_ino):
+                raise Unreadable("changed while being read")
+            with contextlib.suppress(OSError):
+                os.fchmod(source.fileno(), RESULT_MODE)
+            # open_regular's file is a buffered one (BinaryIO does not say it can readinto).
+            digest = hashlib.file_digest(cast(io.BufferedReader, source), "sha256")
+            size = source.tell()
+            if size != os.fstat(source.fileno()).st_size:
+                raise Unreadable("changed while being read")
+        except (Unreadable, OSError) as exc:
+            dest.unlink(missing_ok=True)
+            if isinstance(exc, Unreadable):
+                raise
+            raise Unreadable(cannot_read(exc)) from exc
+    return Result(dest.name, size, digest.hexdigest())
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
-def run(outputs: Path, results: Path, *, archive: bool = False) -> Report:
+def run(outputs: Path, results: Path, *, archive: bool = False, rename: bool = True) -> Report:
     report = Report()
     if archive:
         tarpack = _sibling("tarpack")
@@ -127,7 +182,7 @@ def run(outputs: Path, results: Path, *, archive: bool = False) -> Report:
             directories.append((entry.name, info))
             continue
         try:
-            result = move_result(entry, info, results)
+            result = move_result(entry, info, results, rename=rename)
         except Unreadable as exc:
             report.refuse(entry.name, str(exc))
             continue
@@ -160,6 +215,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--archive", action="store_true", help="one outputs.tar of everything, under outputs/"
     )
     parser.add_argument(
+        "--copy",
+        action="store_true",
+        help="copy the files, never rename them (a renamed file would still count against "
+        "the job's quota: an XFS project)",
+    )
+    parser.add_argument(
         "--logs", type=Path, default=None, help="the algorithm's logs, uploaded with the results"
     )
     return parser.parse_args(argv)
@@ -172,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        report = run(args.outputs, args.results, archive=args.archive)
+        report = run(args.outputs, args.results, archive=args.archive, rename=not args.copy)
         write_manifest(args.manifest, report)
         url = os.environ.get(STAGE_URL_VAR)
         if url:

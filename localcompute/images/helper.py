@@ -42,8 +42,11 @@ VOLUME_MOUNT_POINTS = (
     "data/ddos",
     "data/outputs",
     "data/logs",
-    "results",
-    "meta",
+    # The filter's, beneath runtime/containers.py's FILTER_JOB.
+    "job/data/outputs",
+    "job/data/logs",
+    "job/results",
+    "job/meta",
 )
 
 
@@ -92,7 +95,7 @@ def _make_build_context(context: Path) -> None:
         shutil.copyfile(path, context / "helper" / path.name)
     # The mount points of a job's volumes, writable by any user: under Swarm a job's data
     # are named volumes, and a new volume takes the mode of the folder it is first
-    # mounted over (the fetch's /data/…, the filter's /results and /meta).
+    # mounted over (the fetch's /data/…, the filter's /job/…).
     for folder in VOLUME_MOUNT_POINTS:
         (context / "skeleton" / folder).mkdir(parents=True)
     for path in sorted((context / "skeleton").rglob("*")):

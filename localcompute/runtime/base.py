@@ -38,6 +38,9 @@ class Area(StrEnum):
     LOGS = "logs"
     RESULTS = "results"  # the filtered outputs
     META = "meta"  # the filter's manifest
+    # The job's folder as the filter needs it, outputs, results and meta in one mount, so
+    # that an output can move by a rename (Swarm: those three areas' volumes beneath it).
+    JOB = "job"
 
 
 # The job's data areas, each a folder of DATA (and a volume of its own under Swarm).
@@ -73,6 +76,10 @@ class ContainerSpec:
     command: list[str]
     labels: Mapping[str, str]
     mounts: tuple[Mount, ...] = ()
+    # Paths beneath a mount the container must not see: each covered by an empty,
+    # read-only file system in memory. A runtime that mounts only the job's areas (Swarm)
+    # has nothing there to cover.
+    hidden: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     network: Network = Network.NONE
     user: str | None = None

@@ -29,6 +29,8 @@ from localcompute.runtime.workspace import Workspace
 
 ALGORITHM_PATH = "/data/transformations/algorithm"
 SOURCES_DIR = "/sources"
+# Where the filter sees the job's folder (Workspace's layout beneath it).
+FILTER_JOB = "/job"
 
 
 class Stage(StrEnum):
@@ -47,6 +49,8 @@ class JobContext:
     docker_settings: DockerSettings
     user: str
     download_settings: DownloadSettings = field(default_factory=DownloadSettings)
+    # The filter copies the outputs out, never renames them (DiskQuota.keeps_renamed).
+    copy_outputs: bool = False
 
     def name(self, stage: Stage) -> str:
         return container_name(self.instance, self.job.job_id, stage)
@@ -210,23 +214,30 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
         entrypoint=["python3", f"{HELPER_IN_IMAGE}/filter.py"],
         command=[
             "--outputs",
-            "/data/outputs",
+            f"{FILTER_JOB}/data/outputs",
             "--results",
-            "/results",
+            f"{FILTER_JOB}/results",
             "--manifest",
-            "/meta/filter.json",
+            f"{FILTER_JOB}/meta/filter.json",
             "--logs",
-            "/data/logs",
+            f"{FILTER_JOB}/data/logs",
             *(["--archive"] if ctx.job.spec.output_archive else []),
+            *(["--copy"] if ctx.copy_outputs else []),
         ],
         labels=ctx.labels(Stage.FILTER),
         mounts=(
-            # Writable: the filter moves the outputs out of the quota, never copies them.
-            Mount(ws.outputs, "/data/outputs", read_only=False, area=Area.OUTPUTS),
+            # The job's folder as one mount, writable: the filter moves the outputs out of
+            # the quota, and where one file system holds both (a watched folder) a move is
+            # a rename, not a copy; across two mounts it could only copy.
+            Mount(ws.root, FILTER_JOB, read_only=False, area=Area.JOB),
             # Read only: where results travel by HTTP, the algorithm's own log goes too.
-            Mount(ws.logs, "/data/logs", read_only=True, area=Area.LOGS),
-            Mount(ws.results, "/results", read_only=False, area=Area.RESULTS),
-            Mount(ws.meta, "/meta", read_only=False, area=Area.META),
+            Mount(ws.logs, f"{FILTER_JOB}/data/logs", read_only=True, area=Area.LOGS),
+        ),
+        # The rest of the job's folder is none of the filter's business: the fetch's
+        # instructions (URLs, headers), the server's logs, and the data sets themselves.
+        hidden=tuple(
+            f"{FILTER_JOB}/{part}"
+            for part in ("spec", "adminlogs", "data/inputs", "data/transformations", "data/ddos")
         ),
         network=Network.SERVER,
         user=ctx.user,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -184,8 +185,28 @@ def test_fetch_gets_local_files_read_only_and_no_urls_leak_to_others() -> None:
     assert doc["inputs"][0]["files"] == [{"url": "https://x/a"}, {"path": "/sources/0"}]
     filt = filter_container(ctx)
     assert filt.network is Network.SERVER
-    # Writable to the filter, which moves the outputs out of the job's quota.
-    assert {m.target: m.read_only for m in filt.mounts}["/data/outputs"] is False
+    # The job's folder, writable to the filter, which moves the outputs out of the job's
+    # quota (by a rename, where one mount holds outputs and results); the algorithm's log
+    # read only, and the data, the fetch's instructions and the server's logs covered.
+    assert {m.target: (m.source, m.read_only) for m in filt.mounts} == {
+        "/job": (ctx.workspace.root, False),
+        "/job/data/logs": (ctx.workspace.logs, True),
+    }
+    assert sorted(filt.hidden) == [
+        "/job/adminlogs",
+        "/job/data/ddos",
+        "/job/data/inputs",
+        "/job/data/transformations",
+        "/job/spec",
+    ]
+    host = create_kwargs(
+        filt, docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    )["host_config"]
+    covers = {m["Target"]: m for m in host["Mounts"] if m["Type"] == "tmpfs"}
+    assert sorted(covers) == sorted(filt.hidden)
+    assert all(m["ReadOnly"] for m in covers.values())
+    assert "--copy" not in filt.command
+    assert "--copy" in filter_container(replace(ctx, copy_outputs=True)).command
     for spec in (filt, algorithm_container(ctx, EnvironmentSettings(id="e"))):
         assert "https://x/a" not in json.dumps(spec.environment)
     assert {Stage(s) for s in ("fetch", "algorithm", "filter")} == set(Stage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -32,10 +33,13 @@ def dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
     return outputs, results, tmp_path / "manifest.json"
 
 
-def run_filter(dirs: tuple[Path, Path, Path]) -> int:
+def run_filter(dirs: tuple[Path, Path, Path], *, copy: bool = False) -> int:
+    """The filter over `dirs`: outputs and results on one file system, so it renames;
+    `copy`: as where it cannot (a loop image) or may not (an XFS project)."""
     outputs, results, manifest = dirs
     return output_filter.main(
         ["--outputs", str(outputs), "--results", str(results), "--manifest", str(manifest)]
+        + (["--copy"] if copy else [])
     )
 
 
@@ -322,8 +326,9 @@ def allocated(path: Path) -> int:
     return sum(p.lstat().st_blocks * 512 for p in [path, *path.rglob("*")])
 
 
+@pytest.mark.parametrize("copy", [False, True], ids=["renamed", "copied"])
 def test_outputs_are_moved_into_the_results_never_held_twice(
-    dirs: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+    dirs: tuple[Path, Path, Path], copy: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The outputs lie under the job's quota, the results outside it: while the filter
     runs, the two together never hold more than the outputs and one chunk."""
@@ -345,7 +350,7 @@ def test_outputs_are_moved_into_the_results_never_held_twice(
 
     monkeypatch.setattr(os, "pwrite", measured_pwrite)
 
-    assert run_filter(dirs) == 0
+    assert run_filter(dirs, copy=copy) == 0
 
     assert peak <= before + 64 * 1024 + 64 * 1024  # one chunk, and a tar's headers
     assert (results / "top.bin").read_bytes() == top
@@ -357,7 +362,10 @@ def test_outputs_are_moved_into_the_results_never_held_twice(
         assert result["sha256"] == sha256(results / result["filename"])
 
 
-def test_a_sparse_output_stays_sparse_in_the_results(dirs: tuple[Path, Path, Path]) -> None:
+@pytest.mark.parametrize("copy", [False, True], ids=["renamed", "copied"])
+def test_a_sparse_output_stays_sparse_in_the_results(
+    dirs: tuple[Path, Path, Path], copy: bool
+) -> None:
     """A file of holes is no more on the host after the filter than it was in the quota."""
     outputs, results, _ = dirs
     with (outputs / "sparse.bin").open("wb") as f:
@@ -368,7 +376,7 @@ def test_a_sparse_output_stays_sparse_in_the_results(dirs: tuple[Path, Path, Pat
     with (outputs / "dir" / "sparse.bin").open("wb") as f:
         f.truncate(16 * 1024 * 1024)
 
-    assert run_filter(dirs) == 0
+    assert run_filter(dirs, copy=copy) == 0
 
     assert (results / "sparse.bin").stat().st_size == 40 * 1024 * 1024
     assert allocated(results) < 8 * 1024 * 1024
@@ -393,7 +401,7 @@ def test_an_output_the_filter_may_not_write_is_copied_and_left(
 
     monkeypatch.setattr(os, "open", read_only_open)
 
-    assert run_filter(dirs) == 0
+    assert run_filter(dirs, copy=True) == 0
 
     assert (results / "kept.txt").read_text() == "kept"
     assert (outputs / "kept.txt").read_text() == "kept"
@@ -413,7 +421,7 @@ def test_a_moved_file_is_hashed_on_its_way_not_read_again(
         raise AssertionError(f"{path} was read again")
 
     monkeypatch.setattr(output_filter, "hash_file", no_second_read)
-    assert run_filter(dirs) == 0
+    assert run_filter(dirs, copy=True) == 0
     [entry] = read_manifest(dirs)["results"]
     assert entry["sha256"] == hashlib.sha256(data).hexdigest() == sha256(results / "out.bin")
     assert entry["filesize"] == len(data) and not (outputs / "out.bin").exists()
@@ -435,7 +443,7 @@ def test_where_holes_cannot_be_punched_the_move_goes_backwards_and_hashes_after(
         real_ftruncate(fd, length)
 
     monkeypatch.setattr(os, "ftruncate", watched)
-    assert run_filter(dirs) == 0
+    assert run_filter(dirs, copy=True) == 0
     [entry] = read_manifest(dirs)["results"]
     assert entry["sha256"] == hashlib.sha256(data).hexdigest() == sha256(results / "out.bin")
     assert cuts[1:] == sorted(cuts[1:], reverse=True), "cut short from the end"
@@ -459,8 +467,78 @@ def test_a_large_file_that_fails_mid_move_is_refused_and_its_hashing_thread_ends
 
     monkeypatch.setattr(os, "pread", failing)
     threads = threading.active_count()
-    assert run_filter(dirs) == 0
+    assert run_filter(dirs, copy=True) == 0
     assert threading.active_count() == threads, "the hashing thread outlived the move"
     manifest = read_manifest(dirs)
     assert manifest["results"] == []
     assert [r["path"] for r in manifest["refused"]] == ["out.bin"], manifest
+
+
+def test_an_output_on_the_results_file_system_is_renamed_never_copied(
+    dirs: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where one file system holds outputs and results, a top-level file moves by a
+    rename: the same file, no byte written, and its one read is for its sha256. It is
+    left readable and not executable, whatever the algorithm made it."""
+    outputs, results, _ = dirs
+    data = os.urandom(3 * 1024 * 1024 + 11)
+    (outputs / "out.bin").write_bytes(data)
+    (outputs / "out.bin").chmod(0o4755)
+    inode = (outputs / "out.bin").stat().st_ino
+
+    def no_write(*args: object) -> int:
+        raise AssertionError("a byte of a renamed output was written")
+
+    monkeypatch.setattr(os, "pwrite", no_write)
+    assert run_filter(dirs) == 0
+    moved = (results / "out.bin").stat()
+    assert moved.st_ino == inode and stat.S_IMODE(moved.st_mode) == 0o644
+    assert not (outputs / "out.bin").exists()
+    [entry] = read_manifest(dirs)["results"]
+    assert entry == {
+        "filename": "out.bin",
+        "filesize": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def test_where_a_rename_crosses_file_systems_the_output_is_copied(
+    dirs: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop-mounted quota is a file system of its own: rename says EXDEV, and the file
+    is moved by a copy instead, whole and hashed."""
+    outputs, results, _ = dirs
+    data = os.urandom(1024 * 1024 + 7)
+    (outputs / "out.bin").write_bytes(data)
+
+    def cross_device(src: object, dst: object, **kwargs: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    assert run_filter(dirs) == 0
+    assert (results / "out.bin").read_bytes() == data and not (outputs / "out.bin").exists()
+    [entry] = read_manifest(dirs)["results"]
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_renamed_output_that_cannot_be_hashed_is_refused_and_not_published(
+    dirs: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outputs, results, _ = dirs
+    (outputs / "bad.bin").write_bytes(b"x" * 4096)
+    (outputs / "good.bin").write_bytes(b"good")
+    real = hashlib.file_digest
+
+    def failing(f: Any, name: str) -> Any:
+        if os.fstat(f.fileno()).st_size == 4096:
+            raise OSError(5, "Input/output error")
+        return real(f, name)
+
+    monkeypatch.setattr(hashlib, "file_digest", failing)
+    assert run_filter(dirs) == 0
+    manifest = read_manifest(dirs)
+    assert [r["filename"] for r in manifest["results"]] == ["good.bin"]
+    assert manifest["refused"] == [
+        {"path": "bad.bin", "reason": "cannot be read: Input/output error"}
+    ]
+    assert sorted(p.name for p in results.iterdir()) == ["good.bin"]

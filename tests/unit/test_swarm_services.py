@@ -87,8 +87,17 @@ def test_the_data_are_the_jobs_own_volumes_and_nothing_of_the_host_is_mounted() 
         "/data/logs": False,
     }
     filt = service_body(filter_container(ctx), PLACE, network=None, token="t1")
-    targets = {m["Target"] for m in filt["TaskTemplate"]["ContainerSpec"]["Mounts"]}
-    assert targets == {"/data/outputs", "/data/logs", "/results", "/meta", "/tmp"}
+    read_only = {
+        m["Target"]: m["ReadOnly"]
+        for m in filt["TaskTemplate"]["ContainerSpec"]["Mounts"]
+        if m["Type"] == "volume"
+    }
+    assert read_only == {
+        "/job/data/outputs": False,
+        "/job/data/logs": True,
+        "/job/results": False,
+        "/job/meta": False,
+    }
 
 
 def test_a_host_folder_that_is_no_part_of_the_job_is_refused() -> None:

@@ -61,6 +61,8 @@ class LoopQuota:
 
     mechanism: Mechanism = "loop"
     hard: bool = True
+    # A file system of its own: nothing renames out of it (the filter copies).
+    keeps_renamed: bool = False
 
     @staticmethod
     def image(folder: Path) -> Path:
@@ -117,6 +119,10 @@ class XfsQuota:
     mountpoint: Path
     mechanism: Mechanism = "xfs"
     hard: bool = True
+    # XFS lets a file be renamed out of a project's tree (into a folder that does not
+    # inherit one) and it keeps the project id: the job's results would go on counting
+    # against a project whose number a later job may draw.
+    keeps_renamed: bool = True
 
     @staticmethod
     def project(key: str) -> int:

@@ -10,6 +10,10 @@ import docker.types
 from localcompute.runtime import hardening
 from localcompute.runtime.base import ContainerSpec, ContainerState, Network
 
+# What covers a hidden path: an empty tmpfs, read-only so it stays empty (runc gives it
+# the covered folder's owner and mode).
+HIDDEN_SIZE = 4096
+
 
 def create_kwargs(spec: ContainerSpec, api: Any, network_mode: str = "none") -> dict[str, Any]:
     """The arguments of APIClient.create_container for `spec`: limits and hardening included.
@@ -31,8 +35,20 @@ def create_kwargs(spec: ContainerSpec, api: Any, network_mode: str = "none") -> 
     profile = hardening.seccomp_profile(spec.oci_runtime, hardened=spec.hardened)
     host_config = api.create_host_config(
         mounts=[
-            docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
-            for m in spec.mounts
+            *(
+                docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
+                for m in spec.mounts
+            ),
+            *(
+                docker.types.Mount(
+                    path,
+                    None,
+                    type="tmpfs",
+                    read_only=True,
+                    tmpfs_size=HIDDEN_SIZE,
+                )
+                for path in spec.hidden
+            ),
         ],
         network_mode=network_mode,
         nano_cpus=spec.nano_cpus,

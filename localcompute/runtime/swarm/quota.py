@@ -27,6 +27,7 @@ class SwarmQuota:
     usage: Callable[[str], int | None] = lambda job_id: None
     mechanism: Mechanism = "volumes"
     hard: bool = False
+    keeps_renamed: bool = False  # the filter's results travel by HTTP: nothing is renamed
 
     def attach(self, folder: Path, limit: int, key: str) -> None:
         remove_tree(folder)

@@ -80,6 +80,12 @@ def service_mounts(spec: ContainerSpec, instance: str) -> list[dict[str, Any]]:
             continue
         if mount.area is Area.DATA:
             mounts += [volume(a, f"{mount.target}/{a}", mount.read_only) for a in DATA_AREAS]
+        elif mount.area is Area.JOB:
+            mounts += [
+                volume(Area.OUTPUTS, f"{mount.target}/data/{Area.OUTPUTS}", mount.read_only),
+                volume(Area.RESULTS, f"{mount.target}/{Area.RESULTS}", mount.read_only),
+                volume(Area.META, f"{mount.target}/{Area.META}", mount.read_only),
+            ]
         elif mount.area is not None and job_id:
             mounts.append(volume(mount.area, mount.target, mount.read_only))
         else:
