@@ -43,8 +43,23 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=folder,
     )
     [wheel] = (folder / "dist").glob("localcompute-*.whl")
-    sh(sys.executable, "-m", "venv", folder / "venv", cwd=folder)
-    sh(folder / "venv" / "bin" / "pip", "install", "-q", wheel, cwd=folder)
+    # A venv without a pip of its own, filled by this one (--python): the wheel and its
+    # dependencies as a user's pip installs them, without the 4 s of ensurepip; nor
+    # byte-compiled ahead (what the commands import compiles when first imported).
+    sh(sys.executable, "-m", "venv", "--without-pip", folder / "venv", cwd=folder)
+    python = folder / "venv" / "bin" / "python"
+    sh(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "-q",
+        "--no-compile",
+        wheel,
+        cwd=folder,
+    )
     return folder / "venv" / "bin" / "localcompute"
 
 
