@@ -15,6 +15,7 @@ import pytest
 
 import localcompute
 import localcompute.__main__ as entry
+import localcompute.cli  # the real one, for the test to put back where it was
 
 
 class _SwallowingCli(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -55,7 +56,7 @@ def test_a_ctrl_c_while_the_cli_loads_ends_the_command_with_130(
     finder = _SwallowingCli()
     # The real CLI comes back after: in sys.modules and as the package's attribute.
     monkeypatch.delitem(sys.modules, "localcompute.cli", raising=False)
-    monkeypatch.setattr(localcompute, "cli", getattr(localcompute, "cli", None), raising=False)
+    monkeypatch.setattr(localcompute, "cli", localcompute.cli)
     monkeypatch.setattr(sys, "meta_path", [finder, *sys.meta_path])
     monkeypatch.setattr(entry, "leave", lambda code: code)  # not the test's process exit
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
