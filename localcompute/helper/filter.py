@@ -40,7 +40,7 @@ import stat
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 if __package__:  # imported as part of localcompute (the engine, the tests)
     from localcompute.helper.contract import (
@@ -108,20 +108,23 @@ def move_result(
     else copied by transfer, hashing it on the way (or what arrived, where it had to go
     last chunk first)."""
     dest = results / entry.name
-    if rename:
-        renamed = rename_result(entry.path, expected, dest)
-        if renamed is not None:
-            return renamed
-    digest = hashlib.sha256()
-    try:
-        # "xb": results starts empty, so an existing name is a bug, never to be overwritten.
-        opened, movable = open_regular(entry.path, expected)
-        with opened as source, open(dest, "xb") as out:
-            size = os.fstat(source.fileno()).st_size
-            hashed = transfer(source, movable, size, out, 0, digest)
-    except Unreadable:
-        dest.unlink(missing_ok=True)
-        raise
+    # Opened first: a file the filter cannot read is refused where it lies, and what is
+    # hashed is the very file that moved.
+    opened, movable = open_regular(entry.path, expected)
+    with opened as source:
+        if rename:
+            renamed = rename_result(entry.path, source, expected, dest)
+            if renamed is not None:
+                return renamed
+        digest = hashlib.sha256()
+        try:
+            # "xb": results starts empty, so an existing name is a bug, never to be overwritten.
+            with open(dest, "xb") as out:
+                size = os.fstat(source.fileno()).st_size
+                hashed = transfer(source, movable, size, out, 0, digest)
+        except Unreadable:
+            dest.unlink(missing_ok=True)
+            raise
     if movable:
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
@@ -131,36 +134,36 @@ def move_result(
     return Result(entry.name, size, digest.hexdigest())
 
 
-def rename_result(path: str, expected: os.stat_result, dest: Path) -> Result | None:
-    """Rename the file into results and hash it there; None where a rename cannot be had
-    here (the caller copies). The file is opened first, so one the filter cannot read is
-    refused where it lies, and what is hashed is the very file that moved."""
-    opened, _ = open_regular(path, expected)
-    with opened as source:
-        if os.path.lexists(dest):
-            raise Unreadable("a result of that name exists already")
-        try:
-            os.rename(path, dest)
-        except OSError as exc:
-            if exc.errno in _NOT_HERE:
-                return None
-            raise Unreadable(cannot_read(exc)) from exc
-        try:
-            moved = os.lstat(dest)
-            if (moved.st_dev, moved.st_ino) != (expected.st_dev, expected.st_ino):
-                raise Unreadable("changed while being read")
-            with contextlib.suppress(OSError):
-                os.fchmod(source.fileno(), RESULT_MODE)
-            # open_regular's file is a buffered one (BinaryIO does not say it can readinto).
-            digest = hashlib.file_digest(cast(io.BufferedReader, source), "sha256")
-            size = source.tell()
-            if size != os.fstat(source.fileno()).st_size:
-                raise Unreadable("changed while being read")
-        except (Unreadable, OSError) as exc:
-            dest.unlink(missing_ok=True)
-            if isinstance(exc, Unreadable):
-                raise
-            raise Unreadable(cannot_read(exc)) from exc
+def rename_result(
+    path: str, source: BinaryIO, expected: os.stat_result, dest: Path
+) -> Result | None:
+    """Rename the file `source` has open into results and hash it there; None where a
+    rename cannot be had here (the caller copies)."""
+    if os.path.lexists(dest):
+        raise Unreadable("a result of that name exists already")
+    try:
+        os.rename(path, dest)
+    except OSError as exc:
+        if exc.errno in _NOT_HERE:
+            return None
+        raise Unreadable(cannot_read(exc)) from exc
+    try:
+        moved = os.lstat(dest)
+        if (moved.st_dev, moved.st_ino) != (expected.st_dev, expected.st_ino):
+            raise Unreadable("changed while being read")
+        with contextlib.suppress(OSError):
+            os.fchmod(source.fileno(), RESULT_MODE)
+        # open_regular's file is a buffered one (BinaryIO does not say it can readinto).
+        digest = hashlib.file_digest(cast(io.BufferedReader, source), "sha256")
+        size = source.tell()
+        if size != os.fstat(source.fileno()).st_size:
+            raise Unreadable("changed while being read")
+    except Unreadable:
+        dest.unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        dest.unlink(missing_ok=True)
+        raise Unreadable(cannot_read(exc)) from exc
     return Result(dest.name, size, digest.hexdigest())
 
 

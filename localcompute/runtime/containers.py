@@ -208,19 +208,24 @@ def algorithm_container(ctx: JobContext, env: EnvironmentSettings) -> ContainerS
 
 def filter_container(ctx: JobContext) -> ContainerSpec:
     ws = ctx.workspace
+
+    def seen(path: Path) -> str:
+        """Where the filter sees a part of the job's folder."""
+        return f"{FILTER_JOB}/{path.relative_to(ws.root)}"
+
     return ContainerSpec(
         name=ctx.name(Stage.FILTER),
         image=ctx.docker_settings.helper_image,
         entrypoint=["python3", f"{HELPER_IN_IMAGE}/filter.py"],
         command=[
             "--outputs",
-            f"{FILTER_JOB}/data/outputs",
+            seen(ws.outputs),
             "--results",
-            f"{FILTER_JOB}/results",
+            seen(ws.results),
             "--manifest",
-            f"{FILTER_JOB}/meta/filter.json",
+            seen(ws.filter_manifest),
             "--logs",
-            f"{FILTER_JOB}/data/logs",
+            seen(ws.logs),
             *(["--archive"] if ctx.job.spec.output_archive else []),
             *(["--copy"] if ctx.copy_outputs else []),
         ],
@@ -231,13 +236,13 @@ def filter_container(ctx: JobContext) -> ContainerSpec:
             # a rename, not a copy; across two mounts it could only copy.
             Mount(ws.root, FILTER_JOB, read_only=False, area=Area.JOB),
             # Read only: where results travel by HTTP, the algorithm's own log goes too.
-            Mount(ws.logs, f"{FILTER_JOB}/data/logs", read_only=True, area=Area.LOGS),
+            Mount(ws.logs, seen(ws.logs), read_only=True, area=Area.LOGS),
         ),
         # The rest of the job's folder is none of the filter's business: the fetch's
         # instructions (URLs, headers), the server's logs, and the data sets themselves.
         hidden=tuple(
-            f"{FILTER_JOB}/{part}"
-            for part in ("spec", "adminlogs", "data/inputs", "data/transformations", "data/ddos")
+            seen(folder)
+            for folder in (ws.spec, ws.adminlogs, ws.inputs, ws.transformations, ws.ddos)
         ),
         network=Network.SERVER,
         user=ctx.user,
